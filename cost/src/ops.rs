@@ -1,0 +1,311 @@
+//! Per-op arithmetic: MACs, parameters, deployed weight bytes, scratch and the work that the
+//! target's cycle table prices.
+//!
+//! Deployed weight format: int8 weights, int32 biases, 8 bytes of requantization parameters
+//! (int32 multiplier + int32 shift, per tensor) per requantizing op, int32 LayerNorm gamma/beta,
+//! int8 embedding tables. With a [`Sparsity`](crate::graph::Sparsity), the weight matrix is
+//! stored blockwise run-length coded when `pruning::rle::predicted_size_bytes` is smaller than
+//! dense (TinyFormer's self-adaptive rule), and its MACs scale by `1 - rho`.
+
+use crate::error::CostError;
+use crate::graph::{Op, OpKind};
+use crate::target::{KernelClass, Target};
+
+/// Work units priced by [`crate::target::CycleTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    LinearMac,
+    MatMulMac,
+    ConvMac,
+    DepthwiseMac,
+    Softmax,
+    LayerNorm,
+    Gelu,
+    Add,
+    Requant,
+    Pool,
+    Copy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpCost {
+    pub macs: u64,
+    /// Float-model parameter count (the KWT paper's count).
+    pub params: u64,
+    /// Deployed bytes in flash.
+    pub weight_bytes: u64,
+    /// Whether the weights are stored RLE-coded.
+    pub sparse_coded: bool,
+    pub output_bytes: u64,
+    /// Kernel scratch (int32 accumulators, im2col, attention intermediates), live only during
+    /// the op.
+    pub scratch_bytes: u64,
+    pub class: KernelClass,
+    pub work: Vec<(Work, u64)>,
+}
+
+impl OpCost {
+    /// Cycles on `target`: MAC work / simd width, everything split over the worker cores, plus
+    /// one call overhead.
+    pub fn cycles(&self, target: &Target) -> f64 {
+        let c = &target.cycles;
+        let simd = target.simd_width as f64;
+        let total: f64 = self
+            .work
+            .iter()
+            .map(|&(w, n)| {
+                let n = n as f64;
+                match w {
+                    Work::LinearMac => n * c.linear / simd,
+                    Work::MatMulMac => n * c.matmul / simd,
+                    Work::ConvMac => n * c.conv / simd,
+                    Work::DepthwiseMac => n * c.depthwise / simd,
+                    Work::Softmax => n * c.softmax,
+                    Work::LayerNorm => n * c.layernorm,
+                    Work::Gelu => n * c.gelu,
+                    Work::Add => n * c.add,
+                    Work::Requant => n * c.requant,
+                    Work::Pool => n * c.pool,
+                    Work::Copy => n * c.copy,
+                }
+            })
+            .sum();
+        total / target.workers() as f64 + c.call_overhead
+    }
+}
+
+const REQUANT_BYTES: u64 = 8;
+
+/// Cost of one op; `l1` is the target's L1 size (used by depth-first attention tiling).
+pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
+    let v = |x: usize| x as u64;
+    let out = op.kind.output_elems();
+    // Dense weight bytes vs RLE-coded: returns (bytes, mac scale, coded?).
+    let weights = |rows: usize, cols: usize| -> Result<(u64, f64, bool), CostError> {
+        let dense = v(rows * cols);
+        match op.sparsity {
+            Some(sp) if sp.rho > 0.0 => {
+                let coded = pruning::rle::predicted_size_bytes(rows, cols, sp.block, sp.rho)
+                    .map_err(|source| CostError::Sparse {
+                        op: op.name.clone(),
+                        source,
+                    })? as u64;
+                Ok(if coded < dense {
+                    (coded, 1.0 - sp.rho, true)
+                } else {
+                    (dense, 1.0, false)
+                })
+            }
+            _ => Ok((dense, 1.0, false)),
+        }
+    };
+    let scale = |m: u64, f: f64| (m as f64 * f).round() as u64;
+    let cost = match op.kind {
+        OpKind::Linear {
+            tokens,
+            in_features,
+            out_features,
+            bias,
+        } => {
+            let (wb, f, coded) = weights(out_features, in_features)?;
+            let b = if bias { v(out_features) } else { 0 };
+            let macs = scale(v(tokens * in_features * out_features), f);
+            OpCost {
+                macs,
+                params: v(in_features * out_features) + b,
+                weight_bytes: wb + 4 * b + REQUANT_BYTES,
+                sparse_coded: coded,
+                output_bytes: out,
+                scratch_bytes: 0,
+                class: KernelClass::Linear,
+                work: vec![(Work::LinearMac, macs), (Work::Requant, out)],
+            }
+        }
+        OpKind::MatMul { batch, m, k, n } => {
+            let macs = v(batch * m * k * n);
+            OpCost {
+                macs,
+                params: 0,
+                weight_bytes: REQUANT_BYTES,
+                sparse_coded: false,
+                output_bytes: out,
+                scratch_bytes: 0,
+                class: KernelClass::MatMul,
+                work: vec![(Work::MatMulMac, macs), (Work::Requant, out)],
+            }
+        }
+        OpKind::Softmax { cols, .. } => OpCost {
+            macs: 0,
+            params: 0,
+            weight_bytes: 0,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 4 * v(cols),
+            class: KernelClass::Softmax,
+            work: vec![(Work::Softmax, out)],
+        },
+        OpKind::LayerNorm { dim, .. } => OpCost {
+            macs: 0,
+            params: 2 * v(dim),
+            weight_bytes: 8 * v(dim) + REQUANT_BYTES,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 4 * v(dim),
+            class: KernelClass::LayerNorm,
+            work: vec![(Work::LayerNorm, out)],
+        },
+        OpKind::Gelu { .. } => OpCost {
+            macs: 0,
+            params: 0,
+            weight_bytes: REQUANT_BYTES,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 0,
+            class: KernelClass::Gelu,
+            work: vec![(Work::Gelu, out)],
+        },
+        OpKind::Add { .. } => OpCost {
+            macs: 0,
+            params: 0,
+            weight_bytes: 2 * REQUANT_BYTES,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 0,
+            class: KernelClass::Add,
+            work: vec![(Work::Add, out)],
+        },
+        OpKind::Conv2d { cin, cout, k, .. } => {
+            let (wb, f, coded) = weights(cout, k * k * cin)?;
+            let macs = scale(out * v(k * k * cin), f);
+            OpCost {
+                macs,
+                params: v(k * k * cin * cout + cout),
+                weight_bytes: wb + 4 * v(cout) + REQUANT_BYTES,
+                sparse_coded: coded,
+                output_bytes: out,
+                // CMSIS-NN style im2col: two int16 columns.
+                scratch_bytes: 2 * 2 * v(k * k * cin),
+                class: KernelClass::Conv,
+                work: vec![(Work::ConvMac, macs), (Work::Requant, out)],
+            }
+        }
+        OpKind::DepthwiseConv2d { c, k, .. } => {
+            let (wb, f, coded) = weights(c, k * k)?;
+            let macs = scale(out * v(k * k), f);
+            OpCost {
+                macs,
+                params: v(k * k * c + c),
+                weight_bytes: wb + 4 * v(c) + REQUANT_BYTES,
+                sparse_coded: coded,
+                output_bytes: out,
+                scratch_bytes: 0,
+                class: KernelClass::Depthwise,
+                work: vec![(Work::DepthwiseMac, macs), (Work::Requant, out)],
+            }
+        }
+        OpKind::Pool { k, .. } => OpCost {
+            macs: 0,
+            params: 0,
+            weight_bytes: REQUANT_BYTES,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 0,
+            class: KernelClass::Pool,
+            work: vec![(Work::Pool, out * v(k * k))],
+        },
+        OpKind::ClassToken { dim, .. } => OpCost {
+            macs: 0,
+            params: v(dim),
+            weight_bytes: v(dim),
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 0,
+            class: KernelClass::Embedding,
+            work: vec![(Work::Copy, out)],
+        },
+        OpKind::PosEmbedding { tokens, dim } => OpCost {
+            macs: 0,
+            params: v(tokens * dim),
+            weight_bytes: v(tokens * dim) + 2 * REQUANT_BYTES,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 0,
+            class: KernelClass::Embedding,
+            work: vec![(Work::Add, out)],
+        },
+        OpKind::TakeToken { .. } => OpCost {
+            macs: 0,
+            params: 0,
+            weight_bytes: 0,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 0,
+            class: KernelClass::Embedding,
+            work: vec![(Work::Copy, out)],
+        },
+        OpKind::Attention(a) => {
+            let r = a.resolve(l1);
+            OpCost {
+                macs: r.macs(),
+                params: r.params,
+                weight_bytes: r.weight_bytes,
+                sparse_coded: false,
+                output_bytes: out,
+                scratch_bytes: r.scratch_bytes(),
+                class: KernelClass::Attention,
+                work: vec![
+                    (Work::LinearMac, r.proj_macs),
+                    (Work::MatMulMac, r.matmul_macs),
+                    (Work::Softmax, r.softmax_elems),
+                    (Work::Requant, r.requant_elems),
+                ],
+            }
+        }
+    };
+    Ok(cost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Sparsity;
+
+    fn linear(sp: Option<Sparsity>) -> Op {
+        Op {
+            name: "fc".into(),
+            kind: OpKind::Linear {
+                tokens: 1,
+                in_features: 256,
+                out_features: 64,
+                bias: true,
+            },
+            inputs: vec!["x".into()],
+            sparsity: sp,
+        }
+    }
+
+    #[test]
+    fn dense_linear_bytes() {
+        let c = op_cost(&linear(None), None).unwrap();
+        assert_eq!(c.params, 256 * 64 + 64);
+        assert_eq!(c.weight_bytes, 256 * 64 + 4 * 64 + 8);
+        assert_eq!(c.macs, 256 * 64);
+    }
+
+    #[test]
+    fn sparse_linear_uses_rle_when_smaller() {
+        let sp = Sparsity {
+            rho: 0.75,
+            block: 4,
+        };
+        let c = op_cost(&linear(Some(sp)), None).unwrap();
+        let coded = pruning::rle::predicted_size_bytes(64, 256, 4, 0.75).unwrap() as u64;
+        assert!(c.sparse_coded);
+        assert_eq!(c.weight_bytes, coded + 4 * 64 + 8);
+        assert_eq!(c.macs, 256 * 64 / 4);
+        // Low sparsity, block 1: RLE is larger than dense -> stays dense.
+        let c = op_cost(&linear(Some(Sparsity { rho: 0.1, block: 1 })), None).unwrap();
+        assert!(!c.sparse_coded);
+        assert_eq!(c.weight_bytes, 256 * 64 + 4 * 64 + 8);
+    }
+}

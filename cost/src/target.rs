@@ -1,0 +1,285 @@
+//! MCU target descriptions, loaded from RON files (see `configs/targets/`).
+//!
+//! The per-kernel cycle figures in those files are *initial estimates* (derived from the MAC/cycle
+//! figures of pulp-transformer Table 4 and typical CMSIS-NN / PULP-NN kernels) and are meant to be
+//! refit from measured instruction counts once kernels run on the boards or under QEMU.
+
+use crate::error::CostError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Kernel classes: the unit of both cycle costs and code size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KernelClass {
+    Linear,
+    MatMul,
+    Conv,
+    Depthwise,
+    Softmax,
+    LayerNorm,
+    Gelu,
+    Add,
+    Pool,
+    Embedding,
+    Attention,
+}
+
+impl KernelClass {
+    pub fn label(self) -> &'static str {
+        match self {
+            KernelClass::Linear => "linear",
+            KernelClass::MatMul => "matmul",
+            KernelClass::Conv => "conv",
+            KernelClass::Depthwise => "depthwise",
+            KernelClass::Softmax => "softmax",
+            KernelClass::LayerNorm => "layernorm",
+            KernelClass::Gelu => "gelu",
+            KernelClass::Add => "add",
+            KernelClass::Pool => "pool",
+            KernelClass::Embedding => "embedding",
+            KernelClass::Attention => "attention",
+        }
+    }
+}
+
+/// Cycle costs. MAC classes are cycles per *MAC instruction* (one SIMD instruction does
+/// `simd_width` int8 MACs, loads and loop overhead amortized into it); element classes are cycles
+/// per element. Work is split over `compute_cores`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CycleTable {
+    pub linear: f64,
+    pub matmul: f64,
+    pub conv: f64,
+    pub depthwise: f64,
+    pub softmax: f64,
+    pub layernorm: f64,
+    pub gelu: f64,
+    pub add: f64,
+    pub requant: f64,
+    pub pool: f64,
+    pub copy: f64,
+    /// Fixed cycles per kernel call (prologue, pointer setup, fork/join on multi-core).
+    pub call_overhead: f64,
+}
+
+/// Code size in bytes of each kernel class, counted once per distinct class used, plus the
+/// runtime (scheduler, requantization helpers, startup) counted once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSizeTable {
+    pub runtime: u64,
+    pub linear: u64,
+    pub matmul: u64,
+    pub conv: u64,
+    pub depthwise: u64,
+    pub softmax: u64,
+    pub layernorm: u64,
+    pub gelu: u64,
+    pub add: u64,
+    pub pool: u64,
+    pub embedding: u64,
+    pub attention: u64,
+}
+
+impl CodeSizeTable {
+    pub fn of(&self, class: KernelClass) -> u64 {
+        match class {
+            KernelClass::Linear => self.linear,
+            KernelClass::MatMul => self.matmul,
+            KernelClass::Conv => self.conv,
+            KernelClass::Depthwise => self.depthwise,
+            KernelClass::Softmax => self.softmax,
+            KernelClass::LayerNorm => self.layernorm,
+            KernelClass::Gelu => self.gelu,
+            KernelClass::Add => self.add,
+            KernelClass::Pool => self.pool,
+            KernelClass::Embedding => self.embedding,
+            KernelClass::Attention => self.attention,
+        }
+    }
+}
+
+/// One MCU target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    pub core: String,
+    pub clock_hz: u64,
+    /// Total on-chip SRAM (L2 on PULP parts).
+    pub sram_bytes: u64,
+    /// Part of the SRAM usable as the activation arena (e.g. the 512 KB AXI SRAM of the
+    /// STM32H743); defaults to `sram_bytes`.
+    #[serde(default)]
+    pub arena_bytes: Option<u64>,
+    pub flash_bytes: u64,
+    /// Software-managed L1 (tightly coupled) memory, if the part tiles through one.
+    #[serde(default)]
+    pub l1_bytes: Option<u64>,
+    /// int8 lanes per MAC instruction (2 for Cortex-M SMLAD, 4 for XpulpV2 sdot4).
+    pub simd_width: u32,
+    /// Cores on the part.
+    pub cores: u32,
+    /// Cores that run kernels (GAP9: 8 cluster workers of 9 cores); defaults to `cores`.
+    #[serde(default)]
+    pub compute_cores: Option<u32>,
+    pub cycles: CycleTable,
+    pub code_size: CodeSizeTable,
+}
+
+impl Target {
+    /// Bytes available to the activation arena.
+    pub fn arena_limit(&self) -> u64 {
+        self.arena_bytes.unwrap_or(self.sram_bytes)
+    }
+
+    pub fn workers(&self) -> u32 {
+        self.compute_cores.unwrap_or(self.cores)
+    }
+
+    /// Parse a RON string; `origin` names the source in errors.
+    pub fn from_ron_str(text: &str, origin: &Path) -> Result<Target, CostError> {
+        let t: Target = ron::from_str(text).map_err(|source| CostError::TargetParse {
+            path: origin.to_path_buf(),
+            source,
+        })?;
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// Load one target file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Target, CostError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| CostError::TargetIo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_ron_str(&text, path)
+    }
+
+    /// Load every `*.ron` file of a directory, sorted by file name.
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<Target>, CostError> {
+        let dir = dir.as_ref();
+        let rd = std::fs::read_dir(dir).map_err(|source| CostError::TargetIo {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths: Vec<_> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+            .collect();
+        paths.sort();
+        paths.iter().map(Self::load).collect()
+    }
+
+    fn validate(&self) -> Result<(), CostError> {
+        let err = |field, problem: &str| CostError::TargetField {
+            target: self.name.clone(),
+            field,
+            problem: problem.to_string(),
+        };
+        for (field, v) in [
+            ("clock_hz", self.clock_hz),
+            ("sram_bytes", self.sram_bytes),
+            ("flash_bytes", self.flash_bytes),
+            ("simd_width", self.simd_width as u64),
+            ("cores", self.cores as u64),
+        ] {
+            if v == 0 {
+                return Err(err(field, "must be >= 1"));
+            }
+        }
+        if let Some(a) = self.arena_bytes
+            && (a == 0 || a > self.sram_bytes)
+        {
+            return Err(err("arena_bytes", "must be in 1..=sram_bytes"));
+        }
+        if let Some(w) = self.compute_cores
+            && (w == 0 || w > self.cores)
+        {
+            return Err(err("compute_cores", "must be in 1..=cores"));
+        }
+        let c = &self.cycles;
+        for (field, v) in [
+            ("cycles.linear", c.linear),
+            ("cycles.matmul", c.matmul),
+            ("cycles.conv", c.conv),
+            ("cycles.depthwise", c.depthwise),
+            ("cycles.softmax", c.softmax),
+            ("cycles.layernorm", c.layernorm),
+            ("cycles.gelu", c.gelu),
+            ("cycles.add", c.add),
+            ("cycles.requant", c.requant),
+            ("cycles.pool", c.pool),
+            ("cycles.copy", c.copy),
+            ("cycles.call_overhead", c.call_overhead),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(err(field, "must be a finite number >= 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn targets_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets")
+    }
+
+    #[test]
+    fn all_shipped_targets_load() {
+        let ts = Target::load_dir(targets_dir()).unwrap();
+        let names: Vec<_> = ts.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["gap9", "rv32imc", "stm32f746", "stm32h743", "stm32l4"]
+        );
+        let f7 = &ts[2];
+        assert_eq!(f7.clock_hz, 216_000_000);
+        assert_eq!(f7.sram_bytes, 320 * 1024);
+        assert_eq!(f7.flash_bytes, 1024 * 1024);
+        let h7 = &ts[3];
+        assert_eq!(h7.arena_limit(), 512 * 1024);
+        let gap9 = &ts[0];
+        assert_eq!((gap9.cores, gap9.l1_bytes), (9, Some(128 * 1024)));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_path() {
+        let text = std::fs::read_to_string(targets_dir().join("stm32l4.ron")).unwrap();
+        let bad = text.replacen("clock_hz:", "bogus: 1, clock_hz:", 1);
+        let e = Target::from_ron_str(&bad, Path::new("x/stm32l4.ron")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("x/stm32l4.ron") && msg.contains("bogus"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_and_invalid_fields_are_named() {
+        let text = std::fs::read_to_string(targets_dir().join("stm32l4.ron")).unwrap();
+        let start = text.find("simd_width").unwrap();
+        let end = start + text[start..].find('\n').unwrap();
+        let missing = format!("{}{}", &text[..start], &text[end..]);
+        let msg = Target::from_ron_str(&missing, Path::new("l4.ron"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("l4.ron") && msg.contains("simd_width"),
+            "{msg}"
+        );
+        let zero = text.replacen("cores: 1", "cores: 0", 1);
+        let msg = Target::from_ron_str(&zero, Path::new("l4.ron"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`cores`"), "{msg}");
+        let msg = Target::load("/nonexistent/t.ron").unwrap_err().to_string();
+        assert!(msg.contains("/nonexistent/t.ron"), "{msg}");
+    }
+}

@@ -1,0 +1,214 @@
+/*
+ * nas_kernels.h - C99 reference kernels of the int8 integer graph (the `quant` crate).
+ *
+ * Every kernel is bit-exact with the Rust integer interpreter (quant::Interpreter), which is
+ * the specification: same rounding (round half up for requantization, half away from zero
+ * for divisions), same shifts, same saturation, same int32 bounds. Naming follows CMSIS-NN:
+ * nas_<op>_s8, with dimensions and quantization parameters in small structs.
+ *
+ * Integer conventions (why the code looks the way it does):
+ *  - Right shifts of possibly negative values use nas_asr32/nas_asr64 (floor), because `>>`
+ *    of a negative value is implementation-defined in C99.
+ *  - Left shifts of possibly negative values are written as multiplications by 2^k, because
+ *    `<<` of a negative value is undefined behaviour in C99 (and flagged by UBSan).
+ *  - The int32 bounds proven by quant's validate() hold here too, so no int32 overflow occurs.
+ *  - No scratch memory: softmax and layer norm recompute the cheap per-element terms in a
+ *    second pass instead of keeping an int32 row (same values, less SRAM).
+ *
+ * Where the Cortex-M DSP extension is present (__ARM_FEATURE_DSP), the int8 dot products of
+ * Linear and transposed MatMul use SXTB16/SMLAD (2 MACs per instruction). int32 accumulation
+ * is exact and every partial sum obeys the same bound as the full sum, so the result is
+ * identical to the portable loop.
+ */
+#ifndef NAS_KERNELS_H
+#define NAS_KERNELS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest tensor rank nas_transpose_s8 accepts. */
+#define NAS_MAX_RANK 8
+
+/* A dyadic multiplier m * 2^-s, 0 <= m <= 2^31-1, 0 <= s <= 62 (quant::Dyadic). */
+typedef struct {
+    int32_t m;
+    int32_t s;
+} nas_dyadic;
+
+/* Output requantization: one dyadic per tensor (per_channel = 0, mult[0]) or per channel. */
+typedef struct {
+    const nas_dyadic *mult;
+    int32_t per_channel;
+} nas_requant;
+
+/* int8 + int8 -> int8 (quant::AddParams): sat8((a ma + b mb + 2^(s-1)) >> s). */
+typedef struct {
+    int32_t ma;
+    int32_t mb;
+    int32_t s;
+} nas_add_params;
+
+/* 2-d window: kernel, stride, symmetric zero padding, each {along H, along W}. */
+typedef struct {
+    int32_t k[2];
+    int32_t stride[2];
+    int32_t pad[2];
+} nas_window;
+
+/* HWC tensor dims (no batch axis). */
+typedef struct {
+    int32_t h;
+    int32_t w;
+    int32_t c;
+} nas_hwc;
+
+/* Linear: rows x in_f -> rows x out_f, weight [out_f, in_f]. */
+typedef struct {
+    int32_t rows;
+    int32_t in_f;
+    int32_t out_f;
+} nas_linear_dims;
+
+/* MatMul: a [batch, m, k] x b [batch, k, n] (or b [batch, n, k] when transpose_b). */
+typedef struct {
+    int32_t batch;
+    int32_t m;
+    int32_t k;
+    int32_t n;
+    int32_t transpose_b;
+} nas_matmul_dims;
+
+/* I-BERT i-exp constants (quant::IExp). */
+typedef struct {
+    int32_t q_ln2;
+    int32_t q_b;
+    int32_t q_c;
+} nas_iexp;
+
+/* i-softmax (quant::ISoftmax): row length and internal input shift j (-8..23). */
+typedef struct {
+    int32_t len;
+    int32_t j;
+    nas_iexp exp;
+} nas_softmax_params;
+
+/* Integer LayerNorm (quant::IntLayerNorm + NormParams). */
+typedef struct {
+    int32_t len;      /* N */
+    int32_t r;        /* even right shift of each square */
+    uint32_t eps_q;   /* eps in variance units */
+    int32_t g;        /* fractional bits of the normalised value */
+    const int8_t *gamma;
+    const int32_t *beta;
+    nas_dyadic requant;
+} nas_layernorm_params;
+
+/* ---- scalar helpers (inline: used by every kernel) ---- */
+
+/* floor(x / 2^s) for 0 <= s <= 31, without relying on implementation-defined `>>`. */
+static inline int32_t nas_asr32(int32_t x, int32_t s) {
+    return x >= 0 ? (x >> s) : ~((~x) >> s);
+}
+
+/* floor(x / 2^s) for 0 <= s <= 63. */
+static inline int64_t nas_asr64(int64_t x, int32_t s) {
+    return x >= 0 ? (x >> s) : ~((~x) >> s);
+}
+
+static inline int8_t nas_sat8(int64_t x) {
+    return (int8_t)(x < -128 ? -128 : (x > 127 ? 127 : x));
+}
+
+/* quant::Dyadic::requantize: sat8(floor((acc m + 2^(s-1)) / 2^s)). The 32x32->64 product is
+ * one SMULL on Cortex-M3/M4/M7 and mul+mulh on RV32IM; |acc m| + 2^61 < 2^63: no overflow. */
+static inline int8_t nas_requantize(int32_t acc, nas_dyadic d) {
+    int64_t p = (int64_t)acc * (int64_t)d.m;
+    if (d.s > 0) {
+        p = nas_asr64(p + ((int64_t)1 << (d.s - 1)), d.s);
+    }
+    return nas_sat8(p);
+}
+
+/* quant::div_round: n / d rounded half away from zero, d > 0. */
+static inline int32_t nas_div_round(int32_t n, int32_t d) {
+    return n >= 0 ? (n + d / 2) / d : -((-n + d / 2) / d);
+}
+
+/* quant::isqrt_u32: exact floor(sqrt(n)) by I-BERT's Newton iteration. */
+uint32_t nas_isqrt_u32(uint32_t n);
+
+/* quant::IExp::eval (i-exp of q <= 0). */
+int32_t nas_iexp_eval(const nas_iexp *e, int32_t q);
+
+/* ---- kernels ---- */
+
+/* y[r, o] = requant_o(bias[o] + sum_i x[r, i] w[o, i]). */
+void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
+                   const nas_requant *rq, const nas_linear_dims *d, int8_t *y);
+
+/* Batched a x b (or a x b^T), y = requant(sum_k a b). */
+void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
+                   nas_dyadic rq, int8_t *y);
+
+/* Element-wise add of n values (also AddEmbedding with b = the constant embedding). */
+void nas_add_s8(const int8_t *a, const int8_t *b, int32_t n, const nas_add_params *p,
+                int8_t *y);
+
+/* y = max(x, 0). */
+void nas_relu_s8(const int8_t *x, int32_t n, int8_t *y);
+
+/* y = table[x + 128]; the generator bakes the 256-entry i-GELU table exactly as quant's
+ * interpreter builds it (Int8Gelu::eval of every int8). */
+void nas_lut_s8(const int8_t *x, int32_t n, const int8_t *table, int8_t *y);
+
+/* y = requant(x) element-wise (quant Op::Requant). */
+void nas_requant_s8(const int8_t *x, int32_t n, nas_dyadic d, int8_t *y);
+
+/* i-softmax over rows of p->len values; output scale 2^-7. */
+void nas_softmax_s8(const int8_t *x, int32_t rows, const nas_softmax_params *p, int8_t *y);
+
+/* I-BERT i-LayerNorm over rows of p->len values. */
+void nas_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_params *p, int8_t *y);
+
+/* TinyFormer Scaled-LayerNorm (int16 normalised value and affine result). */
+void nas_scaled_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_params *p,
+                             int8_t *y);
+
+/* [T, D] -> [T + 1, D]: the class token first, then x. */
+void nas_concat_class_token_s8(const int8_t *x, int32_t t, int32_t d, const int8_t *token,
+                               int8_t *y);
+
+/* y = x[index * n .. (index + 1) * n] (SelectToken); also a plain copy (Reshape). */
+void nas_copy_s8(const int8_t *x, int32_t n, int8_t *y);
+
+/* Axis permutation: output axis i is input axis perm[i]; rank <= NAS_MAX_RANK. */
+void nas_transpose_s8(const int8_t *x, const int32_t *shape, const int32_t *perm,
+                      int32_t rank, int8_t *y);
+
+/* Mean over the leading axis of [n, c]: div_round(sum, n) per column (SeqMeanPool, and
+ * GlobalAvgPool with n = H W). */
+void nas_mean_rows_s8(const int8_t *x, int32_t n, int32_t c, int8_t *y);
+
+/* HWC convolution, weight [out_c, kh, kw, in_c]. */
+void nas_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w, const int32_t *bias,
+                   const nas_requant *rq, const nas_window *win, const nas_hwc *out,
+                   int8_t *y);
+
+/* HWC depthwise convolution (multiplier 1), weight [kh, kw, c]. */
+void nas_depthwise_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w,
+                             const int32_t *bias, const nas_requant *rq,
+                             const nas_window *win, const nas_hwc *out, int8_t *y);
+
+/* HWC max (avg = 0) or average (avg = 1, div_round over in-range positions) pooling. */
+void nas_pool2d_s8(const int8_t *x, const nas_hwc *in, const nas_window *win,
+                   const nas_hwc *out, int32_t avg, int8_t *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NAS_KERNELS_H */

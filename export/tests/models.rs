@@ -1,0 +1,138 @@
+//! Whole models on every target (host ASan/UBSan, Cortex-M4, Cortex-M7, RV32 under QEMU), plus
+//! the export's rejections and reports.
+
+mod common;
+
+use common::{check_on, tiny_cnn, tiny_transformer};
+use export::{ExportError, ExportLimits, Target, export_c, export_c_with_limits};
+use quant::GraphBuilder;
+use quant::graph::Op;
+
+#[test]
+fn transformer_block_bit_exact_on_all_targets() {
+    check_on(&tiny_transformer(7), &Target::ALL, 11);
+}
+
+#[test]
+fn cnn_bit_exact_on_all_targets() {
+    check_on(&tiny_cnn(5), &Target::ALL, 12);
+}
+
+#[test]
+fn unsupported_op_is_rejected_before_writing() {
+    let mut b = GraphBuilder::new();
+    b.input("x", &[1, 1, 1, 1, 1, 1, 1, 2, 3], 0.1).unwrap();
+    b.same_scale(
+        "deep_transpose",
+        "x",
+        Op::Transpose {
+            perm: (0..9).rev().collect(),
+        },
+    )
+    .unwrap();
+    b.output("deep_transpose");
+    let g = b.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("proj");
+    let e = export_c(&g, "m", &out).unwrap_err();
+    match &e {
+        ExportError::Unsupported { node, op, .. } => {
+            assert_eq!(node, "deep_transpose");
+            assert_eq!(op, "Transpose");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(e.to_string().contains("deep_transpose"));
+    assert!(!out.exists(), "nothing may be written");
+}
+
+#[test]
+fn over_budget_is_rejected_before_writing() {
+    let g = tiny_transformer(3);
+    let dir = tempfile::tempdir().unwrap();
+    let ok = export_c(&g, "kwt", &dir.path().join("ok")).unwrap();
+    assert!(ok.arena_bytes > 0 && ok.weight_bytes > 0);
+
+    let out = dir.path().join("sram");
+    let lim = ExportLimits {
+        sram_bytes: Some(ok.arena_bytes - 1),
+        flash_bytes: None,
+    };
+    match export_c_with_limits(&g, "kwt", &out, &lim).unwrap_err() {
+        ExportError::ArenaTooLarge { need, limit } => {
+            assert_eq!((need, limit), (ok.arena_bytes, ok.arena_bytes - 1))
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(!out.exists());
+
+    let out = dir.path().join("flash");
+    let lim = ExportLimits {
+        sram_bytes: Some(1 << 20),
+        flash_bytes: Some(100),
+    };
+    match export_c_with_limits(&g, "kwt", &out, &lim).unwrap_err() {
+        ExportError::FlashTooLarge { need, limit } => {
+            assert_eq!((need, limit), (ok.weight_bytes, 100))
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(!out.exists());
+
+    // exactly at the budget fits
+    let lim = ExportLimits {
+        sram_bytes: Some(ok.arena_bytes),
+        flash_bytes: Some(ok.weight_bytes),
+    };
+    export_c_with_limits(&g, "kwt", &dir.path().join("exact"), &lim).unwrap();
+}
+
+#[test]
+fn export_writes_project_and_header_matches_report() {
+    let g = tiny_transformer(9);
+    let dir = tempfile::tempdir().unwrap();
+    let rep = export_c(&g, "kwt_tiny", dir.path()).unwrap();
+    for f in [
+        "kwt_tiny.h",
+        "kwt_tiny.c",
+        "nas_kernels.h",
+        "nas_kernels.c",
+        "Makefile",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    let h = std::fs::read_to_string(dir.path().join("kwt_tiny.h")).unwrap();
+    assert!(h.contains(&format!("#define KWT_TINY_ARENA_BYTES {}", rep.arena_bytes)));
+    assert!(h.contains(&format!(
+        "#define KWT_TINY_WEIGHT_BYTES {}",
+        rep.weight_bytes
+    )));
+    assert!(h.contains("#define KWT_TINY_INPUT_LEN 60"));
+    assert!(h.contains("#define KWT_TINY_OUTPUT_LEN 3"));
+    // the planner shares memory: far below the sum of every tensor
+    let total: usize = g.tensors.iter().map(|t| t.numel()).sum();
+    assert!(rep.arena_bytes < total, "{} vs {total}", rep.arena_bytes);
+    match export_c(&g, "9bad", &dir.path().join("x")) {
+        Err(ExportError::BadName { name }) => assert_eq!(name, "9bad"),
+        other => panic!("names must be C identifiers: {other:?}"),
+    }
+}
+
+#[test]
+fn missing_toolchain_error_names_tool_and_package() {
+    let e = ExportError::ToolMissing {
+        target: "Rv32".into(),
+        tool: "qemu-system-riscv32".into(),
+        package: "qemu-system-misc".into(),
+    };
+    let s = e.to_string();
+    assert!(s.contains("qemu-system-riscv32") && s.contains("apt-get install"));
+    // every target lists a package per tool
+    for t in Target::ALL {
+        assert!(
+            t.tools()
+                .iter()
+                .all(|(tool, pkg)| !tool.is_empty() && !pkg.is_empty())
+        );
+    }
+}

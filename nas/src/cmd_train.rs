@@ -1,0 +1,90 @@
+//! `nas train`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use training::{TrainOptions, TrainOutcome};
+
+use crate::backend::Backend;
+use crate::run_config::{QUICKSTART, RunConfig};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run configuration (RON). Without it: configs/quickstart.ron, built in.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Use this data folder instead of the config's (a Speech Commands layout).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output folder instead of the config's `out`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: Backend,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::parse(QUICKSTART).context("the built-in quick-start config")?,
+    };
+    if let Some(dir) = &args.data {
+        config.data = config.data.with_folder(dir.clone());
+    }
+    if let Some(out) = args.out {
+        config.out = out;
+    }
+    let device = args.backend.device()?;
+    let data = config.data.load(config.trainer.augment)?;
+    let model = config
+        .model
+        .resolve(data.frames, data.features, data.labels.len())?;
+    tracing::info!(
+        "training {} ({} classes, {} train / {} valid / {} test samples) into {}",
+        config.model.preset,
+        model.classes,
+        data.train.len(),
+        data.valid.len(),
+        data.test.len(),
+        config.out.display()
+    );
+    let options = TrainOptions {
+        progress: !args.quiet,
+        stop_after_steps: None,
+    };
+    match training::train(
+        &model,
+        &config.trainer,
+        &data,
+        &config.out,
+        &device,
+        &options,
+    )? {
+        TrainOutcome::Finished(summary) => {
+            println!("{}", summary.test_confusion.to_table());
+            println!(
+                "test accuracy {:.2}% (best validation {:.2}% at epoch {}), {} parameters, {:.0} s",
+                100.0 * summary.test_acc,
+                100.0 * summary.best_valid_acc,
+                summary.best_epoch + 1,
+                summary.parameters,
+                summary.train_seconds
+            );
+            println!(
+                "checkpoint {}, curves {}, summary {}",
+                summary.best_checkpoint.display(),
+                config.out.join(training::trainer::CURVES_FILE).display(),
+                config.out.join(training::trainer::SUMMARY_FILE).display()
+            );
+            Ok(())
+        }
+        TrainOutcome::Interrupted { global_step } => {
+            println!("stopped at step {global_step}; run again to resume");
+            Ok(())
+        }
+    }
+}

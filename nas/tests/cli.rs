@@ -1,0 +1,240 @@
+//! The `nas` binary end to end: a tiny synthetic run through `data`, `train` and `eval`, and
+//! the bad inputs a user can give it, each of which must be a clear error and never a panic.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn nas(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run nas")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails unless `nas` exited with status 1 (a reported error, not a panic's 101) and said
+/// every one of `needles`.
+fn assert_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected a clean error exit, got {:?}: {err}",
+        o.status
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+    }
+}
+
+const WORDS: &str = "yes,no,up,down,left,right,on,off,stop,go,bed,cat";
+
+fn tiny_config(dir: &Path, data: &str) -> std::path::PathBuf {
+    let path = dir.join("tiny.ron");
+    std::fs::write(
+        &path,
+        format!(
+            r#"(
+    model: (preset: "kwt-micro"),
+    data: SpeechCommands(folder: "{data}", task: Labels12),
+    trainer: (epochs: 1, batch_size: 32, warmup_epochs: 0, seed: 3, eval_batch_size: 64),
+    out: "run",
+)"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn synthesize_train_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nas(
+        &[
+            "data",
+            "synth-keywords",
+            "--out",
+            "words",
+            "--words",
+            WORDS,
+            "--per-word",
+            "12",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("words/validation_list.txt").is_file());
+    let cfg = tiny_config(d, "words");
+    let o = nas(&["train", "--config", cfg.to_str().unwrap(), "--quiet"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("test accuracy"), "{out}");
+    for f in [
+        "best.bpk",
+        "last.bpk",
+        "model.ron",
+        "summary.json",
+        "curves.svg",
+        "state.json",
+    ] {
+        assert!(d.join("run").join(f).is_file(), "{f} missing");
+    }
+    let o = nas(
+        &["eval", "--checkpoint", "run/best.bpk", "--data", "words"],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Test accuracy") && out.contains("_silence_"),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_data_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "no/such/folder");
+    let o = nas(&["train", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_error(&o, &["no/such/folder"]);
+}
+
+fn write_wav(path: &Path, rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..rate {
+        w.write_sample(((i % 50) as i16 - 25) * 100).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// A minimal Speech Commands folder: every key word with one clip.
+fn small_folder(root: &Path, with_lists: bool) {
+    for w in WORDS.split(',') {
+        std::fs::create_dir_all(root.join(w)).unwrap();
+        write_wav(&root.join(w).join("a_nohash_0.wav"), 16000);
+    }
+    if with_lists {
+        std::fs::write(root.join("validation_list.txt"), "").unwrap();
+        std::fs::write(root.join("testing_list.txt"), "").unwrap();
+    }
+}
+
+#[test]
+fn folder_without_split_lists_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    small_folder(&dir.path().join("sc"), false);
+    let cfg = tiny_config(dir.path(), "sc");
+    let o = nas(&["train", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_error(&o, &["validation_list.txt"]);
+}
+
+#[test]
+fn corrupt_and_8khz_wavs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dir.path().join("sc");
+    small_folder(&sc, true);
+    std::fs::write(sc.join("yes/broken_nohash_0.wav"), b"RIFF....not a wav").unwrap();
+    let cfg = tiny_config(dir.path(), "sc");
+    let o = nas(&["train", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_error(&o, &["broken_nohash_0.wav"]);
+
+    std::fs::remove_file(sc.join("yes/broken_nohash_0.wav")).unwrap();
+    write_wav(&sc.join("no/slow_nohash_0.wav"), 8000);
+    let o = nas(&["train", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_error(&o, &["slow_nohash_0.wav", "8000"]);
+}
+
+#[test]
+fn config_typo_names_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), "sc");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("epochs: 1", "epochz: 1");
+    std::fs::write(&cfg, text).unwrap();
+    let o = nas(&["train", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_error(&o, &["tiny.ron", "epochz"]);
+    let o = nas(&["train", "--config", "missing.ron"], dir.path());
+    assert_error(&o, &["missing.ron"]);
+}
+
+#[test]
+fn unknown_backend_lists_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nas(&["train", "--backend", "tpu"], dir.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("tpu") && err.contains("flex"), "{err}");
+}
+
+#[test]
+fn missing_checkpoint_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nas(
+        &["eval", "--checkpoint", "gone.bpk", "--data", "."],
+        dir.path(),
+    );
+    assert_error(&o, &["gone.bpk"]);
+}
+
+#[test]
+fn cost_reports_fit_and_layers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let target = root.join("configs/targets/stm32f746.ron");
+    let o = nas(
+        &[
+            "cost",
+            "--preset",
+            "kwt-1",
+            "--target",
+            target.to_str().unwrap(),
+            "--plot",
+            "mem.svg",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("fits") && out.contains("peak SRAM at"),
+        "{out}"
+    );
+    assert!(dir.path().join("mem.svg").is_file());
+    // KWT-3 (5.4 M int8 weights) cannot fit 1 MB of flash: the verdict names the layers.
+    let o = nas(
+        &[
+            "cost",
+            "--preset",
+            "kwt-3",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("DOES NOT FIT") && out.contains("flash: needs"),
+        "{out}"
+    );
+    // A target file missing a field is named.
+    std::fs::write(dir.path().join("t.ron"), "(name: \"x\")").unwrap();
+    let o = nas(
+        &["cost", "--preset", "kwt-1", "--target", "t.ron"],
+        dir.path(),
+    );
+    assert_error(&o, &["t.ron"]);
+}

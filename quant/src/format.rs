@@ -1,0 +1,113 @@
+//! The integer graph file format.
+//!
+//! ```text
+//! offset 0   5 bytes  magic "NASI8"
+//! offset 5   u32 LE   format version (currently 1)
+//! offset 9   u64 LE   payload length in bytes
+//! offset 17  u32 LE   FNV-1a 32-bit hash of the payload
+//! offset 21  payload  the Graph as JSON (serde_json)
+//! ```
+//! Loading checks, in order: magic, version, length (truncated / trailing bytes), checksum,
+//! JSON decoding, then [`Graph::validate`]. Every failure is a typed [`QuantError`].
+
+use std::path::Path;
+
+use crate::error::{QuantError, Result};
+use crate::graph::Graph;
+
+/// File magic.
+pub const MAGIC: &[u8; 5] = b"NASI8";
+/// Current (and newest readable) format version.
+pub const FORMAT_VERSION: u32 = 1;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 21;
+
+/// FNV-1a, 32 bit.
+pub fn fnv1a32(data: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in data {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Encodes a graph (validated first).
+pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
+    graph.validate()?;
+    let payload = serde_json::to_vec(graph).map_err(|e| QuantError::Decode(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&fnv1a32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes and validates a graph.
+pub fn from_bytes(bytes: &[u8]) -> Result<Graph> {
+    let n = bytes.len().min(MAGIC.len());
+    if bytes[..n] != MAGIC[..n] {
+        return Err(QuantError::BadMagic {
+            found: bytes[..n].to_vec(),
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(QuantError::Truncated {
+            expected: HEADER_LEN as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let u32_at =
+        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let version = u32_at(5);
+    if version == 0 || version > FORMAT_VERSION {
+        return Err(QuantError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(&bytes[9..17]);
+    let len = u64::from_le_bytes(len8);
+    let have = (bytes.len() - HEADER_LEN) as u64;
+    if have < len {
+        return Err(QuantError::Truncated {
+            expected: HEADER_LEN as u64 + len,
+            found: bytes.len() as u64,
+        });
+    }
+    if have > len {
+        return Err(QuantError::TrailingBytes { extra: have - len });
+    }
+    let payload = &bytes[HEADER_LEN..];
+    let expected = u32_at(17);
+    let found = fnv1a32(payload);
+    if expected != found {
+        return Err(QuantError::Checksum { expected, found });
+    }
+    let graph: Graph =
+        serde_json::from_slice(payload).map_err(|e| QuantError::Decode(e.to_string()))?;
+    graph.validate()?;
+    Ok(graph)
+}
+
+/// Writes a graph file.
+pub fn save(graph: &Graph, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    std::fs::write(path, to_bytes(graph)?).map_err(|e| QuantError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads a graph file.
+pub fn load(path: impl AsRef<Path>) -> Result<Graph> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| QuantError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    from_bytes(&bytes)
+}

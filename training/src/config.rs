@@ -1,0 +1,90 @@
+//! Hyper-parameters of a training run (KWT paper Table 2 gives the defaults).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainingError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainerConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate after warm-up.
+    pub learning_rate: f64,
+    /// Learning rate at the end of the cosine decay.
+    pub final_learning_rate: f64,
+    pub warmup_epochs: usize,
+    pub weight_decay: f64,
+    pub label_smoothing: f64,
+    /// Seeds the model initialisation, the batch order and the augmentation.
+    pub seed: u64,
+    /// Apply the data set's augmentation to training samples.
+    pub augment: bool,
+    /// Also write a resumable checkpoint every this many steps (0: only at the end of each epoch).
+    pub checkpoint_every_steps: usize,
+    pub eval_batch_size: usize,
+    pub distillation: Option<DistillationConfig>,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        // KWT Table 2: 140 epochs, batch 512, lr 0.001, 10 warm-up epochs, weight decay 0.1,
+        // label smoothing 0.1.
+        Self {
+            epochs: 140,
+            batch_size: 512,
+            learning_rate: 1e-3,
+            final_learning_rate: 0.0,
+            warmup_epochs: 10,
+            weight_decay: 0.1,
+            label_smoothing: 0.1,
+            seed: 0,
+            augment: true,
+            checkpoint_every_steps: 0,
+            eval_batch_size: 256,
+            distillation: None,
+        }
+    }
+}
+
+/// Hard-label distillation from a trained teacher (KWT Sec. 3.2, Eq. 6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillationConfig {
+    /// A checkpoint file (`.bpk`) written by `nas train`; its `model.ron` sits beside it.
+    pub teacher: PathBuf,
+}
+
+impl TrainerConfig {
+    pub fn validate(&self) -> Result<(), TrainingError> {
+        let bad =
+            |field: &str, why: &str| Err(TrainingError::InvalidConfig(format!("`{field}` {why}")));
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if self.eval_batch_size == 0 {
+            return bad("eval_batch_size", "must be at least 1");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad("learning_rate", "must be a positive number");
+        }
+        if !(self.final_learning_rate >= 0.0 && self.final_learning_rate <= self.learning_rate) {
+            return bad("final_learning_rate", "must be in [0, learning_rate]");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label_smoothing", "must be in [0, 1)");
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad("weight_decay", "must be >= 0");
+        }
+        if self.warmup_epochs >= self.epochs && self.epochs > 1 {
+            return bad("warmup_epochs", "must be smaller than `epochs`");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! Models (KWT), the trainer, checkpoints and metrics.
+
+pub mod attention;
+pub mod block;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod feature_norm;
+pub mod history;
+pub mod init;
+pub mod kwt;
+pub mod loss;
+pub mod metrics;
+pub mod plot;
+pub mod schedule;
+pub mod speech_data;
+pub mod trainer;
+
+pub use block::NormPlacement;
+pub use checkpoint::load_checkpoint;
+pub use config::{DistillationConfig, TrainerConfig};
+pub use data::{DataSplits, InMemory, SampleSource};
+pub use error::TrainingError;
+pub use feature_norm::{FeatureNorm, FeatureStats, feature_stats};
+pub use kwt::{Kwt, KwtConfig};
+pub use metrics::ConfusionMatrix;
+pub use speech_data::DataSpec;
+pub use trainer::{RunSummary, TrainOptions, TrainOutcome, evaluate, train};

@@ -1,0 +1,522 @@
+//! The training loop: AdamW, warm-up + cosine, label smoothing, optional hard distillation,
+//! validation every epoch, best and last checkpoints, and resume with nothing lost.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{
+    self, MODEL_CONFIG_FILE, load_checkpoint, read_ron, save_model, write_ron,
+};
+use crate::config::TrainerConfig;
+use crate::data::{DataSplits, SampleSource, make_batch};
+use crate::error::TrainingError;
+use crate::feature_norm::{FeatureNorm, feature_stats};
+use crate::history::EpochRecord;
+use crate::kwt::{Kwt, KwtConfig};
+use crate::loss::{hard_distillation_loss, smoothed_cross_entropy};
+use crate::metrics::ConfusionMatrix;
+use crate::plot::plot_training_curves;
+use crate::schedule::WarmupCosine;
+
+pub const STATE_FILE: &str = "state.json";
+pub const LAST_CHECKPOINT: &str = "last.bpk";
+pub const LAST_OPTIMIZER: &str = "last_optim.bpk";
+pub const BEST_CHECKPOINT: &str = "best.bpk";
+pub const SUMMARY_FILE: &str = "summary.json";
+pub const CURVES_FILE: &str = "curves.svg";
+
+/// Run-time switches that are not part of the experiment's definition.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Show a progress bar (it is hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+    /// Stop (after writing a checkpoint) once this many optimizer steps have been taken in
+    /// total, as an interruption would; the next call resumes from there.
+    pub stop_after_steps: Option<usize>,
+}
+
+/// Where a run stands; written after every checkpoint so a restart continues exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub epoch: usize,
+    pub step_in_epoch: usize,
+    pub global_step: usize,
+    pub epoch_loss_sum: f64,
+    pub epoch_correct: u64,
+    pub epoch_seen: u64,
+    pub best_valid_acc: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub history: Vec<EpochRecord>,
+}
+
+/// What a finished run reports; also written as `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub model: KwtConfig,
+    pub parameters: usize,
+    pub epochs: usize,
+    pub steps: usize,
+    pub best_epoch: usize,
+    pub best_valid_acc: f64,
+    pub test_acc: f64,
+    pub test_confusion: ConfusionMatrix,
+    pub train_seconds: f64,
+    pub history: Vec<EpochRecord>,
+    pub best_checkpoint: PathBuf,
+}
+
+/// The end of a call to [`train`].
+#[derive(Debug)]
+pub enum TrainOutcome {
+    Finished(Box<RunSummary>),
+    /// Stopped by [`TrainOptions::stop_after_steps`]; the run folder holds the state to resume.
+    Interrupted {
+        global_step: usize,
+    },
+}
+
+fn steps_per_epoch(samples: usize, batch: usize) -> usize {
+    // The last, smaller batch is kept: no training sample is silently dropped.
+    samples.div_ceil(batch)
+}
+
+/// Seed of a (seed, epoch, step) triple: independent streams for shuffling and augmentation.
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut x =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 29)
+}
+
+fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(mix(
+        seed,
+        epoch as u64,
+        u64::MAX,
+    )));
+    order
+}
+
+/// Classifies every sample of `source` (no augmentation) and returns the confusion matrix.
+pub fn evaluate(
+    model: &Kwt,
+    source: &dyn SampleSource,
+    labels: &[String],
+    frames: usize,
+    features: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<ConfusionMatrix, TrainingError> {
+    let mut confusion = ConfusionMatrix::new(labels.to_vec());
+    let indices: Vec<usize> = (0..source.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = make_batch(source, chunk, frames, features, None)?;
+        let predicted = predict(model, batch.inputs(device));
+        for (&truth, &pred) in batch.labels.iter().zip(&predicted) {
+            if truth >= labels.len() || pred >= labels.len() {
+                return Err(TrainingError::Data(format!(
+                    "label {truth} or prediction {pred} outside the {} classes",
+                    labels.len()
+                )));
+            }
+            confusion.add(truth, pred);
+        }
+    }
+    Ok(confusion)
+}
+
+/// Arg-max class of each row of the model's inference logits.
+pub fn predict(model: &Kwt, inputs: Tensor<3>) -> Vec<usize> {
+    let [batch, _, _] = inputs.dims();
+    model
+        .forward(inputs)
+        .logits()
+        .argmax(1)
+        .reshape([batch])
+        .into_data()
+        .iter::<i64>()
+        .map(|v| v as usize)
+        .collect()
+}
+
+/// One optimizer step on a batch: forward, loss (with the teacher's hard labels when given,
+/// KWT Eq. 6), backward, AdamW update. Returns the updated model, the loss and how many
+/// samples of the batch the model classified correctly before the update.
+pub fn optimizer_step(
+    model: Kwt,
+    optim: &mut ModuleOptimizer,
+    inputs: Tensor<3>,
+    targets: Tensor<1, Int>,
+    teacher_targets: Option<Tensor<1, Int>>,
+    lr: f64,
+    label_smoothing: f64,
+) -> (Kwt, f32, u64) {
+    let out = model.forward(inputs);
+    let loss = match teacher_targets {
+        Some(teacher) => {
+            let class = out.class.clone();
+            let distill = out.distill.clone().unwrap_or_else(|| class.clone());
+            hard_distillation_loss(class, distill, targets.clone(), teacher, label_smoothing)
+        }
+        None => smoothed_cross_entropy(out.class.clone(), targets.clone(), label_smoothing),
+    };
+    let logits = out.logits().detach();
+    let [b, _] = logits.dims();
+    let correct: i64 = logits
+        .argmax(1)
+        .reshape([b])
+        .equal(targets)
+        .int()
+        .sum()
+        .into_scalar();
+    let loss_value: f32 = loss.clone().into_scalar();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(lr, model, grads), loss_value, correct as u64)
+}
+
+struct Teacher {
+    model: Kwt,
+    device: Device,
+}
+
+fn load_teacher(
+    cfg: &TrainerConfig,
+    student: &KwtConfig,
+    device: &Device,
+) -> Result<Option<Teacher>, TrainingError> {
+    let Some(d) = &cfg.distillation else {
+        return Ok(None);
+    };
+    let plain = device.clone().without_autodiff();
+    let (model, teacher_cfg) = load_checkpoint(&d.teacher, &plain)?;
+    if teacher_cfg.classes != student.classes
+        || teacher_cfg.frames != student.frames
+        || teacher_cfg.features != student.features
+    {
+        return Err(TrainingError::checkpoint(
+            &d.teacher,
+            format!(
+                "teacher takes {}x{} inputs into {} classes, the student {}x{} into {}",
+                teacher_cfg.frames,
+                teacher_cfg.features,
+                teacher_cfg.classes,
+                student.frames,
+                student.features,
+                student.classes
+            ),
+        ));
+    }
+    Ok(Some(Teacher {
+        model: model.valid(),
+        device: plain,
+    }))
+}
+
+fn check_data(model: &KwtConfig, data: &DataSplits) -> Result<(), TrainingError> {
+    if model.frames != data.frames || model.features != data.features {
+        return Err(TrainingError::Data(format!(
+            "the data gives {}x{} feature matrices, the model expects {}x{}",
+            data.frames, data.features, model.frames, model.features
+        )));
+    }
+    if model.classes != data.labels.len() {
+        return Err(TrainingError::Data(format!(
+            "the data has {} labels, the model {} classes",
+            data.labels.len(),
+            model.classes
+        )));
+    }
+    for (name, split) in [
+        ("train", &data.train),
+        ("validation", &data.valid),
+        ("test", &data.test),
+    ] {
+        if split.is_empty() {
+            return Err(TrainingError::Data(format!("the {name} split is empty")));
+        }
+    }
+    Ok(())
+}
+
+/// Training samples that set the model's input standardization.
+const NORM_SAMPLES: usize = 2048;
+
+/// Trains `model_cfg` on `data`, writing everything into `out`. If `out` already holds the
+/// state of an interrupted run of the same model, training continues from there.
+pub fn train(
+    model_cfg: &KwtConfig,
+    cfg: &TrainerConfig,
+    data: &DataSplits,
+    out: &Path,
+    device: &Device,
+    options: &TrainOptions,
+) -> Result<TrainOutcome, TrainingError> {
+    cfg.validate()?;
+    model_cfg.validate()?;
+    check_data(model_cfg, data)?;
+    std::fs::create_dir_all(out).map_err(|e| TrainingError::io(out, e))?;
+
+    let train_device = device.clone().autodiff();
+    let eval_device = device.clone().without_autodiff();
+    let state_path = out.join(STATE_FILE);
+    let model_path = out.join(MODEL_CONFIG_FILE);
+
+    let (mut model, mut optim, mut state) = if state_path.is_file() {
+        let saved: KwtConfig = read_ron(&model_path)?;
+        if &saved != model_cfg {
+            return Err(TrainingError::checkpoint(
+                out,
+                "this run folder holds an interrupted run of a different model; choose another output folder or delete it",
+            ));
+        }
+        let state: RunState = serde_json::from_slice(
+            &std::fs::read(&state_path).map_err(|e| TrainingError::io(&state_path, e))?,
+        )
+        .map_err(|e| TrainingError::Parse {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        let (model, _) = load_checkpoint(&out.join(LAST_CHECKPOINT), &train_device)?;
+        let optim_path = out.join(LAST_OPTIMIZER);
+        let optim = AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .init()
+            .load(&optim_path)
+            .map_err(|e| TrainingError::checkpoint(&optim_path, e))?;
+        tracing::info!(
+            epoch = state.epoch,
+            step = state.global_step,
+            "resuming run in {}",
+            out.display()
+        );
+        (model, optim, state)
+    } else {
+        let mut model = model_cfg.init(cfg.seed, &train_device)?;
+        let stats = feature_stats(
+            data.train.as_ref(),
+            data.frames,
+            data.features,
+            NORM_SAMPLES,
+        )?;
+        model.input_norm = FeatureNorm::from_stats(&stats, &train_device);
+        write_ron(&model_path, model_cfg)?;
+        let optim = AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .init();
+        (model, optim, RunState::default())
+    };
+    // Dropout draws from the backend's process-wide generator.
+    train_device.seed(cfg.seed ^ state.global_step as u64);
+    write_ron(&out.join("trainer.ron"), cfg)?;
+    let teacher = load_teacher(cfg, model_cfg, device)?;
+
+    let n = data.train.len();
+    let per_epoch = steps_per_epoch(n, cfg.batch_size);
+    let schedule = WarmupCosine {
+        peak_lr: cfg.learning_rate,
+        final_lr: cfg.final_learning_rate,
+        warmup_steps: cfg.warmup_epochs * per_epoch,
+        total_steps: cfg.epochs * per_epoch,
+    };
+    let started = Instant::now();
+
+    let save_last =
+        |model: &Kwt, optim: &ModuleOptimizer, state: &RunState| -> Result<(), TrainingError> {
+            save_model(model, &out.join(LAST_CHECKPOINT))?;
+            let optim_path = out.join(LAST_OPTIMIZER);
+            let tmp = optim_path.with_extension("tmp.bpk");
+            optim
+                .save(&tmp)
+                .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
+            std::fs::rename(&tmp, &optim_path).map_err(|e| TrainingError::io(&optim_path, e))?;
+            let json = serde_json::to_vec_pretty(state)
+                .map_err(|e| TrainingError::checkpoint(&state_path, e))?;
+            checkpoint::write_atomic(&state_path, &json)
+        };
+
+    while state.epoch < cfg.epochs {
+        let epoch = state.epoch;
+        let epoch_start = Instant::now();
+        let order = epoch_order(n, cfg.seed, epoch);
+        let bar = if options.progress {
+            ProgressBar::new(per_epoch as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        bar.set_position(state.step_in_epoch as u64);
+        let mut lr = schedule.lr(state.global_step);
+
+        while state.step_in_epoch < per_epoch {
+            let step = state.step_in_epoch;
+            let indices = &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(n)];
+            let augment = cfg
+                .augment
+                .then(|| mix(cfg.seed, epoch as u64, step as u64));
+            let batch = make_batch(
+                data.train.as_ref(),
+                indices,
+                data.frames,
+                data.features,
+                augment,
+            )?;
+            let teacher_targets = teacher.as_ref().map(|t| {
+                let labels: Vec<i64> = predict(&t.model, batch.inputs(&t.device))
+                    .into_iter()
+                    .map(|v| v as i64)
+                    .collect();
+                Tensor::from_data(TensorData::new(labels, [indices.len()]), &train_device)
+            });
+            lr = schedule.lr(state.global_step);
+            let (next, loss_value, correct) = optimizer_step(
+                model,
+                &mut optim,
+                batch.inputs(&train_device),
+                batch.targets(&train_device),
+                teacher_targets,
+                lr,
+                cfg.label_smoothing,
+            );
+            model = next;
+            if !loss_value.is_finite() {
+                return Err(TrainingError::InvalidConfig(format!(
+                    "the loss became {loss_value} at epoch {} step {step}; lower `learning_rate`",
+                    epoch + 1
+                )));
+            }
+
+            state.epoch_loss_sum += loss_value as f64 * indices.len() as f64;
+            state.epoch_correct += correct;
+            state.epoch_seen += indices.len() as u64;
+            state.step_in_epoch += 1;
+            state.global_step += 1;
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.3} lr {lr:.2e}",
+                state.epoch_loss_sum / state.epoch_seen as f64
+            ));
+
+            let stop = options
+                .stop_after_steps
+                .is_some_and(|s| state.global_step >= s);
+            let periodic = cfg.checkpoint_every_steps > 0
+                && state.global_step % cfg.checkpoint_every_steps == 0;
+            if (stop || periodic) && state.step_in_epoch < per_epoch {
+                save_last(&model, &optim, &state)?;
+            }
+            if stop && state.step_in_epoch < per_epoch {
+                bar.abandon();
+                return Ok(TrainOutcome::Interrupted {
+                    global_step: state.global_step,
+                });
+            }
+        }
+        bar.finish_and_clear();
+
+        let valid = evaluate(
+            &model.valid(),
+            data.valid.as_ref(),
+            &data.labels,
+            data.frames,
+            data.features,
+            cfg.eval_batch_size,
+            &eval_device,
+        )?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: state.epoch_loss_sum / state.epoch_seen.max(1) as f64,
+            train_acc: state.epoch_correct as f64 / state.epoch_seen.max(1) as f64,
+            valid_acc: valid.accuracy(),
+            lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            "epoch {}/{}: loss {:.4}, train acc {:.2}%, valid acc {:.2}%, {:.1}s",
+            epoch + 1,
+            cfg.epochs,
+            record.train_loss,
+            100.0 * record.train_acc,
+            100.0 * record.valid_acc,
+            record.seconds
+        );
+        if state
+            .best_valid_acc
+            .is_none_or(|best| record.valid_acc > best)
+        {
+            state.best_valid_acc = Some(record.valid_acc);
+            state.best_epoch = Some(epoch);
+            save_model(&model, &out.join(BEST_CHECKPOINT))?;
+        }
+        state.history.push(record);
+        state.epoch += 1;
+        state.step_in_epoch = 0;
+        state.epoch_loss_sum = 0.0;
+        state.epoch_correct = 0;
+        state.epoch_seen = 0;
+        save_last(&model, &optim, &state)?;
+        plot_training_curves(&state.history, &out.join(CURVES_FILE))?;
+        if options
+            .stop_after_steps
+            .is_some_and(|s| state.global_step >= s)
+            && state.epoch < cfg.epochs
+        {
+            return Ok(TrainOutcome::Interrupted {
+                global_step: state.global_step,
+            });
+        }
+    }
+
+    let best_path = out.join(BEST_CHECKPOINT);
+    let (best, _) = load_checkpoint(&best_path, &eval_device)?;
+    let test = evaluate(
+        &best,
+        data.test.as_ref(),
+        &data.labels,
+        data.frames,
+        data.features,
+        cfg.eval_batch_size,
+        &eval_device,
+    )?;
+    let summary = RunSummary {
+        model: model_cfg.clone(),
+        parameters: best.num_params(),
+        epochs: cfg.epochs,
+        steps: state.global_step,
+        best_epoch: state.best_epoch.unwrap_or(0),
+        best_valid_acc: state.best_valid_acc.unwrap_or(0.0),
+        test_acc: test.accuracy(),
+        test_confusion: test,
+        train_seconds: started.elapsed().as_secs_f64(),
+        history: state.history.clone(),
+        best_checkpoint: best_path,
+    };
+    let json =
+        serde_json::to_vec_pretty(&summary).map_err(|e| TrainingError::checkpoint(out, e))?;
+    checkpoint::write_atomic(&out.join(SUMMARY_FILE), &json)?;
+    tracing::info!(
+        "best epoch {} (valid {:.2}%), test accuracy {:.2}%",
+        summary.best_epoch + 1,
+        100.0 * summary.best_valid_acc,
+        100.0 * summary.test_acc
+    );
+    Ok(TrainOutcome::Finished(Box::new(summary)))
+}
+
+#[cfg(test)]
+mod tests;

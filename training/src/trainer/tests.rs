@@ -1,0 +1,285 @@
+use super::*;
+use crate::data::InMemory;
+use crate::kwt::KwtConfig;
+use rand::Rng;
+
+const FRAMES: usize = 12;
+const FEATURES: usize = 8;
+
+/// Three classes, each a bump on a different band of frames and features, under noise.
+fn split(per_class: usize, seed: u64) -> InMemory {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..per_class * 3 {
+        let class = i % 3;
+        let mut x = vec![0f32; FRAMES * FEATURES];
+        for (j, v) in x.iter_mut().enumerate() {
+            let (t, f) = (j / FEATURES, j % FEATURES);
+            let on = t / 4 == class && f / 3 == class;
+            *v = if on { 1.5 } else { 0.0 } + rng.random_range(-1.0..1.0);
+        }
+        features.push(x);
+        labels.push(class);
+    }
+    InMemory { features, labels }
+}
+
+fn splits() -> DataSplits {
+    DataSplits {
+        train: Box::new(split(60, 1)),
+        valid: Box::new(split(10, 2)),
+        test: Box::new(split(20, 3)),
+        labels: vec!["a".into(), "b".into(), "c".into()],
+        frames: FRAMES,
+        features: FEATURES,
+    }
+}
+
+fn model() -> KwtConfig {
+    KwtConfig {
+        frames: FRAMES,
+        features: FEATURES,
+        ..KwtConfig::preset("kwt-micro", 3).unwrap()
+    }
+}
+
+fn trainer(epochs: usize) -> TrainerConfig {
+    TrainerConfig {
+        epochs,
+        batch_size: 16,
+        learning_rate: 3e-3,
+        warmup_epochs: 1,
+        seed: 7,
+        augment: false,
+        eval_batch_size: 64,
+        ..TrainerConfig::default()
+    }
+}
+
+fn finished(outcome: TrainOutcome) -> RunSummary {
+    match outcome {
+        TrainOutcome::Finished(s) => *s,
+        TrainOutcome::Interrupted { global_step } => panic!("interrupted at {global_step}"),
+    }
+}
+
+#[test]
+fn learns_well_above_chance_and_writes_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let summary = finished(
+        train(
+            &model(),
+            &trainer(10),
+            &splits(),
+            dir.path(),
+            &device,
+            &TrainOptions::default(),
+        )
+        .unwrap(),
+    );
+    // Chance is 33%.
+    assert!(summary.test_acc > 0.8, "test accuracy {}", summary.test_acc);
+    assert_eq!(summary.history.len(), 10);
+    assert_eq!(summary.steps, 10 * 180usize.div_ceil(16));
+    assert_eq!(summary.test_confusion.total(), 60);
+    for f in [
+        BEST_CHECKPOINT,
+        LAST_CHECKPOINT,
+        SUMMARY_FILE,
+        CURVES_FILE,
+        MODEL_CONFIG_FILE,
+        STATE_FILE,
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let svg = std::fs::read_to_string(dir.path().join(CURVES_FILE)).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("polyline"),
+        "curves.svg has no lines"
+    );
+    // The best checkpoint loads back and scores the same on the test split.
+    let (best, _) = load_checkpoint(&dir.path().join(BEST_CHECKPOINT), &device).unwrap();
+    let data = splits();
+    let again = evaluate(
+        &best,
+        data.test.as_ref(),
+        &data.labels,
+        FRAMES,
+        FEATURES,
+        7,
+        &device,
+    )
+    .unwrap();
+    assert_eq!(again, summary.test_confusion);
+    // The input standardization is the training set's and stays frozen through training.
+    let stats = crate::feature_stats(data.train.as_ref(), FRAMES, FEATURES, NORM_SAMPLES).unwrap();
+    let kept = best.input_norm.stats();
+    for (a, b) in kept
+        .mean
+        .iter()
+        .zip(&stats.mean)
+        .chain(kept.std.iter().zip(&stats.std))
+    {
+        assert!((a - b).abs() < 1e-5, "{kept:?} vs {stats:?}");
+    }
+    assert!(
+        stats.std.iter().all(|&s| (s - 1.0).abs() > 0.01),
+        "the test data should need scaling"
+    );
+}
+
+#[test]
+fn resume_after_interruption_loses_nothing() {
+    let device = Device::flex();
+    let whole = tempfile::tempdir().unwrap();
+    let a = finished(
+        train(
+            &model(),
+            &trainer(3),
+            &splits(),
+            whole.path(),
+            &device,
+            &TrainOptions::default(),
+        )
+        .unwrap(),
+    );
+
+    let parts = tempfile::tempdir().unwrap();
+    // 12 steps per epoch: stop in the middle of the second epoch, then once more in the third.
+    for stop in [17, 29] {
+        let opts = TrainOptions {
+            stop_after_steps: Some(stop),
+            ..Default::default()
+        };
+        match train(
+            &model(),
+            &trainer(3),
+            &splits(),
+            parts.path(),
+            &device,
+            &opts,
+        )
+        .unwrap()
+        {
+            TrainOutcome::Interrupted { global_step } => assert_eq!(global_step, stop),
+            TrainOutcome::Finished(_) => panic!("should have stopped at {stop}"),
+        }
+    }
+    let b = finished(
+        train(
+            &model(),
+            &trainer(3),
+            &splits(),
+            parts.path(),
+            &device,
+            &TrainOptions::default(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(a.steps, b.steps);
+    for (x, y) in a.history.iter().zip(&b.history) {
+        assert!((x.train_loss - y.train_loss).abs() < 1e-5, "{x:?} vs {y:?}");
+        assert!((x.valid_acc - y.valid_acc).abs() < 1e-9, "{x:?} vs {y:?}");
+    }
+    assert_eq!(a.test_confusion, b.test_confusion);
+}
+
+#[test]
+fn distils_from_a_teacher_checkpoint() {
+    let device = Device::flex();
+    let teacher_dir = tempfile::tempdir().unwrap();
+    let teacher = finished(
+        train(
+            &model(),
+            &trainer(10),
+            &splits(),
+            teacher_dir.path(),
+            &device,
+            &TrainOptions::default(),
+        )
+        .unwrap(),
+    );
+    assert!(
+        teacher.test_acc > 0.8,
+        "teacher test accuracy {}",
+        teacher.test_acc
+    );
+
+    let mut student = model();
+    student.distill_token = true;
+    let mut cfg = trainer(10);
+    cfg.distillation = Some(crate::config::DistillationConfig {
+        teacher: teacher_dir.path().join(BEST_CHECKPOINT),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let s = finished(
+        train(
+            &student,
+            &cfg,
+            &splits(),
+            dir.path(),
+            &device,
+            &TrainOptions::default(),
+        )
+        .unwrap(),
+    );
+    assert!(
+        s.test_acc > 0.8,
+        "distilled student test accuracy {}",
+        s.test_acc
+    );
+
+    // A teacher for another number of classes is refused, naming the checkpoint.
+    let mut other = splits();
+    other.labels.push("d".into());
+    let mut four = student.clone();
+    four.classes = 4;
+    let err = train(
+        &four,
+        &cfg,
+        &other,
+        tempfile::tempdir().unwrap().path(),
+        &device,
+        &TrainOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("teacher") && err.contains("best.bpk"), "{err}");
+}
+
+#[test]
+fn bad_configs_and_mismatched_data_are_clear_errors() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = trainer(2);
+    cfg.batch_size = 0;
+    let err = train(
+        &model(),
+        &cfg,
+        &splits(),
+        dir.path(),
+        &device,
+        &TrainOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("batch_size"), "{err}");
+
+    let mut wrong = model();
+    wrong.features = 9;
+    let err = train(
+        &wrong,
+        &trainer(1),
+        &splits(),
+        dir.path(),
+        &device,
+        &TrainOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("12x8"), "{err}");
+
+    let missing = dir.path().join("nope.bpk");
+    let err = load_checkpoint(&missing, &device).unwrap_err().to_string();
+    assert!(err.contains("nope.bpk"), "{err}");
+}
