@@ -1,5 +1,7 @@
 //! Analytic MCU cost model (burn-free): target descriptions, a cost graph of int8 ops, tensor
 //! lifetimes and arena planners, MHSA/FWSA attention costs, per-layer estimates and reports.
+//! The exporter plans its arena with [`memory::plan`] too (`export::plan`), so the SRAM figure of
+//! an exported integer graph is this crate's planner's arena.
 //!
 //! ```no_run
 //! use cost::{estimate, kwt::{kwt, KwtConfig}, target::Target};

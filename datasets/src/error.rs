@@ -20,6 +20,8 @@ pub enum DatasetError {
         found: String,
         expected: &'static str,
     },
+    #[error("downloading {url} failed: {message}")]
+    Download { url: String, message: String },
     #[error("data set root folder {0} does not exist or is not a folder")]
     MissingRoot(PathBuf),
     #[error(

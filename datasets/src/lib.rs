@@ -5,6 +5,7 @@
 //! batching into tensors lives with the trainer.
 
 pub mod augment;
+pub mod download;
 pub mod error;
 pub mod mfcc;
 pub mod speech_commands;
@@ -13,6 +14,7 @@ pub mod synth;
 pub mod wav;
 
 pub use augment::AugmentConfig;
+pub use download::{SPEECH_COMMANDS_V1_URL, SPEECH_COMMANDS_V2_URL, download_speech_commands};
 pub use error::{DatasetError, Result};
 pub use mfcc::{Mfcc, MfccConfig};
 pub use speech_commands::{

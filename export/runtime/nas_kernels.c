@@ -398,3 +398,48 @@ void nas_pool2d_s8(const int8_t *x, const nas_hwc *in, const nas_window *win,
         }
     }
 }
+
+/* sum_i a[i*sa] b[i*sb] over n pairs; contiguous operands take the SIMD dot product. */
+static int32_t nas_dot_strided_s8(const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
+                                  int32_t n) {
+    int32_t i, acc = 0;
+    if (sa == 1 && sb == 1) {
+        return nas_dot_s8(a, b, n, 0);
+    }
+    for (i = 0; i < n; i++) {
+        acc += (int32_t)a[(size_t)i * (size_t)sa] * (int32_t)b[(size_t)i * (size_t)sb];
+    }
+    return acc;
+}
+
+void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
+                      const nas_attention_params *p, int8_t *scratch, int8_t *out) {
+    int32_t s, h, t, j;
+    for (s = 0; s < p->rows; s++) {
+        for (h = 0; h < p->heads; h++) {
+            const int8_t *qr = q + (size_t)h * (size_t)p->q.head + (size_t)s * (size_t)p->q.row;
+            const int8_t *kh = k + (size_t)h * (size_t)p->k.head;
+            const int8_t *vh = v + (size_t)h * (size_t)p->v.head;
+            int8_t *o = out + (size_t)h * (size_t)p->out.head + (size_t)s * (size_t)p->out.row;
+            /* one row of scores */
+            for (t = 0; t < p->keys; t++) {
+                int32_t acc = nas_dot_strided_s8(qr, p->q.inner, kh + (size_t)t * (size_t)p->k.row,
+                                                 p->k.inner, p->inner);
+                scratch[t] = nas_requantize(acc, p->score_rq);
+            }
+            /* its softmax, in place (each element is read before it is overwritten) */
+            nas_softmax_s8(scratch, 1, &p->softmax, scratch);
+            /* the output row: A[s, :] . V */
+            for (j = 0; j < p->v_inner; j++) {
+                int32_t acc = nas_dot_strided_s8(scratch, 1, vh + (size_t)j * (size_t)p->v.inner,
+                                                 p->v.row, p->keys);
+                o[(size_t)j * (size_t)p->out.inner] = nas_requantize(acc, p->out_rq);
+            }
+        }
+    }
+}
+
+void nas_fwsa_s8(const int8_t *m2, const int8_t *x, const int8_t *v,
+                 const nas_attention_params *p, int8_t *scratch, int8_t *out) {
+    nas_attention_s8(m2, x, v, p, scratch, out);
+}

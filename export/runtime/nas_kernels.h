@@ -207,6 +207,47 @@ void nas_depthwise_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w
 void nas_pool2d_s8(const int8_t *x, const nas_hwc *in, const nas_window *win,
                    const nas_hwc *out, int32_t avg, int8_t *y);
 
+
+/* ---- attention (pulp-transformer Sec. 4.5-4.6) ---- */
+
+/* A strided [heads, rows, inner] int8 operand: element (h, r, i) at h*head + r*row + i*inner. */
+typedef struct {
+    int32_t head;
+    int32_t row;
+    int32_t inner;
+} nas_strides;
+
+/* Fused attention: out[h, s, :] = requant_o(softmax_t(requant_s(q[h, s, :] . k[h, t, :]))
+ * . v[h, t, :]). k.head == 0 is the FWSA form (keys = the shared input X, queries = X W*). */
+typedef struct {
+    int32_t heads;   /* H */
+    int32_t rows;    /* S: query rows */
+    int32_t keys;    /* T: keys, the softmax row length */
+    int32_t inner;   /* P (E for FWSA): reduction of q . k */
+    int32_t v_inner; /* P: inner length of v and out */
+    nas_strides q, k, v, out;
+    nas_dyadic score_rq;
+    nas_softmax_params softmax;
+    nas_dyadic out_rq;
+} nas_attention_params;
+
+/* Scratch bytes nas_attention_s8 needs (one int8 row of scores). */
+static inline int32_t nas_attention_s8_get_buffer_size(const nas_attention_params *p) {
+    return p->keys;
+}
+
+/* Depth-first tiled MHSA / FWSA core, loop order S -> H -> S (paper 4.6.3): for each query
+ * row s and head h, one row of scores (q . k, requantized), its i-softmax in place, then the
+ * output row (that row . v) - the H x S x S attention matrix is never materialized. Bit-exact
+ * with MatMul -> Softmax -> MatMul of quant's interpreter. `scratch` holds `keys` bytes. */
+void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
+                      const nas_attention_params *p, int8_t *scratch, int8_t *out);
+
+/* The FWSA kernel (paper 4.6.4): the same schedule with the keys read from the shared input
+ * X (k.head must be 0), queries M2 = X W*_h from the fused-weight projection. */
+void nas_fwsa_s8(const int8_t *m2, const int8_t *x, const int8_t *v,
+                 const nas_attention_params *p, int8_t *scratch, int8_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,7 +12,7 @@ use quant::{Dyadic, Graph, Op, Requant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ExportError, Result, io_err};
-use crate::plan::plan_arena;
+use crate::plan::{Exec, FusedAttention, Int8Options, Int8Plan, Storage, View};
 
 /// The bundled C runtime, copied into every exported project.
 pub const RUNTIME_FILES: [(&str, &str); 2] = [
@@ -44,24 +44,19 @@ pub struct ExportReport {
     /// gamma/beta, GELU tables, requantization multipliers, transpose shapes): flash. Small
     /// per-node parameter structs (a few int32 fields each) are not included.
     pub weight_bytes: usize,
+    /// The cost model's planner that produced the arena (`head-tail` or `best-fit`).
+    pub planner: String,
+    /// Number of fused (depth-first tiled) attention kernels emitted.
+    pub fused_attention: usize,
     /// Total input elements (graph inputs concatenated in order).
     pub input_len: usize,
     /// Total output elements (graph outputs concatenated in order).
     pub output_len: usize,
-    /// Arena offset of every tensor placed in the arena (graph inputs live in the caller's
-    /// buffer; reshapes alias their input).
+    /// Arena offset of every arena buffer (tensors and fused-kernel scratch; graph inputs live
+    /// in the caller's buffer; reshapes alias their input).
     pub tensor_offsets: Vec<(String, usize)>,
     /// Files written.
     pub files: Vec<PathBuf>,
-}
-
-/// Where a tensor lives at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Loc {
-    /// Caller's input buffer, at this offset.
-    Input(usize),
-    /// Planned arena buffer number.
-    Buf(usize),
 }
 
 /// The C kernel that implements `op`, or why there is none.
@@ -93,6 +88,20 @@ pub fn runtime_kernel(op: &Op) -> std::result::Result<&'static str, String> {
         Op::Requant(_) => "nas_requant_s8",
         Op::SelectToken { .. } => "nas_copy_s8",
     })
+}
+
+/// Validates `graph` and checks that the C runtime has a kernel for every node; the error
+/// names the first node that has none.
+pub fn check_supported(graph: &Graph) -> Result<()> {
+    graph.validate()?;
+    for node in &graph.nodes {
+        runtime_kernel(&node.op).map_err(|reason| ExportError::Unsupported {
+            node: node.name.clone(),
+            op: node.op.kind().into(),
+            reason,
+        })?;
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -223,57 +232,33 @@ pub struct CProject {
 }
 
 /// Generates the whole C project in memory; rejects unsupported ops and budgets exceeded.
+/// Attention chains are fused (depth-first tiled); see [`generate_with`].
 pub fn generate(graph: &Graph, name: &str, limits: &ExportLimits) -> Result<CProject> {
+    generate_with(graph, name, limits, &Int8Options::default())
+}
+
+/// [`generate`] with the cost model's schedule options (e.g. attention fusion off).
+pub fn generate_with(
+    graph: &Graph,
+    name: &str,
+    limits: &ExportLimits,
+    opts: &Int8Options,
+) -> Result<CProject> {
     check_name(name)?;
-    graph.validate()?;
-    for node in &graph.nodes {
-        runtime_kernel(&node.op).map_err(|reason| ExportError::Unsupported {
-            node: node.name.clone(),
-            op: node.op.kind().into(),
-            reason,
-        })?;
-    }
+    check_supported(graph)?;
     let info: HashMap<&str, &quant::TensorInfo> =
         graph.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let numel = |t: &str| info[t].numel();
     let shape = |t: &str| info[t].shape.clone();
 
-    // ---- storage and lifetimes ----
-    let mut loc: HashMap<&str, Loc> = HashMap::new();
-    let mut input_len = 0usize;
-    for i in &graph.inputs {
-        loc.insert(i.as_str(), Loc::Input(input_len));
-        input_len += numel(i);
-    }
-    let mut bufs: Vec<(usize, usize, usize)> = Vec::new();
-    let mut buf_tensor: Vec<&str> = Vec::new();
-    for (step, node) in graph.nodes.iter().enumerate() {
-        for i in &node.inputs {
-            if let Loc::Buf(b) = loc[i.as_str()] {
-                bufs[b].2 = bufs[b].2.max(step);
-            }
-        }
-        if matches!(node.op, Op::Reshape { .. }) {
-            // same bytes, new shape: alias the input's storage (its lifetime grows with it)
-            loc.insert(node.output.as_str(), loc[node.inputs[0].as_str()]);
-        } else {
-            loc.insert(node.output.as_str(), Loc::Buf(bufs.len()));
-            bufs.push((numel(&node.output), step, step));
-            buf_tensor.push(node.output.as_str());
-        }
-    }
-    let end = graph.nodes.len();
-    let mut output_len = 0usize;
-    for o in &graph.outputs {
-        if let Loc::Buf(b) = loc[o.as_str()] {
-            bufs[b].2 = end; // read by the final copy into `out`
-        }
-        output_len += numel(o);
-    }
-    let (offsets, arena_bytes) = plan_arena(&bufs);
-    let ptr = |t: &str| match loc[t] {
-        Loc::Input(o) => format!("(in + {o})"),
-        Loc::Buf(b) => format!("(nas_arena.b + {})", offsets[b]),
+    // ---- schedule, storage and arena: the cost model's planner (one planner for both) ----
+    let plan = crate::plan::plan(graph, opts)?;
+    let arena_bytes = plan.arena_bytes as usize;
+    let (input_len, output_len) = (plan.input_len, plan.output_len);
+    let ptr = |t: &str| match plan.storage.get(t) {
+        Some(Storage::Input(o)) => format!("(in + {o})"),
+        Some(Storage::Arena(b)) => format!("(nas_arena.b + {})", plan.offsets[*b]),
+        None => format!("/* `{}` is not stored */ NULL", comment_safe(t)),
     };
 
     // ---- code ----
@@ -284,6 +269,22 @@ pub fn generate(graph: &Graph, name: &str, limits: &ExportLimits) -> Result<CPro
     };
     for (i, node) in graph.nodes.iter().enumerate() {
         let p = format!("n{i}");
+        match plan.exec[i] {
+            Exec::Elided => {
+                let _ = writeln!(
+                    g.body,
+                    "    /* {i}: `{}` {}: folded into a fused attention kernel */",
+                    comment_safe(&node.name),
+                    node.op.kind()
+                );
+                continue;
+            }
+            Exec::Fused(f) => {
+                emit_attention(&mut g, &p, i, node, &plan.fused[f], &plan, &ptr);
+                continue;
+            }
+            Exec::Alias | Exec::Kernel => {}
+        }
         let x = ptr(&node.inputs[0]);
         let y = ptr(&node.output);
         let xs = shape(&node.inputs[0]);
@@ -588,16 +589,26 @@ pub fn generate(graph: &Graph, name: &str, limits: &ExportLimits) -> Result<CPro
     for (f, text) in RUNTIME_FILES {
         files.push((f.to_string(), text.to_string()));
     }
-    let tensor_offsets = buf_tensor
+    if g.weight_bytes as u64 != plan.weight_bytes {
+        // the cost model's flash figure and the emitted constants must agree exactly
+        return Err(ExportError::Plan(format!(
+            "internal: emitted {} constant bytes, the cost model counts {}",
+            g.weight_bytes, plan.weight_bytes
+        )));
+    }
+    let tensor_offsets = plan
+        .buffers
         .iter()
-        .zip(&offsets)
-        .map(|(t, &o)| (t.to_string(), o))
+        .zip(&plan.offsets)
+        .map(|(b, &o)| (b.name.clone(), o as usize))
         .collect();
     Ok(CProject {
         report: ExportReport {
             name: name.into(),
             arena_bytes,
             weight_bytes: g.weight_bytes,
+            planner: plan.planner.label().to_string(),
+            fused_attention: plan.fused.len(),
             input_len,
             output_len,
             tensor_offsets,
@@ -605,6 +616,82 @@ pub fn generate(graph: &Graph, name: &str, limits: &ExportLimits) -> Result<CPro
         },
         files,
     })
+}
+
+fn c_strides(v: &View) -> String {
+    format!("{{{}, {}, {}}}", v.head, v.row, v.inner)
+}
+
+/// The fused (depth-first tiled) attention kernel at node `i`.
+fn emit_attention(
+    g: &mut Generated,
+    p: &str,
+    i: usize,
+    node: &quant::Node,
+    fa: &FusedAttention,
+    plan: &Int8Plan,
+    ptr: &dyn Fn(&str) -> String,
+) {
+    let sm = &fa.softmax;
+    let kind = if fa.fwsa { "FWSA" } else { "MHSA" };
+    let _ = writeln!(
+        g.consts,
+        "\n/* node {i} `{}`: fused {kind} attention (depth-first, S->H->S) */",
+        comment_safe(&node.name)
+    );
+    g.param(format!(
+        "static const nas_attention_params {p}_att = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, \
+         {{{}, {}, {{{}, {}, {}}}}}, {}}};",
+        fa.heads,
+        fa.rows,
+        fa.keys,
+        fa.inner,
+        fa.v_inner,
+        c_strides(&fa.q),
+        c_strides(&fa.k),
+        c_strides(&fa.v),
+        c_strides(&fa.out),
+        c_dyadic(fa.score_rq),
+        sm.len,
+        sm.j,
+        sm.exp.q_ln2,
+        sm.exp.q_b,
+        sm.exp.q_c,
+        c_dyadic(fa.out_rq)
+    ));
+    let scratch = plan
+        .buffers
+        .iter()
+        .position(|b| b.name == format!("{}.scratch", node.name))
+        .map_or_else(
+            || "NULL".to_string(),
+            |b| format!("(nas_arena.b + {})", plan.offsets[b]),
+        );
+    let _ = writeln!(
+        g.body,
+        "    /* {i}: `{}` fused {kind} attention, H={} S={} T={} P={}: never materializes the \
+         {}x{}x{} attention matrix */",
+        comment_safe(&node.name),
+        fa.heads,
+        fa.rows,
+        fa.keys,
+        fa.inner,
+        fa.heads,
+        fa.rows,
+        fa.keys
+    );
+    let f = if fa.fwsa {
+        "nas_fwsa_s8"
+    } else {
+        "nas_attention_s8"
+    };
+    g.call(format!(
+        "{f}({}, {}, {}, &{p}_att, {scratch}, {})",
+        ptr(&fa.q.tensor),
+        ptr(&fa.k.tensor),
+        ptr(&fa.v.tensor),
+        ptr(&fa.out.tensor)
+    ));
 }
 
 /// Build targets of the generated Makefile: `(make target, compiler, flags, linker flags, run
@@ -728,5 +815,17 @@ pub fn export_c_with_limits(
     limits: &ExportLimits,
 ) -> Result<ExportReport> {
     let project = generate(graph, name, limits)?;
+    write_project(&project, out_dir)
+}
+
+/// [`export_c_with_limits`] with the schedule options (e.g. attention fusion off).
+pub fn export_c_with(
+    graph: &Graph,
+    name: &str,
+    out_dir: &Path,
+    limits: &ExportLimits,
+    opts: &Int8Options,
+) -> Result<ExportReport> {
+    let project = generate_with(graph, name, limits, opts)?;
     write_project(&project, out_dir)
 }

@@ -30,6 +30,9 @@ pub enum ExportError {
         /// The rejected name.
         name: String,
     },
+    /// The cost model could not schedule or plan the graph.
+    #[error("memory planning failed: {0}")]
+    Plan(String),
     /// The activation arena exceeds the SRAM limit.
     #[error("activation arena of {need} bytes exceeds the SRAM limit of {limit} bytes")]
     ArenaTooLarge {

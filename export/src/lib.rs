@@ -4,8 +4,11 @@
 //! * [`export_c`] / [`export_c_with_limits`]: writes `<name>.h`, `<name>.c` (constants in
 //!   flash, one static arena in SRAM, `<name>_run(in, out)`), the runtime
 //!   (`runtime/nas_kernels.{h,c}`) and a `Makefile` for host gcc, Cortex-M4/M7 and RV32.
-//! * [`plan_arena`]: the static memory planner (one function, to be swapped for the cost
-//!   crate's shared planner).
+//! * Memory: the schedule, tensor storage and arena offsets come from the cost model
+//!   ([`plan::plan`]: head-tail / best-fit, the smaller), so the exported arena and
+//!   constant bytes are the cost model's SRAM and flash-constant figures. Attention chains
+//!   (`MatMul -> Softmax -> MatMul`) are emitted as the fused depth-first tiled kernel
+//!   (`nas_attention_s8`, or `nas_fwsa_s8` for fused-weight attention).
 //! * [`verify`]: builds and runs the export on host (ASan/UBSan) and under QEMU and compares
 //!   every output with `quant::Interpreter`.
 
@@ -15,9 +18,11 @@ pub mod plan;
 pub mod verify;
 
 pub use codegen::{
-    CProject, ExportLimits, ExportReport, RUNTIME_FILES, export_c, export_c_with_limits, generate,
-    runtime_kernel,
+    CProject, ExportLimits, ExportReport, RUNTIME_FILES, check_supported, export_c, export_c_with,
+    export_c_with_limits, generate, generate_with, runtime_kernel,
 };
 pub use error::{APT_PACKAGES, ExportError, Result};
-pub use plan::plan_arena;
-pub use verify::{Mismatch, Target, TargetReport, VerifyReport, verify, verify_in};
+pub use plan::{Int8Estimate, Int8Options, Int8Plan};
+pub use verify::{
+    Mismatch, Target, TargetReport, VerifyReport, verify, verify_in, verify_in_with, verify_with,
+};

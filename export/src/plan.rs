@@ -1,113 +1,823 @@
-//! Static memory planning of the activation arena.
+//! Schedule and memory plan of a deployable integer graph (`quant::Graph`): the integer graph's
+//! view of the cost model. The tensor lifetimes are turned into `cost::memory::Buffer`s and
+//! planned by the cost model's own planner, so the code generator ([`crate::codegen`], which takes
+//! its schedule, tensor storage and arena offsets from [`plan`]) allocates exactly the SRAM the
+//! cost model reports, by construction and by test:
 //!
-//! Kept behind the single function [`plan_arena`] so that the cost crate's shared planner can
-//! replace it (the cost model's SRAM figure must equal what the exported C allocates).
+//! * **SRAM** = [`Int8Plan::arena_bytes`]: the one static activation arena, planned by the same
+//!   planners as the analytic model ([`cost::memory::plan`]: head-tail and best-fit, the smaller
+//!   kept) over the buffers of [`Int8Plan::buffers`]. Every buffer is rounded up to
+//!   [`ARENA_ALIGN`] bytes. Graph inputs live in the caller's `in` buffer (not in the arena),
+//!   reshapes alias their input, and graph outputs stay live through the final copy into `out`
+//!   (step `nodes.len()`).
+//! * **flash constants** = [`Int8Plan::weight_bytes`]: the bytes of every constant array the
+//!   generated model source declares (int8 weights, int32 biases, 8-byte dyadic multipliers of
+//!   Linear / Conv2d / DepthwiseConv2d, embeddings, class tokens, LayerNorm int8 gamma and int32
+//!   beta, 256-byte GELU tables, int32 shape and permutation of each transpose). Small per-node
+//!   parameter structs are not counted. Flash as a whole ([`Int8Estimate::flash_bytes`]) adds
+//!   the target's per-kernel code-size estimate.
+//!
+//! Attention fusion (pulp-transformer Sec. 4.5-4.6): a `MatMul(Q, K^T) -> Softmax ->
+//! MatMul(A, V)` chain whose intermediates have no other reader runs as one depth-first tiled
+//! kernel (S -> H -> S loop order): for each query row and head it computes one row of the
+//! scores, its softmax and the `A V` row, so the `H x S x S` attention matrix is never
+//! materialized; its only scratch is one int8 row of `S` bytes. Head-split transposes
+//! (`Transpose [1, 0, 2]`) feeding Q/K/V and the head-merge transpose after `A V` are folded
+//! into strided views. A key operand that is an exact head replication of a tensor `X` (a
+//! Linear with stacked identity weights, zero bias and unit requantization: how an FWSA graph,
+//! `A = softmax(X W* X^T)`, is written in quant's op set) is read from `X` directly (head
+//! stride 0): the FWSA kernel.
 
-/// Alignment of every arena buffer in bytes (word loads of the DSP dot product and int32
-/// friendliness; costs at most 3 bytes per buffer).
-pub const ARENA_ALIGN: usize = 4;
+use std::collections::{BTreeSet, HashMap};
 
-/// Greedy best-fit placement of buffers with known lifetimes.
-///
-/// `lifetimes[i] = (size_bytes, first_use_step, last_use_step)`, steps inclusive. Two buffers
-/// may share bytes only when their step ranges are disjoint. Buffers are placed largest first;
-/// each goes into the smallest gap (between buffers already placed whose lifetimes overlap
-/// its own) that holds it, else above the highest of them. Offsets are multiples of
-/// [`ARENA_ALIGN`]. Returns the offsets (in input order) and the arena size.
-pub fn plan_arena(lifetimes: &[(usize, usize, usize)]) -> (Vec<usize>, usize) {
-    let align = |v: usize| v.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
-    let mut order: Vec<usize> = (0..lifetimes.len()).collect();
-    // largest first; ties by earlier first use, then index, for determinism
-    order.sort_by_key(|&i| (std::cmp::Reverse(lifetimes[i].0), lifetimes[i].1, i));
-    let mut offsets = vec![0usize; lifetimes.len()];
-    let mut placed: Vec<usize> = Vec::new();
-    let mut total = 0usize;
-    for &i in &order {
-        let (size, first, last) = lifetimes[i];
-        let size = align(size);
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|&&j| {
-                let (_, f, l) = lifetimes[j];
-                f <= last && first <= l
-            })
-            .map(|&j| (offsets[j], offsets[j] + align(lifetimes[j].0)))
-            .collect();
-        busy.sort_unstable();
-        let mut best: Option<(usize, usize)> = None; // (gap size, offset)
-        let mut cursor = 0usize;
-        for &(start, end) in &busy {
-            if start >= cursor + size {
-                let gap = start - cursor;
-                if best.is_none_or(|(g, _)| gap < g) {
-                    best = Some((gap, cursor));
-                }
-            }
-            cursor = cursor.max(end);
+use quant::graph::{Graph, Op, Requant};
+use quant::{Dyadic, ISoftmax};
+use serde::{Deserialize, Serialize};
+
+use cost::memory::{self, Buffer, BufferKind, PlannerKind};
+use cost::target::{KernelClass, Target};
+
+use crate::error::ExportError;
+
+/// Alignment of every arena buffer (word loads of the DSP dot product).
+pub const ARENA_ALIGN: u64 = 4;
+
+/// Bytes of one dyadic multiplier in flash (two int32).
+pub const DYADIC_BYTES: u64 = 8;
+
+/// Schedule options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Int8Options {
+    /// Fuse attention chains into the depth-first tiled kernel (default). Off: every op runs
+    /// layer-wise and materializes its output (the attention matrix included).
+    pub fuse_attention: bool,
+}
+
+impl Default for Int8Options {
+    fn default() -> Self {
+        Int8Options {
+            fuse_attention: true,
         }
-        let off = best.map_or(cursor, |(_, o)| o);
-        offsets[i] = off;
-        total = total.max(off + size);
-        placed.push(i);
     }
-    (offsets, total)
+}
+
+/// A strided int8 view of a stored tensor: element `(h, r, i)` at
+/// `tensor + h * head + r * row + i * inner` (in elements).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    /// The stored tensor (graph input or arena tensor).
+    pub tensor: String,
+    /// Head stride (0: shared by every head).
+    pub head: usize,
+    /// Row stride.
+    pub row: usize,
+    /// Innermost stride.
+    pub inner: usize,
+}
+
+/// A fused attention chain: `out[h, s, :] = requant_o(softmax(requant_s(q[h, s, :] . k[h, t, :])
+/// over t) . v[h, t, :])`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusedAttention {
+    /// Heads `H`.
+    pub heads: usize,
+    /// Query rows `S`.
+    pub rows: usize,
+    /// Keys `T` (the softmax row length).
+    pub keys: usize,
+    /// Reduction length of `Q K^T` (`P`, or `E` for FWSA).
+    pub inner: usize,
+    /// Inner length of `V` and of the output.
+    pub v_inner: usize,
+    /// Query view.
+    pub q: View,
+    /// Key view (`head == 0` for FWSA).
+    pub k: View,
+    /// Value view.
+    pub v: View,
+    /// Output view (written).
+    pub out: View,
+    /// Requantization of the scores.
+    pub score_rq: Dyadic,
+    /// The softmax.
+    pub softmax: ISoftmax,
+    /// Requantization of `A V`.
+    pub out_rq: Dyadic,
+    /// Whether the keys are the shared (unreplicated) input of an FWSA graph.
+    pub fwsa: bool,
+    /// Node indices covered (all elided except `anchor`).
+    pub nodes: Vec<usize>,
+    /// The node where the kernel runs (the last covered node).
+    pub anchor: usize,
+}
+
+impl FusedAttention {
+    /// Arena scratch of the kernel: one int8 row of scores / probabilities.
+    pub fn scratch_bytes(&self) -> u64 {
+        self.keys as u64
+    }
+
+    /// MACs of the two products.
+    pub fn macs(&self) -> u64 {
+        (self.heads * self.rows * self.keys * (self.inner + self.v_inner)) as u64
+    }
+}
+
+/// What the generated code does for one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Exec {
+    /// Its own kernel.
+    Kernel,
+    /// A reshape: aliases its input, no code.
+    Alias,
+    /// Folded into a fused kernel that runs at a later node.
+    Elided,
+    /// Runs fused kernel number `.0` of [`Int8Plan::fused`].
+    Fused(usize),
+}
+
+/// Where a tensor lives at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Storage {
+    /// The caller's `in` buffer at this element offset.
+    Input(usize),
+    /// Arena buffer number (index into [`Int8Plan::buffers`]).
+    Arena(usize),
+}
+
+/// The schedule and memory plan of an integer graph.
+#[derive(Debug, Clone)]
+pub struct Int8Plan {
+    /// One entry per graph node.
+    pub exec: Vec<Exec>,
+    /// Fused attention kernels.
+    pub fused: Vec<FusedAttention>,
+    /// Storage of every materialized tensor (elided tensors have none).
+    pub storage: HashMap<String, Storage>,
+    /// Arena buffers (outputs and kernel scratch), sizes rounded up to [`ARENA_ALIGN`].
+    pub buffers: Vec<Buffer>,
+    /// Arena offset of each buffer.
+    pub offsets: Vec<u64>,
+    /// The activation arena (SRAM) in bytes.
+    pub arena_bytes: u64,
+    /// The planner that produced the arena.
+    pub planner: PlannerKind,
+    /// Head-tail arena.
+    pub head_tail_bytes: u64,
+    /// Best-fit arena.
+    pub best_fit_bytes: u64,
+    /// Largest live set (lower bound of any arena) and the node where it occurs.
+    pub max_live_bytes: u64,
+    /// Node name at the largest live set.
+    pub peak_node: String,
+    /// Bytes of constant arrays (flash), per the module docs.
+    pub weight_bytes: u64,
+    /// Constant bytes of each node (0 for elided nodes and fused anchors without constants).
+    pub node_weight_bytes: Vec<u64>,
+    /// Total input elements (graph inputs concatenated).
+    pub input_len: usize,
+    /// Total output elements.
+    pub output_len: usize,
+}
+
+impl Int8Plan {
+    /// Arena offset of a materialized arena tensor.
+    pub fn arena_offset(&self, tensor: &str) -> Option<u64> {
+        match self.storage.get(tensor)? {
+            Storage::Arena(b) => Some(self.offsets[*b]),
+            Storage::Input(_) => None,
+        }
+    }
+}
+
+fn align(b: u64) -> u64 {
+    b.div_ceil(ARENA_ALIGN) * ARENA_ALIGN
+}
+
+fn err(node: &str, problem: impl Into<String>) -> ExportError {
+    ExportError::Plan(format!("node `{node}`: {}", problem.into()))
+}
+
+/// Constant bytes the generated source declares for `op` (see the module docs).
+pub fn const_bytes(op: &Op, input_rank: usize) -> u64 {
+    let rq = |r: &Requant| match r {
+        Requant::PerTensor(_) => DYADIC_BYTES,
+        Requant::PerChannel(v) => DYADIC_BYTES * v.len() as u64,
+    };
+    match op {
+        Op::Linear {
+            weight,
+            bias,
+            requant,
+            ..
+        }
+        | Op::Conv2d {
+            weight,
+            bias,
+            requant,
+            ..
+        }
+        | Op::DepthwiseConv2d {
+            weight,
+            bias,
+            requant,
+            ..
+        } => weight.len() as u64 + 4 * bias.len() as u64 + rq(requant),
+        Op::AddEmbedding { embedding, .. } => embedding.len() as u64,
+        Op::ConcatClassToken { token } => token.len() as u64,
+        Op::LayerNorm(ln) | Op::ScaledLayerNorm(ln) => {
+            ln.gamma.len() as u64 + 4 * ln.beta.len() as u64
+        }
+        Op::Gelu(_) => 256,
+        Op::Transpose { .. } => 2 * 4 * input_rank as u64,
+        _ => 0,
+    }
+}
+
+/// The kernel class of an op (code size and cycle tables).
+pub fn kernel_class(op: &Op) -> Option<KernelClass> {
+    Some(match op {
+        Op::Linear { .. } => KernelClass::Linear,
+        Op::MatMul { .. } => KernelClass::MatMul,
+        Op::Add(_) | Op::Requant(_) | Op::Relu => KernelClass::Add,
+        Op::Conv2d { .. } => KernelClass::Conv,
+        Op::DepthwiseConv2d { .. } => KernelClass::Depthwise,
+        Op::MaxPool2d(_) | Op::AvgPool2d(_) | Op::GlobalAvgPool | Op::SeqMeanPool => {
+            KernelClass::Pool
+        }
+        Op::Gelu(_) => KernelClass::Gelu,
+        Op::Softmax(_) => KernelClass::Softmax,
+        Op::LayerNorm(_) | Op::ScaledLayerNorm(_) => KernelClass::LayerNorm,
+        Op::ConcatClassToken { .. }
+        | Op::AddEmbedding { .. }
+        | Op::Transpose { .. }
+        | Op::SelectToken { .. } => KernelClass::Embedding,
+        Op::Reshape { .. } => return None,
+    })
+}
+
+/// Indices of the nodes reading each tensor.
+fn consumers(graph: &Graph) -> HashMap<&str, Vec<usize>> {
+    let mut c: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        for t in &n.inputs {
+            c.entry(t.as_str()).or_default().push(i);
+        }
+    }
+    c
+}
+
+struct Ctx<'a> {
+    graph: &'a Graph,
+    producer: HashMap<&'a str, usize>,
+    consumers: HashMap<&'a str, Vec<usize>>,
+    outputs: BTreeSet<&'a str>,
+    shapes: HashMap<&'a str, &'a [usize]>,
+}
+
+impl<'a> Ctx<'a> {
+    /// `t` is read only by node `by` and is not a graph output.
+    fn private_to(&self, t: &str, by: usize) -> bool {
+        !self.outputs.contains(t) && self.consumers.get(t).is_some_and(|c| c == &vec![by])
+    }
+
+    fn shape(&self, t: &str) -> &'a [usize] {
+        self.shapes.get(t).copied().unwrap_or(&[])
+    }
+
+    /// A `[H, R, I]` (or `[R, I]`, one head) operand as a view, folding a private head-split
+    /// transpose. `rows_major`: the operand is stored `[H, R, I]`; otherwise `[H, I, R]`.
+    /// Returns the view and the elided transpose node, if any.
+    fn operand(&self, t: &'a str, consumer: usize, rows_major: bool) -> (View, Option<usize>) {
+        let s = self.shape(t);
+        let (h, a, b) = match *s {
+            [a, b] => (1, a, b),
+            [h, a, b] => (h, a, b),
+            _ => unreachable!("rank checked by the caller"),
+        };
+        if rows_major
+            && s.len() == 3
+            && let Some(&p) = self.producer.get(t)
+            && let Op::Transpose { perm } = &self.graph.nodes[p].op
+            && perm == &[1, 0, 2]
+            && self.private_to(t, consumer)
+        {
+            // t = transpose(src [R, H, I]): (h, r, i) at r*H*I + h*I + i
+            let src = self.graph.nodes[p].inputs[0].as_str();
+            return (
+                View {
+                    tensor: src.into(),
+                    head: b,
+                    row: h * b,
+                    inner: 1,
+                },
+                Some(p),
+            );
+        }
+        let view = if rows_major {
+            View {
+                tensor: t.into(),
+                head: a * b,
+                row: b,
+                inner: 1,
+            }
+        } else {
+            View {
+                tensor: t.into(),
+                head: a * b,
+                row: 1,
+                inner: b,
+            }
+        };
+        (view, None)
+    }
+
+    /// If `view.tensor` is an exact head replication `[R, H * I]` of a tensor `X [R, I]` (a
+    /// private Linear with stacked identity weights, zero bias, unit requant), the view of `X`
+    /// with head stride 0 and the replicating node.
+    fn unreplicate(&self, view: &View, heads: usize, inner: usize) -> Option<(View, Vec<usize>)> {
+        // look through private reshapes (aliases) back to the producer
+        let mut t = view.tensor.as_str();
+        let mut covered = Vec::new();
+        let mut p = *self.producer.get(t)?;
+        while let Op::Reshape { .. } = self.graph.nodes[p].op {
+            covered.push(p);
+            let src = self.graph.nodes[p].inputs[0].as_str();
+            if !self.private_to(src, p) {
+                return None;
+            }
+            t = src;
+            p = *self.producer.get(t)?;
+        }
+        covered.push(p);
+        let node = &self.graph.nodes[p];
+        let Op::Linear {
+            in_features,
+            out_features,
+            weight,
+            bias,
+            requant,
+        } = &node.op
+        else {
+            return None;
+        };
+        let unit = |d: &Dyadic| d.s < 31 && d.m as i64 == 1i64 << d.s;
+        let unit_rq = match requant {
+            Requant::PerTensor(d) => unit(d),
+            Requant::PerChannel(v) => v.iter().all(unit),
+        };
+        let identity = weight.iter().enumerate().all(|(idx, &w)| {
+            let (o, i) = (idx / in_features, idx % in_features);
+            w == i8::from(o % in_features == i)
+        });
+        let x = node.inputs[0].as_str();
+        let xs = self.shape(x);
+        if *in_features != inner
+            || *out_features != heads * inner
+            || !bias.iter().all(|&b| b == 0)
+            || !unit_rq
+            || !identity
+            || xs.len() != 2
+            || view.head != inner
+            || view.row != heads * inner
+            || view.inner != 1
+            || self.outputs.contains(view.tensor.as_str())
+        {
+            return None;
+        }
+        Some((
+            View {
+                tensor: x.into(),
+                head: 0,
+                row: inner,
+                inner: 1,
+            },
+            covered,
+        ))
+    }
+}
+
+/// Detects the fusable attention chains (see the module docs).
+fn find_attention(graph: &Graph) -> Vec<FusedAttention> {
+    let mut ctx = Ctx {
+        graph,
+        producer: HashMap::new(),
+        consumers: consumers(graph),
+        outputs: graph.outputs.iter().map(|s| s.as_str()).collect(),
+        shapes: graph
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice()))
+            .collect(),
+    };
+    for (i, n) in graph.nodes.iter().enumerate() {
+        ctx.producer.insert(n.output.as_str(), i);
+    }
+    let mut found: Vec<FusedAttention> = Vec::new();
+    let mut taken: BTreeSet<usize> = BTreeSet::new();
+    for (i1, n1) in graph.nodes.iter().enumerate() {
+        let Op::MatMul {
+            transpose_b: tb1,
+            requant: rq1,
+        } = &n1.op
+        else {
+            continue;
+        };
+        let scores = n1.output.as_str();
+        let Some(&[i_sm]) = ctx.consumers.get(scores).map(|v| v.as_slice()) else {
+            continue;
+        };
+        let Op::Softmax(sm) = &graph.nodes[i_sm].op else {
+            continue;
+        };
+        let attn = graph.nodes[i_sm].output.as_str();
+        let Some(&[i2]) = ctx.consumers.get(attn).map(|v| v.as_slice()) else {
+            continue;
+        };
+        let n2 = &graph.nodes[i2];
+        let Op::MatMul {
+            transpose_b: tb2,
+            requant: rq2,
+        } = &n2.op
+        else {
+            continue;
+        };
+        if n2.inputs[0] != attn || ctx.outputs.contains(scores) || ctx.outputs.contains(attn) {
+            continue;
+        }
+        let qs = ctx.shape(&n1.inputs[0]);
+        if !(2..=3).contains(&qs.len()) || n1.inputs[0] == n1.inputs[1] {
+            continue;
+        }
+        let ss = ctx.shape(scores);
+        let os = ctx.shape(&n2.output);
+        let r = qs.len();
+        let heads = if r == 3 { qs[0] } else { 1 };
+        let (rows, inner, keys, v_inner) = (qs[r - 2], qs[r - 1], ss[r - 1], os[r - 1]);
+        if sm.len as usize != keys {
+            continue;
+        }
+        let (q, tq) = ctx.operand(&n1.inputs[0], i1, true);
+        let (mut k, tk) = ctx.operand(&n1.inputs[1], i1, *tb1);
+        let (v, tv) = ctx.operand(&n2.inputs[1], i2, !*tb2);
+        let mut nodes = vec![i1, i_sm, i2];
+        nodes.extend([tq, tk, tv].into_iter().flatten());
+        let mut fwsa = false;
+        if let Some((kx, covered)) = ctx.unreplicate(&k, heads, inner) {
+            // the replicated tensor must only feed the (elided) key path
+            let only_key = tk.is_some_and(|t| ctx.private_to(&k.tensor, t));
+            if only_key {
+                k = kx;
+                nodes.extend(covered);
+                fwsa = true;
+            }
+        }
+        // output: fold a private head-merge transpose
+        let mut anchor = i2;
+        let mut out = View {
+            tensor: n2.output.clone(),
+            head: rows * v_inner,
+            row: v_inner,
+            inner: 1,
+        };
+        if r == 3
+            && let Some(&[it]) = ctx.consumers.get(n2.output.as_str()).map(|v| v.as_slice())
+            && let Op::Transpose { perm } = &graph.nodes[it].op
+            && perm == &[1, 0, 2]
+            && !ctx.outputs.contains(n2.output.as_str())
+        {
+            anchor = it;
+            nodes.push(it);
+            out = View {
+                tensor: graph.nodes[it].output.clone(),
+                head: v_inner,
+                row: heads * v_inner,
+                inner: 1,
+            };
+        }
+        // every covered node once, the anchor last, inputs produced before the anchor
+        if nodes.iter().any(|n| taken.contains(n)) || nodes.iter().any(|&n| n > anchor) {
+            continue;
+        }
+        let ready = [&q, &k, &v].iter().all(|vw| {
+            ctx.producer
+                .get(vw.tensor.as_str())
+                .is_none_or(|&p| p < anchor && !nodes.contains(&p))
+        });
+        if !ready {
+            continue;
+        }
+        nodes.sort_unstable();
+        taken.extend(nodes.iter().copied());
+        found.push(FusedAttention {
+            heads,
+            rows,
+            keys,
+            inner,
+            v_inner,
+            q,
+            k,
+            v,
+            out,
+            score_rq: *rq1,
+            softmax: *sm,
+            out_rq: *rq2,
+            fwsa,
+            nodes,
+            anchor,
+        });
+    }
+    found
+}
+
+/// Schedules and plans `graph` (validated first).
+pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> {
+    graph.validate()?;
+    let fused = if opts.fuse_attention {
+        find_attention(graph)
+    } else {
+        Vec::new()
+    };
+    let n_nodes = graph.nodes.len();
+    let mut exec = vec![Exec::Kernel; n_nodes];
+    for (i, n) in graph.nodes.iter().enumerate() {
+        if matches!(n.op, Op::Reshape { .. }) {
+            exec[i] = Exec::Alias;
+        }
+    }
+    for (f, fa) in fused.iter().enumerate() {
+        for &n in &fa.nodes {
+            exec[n] = Exec::Elided;
+        }
+        exec[fa.anchor] = Exec::Fused(f);
+    }
+    let numel: HashMap<&str, usize> = graph
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.numel()))
+        .collect();
+    let rank: HashMap<&str, usize> = graph
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.shape.len()))
+        .collect();
+
+    let mut storage: HashMap<String, Storage> = HashMap::new();
+    let mut input_len = 0usize;
+    for i in &graph.inputs {
+        storage.insert(i.clone(), Storage::Input(input_len));
+        input_len += numel[i.as_str()];
+    }
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut node_weight_bytes = vec![0u64; n_nodes];
+    // extends the lifetime of the buffer behind `t` (if any) to `step`
+    let touch = |buffers: &mut Vec<Buffer>, storage: &HashMap<String, Storage>, t: &str, step| {
+        if let Some(Storage::Arena(b)) = storage.get(t) {
+            buffers[*b].end = buffers[*b].end.max(step);
+        }
+    };
+    for (step, node) in graph.nodes.iter().enumerate() {
+        match exec[step] {
+            Exec::Elided => {}
+            Exec::Alias => {
+                let src = storage
+                    .get(node.inputs[0].as_str())
+                    .copied()
+                    .ok_or_else(|| {
+                        err(
+                            &node.name,
+                            format!("input `{}` is not stored", node.inputs[0]),
+                        )
+                    })?;
+                storage.insert(node.output.clone(), src);
+            }
+            Exec::Kernel => {
+                for t in &node.inputs {
+                    if !storage.contains_key(t) {
+                        return Err(err(&node.name, format!("input `{t}` is not stored")));
+                    }
+                    touch(&mut buffers, &storage, t, step);
+                }
+                node_weight_bytes[step] = const_bytes(&node.op, rank[node.inputs[0].as_str()]);
+                storage.insert(node.output.clone(), Storage::Arena(buffers.len()));
+                buffers.push(Buffer {
+                    name: node.output.clone(),
+                    bytes: align(numel[node.output.as_str()] as u64),
+                    start: step,
+                    end: step,
+                    kind: BufferKind::Output,
+                    op: step,
+                });
+            }
+            Exec::Fused(f) => {
+                let fa = &fused[f];
+                for vw in [&fa.q, &fa.k, &fa.v] {
+                    if !storage.contains_key(&vw.tensor) {
+                        return Err(err(
+                            &node.name,
+                            format!("input `{}` is not stored", vw.tensor),
+                        ));
+                    }
+                    touch(&mut buffers, &storage, &vw.tensor, step);
+                }
+                buffers.push(Buffer {
+                    name: format!("{}.scratch", node.name),
+                    bytes: align(fa.scratch_bytes()),
+                    start: step,
+                    end: step,
+                    kind: BufferKind::Scratch,
+                    op: step,
+                });
+                storage.insert(fa.out.tensor.clone(), Storage::Arena(buffers.len()));
+                buffers.push(Buffer {
+                    name: fa.out.tensor.clone(),
+                    bytes: align(numel[fa.out.tensor.as_str()] as u64),
+                    start: step,
+                    end: step,
+                    kind: BufferKind::Output,
+                    op: step,
+                });
+            }
+        }
+    }
+    let mut output_len = 0usize;
+    for o in &graph.outputs {
+        touch(&mut buffers, &storage, o, n_nodes);
+        output_len += numel[o.as_str()];
+    }
+    let planned = memory::plan(&buffers);
+    let (max_live, peak_step) = memory::lower_bound(&buffers);
+    let peak_node = graph
+        .nodes
+        .get(peak_step)
+        .map_or_else(|| "<copy-out>".to_string(), |n| n.name.clone());
+    Ok(Int8Plan {
+        exec,
+        fused,
+        storage,
+        offsets: planned.best.offsets,
+        arena_bytes: planned.best.arena_bytes,
+        planner: planned.best.planner,
+        head_tail_bytes: planned.head_tail_bytes,
+        best_fit_bytes: planned.best_fit_bytes,
+        max_live_bytes: max_live,
+        peak_node,
+        weight_bytes: node_weight_bytes.iter().sum(),
+        node_weight_bytes,
+        buffers,
+        input_len,
+        output_len,
+    })
+}
+
+/// The int8 graph against a target: SRAM (arena) and flash (constants + code estimate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Int8Estimate {
+    /// Target name.
+    pub target: String,
+    /// Activation arena bytes (SRAM used).
+    pub arena_bytes: u64,
+    /// SRAM available for the arena.
+    pub sram_limit: u64,
+    /// Constant bytes (flash).
+    pub weight_bytes: u64,
+    /// Code-size estimate of the kernels used (flash).
+    pub code_bytes: u64,
+    /// `weight_bytes + code_bytes`.
+    pub flash_bytes: u64,
+    /// Flash available.
+    pub flash_limit: u64,
+    /// MACs of one inference.
+    pub macs: u64,
+    /// Planner that produced the arena.
+    pub planner: String,
+    /// Number of fused attention kernels.
+    pub fused_attention: usize,
+}
+
+impl Int8Estimate {
+    /// Whether the arena fits the SRAM limit.
+    pub fn sram_fits(&self) -> bool {
+        self.arena_bytes <= self.sram_limit
+    }
+    /// Whether constants and code fit the flash limit.
+    pub fn flash_fits(&self) -> bool {
+        self.flash_bytes <= self.flash_limit
+    }
+    /// Both.
+    pub fn fits(&self) -> bool {
+        self.sram_fits() && self.flash_fits()
+    }
+}
+
+/// MACs of a node (0 for element-wise ops).
+pub fn node_macs(graph: &Graph, node: usize) -> u64 {
+    let n = &graph.nodes[node];
+    let out = graph.tensor(&n.output).map_or(0, |t| t.numel()) as u64;
+    match &n.op {
+        Op::Linear { in_features, .. } => out * *in_features as u64,
+        Op::MatMul { .. } => {
+            let s = graph
+                .tensor(&n.inputs[0])
+                .map_or(&[][..], |t| t.shape.as_slice());
+            out * s.last().copied().unwrap_or(0) as u64
+        }
+        Op::Conv2d { in_c, window, .. } => out * (window.k[0] * window.k[1] * in_c) as u64,
+        Op::DepthwiseConv2d { window, .. } => out * (window.k[0] * window.k[1]) as u64,
+        _ => 0,
+    }
+}
+
+/// Plans `graph` and sets it against `target`.
+pub fn estimate(
+    graph: &Graph,
+    target: &Target,
+    opts: &Int8Options,
+) -> Result<(Int8Plan, Int8Estimate), ExportError> {
+    let p = plan(graph, opts)?;
+    let mut classes: BTreeSet<KernelClass> = BTreeSet::new();
+    let mut macs = 0;
+    for (i, n) in graph.nodes.iter().enumerate() {
+        match p.exec[i] {
+            Exec::Kernel => {
+                classes.extend(kernel_class(&n.op));
+                macs += node_macs(graph, i);
+            }
+            Exec::Fused(f) => {
+                classes.insert(KernelClass::Attention);
+                macs += p.fused[f].macs();
+            }
+            Exec::Alias | Exec::Elided => {}
+        }
+    }
+    let code_bytes =
+        target.code_size.runtime + classes.iter().map(|&k| target.code_size.of(k)).sum::<u64>();
+    let e = Int8Estimate {
+        target: target.name.clone(),
+        arena_bytes: p.arena_bytes,
+        sram_limit: target.arena_limit(),
+        weight_bytes: p.weight_bytes,
+        code_bytes,
+        flash_bytes: p.weight_bytes + code_bytes,
+        flash_limit: target.flash_bytes,
+        macs,
+        planner: p.planner.label().into(),
+        fused_attention: p.fused.len(),
+    };
+    Ok((p, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quant::GraphBuilder;
 
-    fn check(l: &[(usize, usize, usize)]) -> usize {
-        let (off, total) = plan_arena(l);
-        for i in 0..l.len() {
-            assert!(off[i] % ARENA_ALIGN == 0);
-            assert!(off[i] + l[i].0 <= total);
-            for j in 0..i {
-                let overlap_t = l[i].1 <= l[j].2 && l[j].1 <= l[i].2;
-                let overlap_m = off[i] < off[j] + l[j].0 && off[j] < off[i] + l[i].0;
-                assert!(!(overlap_t && overlap_m), "{i} and {j} collide");
-            }
+    /// `x [S, P]` as query, key and value of one head; `scores_out` also returns the scores.
+    fn single_head(scores_out: bool) -> Graph {
+        let mut b = GraphBuilder::new();
+        b.input("x", &[6, 4], 0.0625).unwrap();
+        b.linear("q", "x", vec![1; 16], vec![0; 4], &[0.01], 0.0625)
+            .unwrap();
+        b.matmul("scores", "q", "x", true, 0.25).unwrap();
+        b.softmax("attn", "scores").unwrap();
+        b.matmul("ctx", "attn", "x", false, 0.0625).unwrap();
+        b.output("ctx");
+        if scores_out {
+            b.output("scores");
         }
-        total
+        b.finish().unwrap()
     }
 
     #[test]
-    fn chain_reuses_memory() {
-        // a chain: each buffer lives from its producer to its consumer
-        let l: Vec<_> = (0..6).map(|i| (100, i, i + 1)).collect();
-        assert_eq!(check(&l), 2 * 100);
+    fn fuses_a_private_chain_only() {
+        let p = plan(&single_head(false), &Int8Options::default()).unwrap();
+        assert_eq!(p.fused.len(), 1);
+        let f = &p.fused[0];
+        assert_eq!((f.heads, f.rows, f.keys, f.inner, f.v_inner), (1, 6, 6, 4, 4));
+        assert_eq!(p.exec[1..], [Exec::Elided, Exec::Elided, Exec::Fused(0)]);
+        // graph input in the caller's buffer; arena: q (24) + scratch (8) + ctx (24)
+        assert_eq!(p.storage["x"], Storage::Input(0));
+        assert!(!p.storage.contains_key("scores") && !p.storage.contains_key("attn"));
+        assert_eq!(p.arena_bytes, 24 + 8 + 24);
+
+        let p = plan(&single_head(true), &Int8Options::default()).unwrap();
+        assert!(p.fused.is_empty(), "scores are a graph output: no fusion");
+        let off = plan(
+            &single_head(false),
+            &Int8Options {
+                fuse_attention: false,
+            },
+        )
+        .unwrap();
+        assert!(off.fused.is_empty());
+        // q, scores, attn, ctx: scores and attn (36 each) are live together at the softmax
+        assert!(off.arena_bytes >= 36 + 36);
     }
 
     #[test]
-    fn best_fit_fills_gaps() {
-        let l = [
-            (400, 0, 1),
-            (100, 1, 3),
-            (300, 2, 3),
-            (64, 3, 4),
-            (1000, 5, 6),
-        ];
-        let total = check(&l);
-        assert_eq!(total, 1000);
-        assert_eq!(check(&[]), 0);
-        assert_eq!(check(&[(5, 0, 0)]), 8);
-    }
-
-    #[test]
-    fn random_lifetimes_never_collide() {
-        let mut s = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..200 {
-            let n = (s % 20) as usize;
-            let l: Vec<_> = (0..n)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    let f = (s % 10) as usize;
-                    ((s >> 8) as usize % 300 + 1, f, f + (s >> 20) as usize % 5)
-                })
-                .collect();
-            check(&l);
-        }
+    fn invalid_graph_is_an_error() {
+        let mut g = single_head(false);
+        g.nodes[1].inputs[0] = "nope".into();
+        assert!(plan(&g, &Int8Options::default()).is_err());
     }
 }

@@ -9,8 +9,9 @@ use std::time::Instant;
 use quant::{Graph, Interpreter};
 use serde::{Deserialize, Serialize};
 
-use crate::codegen::{ExportLimits, generate, write_project};
+use crate::codegen::{ExportLimits, generate_with, write_project};
 use crate::error::{ExportError, Result, io_err};
+use crate::plan::Int8Options;
 
 /// Where the exported C is built and run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -324,11 +325,21 @@ fn parse_outputs(text: &str, samples: usize, out_len: usize) -> Option<Vec<Vec<i
 /// every output element with quant's interpreter. The project is built in a temporary
 /// directory (kept, and its path printed, when `NAS_EXPORT_KEEP` is set).
 pub fn verify(graph: &Graph, inputs: &[Vec<i8>], targets: &[Target]) -> Result<VerifyReport> {
+    verify_with(graph, inputs, targets, &Int8Options::default())
+}
+
+/// [`verify`] with the cost model's schedule options (e.g. attention fusion off).
+pub fn verify_with(
+    graph: &Graph,
+    inputs: &[Vec<i8>],
+    targets: &[Target],
+    opts: &Int8Options,
+) -> Result<VerifyReport> {
     let dir = tempfile::Builder::new()
         .prefix("nas-export-verify-")
         .tempdir()
         .map_err(io_err(std::env::temp_dir()))?;
-    let report = verify_in(graph, inputs, targets, dir.path());
+    let report = verify_in_with(graph, inputs, targets, dir.path(), opts);
     if std::env::var_os("NAS_EXPORT_KEEP").is_some() {
         let kept = dir.keep();
         eprintln!("export::verify: project kept in {}", kept.display());
@@ -343,10 +354,21 @@ pub fn verify_in(
     targets: &[Target],
     dir: &Path,
 ) -> Result<VerifyReport> {
+    verify_in_with(graph, inputs, targets, dir, &Int8Options::default())
+}
+
+/// [`verify_in`] with the cost model's schedule options.
+pub fn verify_in_with(
+    graph: &Graph,
+    inputs: &[Vec<i8>],
+    targets: &[Target],
+    dir: &Path,
+    opts: &Int8Options,
+) -> Result<VerifyReport> {
     for &t in targets {
         t.check_tools()?;
     }
-    let project = generate(graph, "model", &ExportLimits::default())?;
+    let project = generate_with(graph, "model", &ExportLimits::default(), opts)?;
     let (in_len, out_len) = (project.report.input_len, project.report.output_len);
     for (sample, x) in inputs.iter().enumerate() {
         if x.len() != in_len {

@@ -1,19 +1,22 @@
 //! `nas eval`: accuracy and confusion matrix of a checkpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::backend::Backend;
 use datasets::Task;
-use training::DataSpec;
+use training::{DataSpec, DataSplits, KwtConfig};
 
 #[derive(Args)]
 pub struct EvalArgs {
     /// A `.bpk` checkpoint written by `nas train` (its `model.ron` beside it).
+    #[arg(long, conflicts_with = "int8", required_unless_present = "int8")]
+    checkpoint: Option<PathBuf>,
+    /// An integer graph written by `nas quantize`, run by the integer reference interpreter.
     #[arg(long)]
-    checkpoint: PathBuf,
+    int8: Option<PathBuf>,
     /// A Speech Commands folder (word folders, validation_list.txt, testing_list.txt).
     #[arg(long)]
     data: PathBuf,
@@ -43,47 +46,45 @@ pub enum EvalSplit {
     Test,
 }
 
-pub fn run(args: EvalArgs) -> Result<()> {
-    let device = args.backend.device()?;
-    let (model, config) = training::load_checkpoint(&args.checkpoint, &device)?;
-    let data = DataSpec::speech_commands(
-        args.data.clone(),
-        match args.task {
+impl From<SpeechTask> for Task {
+    fn from(t: SpeechTask) -> Task {
+        match t {
             SpeechTask::Labels12 => Task::Labels12,
             SpeechTask::Labels35 => Task::Labels35,
-        },
-    )
-    .load(false)?;
-    if config.classes != data.labels.len()
-        || config.frames != data.frames
-        || config.features != data.features
-    {
-        bail!(
-            "checkpoint {} is a model of {}x{} inputs into {} classes, but {} gives {}x{} into {} labels (try --task)",
-            args.checkpoint.display(),
-            config.frames,
-            config.features,
-            config.classes,
-            args.data.display(),
-            data.frames,
-            data.features,
-            data.labels.len()
-        );
+        }
     }
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let data = DataSpec::speech_commands(args.data.clone(), args.task.into()).load(false)?;
     let source = match args.split {
         EvalSplit::Train => &data.train,
         EvalSplit::Valid => &data.valid,
         EvalSplit::Test => &data.test,
     };
-    let confusion = training::evaluate(
-        &model,
-        source.as_ref(),
-        &data.labels,
-        data.frames,
-        data.features,
-        args.batch_size,
-        &device,
-    )?;
+    let confusion = match (&args.checkpoint, &args.int8) {
+        (Some(checkpoint), None) => {
+            let device = args.backend.device()?;
+            let (model, config) = training::load_checkpoint(checkpoint, &device)?;
+            check_shapes(checkpoint, &config, &args.data, &data)?;
+            training::evaluate(
+                &model,
+                source.as_ref(),
+                &data.labels,
+                data.frames,
+                data.features,
+                args.batch_size,
+                &device,
+            )?
+        }
+        (None, Some(path)) => {
+            let graph = quant::load(path)?;
+            quant::ptq::evaluate_int8(&graph, source.as_ref(), &data.labels).with_context(|| {
+                format!("evaluating {} on {}", path.display(), args.data.display())
+            })?
+        }
+        _ => bail!("give exactly one of --checkpoint FILE.bpk and --int8 FILE.int8"),
+    };
     println!("{}", confusion.to_table());
     println!(
         "{:?} accuracy {:.2}% ({} / {})",
@@ -92,5 +93,31 @@ pub fn run(args: EvalArgs) -> Result<()> {
         confusion.correct(),
         confusion.total()
     );
+    Ok(())
+}
+
+/// The checkpoint must take the data's inputs and predict its labels.
+pub fn check_shapes(
+    checkpoint: &Path,
+    config: &KwtConfig,
+    data_dir: &Path,
+    data: &DataSplits,
+) -> Result<()> {
+    if config.classes != data.labels.len()
+        || config.frames != data.frames
+        || config.features != data.features
+    {
+        bail!(
+            "checkpoint {} is a model of {}x{} inputs into {} classes, but {} gives {}x{} into {} labels (try --task)",
+            checkpoint.display(),
+            config.frames,
+            config.features,
+            config.classes,
+            data_dir.display(),
+            data.frames,
+            data.features,
+            data.labels.len()
+        );
+    }
     Ok(())
 }

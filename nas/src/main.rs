@@ -5,7 +5,11 @@ mod cmd_bench;
 mod cmd_cost;
 mod cmd_data;
 mod cmd_eval;
+mod cmd_export;
+mod cmd_prune;
+mod cmd_quantize;
 mod cmd_train;
+mod cmd_verify;
 mod run_config;
 
 use std::process::ExitCode;
@@ -30,6 +34,10 @@ enum Command {
     Train(cmd_train::TrainArgs),
     /// Accuracy and confusion matrix of a checkpoint on a Speech Commands folder.
     Eval(cmd_eval::EvalArgs),
+    /// Blockwise AGP pruning with fine-tuning, sparsity report and accuracy-vs-sparsity sweep.
+    Prune(cmd_prune::PruneArgs),
+    /// Integer-only int8 quantization (PTQ) with a per-layer report against the float model.
+    Quantize(cmd_quantize::QuantizeArgs),
     /// Peak SRAM, flash and latency of a model on an MCU target, layer by layer.
     Cost(cmd_cost::CostArgs),
     /// Speed benchmarks.
@@ -38,6 +46,10 @@ enum Command {
     /// Make or fetch data sets.
     #[command(subcommand)]
     Data(cmd_data::DataCommand),
+    /// Export an integer model as a C project, checked against a target's SRAM and flash.
+    Export(cmd_export::ExportArgs),
+    /// Build an exported integer model natively or under QEMU and compare with the interpreter.
+    Verify(cmd_verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,9 +63,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => cmd_train::run(args),
         Command::Eval(args) => cmd_eval::run(args),
+        Command::Prune(args) => cmd_prune::run(args),
+        Command::Quantize(args) => cmd_quantize::run(args),
         Command::Data(cmd) => cmd_data::run(cmd),
         Command::Cost(args) => cmd_cost::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
+        Command::Export(args) => cmd_export::run(args),
+        Command::Verify(args) => cmd_verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

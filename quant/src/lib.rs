@@ -9,8 +9,9 @@
 //! * [`format`]: the versioned, checksummed `NASI8` file format.
 //! * [`kernels`]: reference loops of the tensor ops.
 //! * [`interpreter`]: runs a graph on int8 inputs.
+//! * [`ptq`]: post-training quantization of a trained Burn KWT into an integer graph.
 //!
-//! No floating point is used on the inference path ([`interpreter`], [`kernels`], the `eval*`
+//! No floating point is used on the integer inference path ([`interpreter`], [`kernels`], the `eval*`
 //! functions of [`ibert`], [`Dyadic::requantize`]); floats appear only in offline parameter
 //! builders and in measurements.
 
@@ -23,6 +24,7 @@ pub mod ibert;
 pub mod ibert_error;
 pub mod interpreter;
 pub mod kernels;
+pub mod ptq;
 
 pub use builder::GraphBuilder;
 pub use dyadic::{Dyadic, requantize};

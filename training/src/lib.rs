@@ -26,4 +26,6 @@ pub use feature_norm::{FeatureNorm, FeatureStats, feature_stats};
 pub use kwt::{Kwt, KwtConfig};
 pub use metrics::ConfusionMatrix;
 pub use speech_data::DataSpec;
-pub use trainer::{RunSummary, TrainOptions, TrainOutcome, evaluate, train};
+pub use trainer::{
+    HookStart, RunSummary, StepHook, TrainOptions, TrainOutcome, evaluate, train, train_with_hook,
+};

@@ -1,6 +1,8 @@
 //! Shared helpers of the export tests: a deterministic RNG, graphs, and target selection.
 #![allow(dead_code)]
 
+pub mod attention;
+
 use export::{Target, verify};
 use quant::graph::{Op, Window};
 use quant::{Graph, GraphBuilder};

@@ -44,6 +44,55 @@ pub struct TrainOptions {
     pub stop_after_steps: Option<usize>,
 }
 
+/// What a [`StepHook`] learns when training starts.
+pub struct HookStart<'a> {
+    /// The run folder (checkpoints, `state.json`); a hook keeps its own state beside them.
+    pub out: &'a Path,
+    /// The (autodiff) device the model trains on.
+    pub device: &'a Device,
+    /// `Some(global_step)` when an interrupted run resumes from the checkpoint of that step.
+    pub resumed_at: Option<usize>,
+}
+
+/// Extension point of [`train_with_hook`]: it may rewrite the model after every optimizer step
+/// (pruning masks, ...) and keeps its state with the run's checkpoints.
+pub trait StepHook {
+    /// Called once before the first step. On a fresh run `model` is freshly initialised and
+    /// may be replaced (a fine-tuning hook returns pretrained weights); on resume it is the
+    /// model of the checkpoint of step `resumed_at`.
+    fn on_start(&mut self, model: Kwt, start: &HookStart<'_>) -> Result<Kwt, TrainingError> {
+        let _ = start;
+        Ok(model)
+    }
+
+    /// Called after every optimizer step; `global_step` counts the steps taken, this one
+    /// included.
+    fn after_step(&mut self, model: Kwt, global_step: usize) -> Result<Kwt, TrainingError>;
+
+    /// Called each time the resumable checkpoint of step `global_step` is written into
+    /// `out`, before `state.json` (which marks the checkpoint complete).
+    fn save(&self, out: &Path, global_step: usize) -> Result<(), TrainingError> {
+        let _ = (out, global_step);
+        Ok(())
+    }
+
+    /// Whether the model after `global_step` steps may become the best checkpoint (a
+    /// pruning hook allows it only once the final sparsity is reached).
+    fn may_be_best(&self, global_step: usize) -> bool {
+        let _ = global_step;
+        true
+    }
+}
+
+/// The hook of plain training: does nothing.
+struct NoHook;
+
+impl StepHook for NoHook {
+    fn after_step(&mut self, model: Kwt, _global_step: usize) -> Result<Kwt, TrainingError> {
+        Ok(model)
+    }
+}
+
 /// Where a run stands; written after every checkpoint so a restart continues exactly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
@@ -262,6 +311,19 @@ pub fn train(
     device: &Device,
     options: &TrainOptions,
 ) -> Result<TrainOutcome, TrainingError> {
+    train_with_hook(model_cfg, cfg, data, out, device, options, &mut NoHook)
+}
+
+/// [`train`] with a [`StepHook`] called after every optimizer step.
+pub fn train_with_hook(
+    model_cfg: &KwtConfig,
+    cfg: &TrainerConfig,
+    data: &DataSplits,
+    out: &Path,
+    device: &Device,
+    options: &TrainOptions,
+    hook: &mut dyn StepHook,
+) -> Result<TrainOutcome, TrainingError> {
     cfg.validate()?;
     model_cfg.validate()?;
     check_data(model_cfg, data)?;
@@ -272,7 +334,8 @@ pub fn train(
     let state_path = out.join(STATE_FILE);
     let model_path = out.join(MODEL_CONFIG_FILE);
 
-    let (mut model, mut optim, mut state) = if state_path.is_file() {
+    let resuming = state_path.is_file();
+    let (model, mut optim, mut state) = if resuming {
         let saved: KwtConfig = read_ron(&model_path)?;
         if &saved != model_cfg {
             return Err(TrainingError::checkpoint(
@@ -316,6 +379,15 @@ pub fn train(
             .init();
         (model, optim, RunState::default())
     };
+    let resumed_at = resuming.then_some(state.global_step);
+    let mut model = hook.on_start(
+        model,
+        &HookStart {
+            out,
+            device: &train_device,
+            resumed_at,
+        },
+    )?;
     // Dropout draws from the backend's process-wide generator.
     train_device.seed(cfg.seed ^ state.global_step as u64);
     write_ron(&out.join("trainer.ron"), cfg)?;
@@ -393,7 +465,7 @@ pub fn train(
                 lr,
                 cfg.label_smoothing,
             );
-            model = next;
+            model = hook.after_step(next, state.global_step + 1)?;
             if !loss_value.is_finite() {
                 return Err(TrainingError::InvalidConfig(format!(
                     "the loss became {loss_value} at epoch {} step {step}; lower `learning_rate`",
@@ -418,6 +490,8 @@ pub fn train(
             let periodic = cfg.checkpoint_every_steps > 0
                 && state.global_step % cfg.checkpoint_every_steps == 0;
             if (stop || periodic) && state.step_in_epoch < per_epoch {
+                // The hook's state first: `state.json`, written last, marks the checkpoint.
+                hook.save(out, state.global_step)?;
                 save_last(&model, &optim, &state)?;
             }
             if stop && state.step_in_epoch < per_epoch {
@@ -455,9 +529,10 @@ pub fn train(
             100.0 * record.valid_acc,
             record.seconds
         );
-        if state
-            .best_valid_acc
-            .is_none_or(|best| record.valid_acc > best)
+        if hook.may_be_best(state.global_step)
+            && state
+                .best_valid_acc
+                .is_none_or(|best| record.valid_acc > best)
         {
             state.best_valid_acc = Some(record.valid_acc);
             state.best_epoch = Some(epoch);
@@ -469,6 +544,7 @@ pub fn train(
         state.epoch_loss_sum = 0.0;
         state.epoch_correct = 0;
         state.epoch_seen = 0;
+        hook.save(out, state.global_step)?;
         save_last(&model, &optim, &state)?;
         plot_training_curves(&state.history, &out.join(CURVES_FILE))?;
         if options
@@ -482,6 +558,11 @@ pub fn train(
         }
     }
 
+    if state.best_valid_acc.is_none() {
+        return Err(TrainingError::InvalidConfig(
+            "the step hook accepted no epoch's model as the best checkpoint (does its schedule end before the last epoch?)".into(),
+        ));
+    }
     let best_path = out.join(BEST_CHECKPOINT);
     let (best, _) = load_checkpoint(&best_path, &eval_device)?;
     let test = evaluate(

@@ -1,0 +1,88 @@
+//! Scoring an integer graph on a data split with the reference interpreter.
+
+use rayon::prelude::*;
+use training::{ConfusionMatrix, SampleSource};
+
+use super::error::{PtqError, Result};
+use super::kwt_graph::quantize_values;
+use super::report::argmax;
+use crate::{Graph, Interpreter};
+
+/// Samples handed to one worker at a time.
+const CHUNK: usize = 64;
+
+/// Accuracy and confusion matrix of `graph` on `source` (raw float features are quantized at
+/// the graph input's scale, then everything runs in integers).
+pub fn evaluate_int8(
+    graph: &Graph,
+    source: &dyn SampleSource,
+    labels: &[String],
+) -> Result<ConfusionMatrix> {
+    let (input_len, scale) = single_input(graph)?;
+    let classes = output_len(graph)?;
+    if classes != labels.len() {
+        return Err(PtqError::Model(format!(
+            "the integer graph has {classes} outputs but the data has {} labels",
+            labels.len()
+        )));
+    }
+    let indices: Vec<usize> = (0..source.len()).collect();
+    let results: Vec<Vec<(usize, usize)>> = indices
+        .par_chunks(CHUNK)
+        .map(|chunk| -> Result<Vec<(usize, usize)>> {
+            let mut interp = Interpreter::new(graph.clone())?;
+            chunk
+                .iter()
+                .map(|&i| {
+                    let (x, label) = source.sample(i, None)?;
+                    if x.len() != input_len {
+                        return Err(PtqError::Calibration(format!(
+                            "sample {i} has {} values, the graph input takes {input_len}",
+                            x.len()
+                        )));
+                    }
+                    let logits = interp.run_single(&quantize_values(&x, scale))?;
+                    Ok((label, argmax(&logits)))
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let mut confusion = ConfusionMatrix::new(labels.to_vec());
+    for (truth, pred) in results.into_iter().flatten() {
+        if truth >= labels.len() {
+            return Err(PtqError::Model(format!(
+                "label {truth} outside the {} classes",
+                labels.len()
+            )));
+        }
+        confusion.add(truth, pred);
+    }
+    Ok(confusion)
+}
+
+/// Length and real scale of the only input.
+pub fn single_input(graph: &Graph) -> Result<(usize, f64)> {
+    let [name] = graph.inputs.as_slice() else {
+        return Err(PtqError::Model(format!(
+            "expected one graph input, found {}",
+            graph.inputs.len()
+        )));
+    };
+    let t = graph
+        .tensor(name)
+        .ok_or_else(|| PtqError::Model(format!("input `{name}` is not declared")))?;
+    Ok((t.shape.iter().product(), t.scale.to_f64()))
+}
+
+fn output_len(graph: &Graph) -> Result<usize> {
+    let [name] = graph.outputs.as_slice() else {
+        return Err(PtqError::Model(format!(
+            "expected one graph output, found {}",
+            graph.outputs.len()
+        )));
+    };
+    graph
+        .tensor(name)
+        .map(|t| t.shape.iter().product())
+        .ok_or_else(|| PtqError::Model(format!("output `{name}` is not declared")))
+}

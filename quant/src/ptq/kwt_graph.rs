@@ -1,0 +1,217 @@
+//! Calibration and lowering: observes every activation of the [`FloatGraph`] over calibration
+//! samples, picks power-of-two activation scales (TQT), quantizes weights (per tensor or per
+//! output channel) and emits the integer [`Graph`] op by op with [`GraphBuilder`].
+//!
+//! Op mapping (float node -> integer op):
+//!
+//! | float | integer | scales |
+//! | --- | --- | --- |
+//! | `Linear` (embed, q/k/v, attn.out, fc1, fc2, head fc) | `Linear` | weight `max|w|/127` per tensor or per row; bias int32 at `S_x S_w`; output `2^k` |
+//! | attention `q k^T / sqrt(dh)` | `MatMul { transpose_b: true }` | `1/sqrt(dh)` folded into the requant `S_q S_k / (sqrt(dh) S_y)` |
+//! | `softmax` | `Softmax` (I-BERT i-softmax) | output fixed `2^-7` |
+//! | `p v` | `MatMul { transpose_b: false }` | |
+//! | residual add | `Add` | exact for power-of-two ratios |
+//! | LayerNorm | `LayerNorm` (I-BERT, G = 14) or `ScaledLayerNorm` (G = 7) | gamma per tensor |
+//! | GELU | `Gelu` (i-GELU) | |
+//! | class / distillation token | `ConcatClassToken` | token quantized at the embedding's scale |
+//! | position embedding | `AddEmbedding` | embedding `max|e|/127` |
+//! | heads split/merge | `Reshape` + `Transpose` | scale kept |
+//! | head token | `SelectToken` | scale kept |
+//! | two-head average | `Add` with `ma, mb ~ S/2` | |
+//!
+//! Scale-keeping ops share their producer's scale: one observer serves the whole group, so
+//! the embedding's scale also covers the class and distillation tokens.
+
+use crate::builder::GraphBuilder;
+use crate::graph::{Graph, MAX_PRODUCT, Op};
+use crate::{AddParams, Dyadic};
+
+use super::PtqOptions;
+use super::error::{PtqError, Result, at};
+use super::float_graph::{FOp, FloatGraph};
+use super::observer::Observer;
+
+/// The observer group of every tensor id (`None`: the scale is fixed, softmax outputs).
+pub fn scale_groups(fg: &FloatGraph) -> (Vec<Option<usize>>, usize) {
+    let mut groups = vec![Some(0)];
+    let mut next = 1;
+    for node in &fg.nodes {
+        let g = if node.op.keeps_scale() {
+            groups[node.inputs[0]]
+        } else if matches!(node.op, FOp::Softmax) {
+            None
+        } else {
+            next += 1;
+            Some(next - 1)
+        };
+        groups.push(g);
+    }
+    (groups, next)
+}
+
+/// Observes every activation of the float graph over `samples`.
+pub fn calibrate(
+    fg: &FloatGraph,
+    groups: &[Option<usize>],
+    n_groups: usize,
+    samples: &[Vec<f32>],
+) -> Result<Vec<Observer>> {
+    if samples.is_empty() {
+        return Err(PtqError::Calibration("no calibration samples".into()));
+    }
+    let mut obs = vec![Observer::new(); n_groups];
+    for s in samples {
+        let vals = fg.run(s)?;
+        for (id, v) in vals.iter().enumerate() {
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(PtqError::NonFinite {
+                    layer: fg.tensor_name(id).to_string(),
+                });
+            }
+            if let Some(g) = groups[id] {
+                obs[g].observe(v);
+            }
+        }
+    }
+    Ok(obs)
+}
+
+/// Symmetric int8 weight quantization of a `[out, in]` matrix: the scale per output row
+/// (`per_channel`) or for the whole matrix is `max|w| / 127` (1 for an all-zero block).
+pub fn quantize_weight(w: &[f32], in_f: usize, per_channel: bool) -> (Vec<i8>, Vec<f64>) {
+    let absmax = |ws: &[f32]| ws.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+    let scale = |m: f64| if m > 0.0 { m / 127.0 } else { 1.0 };
+    let scales: Vec<f64> = if per_channel {
+        w.chunks_exact(in_f).map(|r| scale(absmax(r))).collect()
+    } else {
+        vec![scale(absmax(w))]
+    };
+    let q = w
+        .chunks_exact(in_f)
+        .enumerate()
+        .flat_map(|(o, row)| {
+            let s = scales[if per_channel { o } else { 0 }];
+            row.iter()
+                .map(move |&v| (v as f64 / s).round().clamp(-127.0, 127.0) as i8)
+        })
+        .collect();
+    (q, scales)
+}
+
+/// Int8 values of a tensor at a given scale (round half away from zero, saturate).
+pub fn quantize_values(xs: &[f32], scale: f64) -> Vec<i8> {
+    xs.iter()
+        .map(|&v| (v as f64 / scale).round().clamp(-128.0, 127.0) as i8)
+        .collect()
+}
+
+/// Emits the integer graph. `exps[g]` is the scale exponent of observer group `g`.
+pub fn lower(
+    fg: &FloatGraph,
+    groups: &[Option<usize>],
+    exps: &[i32],
+    opts: &PtqOptions,
+) -> Result<Graph> {
+    let scale_of = |id: usize| -> f64 {
+        match groups[id] {
+            Some(g) => 2f64.powi(exps[g]),
+            None => 2f64.powi(crate::ibert::SOFTMAX_OUT_EXP),
+        }
+    };
+    let mut b = GraphBuilder::new();
+    b.input(&fg.input, &fg.input_shape, scale_of(0))
+        .map_err(at(&fg.input))?;
+    for (i, node) in fg.nodes.iter().enumerate() {
+        let id = i + 1;
+        let name = node.name.as_str();
+        let ins: Vec<&str> = node.inputs.iter().map(|&j| fg.tensor_name(j)).collect();
+        let so = scale_of(id);
+        let x = ins[0];
+        let sx = b.scale(x).map_err(at(name))?;
+        match &node.op {
+            FOp::Linear {
+                in_features,
+                weight,
+                bias,
+                ..
+            } => {
+                let (wq, ws) = quantize_weight(weight, *in_features, opts.per_channel);
+                let limit = (i32::MAX as i64 - *in_features as i64 * MAX_PRODUCT) as f64;
+                let bq = bias
+                    .iter()
+                    .enumerate()
+                    .map(|(o, &v)| {
+                        let s = sx * ws[if ws.len() == 1 { 0 } else { o }];
+                        (v as f64 / s).round().clamp(-limit, limit) as i32
+                    })
+                    .collect();
+                b.linear(name, x, wq, bq, &ws, so).map_err(at(name))?;
+            }
+            FOp::MatMul { transpose_b, alpha } => {
+                let sb = b.scale(ins[1]).map_err(at(name))?;
+                let requant = Dyadic::from_scale(*alpha as f64 * sx * sb / so).map_err(at(name))?;
+                b.node(
+                    name,
+                    Op::MatMul {
+                        transpose_b: *transpose_b,
+                        requant,
+                    },
+                    &ins,
+                    so,
+                )
+                .map_err(at(name))?;
+            }
+            FOp::Add { alpha_a, alpha_b } => {
+                let sb = b.scale(ins[1]).map_err(at(name))?;
+                let p = AddParams::from_scales(*alpha_a as f64 * sx, *alpha_b as f64 * sb, so)
+                    .map_err(at(name))?;
+                b.node(name, Op::Add(p), &ins, so).map_err(at(name))?;
+            }
+            FOp::Softmax => {
+                b.softmax(name, x).map_err(at(name))?;
+            }
+            FOp::LayerNorm { gamma, beta, eps } => {
+                if opts.scaled_layer_norm {
+                    b.scaled_layer_norm(name, x, gamma, beta, *eps, so)
+                } else {
+                    b.layer_norm(name, x, gamma, beta, *eps, so)
+                }
+                .map_err(at(name))?;
+            }
+            FOp::Gelu => {
+                b.gelu(name, x, so).map_err(at(name))?;
+            }
+            FOp::ConcatToken { token } => {
+                let token = quantize_values(token, sx);
+                b.same_scale(name, x, Op::ConcatClassToken { token })
+                    .map_err(at(name))?;
+            }
+            FOp::AddEmbedding { embedding } => {
+                let m = embedding.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+                let es = if m > 0.0 { m / 127.0 } else { 1.0 };
+                let eq = quantize_values(embedding, es);
+                b.add_embedding(name, x, eq, es, so).map_err(at(name))?;
+            }
+            FOp::Reshape { shape } => {
+                b.same_scale(
+                    name,
+                    x,
+                    Op::Reshape {
+                        shape: shape.clone(),
+                    },
+                )
+                .map_err(at(name))?;
+            }
+            FOp::Transpose { perm } => {
+                b.same_scale(name, x, Op::Transpose { perm: perm.clone() })
+                    .map_err(at(name))?;
+            }
+            FOp::SelectToken { index } => {
+                b.same_scale(name, x, Op::SelectToken { index: *index })
+                    .map_err(at(name))?;
+            }
+        }
+    }
+    b.output(fg.tensor_name(fg.output));
+    Ok(b.finish()?)
+}

@@ -1,0 +1,159 @@
+//! Post-training quantization of a trained float KWT into the integer [`crate::Graph`].
+//!
+//! 1. [`FloatGraph::from_kwt`] walks the Burn model into a float graph whose nodes carry the
+//!    names, shapes and layouts of the integer graph to come (and folds the model's frozen
+//!    input standardization into the embedding, so the integer graph takes raw MFCCs).
+//! 2. The float graph is checked against the Burn model's logits on the calibration samples.
+//! 3. [`kwt_graph::calibrate`] observes every activation; an [`Estimator`] picks a
+//!    power-of-two scale per observer group (TQT-style).
+//! 4. [`kwt_graph::lower`] emits the integer graph; [`report::build`] measures it layer by
+//!    layer against the float graph.
+
+pub mod error;
+pub mod eval;
+pub mod float_graph;
+pub mod kwt_graph;
+pub mod observer;
+pub mod report;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use training::{Kwt, KwtConfig};
+
+pub use error::{PtqError, Result};
+pub use eval::evaluate_int8;
+pub use float_graph::FloatGraph;
+pub use observer::{Estimator, Observer};
+pub use report::PtqReport;
+
+use crate::Graph;
+
+/// How a float model is quantized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PtqOptions {
+    /// Activation clipping estimator.
+    pub estimator: Estimator,
+    /// One weight scale per output channel instead of one per tensor.
+    pub per_channel: bool,
+    /// TinyFormer's Scaled-LayerNorm (G = 7) instead of I-BERT's LayerNorm (G = 14).
+    pub scaled_layer_norm: bool,
+    /// Samples observed to choose activation scales.
+    pub calibration_samples: usize,
+    /// Samples (the first calibration samples) the per-layer report is measured on.
+    pub report_samples: usize,
+}
+
+impl Default for PtqOptions {
+    fn default() -> Self {
+        Self {
+            estimator: Estimator::Percentile(99.99),
+            per_channel: true,
+            scaled_layer_norm: false,
+            calibration_samples: 256,
+            report_samples: 64,
+        }
+    }
+}
+
+impl PtqOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.calibration_samples == 0 {
+            return Err(PtqError::Options(
+                "calibration_samples must be at least 1".into(),
+            ));
+        }
+        if let Estimator::Percentile(p) = self.estimator
+            && !(p > 0.0 && p <= 100.0)
+        {
+            return Err(PtqError::Options(format!(
+                "percentile {p} is not in (0, 100]"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Relative logit difference above which the float re-implementation is declared wrong.
+const FLOAT_CHECK_TOLERANCE: f32 = 1e-3;
+
+/// Quantizes `model` with `samples` (each `[frames * features]`, raw features) as the
+/// calibration set; returns the integer graph and its per-layer report.
+pub fn quantize_kwt(
+    model: &Kwt,
+    cfg: &KwtConfig,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Graph, PtqReport)> {
+    opts.validate()?;
+    let fg = FloatGraph::from_kwt(model, cfg)?;
+    let take = samples.len().min(opts.calibration_samples);
+    if take == 0 {
+        return Err(PtqError::Calibration("no calibration samples".into()));
+    }
+    let samples = &samples[..take];
+    let len = cfg.frames * cfg.features;
+    if let Some(i) = samples.iter().position(|s| s.len() != len) {
+        return Err(PtqError::Calibration(format!(
+            "sample {i} has {} values, expected {}x{} = {len}",
+            samples[i].len(),
+            cfg.frames,
+            cfg.features
+        )));
+    }
+    check_against_burn(model, &fg, &samples[..samples.len().min(8)])?;
+    let (groups, n_groups) = kwt_graph::scale_groups(&fg);
+    let observers = kwt_graph::calibrate(&fg, &groups, n_groups, samples)?;
+    let exps: Vec<i32> = observers
+        .iter()
+        .map(|o| o.exponent(opts.estimator))
+        .collect();
+    let graph = kwt_graph::lower(&fg, &groups, &exps, opts)?;
+    let report_n = samples.len().min(opts.report_samples.max(1));
+    let report = report::build(
+        &fg,
+        &graph,
+        &groups,
+        &observers,
+        &samples[..report_n],
+        samples.len(),
+        opts.estimator,
+        opts.per_channel,
+    )?;
+    Ok((graph, report))
+}
+
+/// The float graph must reproduce the Burn model: otherwise calibration would measure a
+/// different network than the one trained.
+fn check_against_burn(model: &Kwt, fg: &FloatGraph, samples: &[Vec<f32>]) -> Result<()> {
+    let device: Device = model.embed.weight.val().device();
+    let [frames, features] = [fg.input_shape[0], fg.input_shape[1]];
+    let flat: Vec<f32> = samples.iter().flatten().copied().collect();
+    let x = Tensor::<3>::from_data(
+        TensorData::new(flat, [samples.len(), frames, features]),
+        &device,
+    );
+    let burn_logits: Vec<f32> = model
+        .forward(x)
+        .logits()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let classes = burn_logits.len() / samples.len();
+    for (i, s) in samples.iter().enumerate() {
+        let ours = fg.logits(s)?;
+        let theirs = &burn_logits[i * classes..(i + 1) * classes];
+        let scale = theirs.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (a, b) in ours.iter().zip(theirs) {
+            if (a - b).abs() > FLOAT_CHECK_TOLERANCE * scale {
+                return Err(PtqError::FloatMismatch(format!(
+                    "sample {i}: logits {ours:?} vs Burn {theirs:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+use burn::tensor::Device;
+use training::{FeatureNorm, FeatureStats, KwtConfig, NormPlacement};
+
+use super::*;
+use crate::{Interpreter, from_bytes, to_bytes};
+
+fn config(norm: NormPlacement, distill: bool) -> KwtConfig {
+    KwtConfig {
+        frames: 10,
+        features: 6,
+        norm,
+        distill_token: distill,
+        depth: 2,
+        ..KwtConfig::preset("kwt-micro", 4).unwrap()
+    }
+}
+
+/// Deterministic pseudo-random raw features far from zero mean and unit spread, like MFCCs.
+fn samples(n: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 20_000) as f32 / 10_000.0 - 1.0
+    };
+    (0..n)
+        .map(|_| {
+            (0..len)
+                .map(|i| 20.0 * next() + (i % 6) as f32 * 30.0 - 50.0)
+                .collect()
+        })
+        .collect()
+}
+
+fn model(cfg: &KwtConfig, device: &Device) -> training::Kwt {
+    let mut m = cfg.init(3, device).unwrap();
+    let stats = FeatureStats {
+        mean: (0..6).map(|f| f as f32 * 30.0 - 50.0).collect(),
+        std: vec![11.5; 6],
+    };
+    m.input_norm = FeatureNorm::from_stats(&stats, device);
+    m
+}
+
+#[test]
+fn every_kwt_variant_quantizes_with_a_faithful_integer_graph() {
+    let device = Device::flex();
+    for (norm, distill) in [
+        (NormPlacement::PostNorm, false),
+        (NormPlacement::PreNorm, true),
+    ] {
+        let cfg = config(norm, distill);
+        let m = model(&cfg, &device);
+        let xs = samples(48, 60, 9);
+        let opts = PtqOptions {
+            calibration_samples: 48,
+            report_samples: 48,
+            ..PtqOptions::default()
+        };
+        // quantize_kwt also checks the float graph (with the folded input norm) against Burn.
+        let (graph, report) = quantize_kwt(&m, &cfg, &xs, &opts).unwrap();
+        assert!(
+            report.logits_snr_db > 15.0,
+            "{norm:?}: {}",
+            report.to_table()
+        );
+        assert!(
+            report.argmax_agreement >= 0.8,
+            "{norm:?}: {}",
+            report.to_table()
+        );
+        // The saved graph loads back and gives identical outputs.
+        let again = from_bytes(&to_bytes(&graph).unwrap()).unwrap();
+        let input =
+            kwt_graph::quantize_values(&xs[0], graph.tensor("input").unwrap().scale.to_f64());
+        let mut a = Interpreter::new(graph).unwrap();
+        let mut b = Interpreter::new(again).unwrap();
+        assert_eq!(a.run(&[&input]).unwrap(), b.run(&[&input]).unwrap());
+    }
+}
+
+#[test]
+fn min_max_and_per_tensor_options_work_and_bad_options_are_refused() {
+    let device = Device::flex();
+    let cfg = config(NormPlacement::PostNorm, false);
+    let m = model(&cfg, &device);
+    let xs = samples(16, 60, 4);
+    let opts = PtqOptions {
+        estimator: Estimator::MinMax,
+        per_channel: false,
+        scaled_layer_norm: true,
+        ..PtqOptions::default()
+    };
+    let (_, report) = quantize_kwt(&m, &cfg, &xs, &opts).unwrap();
+    assert!(
+        report
+            .layers
+            .iter()
+            .all(|l| l.clip_rate == 0.0 || l.op == "Softmax"),
+        "{}",
+        report.to_table()
+    );
+    let bad = PtqOptions {
+        estimator: Estimator::Percentile(120.0),
+        ..PtqOptions::default()
+    };
+    let err = quantize_kwt(&m, &cfg, &xs, &bad).unwrap_err().to_string();
+    assert!(err.contains("percentile"), "{err}");
+    let err = quantize_kwt(&m, &cfg, &[], &PtqOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("calibration"), "{err}");
+    let wrong_len = vec![vec![0.0; 59]];
+    assert!(quantize_kwt(&m, &cfg, &wrong_len, &PtqOptions::default()).is_err());
+}
+
+#[test]
+fn int8_evaluation_agrees_with_the_float_model_it_came_from() {
+    let device = Device::flex();
+    let cfg = config(NormPlacement::PostNorm, false);
+    let m = model(&cfg, &device);
+    let xs = samples(40, 60, 11);
+    let (graph, report) = quantize_kwt(&m, &cfg, &xs, &PtqOptions::default()).unwrap();
+    // Labels = the float model's own predictions: int8 accuracy is then its agreement.
+    let fg = FloatGraph::from_kwt(&m, &cfg).unwrap();
+    let labels: Vec<usize> = xs
+        .iter()
+        .map(|x| report::argmax(&fg.logits(x).unwrap()))
+        .collect();
+    let source = training::InMemory {
+        features: xs.clone(),
+        labels,
+    };
+    let names: Vec<String> = (0..4).map(|i| i.to_string()).collect();
+    let confusion = evaluate_int8(&graph, &source, &names).unwrap();
+    assert_eq!(confusion.total(), 40);
+    assert!(
+        confusion.accuracy() >= 0.8,
+        "agreement {}",
+        confusion.accuracy()
+    );
+    assert!((confusion.accuracy() - report.argmax_agreement).abs() < 0.2);
+    let err = evaluate_int8(&graph, &source, &names[..3])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("4 outputs"), "{err}");
+}
