@@ -14,20 +14,29 @@ use crate::error::{DatasetError, Result};
 use crate::splits::{TESTING_LIST, VALIDATION_LIST};
 
 /// The official v0.02 archive (35 words, 105,829 clips, about 2.3 GB).
-pub const SPEECH_COMMANDS_V2_URL: &str = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz";
+pub const SPEECH_COMMANDS_V2_URL: &str =
+    "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz";
 /// The official v0.01 archive (30 words, 64,727 clips, about 1.4 GB).
-pub const SPEECH_COMMANDS_V1_URL: &str = "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz";
+pub const SPEECH_COMMANDS_V1_URL: &str =
+    "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz";
 
 /// How long to wait for a connection or for the response head.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Downloads the `.tar.gz` at `url` and unpacks it into `out` (which must not exist yet).
 /// `progress` is called with the compressed bytes read so far and the total, when known.
-pub fn download_speech_commands(url: &str, out: &Path, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<PathBuf> {
+pub fn download_speech_commands(
+    url: &str,
+    out: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<PathBuf> {
     if out.exists() {
         return Err(DatasetError::InvalidConfig {
             field: "out",
-            message: format!("{} already exists; remove it or choose another folder", out.display()),
+            message: format!(
+                "{} already exists; remove it or choose another folder",
+                out.display()
+            ),
         });
     }
     let agent = ureq::Agent::config_builder()
@@ -37,7 +46,9 @@ pub fn download_speech_commands(url: &str, out: &Path, progress: &mut dyn FnMut(
         .new_agent();
     let response = agent.get(url).call().map_err(|e| DatasetError::Download {
         url: url.to_string(),
-        message: format!("{e} (is this machine online? Offline, make a data set with `nas data synth-speech`)"),
+        message: format!(
+            "{e} (is this machine online? Offline, make a data set with `nas data synth-speech`)"
+        ),
     })?;
     let total = response
         .headers()
@@ -52,10 +63,12 @@ pub fn download_speech_commands(url: &str, out: &Path, progress: &mut dyn FnMut(
         report: progress,
     };
     unpack_speech_commands(reader, out).map_err(|e| match e {
-        DatasetError::Io { source, .. } if source.kind() != std::io::ErrorKind::Other => DatasetError::Download {
-            url: url.to_string(),
-            message: source.to_string(),
-        },
+        DatasetError::Io { source, .. } if source.kind() != std::io::ErrorKind::Other => {
+            DatasetError::Download {
+                url: url.to_string(),
+                message: source.to_string(),
+            }
+        }
         other => other,
     })
 }
@@ -63,12 +76,19 @@ pub fn download_speech_commands(url: &str, out: &Path, progress: &mut dyn FnMut(
 /// Unpacks a gzip-compressed tar stream into `out` through a temporary sibling folder and
 /// checks that the result is a Speech Commands folder (both split lists present).
 pub fn unpack_speech_commands(reader: impl Read, out: &Path) -> Result<PathBuf> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, "creating folder", e))?;
-    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let partial = parent.join(format!(".{name}.partial"));
     if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(|e| DatasetError::io(&partial, "removing stale folder", e))?;
+        std::fs::remove_dir_all(&partial)
+            .map_err(|e| DatasetError::io(&partial, "removing stale folder", e))?;
     }
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     archive
@@ -80,7 +100,8 @@ pub fn unpack_speech_commands(reader: impl Read, out: &Path) -> Result<PathBuf> 
             return Err(DatasetError::MissingSplitList(out.join(list)));
         }
     }
-    std::fs::rename(&partial, out).map_err(|e| DatasetError::io(out, "moving the unpacked folder into place", e))?;
+    std::fs::rename(&partial, out)
+        .map_err(|e| DatasetError::io(out, "moving the unpacked folder into place", e))?;
     Ok(out.to_path_buf())
 }
 
@@ -135,7 +156,8 @@ mod tests {
     fn an_archive_without_split_lists_is_refused_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("sc");
-        let err = unpack_speech_commands(archive(&[("yes/x.wav", b"RIFF")]).as_slice(), &out).unwrap_err();
+        let err = unpack_speech_commands(archive(&[("yes/x.wav", b"RIFF")]).as_slice(), &out)
+            .unwrap_err();
         assert!(err.to_string().contains("validation_list.txt"), "{err}");
         assert!(!out.exists() && !dir.path().join(".sc.partial").exists());
         let err = unpack_speech_commands(&b"not gzip"[..], &out).unwrap_err();
@@ -146,9 +168,16 @@ mod tests {
     fn an_unreachable_server_fails_fast_with_a_hint() {
         let dir = tempfile::tempdir().unwrap();
         // Port 9 (discard) on localhost: nothing listens, the connection is refused at once.
-        let err = download_speech_commands("http://127.0.0.1:9/sc.tar.gz", &dir.path().join("sc"), &mut |_, _| {})
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("127.0.0.1:9") && err.contains("synth-speech"), "{err}");
+        let err = download_speech_commands(
+            "http://127.0.0.1:9/sc.tar.gz",
+            &dir.path().join("sc"),
+            &mut |_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("127.0.0.1:9") && err.contains("synth-speech"),
+            "{err}"
+        );
     }
 }

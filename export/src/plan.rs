@@ -793,7 +793,10 @@ mod tests {
         let p = plan(&single_head(false), &Int8Options::default()).unwrap();
         assert_eq!(p.fused.len(), 1);
         let f = &p.fused[0];
-        assert_eq!((f.heads, f.rows, f.keys, f.inner, f.v_inner), (1, 6, 6, 4, 4));
+        assert_eq!(
+            (f.heads, f.rows, f.keys, f.inner, f.v_inner),
+            (1, 6, 6, 4, 4)
+        );
         assert_eq!(p.exec[1..], [Exec::Elided, Exec::Elided, Exec::Fused(0)]);
         // graph input in the caller's buffer; arena: q (24) + scratch (8) + ctx (24)
         assert_eq!(p.storage["x"], Storage::Input(0));

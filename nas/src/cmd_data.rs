@@ -32,13 +32,20 @@ pub struct DownloadArgs {
 
 fn download(args: &DownloadArgs) -> Result<()> {
     let url = args.url.clone().unwrap_or_else(|| {
-        if args.version == 1 { datasets::SPEECH_COMMANDS_V1_URL } else { datasets::SPEECH_COMMANDS_V2_URL }.to_string()
+        if args.version == 1 {
+            datasets::SPEECH_COMMANDS_V1_URL
+        } else {
+            datasets::SPEECH_COMMANDS_V2_URL
+        }
+        .to_string()
     });
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("constant template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("constant template")
+        .progress_chars("=> "),
     );
     bar.set_message("speech commands");
     datasets::download_speech_commands(&url, &args.out, &mut |read, total| {
@@ -49,7 +56,11 @@ fn download(args: &DownloadArgs) -> Result<()> {
     })
     .with_context(|| format!("fetching Speech Commands into {}", args.out.display()))?;
     bar.finish();
-    println!("Speech Commands v0.0{} unpacked into {}", args.version, args.out.display());
+    println!(
+        "Speech Commands v0.0{} unpacked into {}",
+        args.version,
+        args.out.display()
+    );
     Ok(())
 }
 

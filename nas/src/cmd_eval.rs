@@ -56,6 +56,12 @@ impl From<SpeechTask> for Task {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    // Name a missing model before spending time on the data.
+    for model in args.checkpoint.iter().chain(&args.int8) {
+        if !model.is_file() {
+            bail!("model file {} does not exist", model.display());
+        }
+    }
     let data = DataSpec::speech_commands(args.data.clone(), args.task.into()).load(false)?;
     let source = match args.split {
         EvalSplit::Train => &data.train,

@@ -355,6 +355,85 @@ pub struct Graph {
     pub tensors: Vec<TensorInfo>,
     /// Nodes in execution order.
     pub nodes: Vec<Node>,
+    /// Per-feature standardization the front end applies to the raw features before they are
+    /// quantized at the input's scale (absent: the input is quantized as is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_standardization: Option<Standardization>,
+}
+
+/// `(x - mean) / std` per feature (the last input axis), done on the MCU in the feature front
+/// end, before int8 quantization: one power-of-two scale cannot cover raw MFCCs, whose c0
+/// spans hundreds while the high coefficients span units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+// Values are finite by construction (checked where they are made), so equality is total.
+impl Eq for Standardization {}
+
+impl Graph {
+    fn validate_standardization(&self) -> Result<()> {
+        let Some(st) = &self.input_standardization else {
+            return Ok(());
+        };
+        let features = self
+            .inputs
+            .first()
+            .and_then(|n| self.tensors.iter().find(|t| &t.name == n))
+            .and_then(|t| t.shape.last().copied());
+        let bad = |reason: String| Err(QuantError::InvalidGraph { reason });
+        if Some(st.mean.len()) != features || st.std.len() != st.mean.len() {
+            return bad(format!(
+                "input standardization has {} means and {} stds, the input has {features:?} features",
+                st.mean.len(),
+                st.std.len()
+            ));
+        }
+        if !st.mean.iter().all(|m| m.is_finite())
+            || !st.std.iter().all(|s| s.is_finite() && *s > 0.0)
+        {
+            return bad(
+                "input standardization: means must be finite and stds finite and positive".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Quantizes one raw float sample for the (single) input: standardization if the graph has
+    /// one, then rounding at the input's scale with int8 saturation.
+    pub fn quantize_input(&self, raw: &[f32]) -> Result<Vec<i8>> {
+        let name = self
+            .inputs
+            .first()
+            .ok_or_else(|| QuantError::InvalidGraph {
+                reason: "the graph has no input".into(),
+            })?;
+        let info = self.tensor(name).ok_or_else(|| QuantError::InvalidGraph {
+            reason: format!("input `{name}` is not declared"),
+        })?;
+        let n: usize = info.shape.iter().product();
+        if raw.len() != n {
+            return Err(QuantError::BadInput {
+                tensor: name.clone(),
+                expected: n,
+                found: raw.len(),
+            });
+        }
+        let scale = info.scale.to_f64();
+        let q = |v: f64| (v / scale).round().clamp(-128.0, 127.0) as i8;
+        Ok(match &self.input_standardization {
+            None => raw.iter().map(|&v| q(v as f64)).collect(),
+            Some(st) => {
+                let f = st.mean.len().max(1);
+                raw.iter()
+                    .enumerate()
+                    .map(|(i, &v)| q((v as f64 - st.mean[i % f] as f64) / st.std[i % f] as f64))
+                    .collect()
+            }
+        })
+    }
 }
 
 fn shape_err(node: &str, tensor: &str, expected: impl Into<String>, found: &[usize]) -> QuantError {
@@ -644,6 +723,7 @@ impl Graph {
     /// use, shapes (errors name the node), scales of scale-preserving ops and of softmax,
     /// every op's int32 bounds.
     pub fn validate(&self) -> Result<()> {
+        self.validate_standardization()?;
         let mut by_name: HashMap<&str, &TensorInfo> = HashMap::new();
         for t in &self.tensors {
             if by_name.insert(t.name.as_str(), t).is_some() {

@@ -30,7 +30,7 @@ pub use builder::GraphBuilder;
 pub use dyadic::{Dyadic, requantize};
 pub use error::{QuantError, Result};
 pub use format::{FORMAT_VERSION, MAGIC, from_bytes, load, save, to_bytes};
-pub use graph::{AddParams, Graph, Node, Op, Requant, TensorInfo, Window};
+pub use graph::{AddParams, Graph, Node, Op, Requant, Standardization, TensorInfo, Window};
 pub use ibert::{IExp, IGelu, ISoftmax, Int8Gelu, IntLayerNorm, NormParams, isqrt_u32};
 pub use interpreter::Interpreter;
 

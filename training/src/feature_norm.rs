@@ -44,7 +44,8 @@ impl FeatureNorm {
 
     /// The statistics back as plain numbers (for the quantizer and reports).
     pub fn stats(&self) -> FeatureStats {
-        let read = |p: &Param<Tensor<1>>| p.val().into_data().try_to_vec::<f32>().unwrap_or_default();
+        let read =
+            |p: &Param<Tensor<1>>| p.val().into_data().try_to_vec::<f32>().unwrap_or_default();
         FeatureStats {
             mean: read(&self.mean),
             std: read(&self.inv_std).into_iter().map(|v| 1.0 / v).collect(),

@@ -1,24 +1,23 @@
-//! Scoring an integer graph on a data split with the reference interpreter.
+//! Scoring an integer graph on a data split with the reference interpreter (raw features are
+//! standardized and quantized as the graph says, then everything runs in integers).
 
 use rayon::prelude::*;
 use training::{ConfusionMatrix, SampleSource};
 
 use super::error::{PtqError, Result};
-use super::kwt_graph::quantize_values;
 use super::report::argmax;
 use crate::{Graph, Interpreter};
 
 /// Samples handed to one worker at a time.
 const CHUNK: usize = 64;
 
-/// Accuracy and confusion matrix of `graph` on `source` (raw float features are quantized at
-/// the graph input's scale, then everything runs in integers).
+/// Accuracy and confusion matrix of `graph` on `source`.
 pub fn evaluate_int8(
     graph: &Graph,
     source: &dyn SampleSource,
     labels: &[String],
 ) -> Result<ConfusionMatrix> {
-    let (input_len, scale) = single_input(graph)?;
+    let (input_len, _) = single_input(graph)?;
     let classes = output_len(graph)?;
     if classes != labels.len() {
         return Err(PtqError::Model(format!(
@@ -41,7 +40,7 @@ pub fn evaluate_int8(
                             x.len()
                         )));
                     }
-                    let logits = interp.run_single(&quantize_values(&x, scale))?;
+                    let logits = interp.run_single(&graph.quantize_input(&x)?)?;
                     Ok((label, argmax(&logits)))
                 })
                 .collect()

@@ -117,6 +117,9 @@ pub struct FloatGraph {
     pub nodes: Vec<FNode>,
     /// Id of the output tensor (the logits).
     pub output: usize,
+    /// The model's frozen input standardization: tensor 0 (`input`) is the standardized
+    /// features, as in the integer graph.
+    pub standardization: crate::graph::Standardization,
 }
 
 /// Name of the graph input.
@@ -157,40 +160,6 @@ fn linear_params(l: &Linear, name: &str, d_in: usize, d_out: usize) -> Result<FO
     Ok(FOp::Linear {
         in_features: d_in,
         out_features: d_out,
-        weight,
-        bias,
-    })
-}
-
-/// Folds the model's frozen input standardization `(x - mean) / std` into the embedding:
-/// `W ((x - m) / s) + b = (W / s) x + (b - W (m / s))`.
-fn fold_input_norm(embed: FOp, stats: &training::FeatureStats) -> Result<FOp> {
-    let FOp::Linear {
-        in_features,
-        out_features,
-        mut weight,
-        mut bias,
-    } = embed
-    else {
-        unreachable!("linear_params returns a Linear")
-    };
-    if stats.mean.len() != in_features || stats.std.len() != in_features {
-        return Err(PtqError::Model(format!(
-            "input_norm has {} features, the embedding takes {in_features}",
-            stats.mean.len()
-        )));
-    }
-    for (row, b) in weight.chunks_exact_mut(in_features).zip(bias.iter_mut()) {
-        let mut shift = 0f64;
-        for ((w, &m), &s) in row.iter_mut().zip(&stats.mean).zip(&stats.std) {
-            *w /= s;
-            shift += *w as f64 * m as f64;
-        }
-        *b = (*b as f64 - shift) as f32;
-    }
-    Ok(FOp::Linear {
-        in_features,
-        out_features,
         weight,
         bias,
     })
@@ -463,11 +432,21 @@ impl FloatGraph {
             nodes: Vec::new(),
             shapes: vec![vec![cfg.frames, cfg.features]],
         };
-        let embed = fold_input_norm(
+        let stats = model.input_norm.stats();
+        if stats.mean.len() != cfg.features
+            || !stats.mean.iter().all(|m| m.is_finite())
+            || !stats.std.iter().all(|s| s.is_finite() && *s > 0.0)
+        {
+            return Err(PtqError::Model(format!(
+                "input_norm must hold {} finite means and positive stds",
+                cfg.features
+            )));
+        }
+        let mut x = w.push(
+            "embed",
             linear_params(&model.embed, "embed", cfg.features, dim)?,
-            &model.input_norm.stats(),
+            &[0],
         )?;
-        let mut x = w.push("embed", embed, &[0])?;
         if let Some(dist) = &model.dist_token {
             let token = values(dist.val());
             if token.len() != dim {
@@ -538,6 +517,10 @@ impl FloatGraph {
             input_shape: vec![cfg.frames, cfg.features],
             nodes: w.nodes,
             output: out,
+            standardization: crate::graph::Standardization {
+                mean: stats.mean,
+                std: stats.std,
+            },
         })
     }
 
@@ -570,7 +553,15 @@ impl FloatGraph {
             )));
         }
         let mut vals: Vec<Vec<f32>> = Vec::with_capacity(self.nodes.len() + 1);
-        vals.push(input.to_vec());
+        let st = &self.standardization;
+        let f = st.mean.len();
+        vals.push(
+            input
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v - st.mean[i % f]) / st.std[i % f])
+                .collect(),
+        );
         for node in &self.nodes {
             let x = &vals[node.inputs[0]];
             let xs = self.tensor_shape(node.inputs[0]);

@@ -213,5 +213,8 @@ pub fn lower(
         }
     }
     b.output(fg.tensor_name(fg.output));
-    Ok(b.finish()?)
+    let mut graph = b.finish()?;
+    graph.input_standardization = Some(fg.standardization.clone());
+    graph.validate()?;
+    Ok(graph)
 }

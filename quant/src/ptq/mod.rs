@@ -1,8 +1,10 @@
 //! Post-training quantization of a trained float KWT into the integer [`crate::Graph`].
 //!
 //! 1. [`FloatGraph::from_kwt`] walks the Burn model into a float graph whose nodes carry the
-//!    names, shapes and layouts of the integer graph to come (and folds the model's frozen
-//!    input standardization into the embedding, so the integer graph takes raw MFCCs).
+//!    names, shapes and layouts of the integer graph to come. The model's frozen input
+//!    standardization stays outside the integer graph, in its `input_standardization`: one
+//!    power-of-two input scale cannot cover raw MFCCs (c0 spans hundreds, the high coefficients
+//!    units), so the front end standardizes per feature before quantizing.
 //! 2. The float graph is checked against the Burn model's logits on the calibration samples.
 //! 3. [`kwt_graph::calibrate`] observes every activation; an [`Estimator`] picks a
 //!    power-of-two scale per observer group (TQT-style).

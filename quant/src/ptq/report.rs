@@ -10,7 +10,6 @@ use crate::interpreter::Interpreter;
 
 use super::error::Result;
 use super::float_graph::FloatGraph;
-use super::kwt_graph::quantize_values;
 use super::observer::{Estimator, Observer};
 
 /// One tensor of the integer graph.
@@ -113,7 +112,7 @@ pub fn build(
     let mut agree = 0usize;
     for s in samples {
         let vals = fg.run(s)?;
-        let q = quantize_values(s, scales[0]);
+        let q = graph.quantize_input(s)?;
         interp.execute(&[&q])?;
         for (id, f) in vals.iter().enumerate() {
             let qs = interp

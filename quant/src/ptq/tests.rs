@@ -146,3 +146,21 @@ fn int8_evaluation_agrees_with_the_float_model_it_came_from() {
         .to_string();
     assert!(err.contains("4 outputs"), "{err}");
 }
+
+#[test]
+fn a_bad_input_standardization_is_refused() {
+    let device = Device::flex();
+    let cfg = config(NormPlacement::PostNorm, false);
+    let (mut graph, _) = quantize_kwt(
+        &model(&cfg, &device),
+        &cfg,
+        &samples(4, 60, 1),
+        &PtqOptions::default(),
+    )
+    .unwrap();
+    graph.input_standardization.as_mut().unwrap().std[2] = 0.0;
+    let err = graph.validate().unwrap_err().to_string();
+    assert!(err.contains("standardization"), "{err}");
+    graph.input_standardization.as_mut().unwrap().std.pop();
+    assert!(from_bytes(&to_bytes(&graph).unwrap_or_default()).is_err());
+}
