@@ -17,7 +17,7 @@ pub fn evaluate_int8(
     source: &dyn SampleSource,
     labels: &[String],
 ) -> Result<ConfusionMatrix> {
-    let (input_len, _) = single_input(graph)?;
+    single_input(graph)?;
     let classes = output_len(graph)?;
     if classes != labels.len() {
         return Err(PtqError::Model(format!(
@@ -34,13 +34,10 @@ pub fn evaluate_int8(
                 .iter()
                 .map(|&i| {
                     let (x, label) = source.sample(i, None)?;
-                    if x.len() != input_len {
-                        return Err(PtqError::Calibration(format!(
-                            "sample {i} has {} values, the graph input takes {input_len}",
-                            x.len()
-                        )));
-                    }
-                    let logits = interp.run_single(&graph.quantize_input(&x)?)?;
+                    let q = graph
+                        .quantize_input(&x)
+                        .map_err(|e| PtqError::Calibration(format!("sample {i}: {e}")))?;
+                    let logits = interp.run_single(&q)?;
                     Ok((label, argmax(&logits)))
                 })
                 .collect()
@@ -59,18 +56,15 @@ pub fn evaluate_int8(
     Ok(confusion)
 }
 
-/// Length and real scale of the only input.
-pub fn single_input(graph: &Graph) -> Result<(usize, f64)> {
-    let [name] = graph.inputs.as_slice() else {
+/// `run_single` and `quantize_input` serve single-input graphs only.
+fn single_input(graph: &Graph) -> Result<()> {
+    if graph.inputs.len() != 1 {
         return Err(PtqError::Model(format!(
             "expected one graph input, found {}",
             graph.inputs.len()
         )));
-    };
-    let t = graph
-        .tensor(name)
-        .ok_or_else(|| PtqError::Model(format!("input `{name}` is not declared")))?;
-    Ok((t.shape.iter().product(), t.scale.to_f64()))
+    }
+    Ok(())
 }
 
 fn output_len(graph: &Graph) -> Result<usize> {
