@@ -11,48 +11,13 @@ use pruning::{
     MASKS_FILE, MaskSet, PruningConfig, PruningHook, PruningPlan, kwt_layers, mask_violations,
     prune_once, sparsity_report,
 };
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use training::trainer::{BEST_CHECKPOINT, LAST_CHECKPOINT};
 use training::{
-    DataSplits, InMemory, KwtConfig, RunSummary, TrainOptions, TrainOutcome, TrainerConfig,
-    load_checkpoint, train, train_with_hook,
+    KwtConfig, RunSummary, TrainOptions, TrainOutcome, TrainerConfig, load_checkpoint, train,
+    train_with_hook,
 };
 
-const FRAMES: usize = 12;
-const FEATURES: usize = 8;
-
-/// Three classes, each a bump on a different band of frames and features, under noise.
-fn split(per_class: usize, seed: u64) -> InMemory {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut features = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..per_class * 3 {
-        let class = i % 3;
-        let x = (0..FRAMES * FEATURES)
-            .map(|j| {
-                let (t, f) = (j / FEATURES, j % FEATURES);
-                let on = t / 4 == class && f / 3 == class;
-                if on { 1.5 } else { 0.0 }
-            })
-            .map(|v: f32| v + rng.random_range(-1.0..1.0))
-            .collect();
-        features.push(x);
-        labels.push(class);
-    }
-    InMemory { features, labels }
-}
-
-fn splits() -> DataSplits {
-    DataSplits {
-        train: Box::new(split(60, 1)),
-        valid: Box::new(split(10, 2)),
-        test: Box::new(split(20, 3)),
-        labels: vec!["a".into(), "b".into(), "c".into()],
-        frames: FRAMES,
-        features: FEATURES,
-    }
-}
+use training::toy_data::{TOY_FEATURES as FEATURES, TOY_FRAMES as FRAMES, toy_splits as splits};
 
 fn model() -> KwtConfig {
     KwtConfig {

@@ -1,40 +1,7 @@
 use super::*;
-use crate::data::InMemory;
 use crate::kwt::KwtConfig;
-use rand::Rng;
 
-const FRAMES: usize = 12;
-const FEATURES: usize = 8;
-
-/// Three classes, each a bump on a different band of frames and features, under noise.
-fn split(per_class: usize, seed: u64) -> InMemory {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut features = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..per_class * 3 {
-        let class = i % 3;
-        let mut x = vec![0f32; FRAMES * FEATURES];
-        for (j, v) in x.iter_mut().enumerate() {
-            let (t, f) = (j / FEATURES, j % FEATURES);
-            let on = t / 4 == class && f / 3 == class;
-            *v = if on { 1.5 } else { 0.0 } + rng.random_range(-1.0..1.0);
-        }
-        features.push(x);
-        labels.push(class);
-    }
-    InMemory { features, labels }
-}
-
-fn splits() -> DataSplits {
-    DataSplits {
-        train: Box::new(split(60, 1)),
-        valid: Box::new(split(10, 2)),
-        test: Box::new(split(20, 3)),
-        labels: vec!["a".into(), "b".into(), "c".into()],
-        frames: FRAMES,
-        features: FEATURES,
-    }
-}
+use crate::toy_data::{TOY_FEATURES as FEATURES, TOY_FRAMES as FRAMES, toy_splits as splits};
 
 fn model() -> KwtConfig {
     KwtConfig {
