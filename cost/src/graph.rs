@@ -45,6 +45,10 @@ pub enum OpKind {
     Gelu {
         elems: usize,
     },
+    /// max(x, 0) elementwise (its own kernel, as the exporter runs it).
+    Relu {
+        elems: usize,
+    },
     /// Elementwise sum of two tensors (residual).
     Add {
         elems: usize,
@@ -66,7 +70,7 @@ pub enum OpKind {
         stride: usize,
         pad: usize,
     },
-    /// Average pooling, `k x k` window.
+    /// Average or max pooling, `k x k` window (the same cost either way).
     Pool {
         h: usize,
         w: usize,
@@ -136,6 +140,7 @@ impl OpKind {
             OpKind::Softmax { .. } => "softmax",
             OpKind::LayerNorm { .. } => "layernorm",
             OpKind::Gelu { .. } => "gelu",
+            OpKind::Relu { .. } => "relu",
             OpKind::Add { .. } => "add",
             OpKind::Conv2d { .. } => "conv2d",
             OpKind::DepthwiseConv2d { .. } => "dwconv2d",
@@ -165,7 +170,9 @@ impl OpKind {
             }
             OpKind::Softmax { rows, cols } => vec![("rows", rows), ("cols", cols)],
             OpKind::LayerNorm { tokens, dim } => vec![("tokens", tokens), ("dim", dim)],
-            OpKind::Gelu { elems } | OpKind::Add { elems } => vec![("elems", elems)],
+            OpKind::Gelu { elems } | OpKind::Add { elems } | OpKind::Relu { elems } => {
+                vec![("elems", elems)]
+            }
             OpKind::Conv2d {
                 h,
                 w,
@@ -214,7 +221,7 @@ impl OpKind {
             OpKind::MatMul { batch, m, k, n } => f(batch) * f(m) * f(k) * f(n),
             OpKind::Softmax { rows, cols } => f(rows) * f(cols) * 4.0,
             OpKind::LayerNorm { tokens, dim } => f(tokens) * f(dim) * 8.0,
-            OpKind::Gelu { elems } | OpKind::Add { elems } => f(elems),
+            OpKind::Gelu { elems } | OpKind::Add { elems } | OpKind::Relu { elems } => f(elems),
             OpKind::Conv2d {
                 h,
                 w,
@@ -253,7 +260,7 @@ impl OpKind {
             OpKind::MatMul { batch, m, k, n } => vec![v(batch * m * k), v(batch * k * n)],
             OpKind::Softmax { rows, cols } => vec![v(rows * cols)],
             OpKind::LayerNorm { tokens, dim } => vec![v(tokens * dim)],
-            OpKind::Gelu { elems } => vec![v(elems)],
+            OpKind::Gelu { elems } | OpKind::Relu { elems } => vec![v(elems)],
             OpKind::Add { elems } => vec![v(elems), v(elems)],
             OpKind::Conv2d { h, w, cin, .. } => vec![v(h * w * cin)],
             OpKind::DepthwiseConv2d { h, w, c, .. } | OpKind::Pool { h, w, c, .. } => {
@@ -278,7 +285,7 @@ impl OpKind {
             OpKind::MatMul { batch, m, n, .. } => v(batch * m * n),
             OpKind::Softmax { rows, cols } => v(rows * cols),
             OpKind::LayerNorm { tokens, dim } => v(tokens * dim),
-            OpKind::Gelu { elems } | OpKind::Add { elems } => v(elems),
+            OpKind::Gelu { elems } | OpKind::Add { elems } | OpKind::Relu { elems } => v(elems),
             OpKind::Conv2d {
                 h,
                 w,

@@ -164,6 +164,16 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
             class: KernelClass::Gelu,
             work: vec![(Work::Gelu, out)],
         },
+        OpKind::Relu { .. } => OpCost {
+            macs: 0,
+            params: 0,
+            weight_bytes: 0,
+            sparse_coded: false,
+            output_bytes: out,
+            scratch_bytes: 0,
+            class: KernelClass::Add,
+            work: vec![(Work::Add, out)],
+        },
         OpKind::Add { .. } => OpCost {
             macs: 0,
             params: 0,

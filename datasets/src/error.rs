@@ -65,6 +65,49 @@ pub enum DatasetError {
         what: String,
         message: String,
     },
+    #[error("{path}: file is missing (expected {expected})")]
+    MissingFile { path: PathBuf, expected: String },
+    #[error("{path}: wrong magic number 0x{found:08x}, expected 0x{expected:08x} ({what})")]
+    BadMagic {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        what: &'static str,
+    },
+    #[error("{path}: truncated: its header promises {expected} bytes, but it holds {found}")]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{path}: {found} bytes, but its header promises exactly {expected} (trailing data)")]
+    TrailingData {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{path}: size {size} bytes is not a multiple of the {record}-byte record size")]
+    RecordSize {
+        path: PathBuf,
+        size: u64,
+        record: usize,
+    },
+    #[error("{path}: record {index} has label {label}, expected a label below {classes}")]
+    LabelOutOfRange {
+        path: PathBuf,
+        index: usize,
+        label: u8,
+        classes: usize,
+    },
+    #[error("{images} holds {image_count} images but {labels} holds {label_count} labels")]
+    CountMismatch {
+        images: PathBuf,
+        labels: PathBuf,
+        image_count: usize,
+        label_count: usize,
+    },
+    #[error("{path}: {message}")]
+    ClassNames { path: PathBuf, message: String },
 }
 
 /// Shorthand used throughout the crate.

@@ -7,6 +7,7 @@
 pub mod augment;
 pub mod download;
 pub mod error;
+pub mod images;
 pub mod mfcc;
 pub mod speech_commands;
 pub mod splits;
@@ -16,6 +17,9 @@ pub mod wav;
 pub use augment::AugmentConfig;
 pub use download::{SPEECH_COMMANDS_V1_URL, SPEECH_COMMANDS_V2_URL, download_speech_commands};
 pub use error::{DatasetError, Result};
+pub use images::{
+    CIFAR10_CLASSES, FASHION_MNIST_CLASSES, Holdout, ImageSet, read_cifar10, read_fashion_mnist,
+};
 pub use mfcc::{Mfcc, MfccConfig};
 pub use speech_commands::{
     Clip, KEYWORDS_12, LoadConfig, SpeechCommands, Task, WORDS_V1, WORDS_V2,

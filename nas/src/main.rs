@@ -8,6 +8,7 @@ mod cmd_eval;
 mod cmd_export;
 mod cmd_prune;
 mod cmd_quantize;
+mod cmd_search;
 mod cmd_train;
 mod cmd_verify;
 mod run_config;
@@ -38,6 +39,8 @@ enum Command {
     Prune(cmd_prune::PruneArgs),
     /// Integer-only int8 quantization (PTQ) with a per-layer report against the float model.
     Quantize(cmd_quantize::QuantizeArgs),
+    /// Hardware-aware search (TinyFormer SuperNAS + SparseNAS) under a target MCU's budget.
+    Search(cmd_search::SearchArgs),
     /// Peak SRAM, flash and latency of a model on an MCU target, layer by layer.
     Cost(cmd_cost::CostArgs),
     /// Speed benchmarks.
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => cmd_quantize::run(args),
         Command::Data(cmd) => cmd_data::run(cmd),
         Command::Cost(args) => cmd_cost::run(args),
+        Command::Search(args) => cmd_search::run(args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
         Command::Export(args) => cmd_export::run(args),
         Command::Verify(args) => cmd_verify::run(args),

@@ -3,7 +3,8 @@
 //! change a model seeded through them; this keeps "same seed, same model" unconditional.
 
 use burn::module::Param;
-use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -43,5 +44,31 @@ pub fn linear(rng: &mut StdRng, d_in: usize, d_out: usize, bias: bool, device: &
     Linear {
         weight: Param::from_tensor(uniform(rng, [d_in, d_out], bound, device)),
         bias: bias.then(|| Param::from_tensor(uniform(rng, [d_out], bound, device))),
+    }
+}
+
+/// A `k x k` convolution (padding `pad`, `groups` groups) initialised as PyTorch's default:
+/// weights and bias uniform in +-1/sqrt(fan_in).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    rng: &mut StdRng,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
+    let fan_in = cin / groups * k * k;
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Conv2d {
+        weight: Param::from_tensor(uniform(rng, [cout, cin / groups, k, k], bound, device)),
+        bias: Some(Param::from_tensor(uniform(rng, [cout], bound, device))),
+        stride: [stride, stride],
+        kernel_size: [k, k],
+        dilation: [1, 1],
+        groups,
+        padding: PaddingConfig2d::Explicit(pad, pad, pad, pad),
     }
 }

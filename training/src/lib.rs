@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod plot;
 pub mod schedule;
 pub mod speech_data;
+pub mod tinyformer;
 pub mod toy_data;
 pub mod trainer;
 

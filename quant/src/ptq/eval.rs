@@ -56,6 +56,57 @@ pub fn evaluate_int8(
     Ok(confusion)
 }
 
+/// Accuracy and confusion matrix of an image graph (from [`super::quantize_tinyformer`]) on
+/// `images` (each CHW, as the graph's front end takes them: normalized unless
+/// [`super::set_channel_standardization`] was applied) with `labels` (class indices).
+pub fn evaluate_int8_images(
+    graph: &Graph,
+    images: &[Vec<f32>],
+    labels: &[usize],
+    class_names: &[String],
+) -> Result<ConfusionMatrix> {
+    single_input(graph)?;
+    let classes = output_len(graph)?;
+    if classes != class_names.len() {
+        return Err(PtqError::Model(format!(
+            "the integer graph has {classes} outputs but {} class names were given",
+            class_names.len()
+        )));
+    }
+    if images.len() != labels.len() {
+        return Err(PtqError::Calibration(format!(
+            "{} images but {} labels",
+            images.len(),
+            labels.len()
+        )));
+    }
+    if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
+        return Err(PtqError::Model(format!(
+            "label {bad} outside the {classes} classes"
+        )));
+    }
+    let indices: Vec<usize> = (0..images.len()).collect();
+    let preds: Vec<Vec<usize>> = indices
+        .par_chunks(CHUNK)
+        .map(|chunk| -> Result<Vec<usize>> {
+            let mut interp = Interpreter::new(graph.clone())?;
+            chunk
+                .iter()
+                .map(|&i| {
+                    let q = super::quantize_image(graph, &images[i])
+                        .map_err(|e| PtqError::Calibration(format!("image {i}: {e}")))?;
+                    Ok(argmax(&interp.run_single(&q)?))
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let mut confusion = ConfusionMatrix::new(class_names.to_vec());
+    for (&truth, pred) in labels.iter().zip(preds.into_iter().flatten()) {
+        confusion.add(truth, pred);
+    }
+    Ok(confusion)
+}
+
 /// `run_single` and `quantize_input` serve single-input graphs only.
 fn single_input(graph: &Graph) -> Result<()> {
     if graph.inputs.len() != 1 {

@@ -77,6 +77,36 @@ pub enum FOp {
         /// Index along axis 0.
         index: usize,
     },
+    /// HWC convolution (TinyFormer), weight `[out_c, kh, kw, in_c]` (the integer layout).
+    Conv2d {
+        /// Input channels.
+        in_c: usize,
+        /// Output channels.
+        out_c: usize,
+        /// Kernel, stride, padding.
+        window: crate::graph::Window,
+        /// `[out_c, kh, kw, in_c]`.
+        weight: Vec<f32>,
+        /// `[out_c]`.
+        bias: Vec<f32>,
+    },
+    /// HWC depthwise convolution (multiplier 1), weight `[kh, kw, c]`.
+    DepthwiseConv2d {
+        /// Channels.
+        channels: usize,
+        /// Kernel, stride, padding.
+        window: crate::graph::Window,
+        /// `[kh, kw, c]`.
+        weight: Vec<f32>,
+        /// `[c]`.
+        bias: Vec<f32>,
+    },
+    /// HWC max pooling over the in-range positions of each window.
+    MaxPool2d(crate::graph::Window),
+    /// HWC average pooling over the in-range positions of each window.
+    AvgPool2d(crate::graph::Window),
+    /// `max(x, 0)`.
+    Relu,
 }
 
 impl FOp {
@@ -89,6 +119,9 @@ impl FOp {
                 | FOp::Reshape { .. }
                 | FOp::Transpose { .. }
                 | FOp::SelectToken { .. }
+                | FOp::MaxPool2d(_)
+                | FOp::AvgPool2d(_)
+                | FOp::Relu
         )
     }
 }
@@ -127,12 +160,12 @@ pub const INPUT: &str = "input";
 /// Name of the final logits tensor.
 pub const LOGITS: &str = "logits";
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+pub(super) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
 }
 
 /// `[out, in]` weight and `[out]` bias of a Burn `Linear` (stored `[in, out]`).
-fn linear_params(l: &Linear, name: &str, d_in: usize, d_out: usize) -> Result<FOp> {
+pub(super) fn linear_params(l: &Linear, name: &str, d_in: usize, d_out: usize) -> Result<FOp> {
     let w = l.weight.val();
     let dims = w.dims();
     if dims != [d_in, d_out] {
@@ -198,7 +231,7 @@ fn layer_norm_eps(ln: &LayerNorm, gamma: &[f32], beta: &[f32]) -> f64 {
     if eps < 1e-11 { 0.0 } else { eps }
 }
 
-fn layer_norm_params(ln: &LayerNorm, name: &str, dim: usize) -> Result<FOp> {
+pub(super) fn layer_norm_params(ln: &LayerNorm, name: &str, dim: usize) -> Result<FOp> {
     let gamma = values(ln.gamma.val());
     if gamma.len() != dim {
         return Err(PtqError::Model(format!(
@@ -214,13 +247,13 @@ fn layer_norm_params(ln: &LayerNorm, name: &str, dim: usize) -> Result<FOp> {
     Ok(FOp::LayerNorm { gamma, beta, eps })
 }
 
-struct Walker {
-    nodes: Vec<FNode>,
-    shapes: Vec<Vec<usize>>,
+pub(super) struct Walker {
+    pub(super) nodes: Vec<FNode>,
+    pub(super) shapes: Vec<Vec<usize>>,
 }
 
 impl Walker {
-    fn push(&mut self, name: &str, op: FOp, inputs: &[usize]) -> Result<usize> {
+    pub(super) fn push(&mut self, name: &str, op: FOp, inputs: &[usize]) -> Result<usize> {
         let xs = &self.shapes[inputs[0]];
         let shape = match &op {
             FOp::Linear {
@@ -254,6 +287,12 @@ impl Walker {
             FOp::Reshape { shape } => shape.clone(),
             FOp::Transpose { perm } => perm.iter().map(|&p| xs[p]).collect(),
             FOp::SelectToken { .. } => xs[1..].to_vec(),
+            // Image ops (TinyFormer): shapes and parameters checked in `image_ops`.
+            op @ (FOp::Conv2d { .. }
+            | FOp::DepthwiseConv2d { .. }
+            | FOp::MaxPool2d(_)
+            | FOp::AvgPool2d(_)
+            | FOp::Relu) => super::image_ops::out_shape(name, op, xs)?,
         };
         self.shapes.push(shape.clone());
         self.nodes.push(FNode {
@@ -272,7 +311,18 @@ impl Walker {
         x: usize,
         cfg: &KwtConfig,
     ) -> Result<usize> {
-        let (h, dh, dim) = (a.heads, a.dim_head, cfg.dim);
+        self.attention_dim(p, a, x, cfg.dim)
+    }
+
+    /// Self-attention over `[T, dim]` tokens (shared by KWT and TinyFormer).
+    pub(super) fn attention_dim(
+        &mut self,
+        p: &str,
+        a: &training::attention::SelfAttention,
+        x: usize,
+        dim: usize,
+    ) -> Result<usize> {
+        let (h, dh) = (a.heads, a.dim_head);
         let inner = h * dh;
         let t = self.shapes[x][0];
         let FOp::Linear { weight, .. } =
@@ -677,6 +727,11 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
             let n: usize = xs[1..].iter().product();
             x[index * n..(index + 1) * n].to_vec()
         }
+        op @ (FOp::Conv2d { .. }
+        | FOp::DepthwiseConv2d { .. }
+        | FOp::MaxPool2d(_)
+        | FOp::AvgPool2d(_)
+        | FOp::Relu) => super::image_ops::eval(op, x, xs),
     }
 }
 

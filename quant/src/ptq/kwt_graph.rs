@@ -210,6 +210,12 @@ pub fn lower(
                 b.same_scale(name, x, Op::SelectToken { index: *index })
                     .map_err(at(name))?;
             }
+            // Image ops (TinyFormer): lowered in `image_ops`.
+            op @ (FOp::Conv2d { .. }
+            | FOp::DepthwiseConv2d { .. }
+            | FOp::MaxPool2d(_)
+            | FOp::AvgPool2d(_)
+            | FOp::Relu) => super::image_ops::lower(&mut b, name, x, op, so, opts)?,
         }
     }
     b.output(fg.tensor_name(fg.output));

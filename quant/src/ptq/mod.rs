@@ -1,4 +1,5 @@
 //! Post-training quantization of a trained float KWT into the integer [`crate::Graph`].
+//! [`tinyformer`] does the same for a single-path TinyFormer with the same machinery.
 //!
 //! 1. [`FloatGraph::from_kwt`] walks the Burn model into a float graph whose nodes carry the
 //!    names, shapes and layouts of the integer graph to come. The model's frozen input
@@ -14,19 +15,25 @@
 pub mod error;
 pub mod eval;
 pub mod float_graph;
+mod image_ops;
 pub mod kwt_graph;
 pub mod observer;
 pub mod report;
+pub mod tinyformer;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use training::{Kwt, KwtConfig};
 
 pub use error::{PtqError, Result};
-pub use eval::evaluate_int8;
+pub use eval::{evaluate_int8, evaluate_int8_images};
 pub use float_graph::FloatGraph;
 pub use observer::{Estimator, Observer};
 pub use report::PtqReport;
+pub use tinyformer::{
+    chw_to_hwc, quantize_image, quantize_tinyformer, set_channel_standardization,
+    tinyformer_float_error,
+};
 
 use crate::Graph;
 

@@ -1,0 +1,132 @@
+//! `nas search` end to end: a real kill -9 in the middle of a search, then a resume, gives the
+//! same answer as an uninterrupted run; the shipped Fashion-MNIST config runs offline.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn nas() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nas"));
+    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn answer(dir: &Path) -> Value {
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    serde_json::json!({
+        "supernets": s["supernets"],
+        "candidates": s["candidates"],
+        "final_model": s["final_model"],
+    })
+}
+
+#[test]
+fn kill_9_mid_search_then_resume_gives_the_same_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    search::fixtures::write_idx(&data, "train", 300, 1).unwrap();
+    search::fixtures::write_idx(&data, "t10k", 100, 2).unwrap();
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron");
+    let mut cfg = search::fixtures::tiny_config(&data, &target);
+    // Long enough that the kill lands mid-search.
+    cfg.supernas.iterations = 3;
+    cfg.supernas.train_steps = 40;
+    cfg.sparsenas.iterations = 4;
+    cfg.sparsenas.train_steps = 20;
+    let cfg_path = tmp.path().join("search.ron");
+    std::fs::write(&cfg_path, ron::to_string(&cfg).unwrap()).unwrap();
+
+    let whole = tmp.path().join("whole");
+    let st = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&whole)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let killed = tmp.path().join("killed");
+    let mut child = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&killed)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut interrupted_after = None;
+    while start.elapsed() < Duration::from_secs(300) {
+        if let Ok(text) = std::fs::read_to_string(killed.join("state.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && v["supernets"].as_array().is_some_and(|a| !a.is_empty())
+        {
+            child.kill().unwrap(); // SIGKILL
+            interrupted_after = Some(v["supernets"].as_array().unwrap().len());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait().unwrap();
+    let n = interrupted_after.expect("the search never wrote its state");
+    assert!(
+        n < cfg.supernas.iterations,
+        "killed too late to test anything"
+    );
+    let st = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&killed)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(answer(&killed), answer(&whole));
+}
+
+#[test]
+fn shipped_fashion_mnist_config_runs_offline() {
+    if !Path::new("/usr/share/datasets/fashion-mnist").is_dir() {
+        eprintln!("skipped: apt-get install dataset-fashion-mnist (the CI script does)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = nas()
+        .args([
+            "search",
+            "--quiet",
+            "--config",
+            "configs/fashion_mnist.ron",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("best model"), "{stdout}");
+    for f in [
+        "pareto.md",
+        "pareto.svg",
+        "summary.json",
+        "state.json",
+        "best/arch.ron",
+        "best/sparsity.ron",
+        "best/model.bpk",
+        "best/cost.txt",
+        "best/memory.svg",
+        "best/model.int8",
+    ] {
+        assert!(out.path().join(f).is_file(), "{f} missing");
+    }
+}

@@ -1,0 +1,305 @@
+//! A TinyFormer single-path model (with its sparsity) as the cost model's graph, and the
+//! resource check every candidate passes before any training (Alg. 1-3's ResourceEval).
+//! Feature maps are HWC int8, so the unfold to tokens is free.
+
+use cost::attention::{AttentionSpec, AttentionVariant, Tiling};
+use cost::estimate::{Estimate, estimate};
+use cost::graph::{Graph, GraphBuilder, OpKind, Sparsity};
+use cost::target::Target;
+use serde::{Deserialize, Serialize};
+use training::tinyformer::{Downsample, Pooling, TinyFormerArch};
+
+use crate::error::Result;
+use crate::sparsity::SparseConfig;
+
+struct Builder<'a> {
+    b: GraphBuilder,
+    sparse: &'a SparseConfig,
+}
+
+impl Builder<'_> {
+    fn op(&mut self, name: &str, kind: OpKind, inputs: &[&str]) -> String {
+        let out = self.b.op(name, kind, inputs);
+        if let Some(s) = self.sparse.get(name) {
+            self.b.sparsity(Sparsity {
+                rho: s.sparsity,
+                block: s.block,
+            });
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        name: &str,
+        x: &str,
+        hw: (usize, usize),
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+    ) -> String {
+        self.op(
+            name,
+            OpKind::Conv2d {
+                h: hw.0,
+                w: hw.1,
+                cin,
+                cout,
+                k,
+                stride,
+                pad: k / 2,
+            },
+            &[x],
+        )
+    }
+
+    fn relu(&mut self, name: &str, x: &str, elems: usize) -> String {
+        self.op(name, OpKind::Relu { elems }, &[x])
+    }
+
+    fn linear(&mut self, name: &str, x: &str, tokens: usize, i: usize, o: usize) -> String {
+        self.op(
+            name,
+            OpKind::Linear {
+                tokens,
+                in_features: i,
+                out_features: o,
+                bias: true,
+            },
+            &[x],
+        )
+    }
+}
+
+/// The cost graph of `arch` with `sparse` applied (attention in the cheaper of MHSA and FWSA,
+/// depth-first tiled).
+pub fn tinyformer_graph(arch: &TinyFormerArch, sparse: &SparseConfig) -> Result<Graph> {
+    let mut g = Builder {
+        b: GraphBuilder::new("tinyformer"),
+        sparse,
+    };
+    let [mut cin, h0, w0] = arch.input;
+    let mut x = g.b.input("image", (cin * h0 * w0) as u64);
+    let (mut h, mut w) = (h0, w0);
+    for (i, s) in arch.stages.iter().enumerate() {
+        let c = s.channels;
+        let p = format!("s{i}");
+        x = match s.downsample {
+            Downsample::ConvStride2 => {
+                let y = g.conv(&format!("{p}.down"), &x, (h, w), cin, c, 3, 2);
+                g.relu(&format!("{p}.down.relu"), &y, (h / 2) * (w / 2) * c)
+            }
+            Downsample::ConvMaxPool => {
+                let y = g.conv(&format!("{p}.down"), &x, (h, w), cin, c, 3, 1);
+                let y = g.relu(&format!("{p}.down.relu"), &y, h * w * c);
+                g.op(
+                    &format!("{p}.down.pool"),
+                    OpKind::Pool {
+                        h,
+                        w,
+                        c,
+                        k: 2,
+                        stride: 2,
+                    },
+                    &[&y],
+                )
+            }
+        };
+        h /= 2;
+        w /= 2;
+        let hw = h * w;
+        for (j, m) in s.mobilenets.iter().enumerate() {
+            let q = format!("{p}.mb{j}");
+            let e = c * m.expansion;
+            let y = g.conv(&format!("{q}.expand"), &x, (h, w), c, e, 1, 1);
+            let y = g.relu(&format!("{q}.expand.relu"), &y, hw * e);
+            let y = g.op(
+                &format!("{q}.dw"),
+                OpKind::DepthwiseConv2d {
+                    h,
+                    w,
+                    c: e,
+                    k: 3,
+                    stride: 1,
+                    pad: 1,
+                },
+                &[&y],
+            );
+            let y = g.relu(&format!("{q}.dw.relu"), &y, hw * e);
+            let y = g.conv(&format!("{q}.project"), &y, (h, w), e, c, 1, 1);
+            x = g.op(
+                &format!("{q}.add"),
+                OpKind::Add { elems: hw * c },
+                &[&x, &y],
+            );
+        }
+        for (j, t) in s.transformers.iter().enumerate() {
+            let q = format!("{p}.tr{j}");
+            let y = g.conv(&format!("{q}.local3"), &x, (h, w), c, c, 3, 1);
+            let y = g.relu(&format!("{q}.local3.relu"), &y, hw * c);
+            let mut tok = g.conv(&format!("{q}.local1"), &y, (h, w), c, c, 1, 1);
+            for e in 0..t.encoders {
+                let r = format!("{q}.enc{e}");
+                let n1 = g.op(
+                    &format!("{r}.ln1"),
+                    OpKind::LayerNorm { tokens: hw, dim: c },
+                    &[&tok],
+                );
+                let a = g.op(
+                    &format!("{r}.attn"),
+                    OpKind::Attention(AttentionSpec {
+                        seq: hw,
+                        embed: c,
+                        proj: c / t.heads,
+                        heads: t.heads,
+                        qkv_bias: false,
+                        variant: AttentionVariant::Auto,
+                        tiling: Tiling::DepthFirst,
+                    }),
+                    &[&n1],
+                );
+                let a = g.op(
+                    &format!("{r}.add1"),
+                    OpKind::Add { elems: hw * c },
+                    &[&tok, &a],
+                );
+                let n2 = g.op(
+                    &format!("{r}.ln2"),
+                    OpKind::LayerNorm { tokens: hw, dim: c },
+                    &[&a],
+                );
+                let m = t.mlp_ratio * c;
+                let f = g.linear(&format!("{r}.fc1"), &n2, hw, c, m);
+                let f = g.relu(&format!("{r}.fc1.relu"), &f, hw * m);
+                let f = g.linear(&format!("{r}.fc2"), &f, hw, m, c);
+                tok = g.op(
+                    &format!("{r}.add2"),
+                    OpKind::Add { elems: hw * c },
+                    &[&a, &f],
+                );
+            }
+            let y = g.conv(&format!("{q}.fuse1"), &tok, (h, w), c, c, 1, 1);
+            let y = g.relu(&format!("{q}.fuse1.relu"), &y, hw * c);
+            let y = g.conv(&format!("{q}.fuse3"), &y, (h, w), c, c, 3, 1);
+            x = g.op(
+                &format!("{q}.add"),
+                OpKind::Add { elems: hw * c },
+                &[&x, &y],
+            );
+        }
+        cin = c;
+    }
+    let c = cin;
+    let pooled = match arch.pooling {
+        Pooling::SeqPool => {
+            let s = g.linear("head.seqpool", &x, h * w, c, 1);
+            let s = g.op(
+                "head.softmax",
+                OpKind::Softmax {
+                    rows: 1,
+                    cols: h * w,
+                },
+                &[&s],
+            );
+            g.op(
+                "head.pool",
+                OpKind::MatMul {
+                    batch: 1,
+                    m: 1,
+                    k: h * w,
+                    n: c,
+                },
+                &[&s, &x],
+            )
+        }
+        Pooling::AvgPool => g.op(
+            "head.pool",
+            OpKind::Pool {
+                h,
+                w,
+                c,
+                k: 2,
+                stride: 2,
+            },
+            &[&x],
+        ),
+    };
+    let y = g.linear(
+        "head.last",
+        &pooled,
+        1,
+        arch.pooled_features(),
+        arch.last_linear,
+    );
+    let y = g.relu("head.last.relu", &y, arch.last_linear);
+    g.linear("head.classifier", &y, 1, arch.last_linear, arch.classes);
+    Ok(g.b.build()?)
+}
+
+/// The limits a candidate must meet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub sram_bytes: u64,
+    pub flash_bytes: u64,
+    pub latency_ms: Option<f64>,
+}
+
+/// A candidate's resources and the limits it breaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub sram_bytes: u64,
+    pub peak_op: String,
+    pub flash_bytes: u64,
+    pub latency_ms: f64,
+    pub macs: u64,
+    /// Empty when the candidate fits; otherwise one line per broken limit.
+    pub violations: Vec<String>,
+}
+
+impl Resources {
+    pub fn fits(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Runs the cost model and checks `limits`.
+pub fn evaluate(
+    arch: &TinyFormerArch,
+    sparse: &SparseConfig,
+    target: &Target,
+    limits: &Limits,
+) -> Result<(Resources, Estimate)> {
+    let est = estimate(&tinyformer_graph(arch, sparse)?, target)?;
+    let latency_ms = est.latency_s * 1e3;
+    let mut violations = Vec::new();
+    if est.peak_sram_bytes > limits.sram_bytes {
+        violations.push(format!(
+            "SRAM {} B > {} B (peak at {})",
+            est.peak_sram_bytes, limits.sram_bytes, est.peak_op
+        ));
+    }
+    if est.flash.total > limits.flash_bytes {
+        violations.push(format!(
+            "flash {} B > {} B",
+            est.flash.total, limits.flash_bytes
+        ));
+    }
+    if let Some(l) = limits.latency_ms
+        && latency_ms > l
+    {
+        violations.push(format!("latency {latency_ms:.1} ms > {l} ms"));
+    }
+    Ok((
+        Resources {
+            sram_bytes: est.peak_sram_bytes,
+            peak_op: est.peak_op.clone(),
+            flash_bytes: est.flash.total,
+            latency_ms,
+            macs: est.macs,
+            violations,
+        },
+        est,
+    ))
+}

@@ -1,0 +1,113 @@
+//! A tiny synthetic data set in the Fashion-MNIST idx format and a search config sized for it,
+//! for tests (here and in the CLI's) and quick demonstrations.
+
+use std::path::Path;
+
+use training::tinyformer::ChoiceSpace;
+
+use crate::config::*;
+use crate::error::{Result, SearchError};
+
+/// Writes `<prefix>-images-idx3-ubyte` and `<prefix>-labels-idx1-ubyte` with `n` 12x12 images
+/// in 10 classes: class k lights a 3x3 patch at one of ten positions, on seeded noise.
+pub fn write_idx(dir: &Path, prefix: &str, n: usize, seed: u32) -> Result<()> {
+    let (h, w) = (12usize, 12usize);
+    let mut images = vec![0, 0, 8, 3];
+    for d in [n as u32, h as u32, w as u32] {
+        images.extend(d.to_be_bytes());
+    }
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend((n as u32).to_be_bytes());
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    for i in 0..n {
+        let k = i % 10;
+        let (r0, c0) = (1 + (k / 5) * 5, 1 + (k % 5) * 2);
+        for r in 0..h {
+            for c in 0..w {
+                // xorshift32: a fixed, seeded noise floor.
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let noise = (s % 60) as u8;
+                let on = (r0..r0 + 3).contains(&r) && (c0..c0 + 3).contains(&c);
+                images.push(if on { 200 + noise / 2 } else { noise });
+            }
+        }
+        labels.push(k as u8);
+    }
+    for (name, bytes) in [
+        (format!("{prefix}-images-idx3-ubyte"), images),
+        (format!("{prefix}-labels-idx1-ubyte"), labels),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| SearchError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// A search over 4..16-channel supernets on the [`write_idx`] images in `data`, with a tight
+/// SRAM limit so the cost model rejects some candidates.
+pub fn tiny_config(data: &Path, target: &Path) -> SearchConfig {
+    SearchConfig {
+        seed: 3,
+        data: DataConfig {
+            source: ImageData::FashionMnist {
+                dir: data.to_path_buf(),
+            },
+            train_samples: Some(200),
+            valid_samples: 60,
+            test_samples: Some(100),
+        },
+        budget: BudgetConfig {
+            target: target.to_path_buf(),
+            sram_bytes: Some(6_000),
+            flash_bytes: None,
+            latency_ms: None,
+        },
+        supernet_space: SupernetSpace {
+            heads: vec![1, 2],
+            mobilenets: vec![1],
+            transformers: vec![1],
+            dims: vec![vec![4, 8], vec![8, 16]],
+            last_linear: vec![16],
+            choices: ChoiceSpace {
+                expansions: vec![1, 2],
+                ..ChoiceSpace::default()
+            },
+        },
+        sparse_space: SparseSpace {
+            block_sizes: vec![2, 4],
+            sparsities: vec![0.0, 0.5, 0.75],
+        },
+        analysis: AnalysisConfig {
+            samples: 10,
+            lambda_lo: 0.1,
+            lambda_up: 2.8,
+            accept: 0.9,
+            max_adjustments: 1,
+        },
+        train: TrainConfig {
+            batch_size: 16,
+            lr: 0.005,
+            weight_decay: 0.01,
+            warmup_steps: 2,
+            label_smoothing: 0.0,
+        },
+        supernas: SuperNasConfig {
+            iterations: 2,
+            population: 1,
+            test_paths: 6,
+            train_steps: 6,
+            paths: 2,
+        },
+        sparsenas: SparseNasConfig {
+            iterations: 3,
+            population: 2,
+            train_steps: 4,
+            prune_steps: 4,
+            prune_frequency: 2,
+            final_prune_steps: 6,
+            final_finetune_steps: 4,
+        },
+    }
+}

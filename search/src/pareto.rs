@@ -1,0 +1,127 @@
+//! The Pareto front of the evaluated candidates (accuracy up; SRAM, flash and latency down),
+//! as a table and a plot.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Result, SearchError};
+use crate::state::CandidateRecord;
+
+/// Indices of the candidates no other candidate dominates (at least as accurate and as cheap in
+/// every resource, strictly better in one). Only evaluated (fitting) candidates take part.
+pub fn front(c: &[CandidateRecord]) -> Vec<usize> {
+    let key = |r: &CandidateRecord| {
+        r.accuracy.map(|a| {
+            (
+                a,
+                r.resources.sram_bytes as f64,
+                r.resources.flash_bytes as f64,
+                r.resources.latency_ms,
+            )
+        })
+    };
+    let pts: Vec<(usize, (f64, f64, f64, f64))> = c
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| key(r).map(|k| (i, k)))
+        .collect();
+    let dominates = |a: &(f64, f64, f64, f64), b: &(f64, f64, f64, f64)| {
+        a.0 >= b.0
+            && a.1 <= b.1
+            && a.2 <= b.2
+            && a.3 <= b.3
+            && (a.0 > b.0 || a.1 < b.1 || a.2 < b.2 || a.3 < b.3)
+    };
+    pts.iter()
+        .filter(|(_, p)| !pts.iter().any(|(_, q)| dominates(q, p)))
+        .map(|(i, _)| *i)
+        .collect()
+}
+
+/// A Markdown table of the front.
+pub fn table(c: &[CandidateRecord], front: &[usize]) -> String {
+    let mut s = String::from(
+        "| candidate | valid acc % | SRAM B | flash B | latency ms | MACs | params |\n|---|---|---|---|---|---|---|\n",
+    );
+    for &i in front {
+        let r = &c[i];
+        let _ = writeln!(
+            s,
+            "| {i} | {:.2} | {} | {} | {:.1} | {} | {} |",
+            100.0 * r.accuracy.unwrap_or(0.0),
+            r.resources.sram_bytes,
+            r.resources.flash_bytes,
+            r.resources.latency_ms,
+            r.resources.macs,
+            crate::sparsity::effective_parameters(&r.arch, &r.sparse)
+        );
+    }
+    s
+}
+
+/// One plotted resource of a candidate.
+type Axis = fn(&CandidateRecord) -> f64;
+
+/// Accuracy against SRAM, flash and latency: every evaluated candidate, the front highlighted.
+pub fn plot(c: &[CandidateRecord], front: &[usize], path: &Path) -> Result<()> {
+    let err = |e: String| SearchError::Search(format!("plot {}: {e}", path.display()));
+    let root = SVGBackend::new(path, (1200, 400)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let panels = root.split_evenly((1, 3));
+    let evaluated: Vec<usize> = (0..c.len()).filter(|&i| c[i].accuracy.is_some()).collect();
+    let axes: [(&str, Axis); 3] = [
+        ("peak SRAM (KB)", |r| r.resources.sram_bytes as f64 / 1024.0),
+        ("flash (KB)", |r| r.resources.flash_bytes as f64 / 1024.0),
+        ("latency (ms)", |r| r.resources.latency_ms),
+    ];
+    for (panel, (label, x_of)) in panels.iter().zip(axes) {
+        let xs: Vec<f64> = evaluated.iter().map(|&i| x_of(&c[i])).collect();
+        let ys: Vec<f64> = evaluated
+            .iter()
+            .map(|&i| 100.0 * c[i].accuracy.unwrap_or(0.0))
+            .collect();
+        let (x0, x1) = bounds(&xs);
+        let (y0, y1) = bounds(&ys);
+        let mut chart = ChartBuilder::on(panel)
+            .margin(12)
+            .caption(format!("accuracy vs {label}"), ("sans-serif", 16))
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc(label)
+            .y_desc("valid accuracy (%)")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .draw_series(
+                xs.iter()
+                    .zip(&ys)
+                    .map(|(&x, &y)| Circle::new((x, y), 3, BLUE.mix(0.5).filled())),
+            )
+            .map_err(|e| err(e.to_string()))?;
+        let mut f: Vec<(f64, f64)> = front
+            .iter()
+            .map(|&i| (x_of(&c[i]), 100.0 * c[i].accuracy.unwrap_or(0.0)))
+            .collect();
+        f.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(f.iter().map(|&p| Circle::new(p, 5, RED.filled())))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+fn bounds(v: &[f64]) -> (f64, f64) {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() || !hi.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.1).max(1e-3);
+    (lo - pad, hi + pad)
+}

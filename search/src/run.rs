@@ -1,0 +1,657 @@
+//! `nas search`: search-space analysis (Alg. 1, Eq. 1-3), SuperNAS (Alg. 2), SparseNAS's
+//! selection stage (Alg. 3) and compression stage, then the results folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use cost::report::{svg::write_memory_svg, table::layer_table};
+use cost::target::Target;
+use datasets::ImageSet;
+use indicatif::{ProgressBar, ProgressStyle};
+use pruning::schedule::Schedule;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+use training::tinyformer::{Supernet, SupernetConfig, save_tinyformer};
+
+use crate::config::{ImageData, SearchConfig};
+use crate::cost_graph::{Limits, evaluate};
+use crate::data::ImageTensors;
+use crate::error::{Result, SearchError};
+use crate::evolution::{mutate_candidate, mutate_supernet, parent};
+use crate::space::{adjust_space, analyse, sample_supernet};
+use crate::sparsity::{global_sparsity, sample};
+use crate::state::{
+    CandidateRecord, FinalRecord, Int8Record, SearchState, SupernetRecord, write_atomic,
+};
+use crate::train::{Masks, PruneRun, accuracy, prune_one_shot, train_path, train_supernet};
+use crate::{pareto, weights};
+
+/// Run-time switches that are not part of the search's definition.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    pub progress: bool,
+    /// Stop (state saved) after this many supernet + candidate evaluations in this call, as an
+    /// interruption would; the next call resumes.
+    pub stop_after: Option<usize>,
+}
+
+/// What a finished search reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchOutcome {
+    pub finished: bool,
+    pub out: PathBuf,
+    pub final_model: Option<FinalRecord>,
+    pub pareto: Vec<usize>,
+}
+
+/// Seeds of independent random streams: (search seed, stage, index).
+fn derive(seed: u64, stage: u64, index: u64) -> u64 {
+    // splitmix64 of a mix of the three, so neighbouring indices give unrelated streams.
+    let mut z = seed
+        .wrapping_add(stage.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(index.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct Data {
+    train: ImageTensors,
+    valid: ImageTensors,
+    test: ImageTensors,
+    classes: usize,
+    class_names: Vec<String>,
+    /// Per-channel statistics the images are normalized with (from the training split).
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+fn load_data(cfg: &SearchConfig) -> Result<Data> {
+    let d = &cfg.data;
+    let (train, test) = match &d.source {
+        ImageData::FashionMnist { dir } => datasets::read_fashion_mnist(dir)?,
+        ImageData::Cifar10 { dir } => datasets::read_cifar10(dir)?,
+    };
+    let mut train: ImageSet = match d.train_samples {
+        Some(n) if n + d.valid_samples < train.len() => train.subset(n + d.valid_samples, cfg.seed),
+        _ => train,
+    };
+    if d.valid_samples >= train.len() {
+        return Err(SearchError::Search(format!(
+            "data.valid_samples = {} leaves no training images (the split has {})",
+            d.valid_samples,
+            train.len()
+        )));
+    }
+    let valid = train.split_off_validation(d.valid_samples, cfg.seed);
+    let test = match d.test_samples {
+        Some(n) if n < test.len() => test.subset(n, cfg.seed),
+        _ => test,
+    };
+    let (mean, std) = train.channel_stats();
+    Ok(Data {
+        classes: train.classes.len(),
+        class_names: train.classes.clone(),
+        train: ImageTensors::new(&train, &mean, &std),
+        valid: ImageTensors::new(&valid, &mean, &std),
+        test: ImageTensors::new(&test, &mean, &std),
+        mean,
+        std,
+    })
+}
+
+fn bar(len: usize, done: usize, msg: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64).with_message(msg.to_string());
+    pb.set_style(
+        ProgressStyle::with_template("{msg:12} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_position(done as u64);
+    pb
+}
+
+/// Counts the budget of evaluations an interrupted test run may spend.
+struct Budget(Option<usize>);
+
+impl Budget {
+    fn spend(&mut self) -> bool {
+        match &mut self.0 {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => true,
+        }
+    }
+}
+
+/// Runs (or resumes) the search described by `cfg`, writing everything under `out`.
+pub fn run_search(
+    cfg: &SearchConfig,
+    out: &Path,
+    device: &Device,
+    opts: &SearchOptions,
+) -> Result<SearchOutcome> {
+    std::fs::create_dir_all(out).map_err(|e| SearchError::io(out, e))?;
+    let mut state = SearchState::load_or_new(out, cfg)?;
+    let target = Target::load(&cfg.budget.target)?;
+    let limits = Limits {
+        sram_bytes: cfg.budget.sram_bytes.unwrap_or(target.arena_limit()),
+        flash_bytes: cfg.budget.flash_bytes.unwrap_or(target.flash_bytes),
+        latency_ms: cfg.budget.latency_ms,
+    };
+    let data = load_data(cfg)?;
+    let input = data.train.shape;
+    tracing::info!(
+        train = data.train.len(),
+        valid = data.valid.len(),
+        test = data.test.len(),
+        "data loaded"
+    );
+    let mut budget = Budget(opts.stop_after);
+
+    // Alg. 1 and the Eq. 1-3 adjustment.
+    if state.space.is_none() {
+        let mut space = cfg.supernet_space.clone();
+        for round in 0..=cfg.analysis.max_adjustments {
+            let mut rng = StdRng::seed_from_u64(derive(cfg.seed, 1, round as u64));
+            let a = analyse(
+                &space,
+                &cfg.sparse_space,
+                &cfg.analysis,
+                input,
+                data.classes,
+                &target,
+                &limits,
+                &mut rng,
+            )?;
+            tracing::info!(
+                round,
+                probability = a.probability,
+                evaluated = a.evaluated,
+                accepted = a.accepted,
+                "search-space analysis"
+            );
+            let accept = a.probability >= cfg.analysis.accept;
+            let next = adjust_space(&space, &a);
+            state.analyses.push(a);
+            if accept || round == cfg.analysis.max_adjustments {
+                break;
+            }
+            space = next;
+        }
+        state.space = Some(space);
+        state.save(out)?;
+    }
+    let space = state
+        .space
+        .clone()
+        .unwrap_or_else(|| cfg.supernet_space.clone());
+
+    // Alg. 2: SuperNAS.
+    let sn = &cfg.supernas;
+    let pb = bar(
+        sn.iterations,
+        state.supernets.len(),
+        "SuperNAS",
+        opts.progress,
+    );
+    for i in state.supernets.len()..sn.iterations {
+        if !budget.spend() {
+            return Ok(unfinished(out));
+        }
+        let mut rng = StdRng::seed_from_u64(derive(cfg.seed, 2, i as u64));
+        let scored: Vec<(usize, f64)> = state
+            .supernets
+            .iter()
+            .enumerate()
+            .filter_map(|(k, r)| r.avg_accuracy.map(|a| (k, a)))
+            .collect();
+        let sup = match parent(&scored, &mut rng) {
+            Some(p) if i >= sn.population => {
+                mutate_supernet(&state.supernets[p].config, &space, &mut rng)
+            }
+            _ => sample_supernet(&space, input, data.classes, &mut rng),
+        };
+        let record = evaluate_supernet(cfg, &sup, i, &data, &target, &limits, out, device)?;
+        tracing::info!(i, avg = ?record.avg_accuracy, skipped = ?record.skipped, "supernet");
+        state.supernets.push(record);
+        state.save(out)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let best_sup = state
+        .supernets
+        .iter()
+        .enumerate()
+        .filter_map(|(k, r)| r.avg_accuracy.map(|a| (k, a)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(k, _)| k)
+        .ok_or_else(|| {
+            SearchError::Search(format!(
+                "no supernet had a sparse path within the budget ({} sampled): loosen the budget or shrink supernet_space",
+                state.supernets.len()
+            ))
+        })?;
+    let sup_cfg = state.supernets[best_sup].config.clone();
+    let sup_ckpt = out.join(
+        state.supernets[best_sup]
+            .checkpoint
+            .clone()
+            .unwrap_or_default(),
+    );
+    let supernet = Supernet::init(&sup_cfg, 0, device)?
+        .try_load_file(&sup_ckpt)
+        .map_err(|e| SearchError::Search(format!("supernet {}: {e}", sup_ckpt.display())))?;
+
+    // Alg. 3: SparseNAS selection stage.
+    let sp = &cfg.sparsenas;
+    let pb = bar(
+        sp.iterations,
+        state.candidates.len(),
+        "SparseNAS",
+        opts.progress,
+    );
+    for i in state.candidates.len()..sp.iterations {
+        if !budget.spend() {
+            return Ok(unfinished(out));
+        }
+        let mut rng = StdRng::seed_from_u64(derive(cfg.seed, 5, i as u64));
+        let scored: Vec<(usize, f64)> = state
+            .candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(k, r)| r.accuracy.map(|a| (k, a)))
+            .collect();
+        let (path, sparse) = match parent(&scored, &mut rng) {
+            Some(p) if i >= sp.population => {
+                let c = &state.candidates[p];
+                mutate_candidate(&sup_cfg, &c.path, &c.sparse, &cfg.sparse_space, &mut rng)
+            }
+            _ => {
+                let path = sup_cfg.sample_path(&mut rng);
+                let arch = sup_cfg.arch(&path)?;
+                let sparse = sample(&arch, &cfg.sparse_space, &mut rng);
+                (path, sparse)
+            }
+        };
+        let arch = sup_cfg.arch(&path)?;
+        let (resources, _) = evaluate(&arch, &sparse, &target, &limits)?;
+        let accuracy = if resources.fits() {
+            let model = supernet.extract(&sup_cfg, &path)?;
+            let seed = derive(cfg.seed, 6, i as u64);
+            let (model, _) = train_path(
+                model,
+                &arch,
+                &data.train,
+                &cfg.train,
+                sp.train_steps,
+                seed,
+                None,
+                Masks::default(),
+                device,
+            )?;
+            let (model, _) = train_path(
+                model,
+                &arch,
+                &data.train,
+                &cfg.train,
+                sp.prune_steps,
+                seed ^ 1,
+                Some(PruneRun {
+                    sparse: &sparse,
+                    schedule: agp(sp.prune_steps, sp.prune_frequency),
+                }),
+                Masks::default(),
+                device,
+            )?;
+            Some(accuracy(
+                &model,
+                &data.valid,
+                cfg.train.batch_size * 4,
+                device,
+            ))
+        } else {
+            tracing::info!(i, why = ?resources.violations, "candidate rejected before training");
+            None
+        };
+        state.candidates.push(CandidateRecord {
+            path,
+            arch,
+            sparse,
+            resources,
+            accuracy,
+        });
+        state.save(out)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+
+    // Compression stage: AGP pruning and fine-tuning of the winner.
+    if state.final_model.is_none() {
+        let winner = state
+            .candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(k, r)| r.accuracy.map(|a| (k, a)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(k, _)| k)
+            .ok_or_else(|| {
+                SearchError::Search(format!(
+                    "none of the {} SparseNAS candidates fits the budget",
+                    state.candidates.len()
+                ))
+            })?;
+        let c = state.candidates[winner].clone();
+        let model = supernet.extract(&sup_cfg, &c.path)?;
+        let steps = sp.final_prune_steps + sp.final_finetune_steps;
+        let (model, masks) = train_path(
+            model,
+            &c.arch,
+            &data.train,
+            &cfg.train,
+            steps,
+            derive(cfg.seed, 7, 0),
+            Some(PruneRun {
+                sparse: &c.sparse,
+                schedule: agp(sp.final_prune_steps.max(1), sp.prune_frequency),
+            }),
+            Masks::default(),
+            device,
+        )?;
+        let batch = cfg.train.batch_size * 4;
+        let w = weights::weights(&model, &c.arch);
+        let realized_sparsity = masks
+            .layers
+            .keys()
+            .map(|name| (name.clone(), pruning::mask::zero_fraction(&w[name])))
+            .collect();
+        let best = out.join("best");
+        save_tinyformer(&model, &c.arch, &best.join("model.bpk"))?;
+        let int8 = quantize_and_place(&model, &c.arch, &data, &target, &best)?;
+        let fin = FinalRecord {
+            candidate: winner,
+            valid_accuracy: accuracy(&model, &data.valid, batch, device),
+            test_accuracy: accuracy(&model, &data.test, batch, device),
+            resources: c.resources.clone(),
+            realized_sparsity,
+            int8,
+        };
+        write_best(&best, &c, &target, &limits, &fin.int8)?;
+        state.final_model = Some(fin);
+        state.save(out)?;
+    }
+    let front = pareto::front(&state.candidates);
+    write_atomic(
+        &out.join("pareto.md"),
+        pareto::table(&state.candidates, &front).as_bytes(),
+    )?;
+    pareto::plot(&state.candidates, &front, &out.join("pareto.svg"))?;
+    write_summary(out, &state, &front)?;
+    Ok(SearchOutcome {
+        finished: true,
+        out: out.to_path_buf(),
+        final_model: state.final_model.clone(),
+        pareto: front,
+    })
+}
+
+/// Calibration images for PTQ.
+const CALIBRATION_IMAGES: usize = 256;
+
+/// PTQ of the compressed model (power-of-two scales, per-channel weights, Scaled-LayerNorm),
+/// its int8 test accuracy from the integer interpreter, and the exporter's SRAM and flash for it.
+/// Writes `model.int8` and `quantization.txt` into `best`.
+fn quantize_and_place(
+    model: &training::tinyformer::TinyFormer,
+    arch: &training::tinyformer::TinyFormerArch,
+    data: &Data,
+    target: &Target,
+    best: &Path,
+) -> Result<Int8Record> {
+    let per: usize = data.train.shape.iter().product();
+    let images = |t: &ImageTensors, n: usize| -> Vec<Vec<f32>> {
+        (0..n.min(t.len()))
+            .map(|i| t.values[i * per..(i + 1) * per].to_vec())
+            .collect()
+    };
+    let opts = quant::ptq::PtqOptions {
+        scaled_layer_norm: true,
+        ..Default::default()
+    };
+    let ptq = |e: quant::ptq::PtqError| SearchError::Search(format!("int8 quantization: {e}"));
+    let (graph, report) = quant::ptq::quantize_tinyformer(
+        &model.valid(),
+        arch,
+        &images(&data.train, CALIBRATION_IMAGES),
+        &opts,
+    )
+    .map_err(ptq)?;
+    let test = images(&data.test, data.test.len());
+    let cm = quant::ptq::evaluate_int8_images(&graph, &test, &data.test.labels, &data.class_names)
+        .map_err(ptq)?;
+    // The deployed graph takes raw pixels in [0, 1]: it standardizes with the training
+    // statistics before quantizing its input (same scales, so the same integer network).
+    let mut deployed = graph;
+    quant::ptq::set_channel_standardization(&mut deployed, &data.mean, &data.std).map_err(ptq)?;
+    quant::save(&deployed, best.join("model.int8"))
+        .map_err(|e| SearchError::Search(format!("{}: {e}", best.join("model.int8").display())))?;
+    write_atomic(&best.join("quantization.txt"), report.to_table().as_bytes())?;
+    let (_, est) = export::plan::estimate(&deployed, target, &export::Int8Options::default())
+        .map_err(|e| {
+            SearchError::Search(format!("placing the int8 model on {}: {e}", target.name))
+        })?;
+    Ok(Int8Record {
+        test_accuracy: cm.accuracy(),
+        arena_bytes: est.arena_bytes,
+        flash_bytes: est.flash_bytes,
+        weight_bytes: est.weight_bytes,
+    })
+}
+
+fn unfinished(out: &Path) -> SearchOutcome {
+    SearchOutcome {
+        finished: false,
+        out: out.to_path_buf(),
+        final_model: None,
+        pareto: vec![],
+    }
+}
+
+fn agp(steps: usize, frequency: usize) -> Schedule {
+    Schedule::Agp {
+        initial_sparsity: 0.0,
+        start_step: 0,
+        frequency: frequency.max(1),
+        steps: steps.max(1),
+    }
+}
+
+/// Alg. 2's body for one supernet: TestSupernet, SPOS training, one-shot-pruned accuracy of
+/// `paths` sparse paths that fit.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_supernet(
+    cfg: &SearchConfig,
+    sup: &SupernetConfig,
+    i: usize,
+    data: &Data,
+    target: &Target,
+    limits: &Limits,
+    out: &Path,
+    device: &Device,
+) -> Result<SupernetRecord> {
+    let sn = &cfg.supernas;
+    let mut rng = StdRng::seed_from_u64(derive(cfg.seed, 3, i as u64));
+    let mut over = 0;
+    for _ in 0..sn.test_paths {
+        let arch = sup.arch(&sup.sample_path(&mut rng))?;
+        let sparse = sample(&arch, &cfg.sparse_space, &mut rng);
+        let (r, _) = evaluate(&arch, &sparse, target, limits)?;
+        if r.sram_bytes > limits.sram_bytes {
+            over += 1;
+        }
+    }
+    let mut record = SupernetRecord {
+        config: sup.clone(),
+        skipped: None,
+        avg_accuracy: None,
+        paths_evaluated: 0,
+        paths_rejected: 0,
+        checkpoint: None,
+    };
+    if sn.test_paths > 0 && 2 * over > sn.test_paths {
+        record.skipped = Some(format!(
+            "TestSupernet: {over} of {} sampled paths exceed the SRAM limit",
+            sn.test_paths
+        ));
+        return Ok(record);
+    }
+    let supernet = Supernet::init(sup, derive(cfg.seed, 4, i as u64), device)?;
+    let supernet = train_supernet(
+        supernet,
+        sup,
+        &data.train,
+        &cfg.train,
+        sn.train_steps,
+        derive(cfg.seed, 8, i as u64),
+        device,
+    )?;
+    let dir = out.join("supernets");
+    std::fs::create_dir_all(&dir).map_err(|e| SearchError::io(&dir, e))?;
+    let rel = format!("supernets/supernet_{i}.bpk");
+    let tmp = out.join(format!("supernets/supernet_{i}.tmp.bpk"));
+    supernet
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| SearchError::Search(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, out.join(&rel)).map_err(|e| SearchError::io(out.join(&rel), e))?;
+    record.checkpoint = Some(rel);
+    let mut accs = Vec::new();
+    for _ in 0..sn.paths {
+        let path = sup.sample_path(&mut rng);
+        let arch = sup.arch(&path)?;
+        let sparse = sample(&arch, &cfg.sparse_space, &mut rng);
+        let (r, _) = evaluate(&arch, &sparse, target, limits)?;
+        if !r.fits() {
+            record.paths_rejected += 1;
+            continue;
+        }
+        let model = prune_one_shot(supernet.extract(sup, &path)?, &arch, &sparse)?;
+        accs.push(accuracy(
+            &model,
+            &data.valid,
+            cfg.train.batch_size * 4,
+            device,
+        ));
+    }
+    record.paths_evaluated = accs.len();
+    if !accs.is_empty() {
+        record.avg_accuracy = Some(accs.iter().sum::<f64>() / accs.len() as f64);
+    }
+    Ok(record)
+}
+
+fn write_best(
+    best: &Path,
+    c: &CandidateRecord,
+    target: &Target,
+    limits: &Limits,
+    int8: &Int8Record,
+) -> Result<()> {
+    write_ron(&best.join("arch.ron"), &c.arch)?;
+    write_ron(&best.join("sparsity.ron"), &c.sparse)?;
+    let (_, est) = evaluate(&c.arch, &c.sparse, target, limits)?;
+    let mut report = layer_table(&est);
+    report.push_str(&format!(
+        "\npeak SRAM {} B (limit {}), flash {} B (limit {}), latency {:.1} ms{}\n",
+        est.peak_sram_bytes,
+        limits.sram_bytes,
+        est.flash.total,
+        limits.flash_bytes,
+        est.latency_s * 1e3,
+        limits
+            .latency_ms
+            .map(|l| format!(" (limit {l} ms)"))
+            .unwrap_or_default()
+    ));
+    report.push_str(&format!(
+        "exported int8 model (nas export's planner): arena {} B, flash {} B ({} B constants); \
+         int8 test accuracy {:.2} %\n",
+        int8.arena_bytes,
+        int8.flash_bytes,
+        int8.weight_bytes,
+        100.0 * int8.test_accuracy
+    ));
+    write_atomic(&best.join("cost.txt"), report.as_bytes())?;
+    write_memory_svg(&est, &best.join("memory.svg"))?;
+    Ok(())
+}
+
+fn write_ron<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = ron::ser::to_string_pretty(value, ron::ser::PrettyConfig::default())
+        .map_err(|e| SearchError::Search(format!("{}: {e}", path.display())))?;
+    write_atomic(path, text.as_bytes())
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    analyses: Vec<(usize, usize, usize, f64)>,
+    supernets_sampled: usize,
+    supernets_skipped: usize,
+    best_supernet: Option<&'a SupernetConfig>,
+    candidates: usize,
+    candidates_rejected: usize,
+    rejections: BTreeMap<String, usize>,
+    pareto: &'a [usize],
+    final_model: Option<&'a FinalRecord>,
+    final_global_sparsity: Option<f64>,
+}
+
+fn write_summary(out: &Path, s: &SearchState, front: &[usize]) -> Result<()> {
+    let mut rejections = BTreeMap::new();
+    for c in &s.candidates {
+        for v in &c.resources.violations {
+            let kind = v.split_whitespace().next().unwrap_or("?").to_string();
+            *rejections.entry(kind).or_insert(0) += 1;
+        }
+    }
+    let best = s
+        .supernets
+        .iter()
+        .filter(|r| r.avg_accuracy.is_some())
+        .max_by(|a, b| {
+            a.avg_accuracy
+                .partial_cmp(&b.avg_accuracy)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|r| &r.config);
+    let summary = Summary {
+        analyses: s
+            .analyses
+            .iter()
+            .map(|a| (a.sampled, a.evaluated, a.accepted, a.probability))
+            .collect(),
+        supernets_sampled: s.supernets.len(),
+        supernets_skipped: s.supernets.iter().filter(|r| r.skipped.is_some()).count(),
+        best_supernet: best,
+        candidates: s.candidates.len(),
+        candidates_rejected: s.candidates.iter().filter(|c| c.accuracy.is_none()).count(),
+        rejections,
+        pareto: front,
+        final_model: s.final_model.as_ref(),
+        final_global_sparsity: s.final_model.as_ref().map(|f| {
+            let c = &s.candidates[f.candidate];
+            global_sparsity(&c.arch, &c.sparse)
+        }),
+    };
+    let text =
+        serde_json::to_string_pretty(&summary).map_err(|e| SearchError::Search(e.to_string()))?;
+    write_atomic(&out.join("summary.json"), text.as_bytes())
+}

@@ -1,0 +1,186 @@
+//! SuperNAS's search space: sampling S_sup, Alg. 1 (acceptance probability of a space under
+//! the memory and storage limits) and the Eq. 1-3 adjustment of its dimension settings.
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use training::tinyformer::SupernetConfig;
+
+use crate::config::{AnalysisConfig, SparseSpace, SupernetSpace};
+use crate::cost_graph::{Limits, evaluate};
+use crate::error::Result;
+use crate::sparsity::{effective_parameters, sample};
+
+fn pick<T: Copy>(rng: &mut StdRng, v: &[T]) -> T {
+    v[rng.random_range(0..v.len())]
+}
+
+/// A random supernet of the space for `input` images and `classes` classes.
+pub fn sample_supernet(
+    space: &SupernetSpace,
+    input: [usize; 3],
+    classes: usize,
+    rng: &mut StdRng,
+) -> SupernetConfig {
+    SupernetConfig {
+        input,
+        classes,
+        channels: space.dims.iter().map(|d| pick(rng, d)).collect(),
+        mobilenets: pick(rng, &space.mobilenets),
+        transformers: pick(rng, &space.transformers),
+        heads: pick(rng, &space.heads),
+        last_linear: pick(rng, &space.last_linear),
+        choices: space.choices.clone(),
+    }
+}
+
+/// Alg. 1's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub space: SupernetSpace,
+    pub sampled: usize,
+    /// n_eval: samples within the memory and storage limits.
+    pub evaluated: usize,
+    /// n_accept: of those, samples whose effective parameter count lies in
+    /// [lambda_lo, lambda_up] x the memory limit.
+    pub accepted: usize,
+    pub probability: f64,
+    /// Effective parameter counts of the evaluated samples.
+    pub params: Vec<usize>,
+}
+
+/// Alg. 1: samples (supernet, path, sparsity) triples and counts the acceptable ones.
+#[allow(clippy::too_many_arguments)]
+pub fn analyse(
+    space: &SupernetSpace,
+    sparse: &SparseSpace,
+    cfg: &AnalysisConfig,
+    input: [usize; 3],
+    classes: usize,
+    target: &cost::target::Target,
+    limits: &Limits,
+    rng: &mut StdRng,
+) -> Result<Analysis> {
+    let (mut evaluated, mut accepted, mut params) = (0, 0, Vec::new());
+    let lo = cfg.lambda_lo * limits.sram_bytes as f64;
+    let hi = cfg.lambda_up * limits.sram_bytes as f64;
+    for _ in 0..cfg.samples {
+        let sup = sample_supernet(space, input, classes, rng);
+        let arch = sup.arch(&sup.sample_path(rng))?;
+        let sp = sample(&arch, sparse, rng);
+        let (res, _) = evaluate(&arch, &sp, target, limits)?;
+        // Alg. 1 checks memory and storage only; latency is the search's own extra limit.
+        if res.sram_bytes <= limits.sram_bytes && res.flash_bytes <= limits.flash_bytes {
+            evaluated += 1;
+            let n = effective_parameters(&arch, &sp);
+            params.push(n);
+            if (lo..=hi).contains(&(n as f64)) {
+                accepted += 1;
+            }
+        }
+    }
+    Ok(Analysis {
+        space: space.clone(),
+        sampled: cfg.samples,
+        evaluated,
+        accepted,
+        probability: if evaluated == 0 {
+            0.0
+        } else {
+            accepted as f64 / evaluated as f64
+        },
+        params,
+    })
+}
+
+/// Eq. 1-3: `y = round(k (x - mean(x)) + b)`, `k = n_accept / n_eval + 0.1`,
+/// `b = x_min + (mean(N) - N_min) / (N_max - N_min) (x_max - x_min)`, applied to one dimension
+/// setting's candidates. Results are rounded to multiples of `multiple` (at least one
+/// multiple), deduplicated and sorted.
+pub fn adjust_dims(xs: &[usize], a: &Analysis, multiple: usize) -> Vec<usize> {
+    if xs.is_empty() || a.params.is_empty() {
+        return xs.to_vec();
+    }
+    let k = a.probability + 0.1;
+    let mean_x = xs.iter().sum::<usize>() as f64 / xs.len() as f64;
+    let (x_min, x_max) = (
+        *xs.iter().min().unwrap_or(&0) as f64,
+        *xs.iter().max().unwrap_or(&0) as f64,
+    );
+    let n_min = *a.params.iter().min().unwrap_or(&0) as f64;
+    let n_max = *a.params.iter().max().unwrap_or(&0) as f64;
+    let n_mean = a.params.iter().sum::<usize>() as f64 / a.params.len() as f64;
+    let frac = if n_max > n_min {
+        (n_mean - n_min) / (n_max - n_min)
+    } else {
+        0.5
+    };
+    let b = x_min + frac * (x_max - x_min);
+    let m = multiple.max(1) as f64;
+    let mut out: Vec<usize> = xs
+        .iter()
+        .map(|&x| {
+            let y = (k * (x as f64 - mean_x) + b).round();
+            ((y / m).round().max(1.0) * m) as usize
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The adjusted space: only the dimension settings change (heads and module counts stay, as
+/// the paper prescribes); dimensions stay multiples of every head count.
+pub fn adjust_space(space: &SupernetSpace, a: &Analysis) -> SupernetSpace {
+    let lcm_heads = space.heads.iter().fold(4, |acc, &h| lcm(acc, h));
+    SupernetSpace {
+        dims: space
+            .dims
+            .iter()
+            .map(|d| adjust_dims(d, a, lcm_heads))
+            .collect(),
+        last_linear: adjust_dims(&space.last_linear, a, 4),
+        ..space.clone()
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    a / gcd(a, b) * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eq1_to_3_pull_dimensions_towards_the_accepted_capacity() {
+        let a = Analysis {
+            space: SupernetSpace {
+                heads: vec![1],
+                mobilenets: vec![1],
+                transformers: vec![1],
+                dims: vec![],
+                last_linear: vec![],
+                choices: Default::default(),
+            },
+            sampled: 10,
+            evaluated: 10,
+            accepted: 3,
+            probability: 0.3,
+            // Mean capacity at a quarter of the observed range: b = x_min + 0.25 (x_max - x_min).
+            params: vec![0, 0, 0, 400],
+        };
+        // k = 0.4, mean x = 160, b = 96 + 0.25 * 160 = 136:
+        // 96 -> 110.4, 128 -> 123.2, 256 -> 174.4.
+        let y = adjust_dims(&[96, 128, 256], &a, 1);
+        assert_eq!(y, vec![110, 123, 174]);
+        let y4 = adjust_dims(&[96, 128, 256], &a, 4);
+        assert!(y4.iter().all(|v| v % 4 == 0));
+        // A shrinking slope: the adjusted range is narrower than the original.
+        assert!(y[2] - y[0] < 256 - 96);
+    }
+}

@@ -1,0 +1,124 @@
+//! The search state, written (atomically) after every candidate so that an interrupted search
+//! resumes with nothing lost and reaches the same answer.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use training::tinyformer::{PathChoice, SupernetConfig, TinyFormerArch};
+
+use crate::config::{SearchConfig, SupernetSpace};
+use crate::cost_graph::Resources;
+use crate::error::{Result, SearchError};
+use crate::space::Analysis;
+use crate::sparsity::SparseConfig;
+
+pub const STATE_FILE: &str = "state.json";
+
+/// One SuperNAS iteration (Alg. 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupernetRecord {
+    pub config: SupernetConfig,
+    /// Why TestSupernet skipped it, if it did.
+    pub skipped: Option<String>,
+    /// Mean one-shot-pruned validation accuracy of its sparse paths that fit.
+    pub avg_accuracy: Option<f64>,
+    pub paths_evaluated: usize,
+    pub paths_rejected: usize,
+    /// Trained weights (relative to the results folder).
+    pub checkpoint: Option<String>,
+}
+
+/// One SparseNAS candidate (Alg. 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    pub path: PathChoice,
+    pub arch: TinyFormerArch,
+    pub sparse: SparseConfig,
+    pub resources: Resources,
+    /// Validation accuracy after training and iterative pruning; `None` when rejected.
+    pub accuracy: Option<f64>,
+}
+
+/// The compression stage's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalRecord {
+    pub candidate: usize,
+    pub valid_accuracy: f64,
+    pub test_accuracy: f64,
+    pub resources: Resources,
+    /// Realized sparsity of every pruned layer.
+    pub realized_sparsity: Vec<(String, f64)>,
+    /// The integer-only int8 model (PTQ with Scaled-LayerNorm) as the interpreter runs it.
+    pub int8: Int8Record,
+}
+
+/// The int8 model's accuracy and what the exporter allocates for it on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Int8Record {
+    pub test_accuracy: f64,
+    /// Activation arena of the exported C (SRAM).
+    pub arena_bytes: u64,
+    /// Constants plus kernel code estimate of the exported C (flash).
+    pub flash_bytes: u64,
+    pub weight_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchState {
+    /// The config the state belongs to: a resumed search must use the same one.
+    pub config: SearchConfig,
+    pub analyses: Vec<Analysis>,
+    /// The space SuperNAS searches (after any adjustment).
+    pub space: Option<SupernetSpace>,
+    pub supernets: Vec<SupernetRecord>,
+    pub candidates: Vec<CandidateRecord>,
+    pub final_model: Option<FinalRecord>,
+}
+
+impl SearchState {
+    pub fn new(config: SearchConfig) -> Self {
+        Self {
+            config,
+            analyses: vec![],
+            space: None,
+            supernets: vec![],
+            candidates: vec![],
+            final_model: None,
+        }
+    }
+
+    /// Loads `dir/state.json` if present; a state written for another config is an error.
+    pub fn load_or_new(dir: &Path, config: &SearchConfig) -> Result<Self> {
+        let path = dir.join(STATE_FILE);
+        if !path.is_file() {
+            return Ok(Self::new(config.clone()));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| SearchError::io(&path, e))?;
+        let state: SearchState = serde_json::from_str(&text).map_err(|e| SearchError::State {
+            path: path.clone(),
+            message: format!("cannot parse ({e}); delete it to start over"),
+        })?;
+        if &state.config != config {
+            return Err(SearchError::State {
+                path,
+                message: "was written by a different search config; use another --out folder or delete it".into(),
+            });
+        }
+        Ok(state)
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(STATE_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| SearchError::State {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&path, text.as_bytes())
+    }
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| SearchError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| SearchError::io(path, e))
+}

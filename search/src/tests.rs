@@ -1,0 +1,227 @@
+//! End-to-end searches on a tiny synthetic Fashion-MNIST-format data set.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use crate::config::*;
+use crate::fixtures::{tiny_config, write_idx};
+use crate::run::{SearchOptions, run_search};
+use crate::state::{STATE_FILE, SearchState};
+
+fn target() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron")
+}
+
+fn state(dir: &Path) -> SearchState {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).unwrap()).unwrap()
+}
+
+#[test]
+fn search_runs_end_to_end_and_resumes_to_the_same_answer() {
+    let data = tempfile::tempdir().unwrap();
+    write_idx(data.path(), "train", 300, 1).unwrap();
+    write_idx(data.path(), "t10k", 100, 2).unwrap();
+    let cfg = tiny_config(data.path(), &target());
+    cfg.validate().unwrap();
+    let device = Device::flex().autodiff();
+
+    let full = tempfile::tempdir().unwrap();
+    let outcome = run_search(&cfg, full.path(), &device, &SearchOptions::default()).unwrap();
+    assert!(outcome.finished);
+    for f in [
+        "pareto.md",
+        "pareto.svg",
+        "summary.json",
+        "best/arch.ron",
+        "best/sparsity.ron",
+        "best/model.bpk",
+        "best/cost.txt",
+        "best/memory.svg",
+        "best/model.int8",
+        "best/quantization.txt",
+    ] {
+        assert!(full.path().join(f).is_file(), "{f} missing");
+    }
+    let s = state(full.path());
+    assert!(!s.analyses.is_empty());
+    // Every Pareto model fits its budget by the cost model.
+    assert!(!outcome.pareto.is_empty());
+    for &i in &outcome.pareto {
+        assert!(
+            s.candidates[i].resources.fits(),
+            "{:?}",
+            s.candidates[i].resources
+        );
+    }
+    // The compressed winner reached each layer's target sparsity within one block.
+    let fin = s.final_model.clone().unwrap();
+    let winner = &s.candidates[fin.candidate];
+    for (name, realized) in &fin.realized_sparsity {
+        let spec = winner
+            .arch
+            .layers()
+            .into_iter()
+            .find(|l| &l.name == name)
+            .unwrap();
+        let target = winner.sparse[name];
+        let one_block = target.block as f64 / spec.kind.weights() as f64;
+        assert!(
+            (realized - target.sparsity).abs() <= one_block + 1e-9,
+            "{name}: realized {realized}, target {}",
+            target.sparsity
+        );
+    }
+    assert!(fin.test_accuracy > 0.0);
+    // The saved integer model loads and is what the exporter placed.
+    let graph = quant::load(full.path().join("best/model.int8")).unwrap();
+    let (_, est) = export::plan::estimate(
+        &graph,
+        &cost::target::Target::load(target()).unwrap(),
+        &export::Int8Options::default(),
+    )
+    .unwrap();
+    assert_eq!(est.arena_bytes, fin.int8.arena_bytes);
+    assert!(fin.int8.test_accuracy > 0.0);
+
+    // Interrupted after two evaluations, then resumed: the same final answer.
+    let split = tempfile::tempdir().unwrap();
+    let stop = SearchOptions {
+        progress: false,
+        stop_after: Some(2),
+    };
+    assert!(
+        !run_search(&cfg, split.path(), &device, &stop)
+            .unwrap()
+            .finished
+    );
+    let partial = state(split.path());
+    assert_eq!(partial.supernets.len() + partial.candidates.len(), 2);
+    let resumed = run_search(&cfg, split.path(), &device, &SearchOptions::default()).unwrap();
+    assert!(resumed.finished);
+    let r = state(split.path());
+    assert_eq!(r.supernets, s.supernets);
+    assert_eq!(r.candidates, s.candidates);
+    assert_eq!(r.final_model, s.final_model);
+
+    // A state from another config is refused, naming the file.
+    let mut other = cfg.clone();
+    other.seed = 4;
+    let msg = run_search(&other, split.path(), &device, &SearchOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("state.json") && msg.contains("different search config"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_config(data.path(), &target());
+    cfg.supernet_space.dims[1] = vec![9];
+    let msg = cfg.validate().unwrap_err();
+    assert!(msg.contains("dims[1]") && msg.contains("heads 2"), "{msg}");
+    let mut cfg = tiny_config(data.path(), &target());
+    cfg.sparse_space.block_sizes = vec![3];
+    assert!(cfg.validate().unwrap_err().contains("block_sizes"));
+    // Missing data names the file it looked for.
+    let out = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(&data.path().join("nowhere"), &target());
+    let msg = run_search(
+        &cfg,
+        out.path(),
+        &Device::flex().autodiff(),
+        &SearchOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("nowhere"), "{msg}");
+}
+
+#[test]
+fn shipped_configs_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    for name in ["fashion_mnist.ron", "cifar10.ron"] {
+        SearchConfig::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// Manual check of how fast a fixed single path learns Fashion-MNIST:
+/// `cargo test -p search --lib learning_curve -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn learning_curve_on_fashion_mnist() {
+    use crate::train::{Masks, accuracy, train_path};
+    use training::tinyformer::*;
+    let (train, test) = datasets::read_fashion_mnist("/usr/share/datasets/fashion-mnist").unwrap();
+    let mut train = train.subset(1300, 1);
+    let valid = train.split_off_validation(300usize, 1);
+    let test = test.subset(500, 1);
+    let _ = valid;
+    let (m, s) = train.channel_stats();
+    let tr = crate::data::ImageTensors::new(&train, &m, &s);
+    let te = crate::data::ImageTensors::new(&test, &m, &s);
+    let arch = TinyFormerArch {
+        input: [1, 28, 28],
+        classes: 10,
+        stages: vec![
+            DotArch {
+                downsample: Downsample::ConvStride2,
+                channels: 12,
+                mobilenets: vec![MobileNetArch { expansion: 2 }],
+                transformers: vec![TransformerArch {
+                    heads: 1,
+                    mlp_ratio: 2,
+                    encoders: 1,
+                }],
+            },
+            DotArch {
+                downsample: Downsample::ConvStride2,
+                channels: 20,
+                mobilenets: vec![MobileNetArch { expansion: 2 }],
+                transformers: vec![TransformerArch {
+                    heads: 1,
+                    mlp_ratio: 2,
+                    encoders: 1,
+                }],
+            },
+        ],
+        pooling: Pooling::SeqPool,
+        last_linear: 48,
+    };
+    let device = Device::flex().autodiff();
+    let lr: f64 = std::env::var("LR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.003);
+    let cfg = TrainConfig {
+        batch_size: 32,
+        lr,
+        weight_decay: 0.01,
+        warmup_steps: 10,
+        label_smoothing: 0.0,
+    };
+    let mut model = TinyFormer::init(&arch, 1, &device).unwrap();
+    for round in 0..6 {
+        let (m2, _) = train_path(
+            model,
+            &arch,
+            &tr,
+            &cfg,
+            50,
+            round,
+            None,
+            Masks::default(),
+            &device,
+        )
+        .unwrap();
+        model = m2;
+        println!(
+            "steps {} test acc {:.3}",
+            (round + 1) * 50,
+            accuracy(&model, &te, 128, &device)
+        );
+    }
+}
