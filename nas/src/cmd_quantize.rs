@@ -1,14 +1,17 @@
-//! `nas quantize`: a trained float checkpoint to the integer-only int8 graph.
+//! `nas quantize`: a trained float checkpoint to the integer-only int8 graph, by post-training
+//! quantization (`--mode ptq`) or by TQT quantization-aware fine-tuning (`--mode qat`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use quant::ptq::{Estimator, PtqOptions, evaluate_int8, quantize_kwt};
-use training::{DataSpec, SampleSource};
+use quant::Graph;
+use quant::ptq::{Estimator, PtqOptions, PtqReport, evaluate_int8, quantize_kwt};
+use training::{DataSplits, KwtConfig, SampleSource, TrainOptions};
 
 use crate::backend::Backend;
 use crate::cmd_eval::SpeechTask;
+use crate::run_config::RunConfig;
 
 #[derive(Args)]
 pub struct QuantizeArgs {
@@ -16,21 +19,28 @@ pub struct QuantizeArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     /// The Speech Commands folder the model was trained on: calibration uses its training
-    /// split (un-augmented), the comparison its test split.
-    #[arg(long)]
-    data: PathBuf,
+    /// split (un-augmented), the comparison its test split. With `--config`: replaces the
+    /// config's data folder.
+    #[arg(long, required_unless_present = "config")]
+    data: Option<PathBuf>,
+    /// The run configuration (RON) the checkpoint was trained with: its data set, and for
+    /// `--mode qat` its trainer settings (epochs and learning rate overridden below).
+    #[arg(long, required_if_eq("mode", "qat"))]
+    config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "labels12")]
     task: SpeechTask,
-    /// Post-training quantization (calibrated power-of-two scales).
+    /// `ptq`: calibrated power-of-two scales. `qat`: PTQ scales as the start, then TQT
+    /// fine-tuning of weights and log2 thresholds.
     #[arg(long, value_enum, default_value = "ptq")]
     mode: Mode,
-    /// Activation clipping estimator.
+    /// Activation clipping estimator (for QAT: of the initial thresholds).
     #[arg(long, value_enum, default_value = "percentile")]
     estimator: EstimatorArg,
     /// Percentile of |x| kept unclipped with `--estimator percentile`.
     #[arg(long, default_value_t = 99.99)]
     percentile: f64,
-    /// One weight scale per tensor instead of per output channel.
+    /// One weight scale per tensor instead of per output channel (PTQ; QAT weights always
+    /// have one learned power-of-two scale per tensor).
     #[arg(long)]
     per_tensor: bool,
     /// TinyFormer's Scaled-LayerNorm instead of I-BERT's integer LayerNorm.
@@ -39,6 +49,15 @@ pub struct QuantizeArgs {
     /// Training samples observed for calibration.
     #[arg(long, default_value_t = 512)]
     calibration_samples: usize,
+    /// QAT fine-tuning epochs.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// QAT peak learning rate (cosine decay to a hundredth, no warm-up).
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    /// QAT run folder (checkpoints, curves); default `<out>.qat-run`, replaced on each run.
+    #[arg(long)]
+    qat_dir: Option<PathBuf>,
     /// Output integer graph; the report is written beside it (`.report.txt`, `.report.json`).
     #[arg(long)]
     out: PathBuf,
@@ -47,11 +66,15 @@ pub struct QuantizeArgs {
     no_eval: bool,
     #[arg(long, value_enum, default_value = "flex")]
     backend: Backend,
+    /// Hide the QAT progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Mode {
     Ptq,
+    Qat,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -62,11 +85,11 @@ enum EstimatorArg {
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
-    let Mode::Ptq = args.mode;
     let device = args.backend.device()?;
     let (model, config) = training::load_checkpoint(&args.checkpoint, &device)?;
-    let data = DataSpec::speech_commands(args.data.clone(), args.task.into()).load(false)?;
-    crate::cmd_eval::check_shapes(&args.checkpoint, &config, &args.data, &data)?;
+    let run_config = args.config.as_deref().map(RunConfig::load).transpose()?;
+    let (data, data_name) = load_data(&args, run_config.as_ref())?;
+    crate::cmd_eval::check_shapes(&args.checkpoint, &config, &data_name, &data)?;
     let opts = PtqOptions {
         estimator: match args.estimator {
             EstimatorArg::Minmax => Estimator::MinMax,
@@ -80,24 +103,17 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     };
     let samples = calibration_set(data.train.as_ref(), args.calibration_samples)?;
     tracing::info!(samples = samples.len(), estimator = %opts.estimator, "calibrating");
-    let (graph, report) = quantize_kwt(&model, &config, &samples, &opts)
+    let (ptq_graph, ptq_report) = quantize_kwt(&model, &config, &samples, &opts)
         .with_context(|| format!("quantizing {}", args.checkpoint.display()))?;
-    quant::save(&graph, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    let table = report.to_table();
-    write(&sibling(&args.out, "report.txt"), &table)?;
-    write(
-        &sibling(&args.out, "report.json"),
-        &serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("{table}");
-    if let Some(worst) = report.worst_layer() {
-        println!("lowest SNR: {} ({:.1} dB)", worst.name, worst.snr_db);
-    }
-    println!(
-        "integer graph {} ({} nodes)",
-        args.out.display(),
-        graph.nodes.len()
-    );
+    let (graph, report, qat_fake_acc) = match args.mode {
+        Mode::Ptq => (ptq_graph.clone(), ptq_report, None),
+        Mode::Qat => {
+            let run_config = run_config.context("--mode qat needs --config")?;
+            let (graph, report, acc) = qat(&args, &run_config, &config, &data, &samples, &opts)?;
+            (graph, report, Some(acc))
+        }
+    };
+    write_outputs(&args.out, &graph, &report)?;
     if !args.no_eval {
         let float = training::evaluate(
             &model,
@@ -108,15 +124,150 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             256,
             &device,
         )?;
-        let int8 = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
-        println!(
-            "test accuracy: float {:.2}%, int8 {:.2}% ({:+.2} points) on {} clips",
-            100.0 * float.accuracy(),
-            100.0 * int8.accuracy(),
-            100.0 * (int8.accuracy() - float.accuracy()),
-            int8.total()
+        let ptq = evaluate_int8(&ptq_graph, data.test.as_ref(), &data.labels)?;
+        let pct = |a: f64| 100.0 * a;
+        print!(
+            "test accuracy on {} clips: float {:.2}%, int8 (PTQ) {:.2}% ({:+.2} points)",
+            ptq.total(),
+            pct(float.accuracy()),
+            pct(ptq.accuracy()),
+            pct(ptq.accuracy() - float.accuracy()),
         );
+        if let Some(fake) = qat_fake_acc {
+            let qat = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
+            print!(
+                ", int8 (QAT) {:.2}% ({:+.2} points; fake-quantized Burn model {:.2}%)",
+                pct(qat.accuracy()),
+                pct(qat.accuracy() - float.accuracy()),
+                pct(fake)
+            );
+        }
+        println!();
     }
+    Ok(())
+}
+
+/// The data set: the run config's (its folder replaced by `--data` when given), else the
+/// Speech Commands folder `--data`. Returns the splits and a name for messages.
+fn load_data(args: &QuantizeArgs, run: Option<&RunConfig>) -> Result<(DataSplits, PathBuf)> {
+    match (run, &args.data) {
+        (Some(run), data) => {
+            let spec = match data {
+                Some(dir) => run.data.clone().with_folder(dir.clone()),
+                None => run.data.clone(),
+            };
+            // QAT trains on it: keep the config's augmentation (calibration and scoring
+            // read samples un-augmented either way).
+            let augment = matches!(args.mode, Mode::Qat) && run.trainer.augment;
+            let name = args.config.clone().unwrap_or_default();
+            Ok((spec.load(augment)?, name))
+        }
+        (None, Some(dir)) => Ok((
+            training::DataSpec::speech_commands(dir.clone(), args.task.into()).load(false)?,
+            dir.clone(),
+        )),
+        (None, None) => bail!("give --data or --config"),
+    }
+}
+
+/// TQT fine-tuning from the checkpoint; returns the integer graph at the learned scales, its
+/// report and the fake-quantized model's test accuracy.
+fn qat(
+    args: &QuantizeArgs,
+    run: &RunConfig,
+    config: &KwtConfig,
+    data: &DataSplits,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Graph, PtqReport, f64)> {
+    if args.epochs == 0 || !(args.lr.is_finite() && args.lr > 0.0) {
+        bail!("--epochs must be at least 1 and --lr positive");
+    }
+    let trainer = training::TrainerConfig {
+        epochs: args.epochs,
+        learning_rate: args.lr,
+        final_learning_rate: args.lr / 100.0,
+        warmup_epochs: 0,
+        distillation: None,
+        ..run.trainer.clone()
+    };
+    let dir = match &args.qat_dir {
+        Some(d) => d.clone(),
+        None => {
+            let d = sibling(&args.out, "qat-run");
+            // Our own scratch folder: a previous run there would be resumed otherwise.
+            if d.exists() {
+                std::fs::remove_dir_all(&d)
+                    .with_context(|| format!("clearing {}", d.display()))?;
+            }
+            d
+        }
+    };
+    let device = args.backend.device()?;
+    let options = TrainOptions {
+        progress: !args.quiet,
+        stop_after_steps: None,
+    };
+    tracing::info!(
+        epochs = trainer.epochs,
+        lr = trainer.learning_rate,
+        "QAT fine-tuning into {}",
+        dir.display()
+    );
+    let run = quant::qat::quantize_kwt_qat(
+        &args.checkpoint,
+        &trainer,
+        data,
+        &dir,
+        &device,
+        &options,
+        samples,
+        opts,
+    )
+    .with_context(|| format!("QAT of {}", args.checkpoint.display()))?;
+    if &run.config != config {
+        bail!("the checkpoint changed during QAT");
+    }
+    let moved = run
+        .initial
+        .iter()
+        .filter(|(k, v)| run.learned.get(*k).is_some_and(|l| l != *v))
+        .count();
+    println!(
+        "QAT: {} steps, {moved} of {} log2 thresholds moved",
+        run.summary.steps,
+        run.initial.len()
+    );
+    let thresholds = serde_json::json!({
+        "initial_log2_threshold": run.initial,
+        "learned_log2_threshold": run.learned,
+        "fake_quant_test_acc": run.summary.test_acc,
+        "steps": run.summary.steps,
+    });
+    write(
+        &sibling(&args.out, "qat.json"),
+        &serde_json::to_string_pretty(&thresholds)?,
+    )?;
+    Ok((run.graph, run.report, run.summary.test_acc))
+}
+
+fn write_outputs(out: &Path, graph: &Graph, report: &PtqReport) -> Result<()> {
+    quant::save(graph, out).with_context(|| format!("writing {}", out.display()))?;
+    let table = report.to_table();
+    write(&sibling(out, "report.txt"), &table)?;
+    write(
+        &sibling(out, "report.json"),
+        &serde_json::to_string_pretty(report)?,
+    )?;
+    println!("{table}");
+    if let Some(worst) = report.worst_layer() {
+        println!("lowest SNR: {} ({:.1} dB)", worst.name, worst.snr_db);
+    }
+    println!(
+        "integer graph {} ({} nodes)",
+        out.display(),
+        graph.nodes.len()
+    );
     Ok(())
 }
 
