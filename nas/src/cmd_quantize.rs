@@ -197,8 +197,7 @@ fn qat(
             let d = sibling(&args.out, "qat-run");
             // Our own scratch folder: a previous run there would be resumed otherwise.
             if d.exists() {
-                std::fs::remove_dir_all(&d)
-                    .with_context(|| format!("clearing {}", d.display()))?;
+                std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
             }
             d
         }

@@ -53,7 +53,8 @@ impl FeedForward {
     pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
         let h = self.act.forward(linear(&self.fc1, x, q.map(|q| &q.fc1)));
         let h = self.dropout.forward(maybe(q.map(|q| &q.gelu), h));
-        self.dropout.forward(linear(&self.fc2, h, q.map(|q| &q.fc2)))
+        self.dropout
+            .forward(linear(&self.fc2, h, q.map(|q| &q.fc2)))
     }
 }
 

@@ -36,7 +36,10 @@ pub fn fake_quant<const D: usize>(
 }
 
 /// `f(v)` in the forward pass, the identity's gradient in the backward pass.
-fn straight_through<const D: usize>(v: Tensor<D>, f: impl FnOnce(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
+fn straight_through<const D: usize>(
+    v: Tensor<D>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
     v.clone() + (f(v.clone()) - v).detach()
 }
 
@@ -117,7 +120,10 @@ mod tests {
     fn forward_rounds_to_the_power_of_two_grid_and_clips() {
         let device = Device::flex();
         // l = 2.3 -> ceil 3 -> s = 8 / 128 = 1/16; range [-8, 127/16].
-        let x = tensor(&[0.0, 0.03, 0.04, -0.3, 7.0, 9.0, -9.0, 1.0 / 32.0 + 1e-4], &device);
+        let x = tensor(
+            &[0.0, 0.03, 0.04, -0.3, 7.0, 9.0, -9.0, 1.0 / 32.0 + 1e-4],
+            &device,
+        );
         let y = values(fake_quant(x, tensor(&[2.3], &device), 8, -128.0, 127.0));
         let s = 1.0 / 16.0;
         let want = [0.0, 0.0, s, -5.0 * s, 7.0, 127.0 * s, -8.0, s];
@@ -126,7 +132,11 @@ mod tests {
         }
         let fq = FakeQuant::activation(2.3, &device);
         assert_eq!(fq.scale_exp(), -4);
-        let fixed = values(fake_quant_fixed(tensor(&[0.5, 1.0, 0.0039], &device), -7, 8));
+        let fixed = values(fake_quant_fixed(
+            tensor(&[0.5, 1.0, 0.0039], &device),
+            -7,
+            8,
+        ));
         assert_eq!(fixed, vec![0.5, 127.0 / 128.0, 0.0]);
     }
 

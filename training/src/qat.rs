@@ -89,7 +89,9 @@ struct Init<'a> {
 impl Init<'_> {
     fn point(&self, name: &str, kind: PointKind) -> Result<FakeQuant, TrainingError> {
         let l = *self.log2_t.get(name).ok_or_else(|| {
-            TrainingError::InvalidModel(format!("no initial threshold for quantization point `{name}`"))
+            TrainingError::InvalidModel(format!(
+                "no initial threshold for quantization point `{name}`"
+            ))
         })?;
         if !l.is_finite() {
             return Err(TrainingError::InvalidModel(format!(
@@ -171,11 +173,7 @@ impl KwtQuant {
         fn act<'a>(name: String, q: &'a FakeQuant, out: &mut Points<'a>) {
             out.push((name, PointKind::Activation, q));
         }
-        fn linear<'a>(
-            name: String,
-            l: &'a LinearQuant,
-            out: &mut Points<'a>,
-        ) {
+        fn linear<'a>(name: String, l: &'a LinearQuant, out: &mut Points<'a>) {
             out.push((format!("{name}.weight"), PointKind::Weight, &l.weight));
             out.push((name, PointKind::Activation, &l.output));
         }
@@ -199,7 +197,10 @@ impl KwtQuant {
             act(format!("{p}.add2"), &b.add2, &mut out);
             act(format!("{p}.norm2"), &b.norm2, &mut out);
         }
-        for (p, h) in [("head", Some(&self.head)), ("dist_head", self.dist_head.as_ref())] {
+        for (p, h) in [
+            ("head", Some(&self.head)),
+            ("dist_head", self.dist_head.as_ref()),
+        ] {
             if let Some(h) = h {
                 act(format!("{p}.norm"), &h.norm, &mut out);
                 linear(format!("{p}.fc"), &h.fc, &mut out);
@@ -247,5 +248,103 @@ pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>, q: Option<&LinearQuant>)
             let y = burn::tensor::module::linear(x, w, l.bias.as_ref().map(|b| b.val()));
             q.output.forward(y)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::NormPlacement;
+
+    /// The points of a one-block KWT, as the integer graph names its tensors.
+    fn names(distill: bool) -> Vec<String> {
+        let mut n: Vec<String> = ["input", "embed.weight", "embed", "pos_embedding"]
+            .map(String::from)
+            .to_vec();
+        for l in ["attn.q", "attn.k", "attn.v"] {
+            n.push(format!("block0.{l}.weight"));
+            n.push(format!("block0.{l}"));
+        }
+        n.extend(["block0.attn.scores", "block0.attn.context"].map(String::from));
+        n.extend(["block0.attn.out.weight", "block0.attn.out"].map(String::from));
+        n.extend(["block0.add1", "block0.norm1"].map(String::from));
+        n.extend(["block0.mlp.fc1.weight", "block0.mlp.fc1", "block0.mlp.gelu"].map(String::from));
+        n.extend(["block0.mlp.fc2.weight", "block0.mlp.fc2"].map(String::from));
+        n.extend(["block0.add2", "block0.norm2"].map(String::from));
+        let heads: &[&str] = if distill {
+            &["head", "dist_head"]
+        } else {
+            &["head"]
+        };
+        for h in heads {
+            n.extend([
+                format!("{h}.norm"),
+                format!("{h}.fc.weight"),
+                format!("{h}.fc"),
+            ]);
+        }
+        if distill {
+            n.push("logits".into());
+        }
+        n
+    }
+
+    #[test]
+    fn points_are_named_like_the_integer_graph_and_quantize_the_forward_pass() {
+        let device = Device::flex();
+        for distill in [false, true] {
+            let mut cfg = KwtConfig::preset("kwt-micro", 4).unwrap();
+            cfg.frames = 6;
+            cfg.features = 5;
+            cfg.distill_token = distill;
+            cfg.norm = if distill {
+                NormPlacement::PreNorm
+            } else {
+                NormPlacement::PostNorm
+            };
+            let want = names(distill);
+            let init: BTreeMap<String, f32> = want.iter().map(|n| (n.clone(), 3.5)).collect();
+            let q = KwtQuant::new(&cfg, &init, &device).unwrap();
+            let got: Vec<String> = q.points().into_iter().map(|(n, _, _)| n).collect();
+            let mut sorted = want.clone();
+            sorted.sort();
+            let mut got_sorted = got.clone();
+            got_sorted.sort();
+            assert_eq!(got_sorted, sorted);
+            assert_eq!(q.thresholds(), init);
+
+            let mut model = cfg.init(1, &device).unwrap();
+            let x = Tensor::<3>::random(
+                [2, 6, 5],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let float: Vec<f32> = model
+                .forward(x.clone())
+                .logits()
+                .into_data()
+                .iter()
+                .collect();
+            model.qat = Some(q);
+            let fake: Vec<f32> = model.forward(x).logits().into_data().iter().collect();
+            assert!(fake.iter().all(|v| v.is_finite()));
+            assert_ne!(float, fake, "the quantizers must act");
+            // Head outputs are rounded to the point's grid (2^(4 - 7) = 1/8) unless
+            // averaged over two heads.
+            if !distill {
+                assert!(
+                    fake.iter()
+                        .all(|v| (v * 8.0 - (v * 8.0).round()).abs() < 1e-4)
+                );
+            }
+        }
+        let err = KwtQuant::new(
+            &KwtConfig::preset("kwt-micro", 4).unwrap(),
+            &BTreeMap::new(),
+            &device,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no initial threshold"), "{err}");
     }
 }

@@ -121,14 +121,18 @@ pub fn quantize_kwt_qat(
         }
     };
     let template = attach(config.init(0, &plain)?, &config, &initial)?;
-    let model = burn::module::Module::try_load_file(template, &summary.best_checkpoint)
-        .map_err(|e| {
+    let model =
+        burn::module::Module::try_load_file(template, &summary.best_checkpoint).map_err(|e| {
             PtqError::Training(Box::new(training::TrainingError::checkpoint(
                 &summary.best_checkpoint,
                 e,
             )))
         })?;
-    let learned = model.qat.as_ref().map(|q| q.thresholds()).unwrap_or_default();
+    let learned = model
+        .qat
+        .as_ref()
+        .map(|q| q.thresholds())
+        .unwrap_or_default();
     let (graph, report) = lower_qat(&model, &config, samples, opts)?;
     Ok(QatRun {
         graph,
@@ -140,3 +144,6 @@ pub fn quantize_kwt_qat(
         learned,
     })
 }
+
+#[cfg(test)]
+mod tests;

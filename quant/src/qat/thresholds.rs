@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use training::qat::{KwtQuant, PointKind};
 use training::{Kwt, KwtConfig};
 
+use crate::ptq::PtqOptions;
 use crate::ptq::error::{PtqError, Result};
 use crate::ptq::float_graph::{FOp, FloatGraph};
 use crate::ptq::kwt_graph::{calibrate, scale_groups};
 use crate::ptq::observer::exponent_for_clip;
-use crate::ptq::PtqOptions;
 
 /// Bits of every point (int8 graph).
 const BITS: i32 = 8;
