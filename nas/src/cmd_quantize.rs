@@ -55,6 +55,10 @@ pub struct QuantizeArgs {
     /// QAT peak learning rate (cosine decay to a hundredth, no warm-up).
     #[arg(long, default_value_t = 2e-4)]
     lr: f64,
+    /// QAT peak learning rate of the log2 thresholds (TQT trains them much faster than the
+    /// weights).
+    #[arg(long, default_value_t = 1e-2)]
+    threshold_lr: f64,
     /// QAT run folder (checkpoints, curves); default `<out>.qat-run`, replaced on each run.
     #[arg(long)]
     qat_dir: Option<PathBuf>,
@@ -180,8 +184,11 @@ fn qat(
     samples: &[Vec<f32>],
     opts: &PtqOptions,
 ) -> Result<(Graph, PtqReport, f64)> {
-    if args.epochs == 0 || !(args.lr.is_finite() && args.lr > 0.0) {
-        bail!("--epochs must be at least 1 and --lr positive");
+    if args.epochs == 0
+        || !(args.lr.is_finite() && args.lr > 0.0)
+        || !(args.threshold_lr.is_finite() && args.threshold_lr > 0.0)
+    {
+        bail!("--epochs must be at least 1, --lr and --threshold-lr positive");
     }
     let trainer = training::TrainerConfig {
         epochs: args.epochs,
@@ -221,7 +228,10 @@ fn qat(
         &device,
         &options,
         samples,
-        opts,
+        &quant::qat::QatOptions {
+            ptq: opts.clone(),
+            threshold_lr_gain: (args.threshold_lr / args.lr) as f32,
+        },
     )
     .with_context(|| format!("QAT of {}", args.checkpoint.display()))?;
     if &run.config != config {

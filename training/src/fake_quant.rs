@@ -44,10 +44,17 @@ fn straight_through<const D: usize>(
 }
 
 /// One quantization point: a learned log2 threshold and the integer range it maps onto.
+///
+/// The parameter is stored divided by `lr_gain`: Adam's steps are about the learning rate
+/// whatever the gradient's size, so the threshold moves `lr_gain` times faster than the
+/// weights. TQT trains thresholds at a far larger learning rate than weights; this gives them
+/// their own rate inside the trainer's single optimizer.
 #[derive(Module, Debug)]
 pub struct FakeQuant {
-    /// `log2` of the clipping threshold (shape `[1]`); the scale is `2^ceil(.) / 2^(bits-1)`.
-    pub log2_t: Param<Tensor<1>>,
+    /// `log2` of the clipping threshold divided by `lr_gain` (shape `[1]`).
+    pub scaled_log2_t: Param<Tensor<1>>,
+    /// Learning-rate multiplier of the threshold.
+    pub lr_gain: f32,
     /// Bit width.
     pub bits: u32,
     /// Smallest integer.
@@ -58,32 +65,43 @@ pub struct FakeQuant {
 
 impl FakeQuant {
     /// An int8 activation point, `[-128, 127]`.
-    pub fn activation(log2_t: f32, device: &Device) -> Self {
-        Self::new(log2_t, 8, -128.0, 127.0, device)
+    pub fn activation(log2_t: f32, lr_gain: f32, device: &Device) -> Self {
+        Self::new(log2_t, lr_gain, 8, -128.0, 127.0, device)
     }
 
     /// An int8 weight point, `[-127, 127]`: the integer graph stores symmetric weights.
-    pub fn weight(log2_t: f32, device: &Device) -> Self {
-        Self::new(log2_t, 8, -127.0, 127.0, device)
+    pub fn weight(log2_t: f32, lr_gain: f32, device: &Device) -> Self {
+        Self::new(log2_t, lr_gain, 8, -127.0, 127.0, device)
     }
 
-    fn new(log2_t: f32, bits: u32, qmin: f32, qmax: f32, device: &Device) -> Self {
-        let t = Tensor::<1>::from_data(TensorData::new(vec![log2_t], [1]), device);
-        Self {
-            log2_t: Param::from_tensor(t),
+    fn new(log2_t: f32, lr_gain: f32, bits: u32, qmin: f32, qmax: f32, device: &Device) -> Self {
+        let mut q = Self {
+            scaled_log2_t: Param::from_tensor(Tensor::zeros([1], device)),
+            lr_gain,
             bits,
             qmin,
             qmax,
-        }
+        };
+        q.set_log2_threshold(log2_t);
+        q
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        fake_quant(x, self.log2_t.val(), self.bits, self.qmin, self.qmax)
+        let log2_t = self.scaled_log2_t.val().mul_scalar(self.lr_gain);
+        fake_quant(x, log2_t, self.bits, self.qmin, self.qmax)
     }
 
     /// The current log2 threshold.
     pub fn log2_threshold(&self) -> f32 {
-        self.log2_t.val().into_scalar()
+        self.scaled_log2_t.val().into_scalar::<f32>() * self.lr_gain
+    }
+
+    /// Replaces the threshold (a fresh parameter on the same device).
+    pub fn set_log2_threshold(&mut self, log2_t: f32) {
+        let device = self.scaled_log2_t.val().device();
+        let v = log2_t / self.lr_gain;
+        self.scaled_log2_t =
+            Param::from_tensor(Tensor::from_data(TensorData::new(vec![v], [1]), &device));
     }
 
     /// `k` of the power-of-two scale `2^k` the threshold implies: `ceil(l) - (bits - 1)`.
@@ -130,7 +148,8 @@ mod tests {
         for (a, b) in y.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{y:?} vs {want:?}");
         }
-        let fq = FakeQuant::activation(2.3, &device);
+        let fq = FakeQuant::activation(2.3, 10.0, &device);
+        assert!((fq.log2_threshold() - 2.3).abs() < 1e-6);
         assert_eq!(fq.scale_exp(), -4);
         let fixed = values(fake_quant_fixed(
             tensor(&[0.5, 1.0, 0.0039], &device),

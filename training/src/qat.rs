@@ -83,6 +83,7 @@ pub enum PointKind {
 /// Builds points by name from initial log2 thresholds.
 struct Init<'a> {
     log2_t: &'a BTreeMap<String, f32>,
+    lr_gain: f32,
     device: &'a Device,
 }
 
@@ -99,8 +100,8 @@ impl Init<'_> {
             )));
         }
         Ok(match kind {
-            PointKind::Weight => FakeQuant::weight(l, self.device),
-            PointKind::Activation => FakeQuant::activation(l, self.device),
+            PointKind::Weight => FakeQuant::weight(l, self.lr_gain, self.device),
+            PointKind::Activation => FakeQuant::activation(l, self.lr_gain, self.device),
         })
     }
 
@@ -124,13 +125,24 @@ impl Init<'_> {
 }
 
 impl KwtQuant {
-    /// Points for a model of `cfg`, each starting at `log2_t[name]` (every point must be there).
+    /// Points for a model of `cfg`, each starting at `log2_t[name]` (every point must be
+    /// there); thresholds learn `lr_gain` times faster than weights (see [`FakeQuant`]).
     pub fn new(
         cfg: &KwtConfig,
         log2_t: &BTreeMap<String, f32>,
+        lr_gain: f32,
         device: &Device,
     ) -> Result<Self, TrainingError> {
-        let init = Init { log2_t, device };
+        if !(lr_gain.is_finite() && lr_gain > 0.0) {
+            return Err(TrainingError::InvalidConfig(format!(
+                "the threshold learning-rate gain must be positive, got {lr_gain}"
+            )));
+        }
+        let init = Init {
+            log2_t,
+            lr_gain,
+            device,
+        };
         let blocks = (0..cfg.depth)
             .map(|l| {
                 let p = format!("block{l}");
@@ -304,7 +316,7 @@ mod tests {
             };
             let want = names(distill);
             let init: BTreeMap<String, f32> = want.iter().map(|n| (n.clone(), 3.5)).collect();
-            let q = KwtQuant::new(&cfg, &init, &device).unwrap();
+            let q = KwtQuant::new(&cfg, &init, 4.0, &device).unwrap();
             let got: Vec<String> = q.points().into_iter().map(|(n, _, _)| n).collect();
             let mut sorted = want.clone();
             sorted.sort();
@@ -341,6 +353,7 @@ mod tests {
         let err = KwtQuant::new(
             &KwtConfig::preset("kwt-micro", 4).unwrap(),
             &BTreeMap::new(),
+            1.0,
             &device,
         )
         .unwrap_err()

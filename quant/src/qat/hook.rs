@@ -13,16 +13,24 @@ pub struct QatHook {
     checkpoint: PathBuf,
     config: KwtConfig,
     log2_t: BTreeMap<String, f32>,
+    lr_gain: f32,
 }
 
 impl QatHook {
     /// `log2_t`: the initial threshold of every point (see
-    /// [`super::thresholds::initial_thresholds`]).
-    pub fn new(checkpoint: PathBuf, config: KwtConfig, log2_t: BTreeMap<String, f32>) -> Self {
+    /// [`super::thresholds::initial_thresholds`]); `lr_gain`: the thresholds' learning-rate
+    /// multiplier.
+    pub fn new(
+        checkpoint: PathBuf,
+        config: KwtConfig,
+        log2_t: BTreeMap<String, f32>,
+        lr_gain: f32,
+    ) -> Self {
         Self {
             checkpoint,
             config,
             log2_t,
+            lr_gain,
         }
     }
 }
@@ -32,6 +40,7 @@ pub fn attach(
     mut model: Kwt,
     config: &KwtConfig,
     log2_t: &BTreeMap<String, f32>,
+    lr_gain: f32,
 ) -> Result<Kwt, TrainingError> {
     if model.blocks.len() != config.depth {
         return Err(TrainingError::InvalidModel(format!(
@@ -41,7 +50,7 @@ pub fn attach(
         )));
     }
     let device = model.embed.weight.val().device();
-    model.qat = Some(KwtQuant::new(config, log2_t, &device)?);
+    model.qat = Some(KwtQuant::new(config, log2_t, lr_gain, &device)?);
     Ok(model)
 }
 
@@ -62,7 +71,7 @@ impl StepHook for QatHook {
                 "is not a checkpoint of the model being fine-tuned",
             ));
         }
-        attach(model, &self.config, &self.log2_t)
+        attach(model, &self.config, &self.log2_t, self.lr_gain)
     }
 
     fn after_step(&mut self, model: Kwt, _global_step: usize) -> Result<Kwt, TrainingError> {

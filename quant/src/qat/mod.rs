@@ -79,6 +79,25 @@ pub fn lower_qat(
     Ok((graph, report))
 }
 
+/// How a QAT run quantizes and trains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QatOptions {
+    /// Calibration of the initial thresholds, LayerNorm kind, report size.
+    pub ptq: PtqOptions,
+    /// Thresholds learn this many times faster than weights (TQT trains them at a much
+    /// larger learning rate).
+    pub threshold_lr_gain: f32,
+}
+
+impl Default for QatOptions {
+    fn default() -> Self {
+        Self {
+            ptq: PtqOptions::default(),
+            threshold_lr_gain: 50.0,
+        }
+    }
+}
+
 /// Everything a QAT run produces.
 pub struct QatRun {
     /// The integer graph at the learned scales.
@@ -106,12 +125,19 @@ pub fn quantize_kwt_qat(
     device: &Device,
     options: &TrainOptions,
     samples: &[Vec<f32>],
-    opts: &PtqOptions,
+    qat: &QatOptions,
 ) -> Result<QatRun> {
+    let opts = &qat.ptq;
+    let gain = qat.threshold_lr_gain;
     let plain = device.clone().without_autodiff();
     let (float, config) = load_checkpoint(checkpoint, &plain)?;
     let initial = initial_thresholds(&float, &config, samples, opts)?;
-    let mut hook = QatHook::new(checkpoint.to_path_buf(), config.clone(), initial.clone());
+    let mut hook = QatHook::new(
+        checkpoint.to_path_buf(),
+        config.clone(),
+        initial.clone(),
+        gain,
+    );
     let summary = match train_with_hook(&config, trainer, data, out, device, options, &mut hook)? {
         TrainOutcome::Finished(s) => *s,
         TrainOutcome::Interrupted { global_step } => {
@@ -120,7 +146,7 @@ pub fn quantize_kwt_qat(
             )));
         }
     };
-    let template = attach(config.init(0, &plain)?, &config, &initial)?;
+    let template = attach(config.init(0, &plain)?, &config, &initial, gain)?;
     let model =
         burn::module::Module::try_load_file(template, &summary.best_checkpoint).map_err(|e| {
             PtqError::Training(Box::new(training::TrainingError::checkpoint(

@@ -1,6 +1,5 @@
 use std::path::Path;
 
-use burn::module::Param;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use training::toy_data::{TOY_FEATURES, TOY_FRAMES, toy_split, toy_splits};
 use training::{KwtConfig, RunSummary, TrainOptions, TrainOutcome, TrainerConfig};
@@ -80,7 +79,10 @@ fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
         &Device::flex(),
         &TrainOptions::default(),
         &calibration(),
-        &opts(),
+        &QatOptions {
+            ptq: opts(),
+            ..QatOptions::default()
+        },
     )
     .unwrap();
     run.graph.validate().unwrap();
@@ -128,7 +130,7 @@ fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
     let ad = device.clone().autodiff();
     let mut on_ad = cfg.init(2, &ad).unwrap();
     on_ad.input_norm = training::FeatureNorm::from_stats(&stats, &ad);
-    let model = attach(on_ad, &cfg, &initial).unwrap();
+    let model = attach(on_ad, &cfg, &initial, 10.0).unwrap();
     let xs: Vec<f32> = samples[..6].iter().flatten().copied().collect();
     let x = Tensor::<3>::from_data(TensorData::new(xs, [6, TOY_FRAMES, TOY_FEATURES]), &ad);
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]), &ad);
@@ -142,7 +144,7 @@ fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
         .points()
         .iter()
         .filter(|(_, _, p)| {
-            p.log2_t
+            p.scaled_log2_t
                 .val()
                 .grad(&grads)
                 .is_some_and(|g| g.into_scalar::<f32>() != 0.0)
@@ -157,18 +159,12 @@ fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
     );
 
     // Move two thresholds by hand; lowering must follow them.
-    let mut model = attach(float.clone(), &cfg, &initial).unwrap();
+    let mut model = attach(float.clone(), &cfg, &initial, 10.0).unwrap();
     let q = model.qat.as_mut().unwrap();
-    let set = |l: f32| {
-        Param::from_tensor(Tensor::<1>::from_data(
-            TensorData::new(vec![l], [1]),
-            &device,
-        ))
-    };
     let fc1_l = initial["block0.mlp.fc1"] + 1.0;
-    q.blocks[0].fc1.output.log2_t = set(fc1_l);
+    q.blocks[0].fc1.output.set_log2_threshold(fc1_l);
     let w_l = initial["block0.mlp.fc2.weight"] - 2.0;
-    q.blocks[0].fc2.weight.log2_t = set(w_l);
+    q.blocks[0].fc2.weight.set_log2_threshold(w_l);
     let (graph, report) = lower_qat(&model, &cfg, &samples, &opts()).unwrap();
     graph.validate().unwrap();
     let fc1 = report
