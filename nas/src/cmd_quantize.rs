@@ -242,9 +242,16 @@ fn qat(
         .iter()
         .filter(|(k, v)| run.learned.get(*k).is_some_and(|l| l != *v))
         .count();
+    // Only ceil(log2 t) reaches the integer graph.
+    let rescaled = run
+        .initial
+        .iter()
+        .filter(|(k, v)| run.learned.get(*k).is_some_and(|l| l.ceil() != v.ceil()))
+        .count();
     println!(
-        "QAT: {} steps, {moved} of {} log2 thresholds moved",
+        "QAT: {} steps (best epoch {}), {moved} of {} log2 thresholds moved, {rescaled} power-of-two scales changed",
         run.summary.steps,
+        run.summary.best_epoch + 1,
         run.initial.len()
     );
     let thresholds = serde_json::json!({
