@@ -7,6 +7,11 @@
 //! Points are named like the tensors of the float graph (`block0.attn.q`, `head.fc`, ...);
 //! weight points add `.weight`. [`KwtQuant::points`] lists them so that lowering can read the
 //! learned thresholds by name.
+//!
+//! What the fake-quantized forward does not model (small next to the rounding it does): the
+//! I-BERT integer approximations of softmax, GELU and LayerNorm, the position embedding's own
+//! int8 rounding, round-half-even (Burn) against half-away-from-zero (lowering), and the
+//! two-head average of a distillation model (its point keeps its initial threshold).
 
 use std::collections::BTreeMap;
 
