@@ -49,7 +49,7 @@ pub struct QuantizeArgs {
     /// Training samples observed for calibration.
     #[arg(long, default_value_t = 512)]
     calibration_samples: usize,
-    /// QAT fine-tuning epochs.
+    /// QAT fine-tuning epochs (0: lower QAT's starting point without training).
     #[arg(long, default_value_t = 5)]
     epochs: usize,
     /// QAT peak learning rate (cosine decay to a hundredth, no warm-up).
@@ -113,7 +113,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         Mode::Ptq => (ptq_graph.clone(), ptq_report, None),
         Mode::Qat => {
             let run_config = run_config.context("--mode qat needs --config")?;
-            let (graph, report, acc) = qat(&args, &run_config, &config, &data, &samples, &opts)?;
+            let (graph, report, acc) = if args.epochs == 0 {
+                qat_untrained(&model, &config, &data, &samples, &opts, &device)?
+            } else {
+                qat(&args, &run_config, &config, &data, &samples, &opts)?
+            };
             (graph, report, Some(acc))
         }
     };
@@ -184,11 +188,9 @@ fn qat(
     samples: &[Vec<f32>],
     opts: &PtqOptions,
 ) -> Result<(Graph, PtqReport, f64)> {
-    if args.epochs == 0
-        || !(args.lr.is_finite() && args.lr > 0.0)
-        || !(args.threshold_lr.is_finite() && args.threshold_lr > 0.0)
-    {
-        bail!("--epochs must be at least 1, --lr and --threshold-lr positive");
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(args.lr) || !positive(args.threshold_lr) {
+        bail!("--lr and --threshold-lr must be positive");
     }
     let trainer = training::TrainerConfig {
         epochs: args.epochs,
@@ -265,6 +267,31 @@ fn qat(
         &serde_json::to_string_pretty(&thresholds)?,
     )?;
     Ok((run.graph, run.report, run.summary.test_acc))
+}
+
+/// `--epochs 0`: QAT's starting point (PTQ thresholds, power-of-two per-tensor weights)
+/// lowered without training; the accuracy is the fake-quantized model's.
+fn qat_untrained(
+    model: &training::Kwt,
+    config: &KwtConfig,
+    data: &DataSplits,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+    device: &burn::tensor::Device,
+) -> Result<(Graph, PtqReport, f64)> {
+    let (quantized, graph, report) =
+        quant::qat::quantize_kwt_untrained(model, config, samples, opts)?;
+    let fake = training::evaluate(
+        &quantized,
+        data.test.as_ref(),
+        &data.labels,
+        data.frames,
+        data.features,
+        256,
+        device,
+    )?;
+    println!("QAT: 0 epochs, the initial thresholds lowered as they are");
+    Ok((graph, report, fake.accuracy()))
 }
 
 fn write_outputs(out: &Path, graph: &Graph, report: &PtqReport) -> Result<()> {

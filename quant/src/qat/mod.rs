@@ -79,6 +79,22 @@ pub fn lower_qat(
     Ok((graph, report))
 }
 
+/// QAT's starting point lowered without fine-tuning: PTQ-calibrated activation thresholds
+/// and one power-of-two scale per weight tensor. Separates what QAT's scale format costs from
+/// what its training recovers. Returns the model with its quantizers attached too.
+pub fn quantize_kwt_untrained(
+    model: &Kwt,
+    cfg: &KwtConfig,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Kwt, Graph, PtqReport)> {
+    let float = float_model(model);
+    let initial = initial_thresholds(&float, cfg, samples, opts)?;
+    let quantized = attach(float, cfg, &initial, 1.0)?;
+    let (graph, report) = lower_qat(&quantized, cfg, samples, opts)?;
+    Ok((quantized, graph, report))
+}
+
 /// How a QAT run quantizes and trains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QatOptions {

@@ -218,3 +218,26 @@ fn lowering_a_float_model_without_quantizers_is_an_error() {
     let err = lower_qat(&m, &cfg, &calibration(), &opts()).unwrap_err();
     assert!(matches!(err, PtqError::Qat(_)), "{err}");
 }
+
+#[test]
+fn the_untrained_starting_point_lowers_with_power_of_two_weights() {
+    let device = Device::flex();
+    let cfg = config();
+    let mut m = cfg.init(4, &device).unwrap();
+    let stats = training::feature_stats(&toy_split(10, 3), TOY_FRAMES, TOY_FEATURES, 30).unwrap();
+    m.input_norm = training::FeatureNorm::from_stats(&stats, &device);
+    let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &opts()).unwrap();
+    graph.validate().unwrap();
+    let learned = LearnedExponents::of(q.qat.as_ref().unwrap());
+    // One weight point per Linear of the integer graph, each at its PTQ-calibrated start.
+    let linears = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Linear { .. }))
+        .count();
+    assert_eq!(learned.weights.len(), linears);
+    let initial = initial_thresholds(&m, &cfg, &calibration(), &opts()).unwrap();
+    for (name, k) in &learned.activations {
+        assert_eq!(*k, initial[name].ceil() as i32 - 7, "{name}");
+    }
+}
