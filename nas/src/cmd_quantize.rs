@@ -59,6 +59,11 @@ pub struct QuantizeArgs {
     /// weights).
     #[arg(long, default_value_t = 1e-2)]
     threshold_lr: f64,
+    /// Also fine-tune the float checkpoint with the same settings but no fake quantization
+    /// (into `<out>.float-run`) and score it float and PTQ: the control that QAT's gain is
+    /// measured against.
+    #[arg(long)]
+    float_control: bool,
     /// QAT run folder (checkpoints, curves); default `<out>.qat-run`, replaced on each run.
     #[arg(long)]
     qat_dir: Option<PathBuf>,
@@ -202,14 +207,7 @@ fn qat(
     };
     let dir = match &args.qat_dir {
         Some(d) => d.clone(),
-        None => {
-            let d = sibling(&args.out, "qat-run");
-            // Our own scratch folder: a previous run there would be resumed otherwise.
-            if d.exists() {
-                std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
-            }
-            d
-        }
+        None => scratch_dir(&args.out, "qat-run")?,
     };
     let device = args.backend.device()?;
     let options = TrainOptions {
@@ -266,7 +264,49 @@ fn qat(
         &sibling(&args.out, "qat.json"),
         &serde_json::to_string_pretty(&thresholds)?,
     )?;
+    if args.float_control {
+        float_control(
+            args, &trainer, config, data, samples, opts, &device, &options,
+        )?;
+    }
     Ok((run.graph, run.report, run.summary.test_acc))
+}
+
+/// A run folder of ours beside `out`, emptied: a previous run there would be resumed.
+fn scratch_dir(out: &Path, suffix: &str) -> Result<PathBuf> {
+    let d = sibling(out, suffix);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
+    }
+    Ok(d)
+}
+
+/// `--float-control`: the QAT fine-tuning without fake quantization, scored float and PTQ.
+#[allow(clippy::too_many_arguments)]
+fn float_control(
+    args: &QuantizeArgs,
+    trainer: &training::TrainerConfig,
+    config: &KwtConfig,
+    data: &DataSplits,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+    device: &burn::tensor::Device,
+    options: &TrainOptions,
+) -> Result<()> {
+    let dir = scratch_dir(&args.out, "float-run")?;
+    tracing::info!("float control fine-tuning into {}", dir.display());
+    let (tuned, summary) =
+        quant::qat::fine_tune_float(&args.checkpoint, trainer, data, &dir, device, options)?;
+    let (graph, _) = quantize_kwt(&tuned, config, samples, opts)?;
+    let int8 = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
+    println!(
+        "float control ({} steps, best epoch {}): float {:.2}%, int8 (PTQ) {:.2}%",
+        summary.steps,
+        summary.best_epoch + 1,
+        100.0 * summary.test_acc,
+        100.0 * int8.accuracy()
+    );
+    Ok(())
 }
 
 /// `--epochs 0`: QAT's starting point (PTQ thresholds, power-of-two per-tensor weights)

@@ -113,13 +113,14 @@ fn synthesize_train_and_evaluate() {
             "--out",
             "m.int8",
             "--quiet",
+            "--float-control",
         ],
         d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("int8 (PTQ)") && out.contains("int8 (QAT)"),
+        out.contains("int8 (PTQ)") && out.contains("int8 (QAT)") && out.contains("float control"),
         "{out}"
     );
     for f in [

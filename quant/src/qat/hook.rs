@@ -8,12 +8,13 @@ use training::qat::KwtQuant;
 use training::{HookStart, Kwt, KwtConfig, StepHook, TrainingError, load_checkpoint};
 
 /// Replaces the trainer's fresh model by the float checkpoint plus its quantizers; the
-/// optimizer then updates weights and log2 thresholds together.
+/// optimizer then updates weights and log2 thresholds together. As a float control it
+/// attaches nothing: the same fine-tuning without fake quantization.
 pub struct QatHook {
     checkpoint: PathBuf,
     config: KwtConfig,
-    log2_t: BTreeMap<String, f32>,
-    lr_gain: f32,
+    /// Initial log2 thresholds and their learning-rate gain; `None` for the float control.
+    quantizers: Option<(BTreeMap<String, f32>, f32)>,
 }
 
 impl QatHook {
@@ -29,8 +30,17 @@ impl QatHook {
         Self {
             checkpoint,
             config,
-            log2_t,
-            lr_gain,
+            quantizers: Some((log2_t, lr_gain)),
+        }
+    }
+
+    /// Fine-tuning of the float checkpoint without quantizers (what QAT's gains must be
+    /// measured against: the same steps of plain training).
+    pub fn float_control(checkpoint: PathBuf, config: KwtConfig) -> Self {
+        Self {
+            checkpoint,
+            config,
+            quantizers: None,
         }
     }
 }
@@ -71,7 +81,10 @@ impl StepHook for QatHook {
                 "is not a checkpoint of the model being fine-tuned",
             ));
         }
-        attach(model, &self.config, &self.log2_t, self.lr_gain)
+        match &self.quantizers {
+            Some((log2_t, gain)) => attach(model, &self.config, log2_t, *gain),
+            None => Ok(model),
+        }
     }
 
     fn after_step(&mut self, model: Kwt, _global_step: usize) -> Result<Kwt, TrainingError> {

@@ -114,6 +114,32 @@ impl Default for QatOptions {
     }
 }
 
+/// The float control of a QAT run: the same fine-tuning of `checkpoint` without fake
+/// quantization, into `out`. Returns the best fine-tuned float model (plain device).
+pub fn fine_tune_float(
+    checkpoint: &Path,
+    trainer: &TrainerConfig,
+    data: &DataSplits,
+    out: &Path,
+    device: &Device,
+    options: &TrainOptions,
+) -> Result<(Kwt, RunSummary)> {
+    let plain = device.clone().without_autodiff();
+    let config: KwtConfig =
+        training::checkpoint::read_ron(&training::checkpoint::model_config_path(checkpoint))?;
+    let mut hook = QatHook::float_control(checkpoint.to_path_buf(), config.clone());
+    let summary = match train_with_hook(&config, trainer, data, out, device, options, &mut hook)? {
+        TrainOutcome::Finished(s) => *s,
+        TrainOutcome::Interrupted { global_step } => {
+            return Err(PtqError::Qat(format!(
+                "fine-tuning stopped at step {global_step}"
+            )));
+        }
+    };
+    let (model, _) = load_checkpoint(&summary.best_checkpoint, &plain)?;
+    Ok((model, summary))
+}
+
 /// Everything a QAT run produces.
 pub struct QatRun {
     /// The integer graph at the learned scales.
