@@ -1,14 +1,17 @@
-//! `nas quantize`: a trained float checkpoint to the integer-only int8 graph.
+//! `nas quantize`: a trained float checkpoint to the integer-only int8 graph, by post-training
+//! quantization (`--mode ptq`) or by TQT quantization-aware fine-tuning (`--mode qat`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use quant::ptq::{Estimator, PtqOptions, evaluate_int8, quantize_kwt};
-use training::{DataSpec, SampleSource};
+use quant::Graph;
+use quant::ptq::{Estimator, PtqOptions, PtqReport, evaluate_int8, quantize_kwt};
+use training::{DataSplits, KwtConfig, SampleSource, TrainOptions};
 
 use crate::backend::Backend;
 use crate::cmd_eval::SpeechTask;
+use crate::run_config::RunConfig;
 
 #[derive(Args)]
 pub struct QuantizeArgs {
@@ -16,21 +19,28 @@ pub struct QuantizeArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     /// The Speech Commands folder the model was trained on: calibration uses its training
-    /// split (un-augmented), the comparison its test split.
-    #[arg(long)]
-    data: PathBuf,
+    /// split (un-augmented), the comparison its test split. With `--config`: replaces the
+    /// config's data folder.
+    #[arg(long, required_unless_present = "config")]
+    data: Option<PathBuf>,
+    /// The run configuration (RON) the checkpoint was trained with: its data set, and for
+    /// `--mode qat` its trainer settings (epochs and learning rate overridden below).
+    #[arg(long, required_if_eq("mode", "qat"))]
+    config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "labels12")]
     task: SpeechTask,
-    /// Post-training quantization (calibrated power-of-two scales).
+    /// `ptq`: calibrated power-of-two scales. `qat`: PTQ scales as the start, then TQT
+    /// fine-tuning of weights and log2 thresholds.
     #[arg(long, value_enum, default_value = "ptq")]
     mode: Mode,
-    /// Activation clipping estimator.
+    /// Activation clipping estimator (for QAT: of the initial thresholds).
     #[arg(long, value_enum, default_value = "percentile")]
     estimator: EstimatorArg,
     /// Percentile of |x| kept unclipped with `--estimator percentile`.
     #[arg(long, default_value_t = 99.99)]
     percentile: f64,
-    /// One weight scale per tensor instead of per output channel.
+    /// One weight scale per tensor instead of per output channel (PTQ; QAT weights always
+    /// have one learned power-of-two scale per tensor).
     #[arg(long)]
     per_tensor: bool,
     /// TinyFormer's Scaled-LayerNorm instead of I-BERT's integer LayerNorm.
@@ -39,6 +49,24 @@ pub struct QuantizeArgs {
     /// Training samples observed for calibration.
     #[arg(long, default_value_t = 512)]
     calibration_samples: usize,
+    /// QAT fine-tuning epochs (0: lower QAT's starting point without training).
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// QAT peak learning rate (cosine decay to a hundredth, no warm-up).
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    /// QAT peak learning rate of the log2 thresholds (TQT trains them much faster than the
+    /// weights).
+    #[arg(long, default_value_t = 1e-2)]
+    threshold_lr: f64,
+    /// Also fine-tune the float checkpoint with the same settings but no fake quantization
+    /// (into `<out>.float-run`) and score it float and PTQ: the control that QAT's gain is
+    /// measured against.
+    #[arg(long)]
+    float_control: bool,
+    /// QAT run folder (checkpoints, curves); default `<out>.qat-run`, replaced on each run.
+    #[arg(long)]
+    qat_dir: Option<PathBuf>,
     /// Output integer graph; the report is written beside it (`.report.txt`, `.report.json`).
     #[arg(long)]
     out: PathBuf,
@@ -47,11 +75,15 @@ pub struct QuantizeArgs {
     no_eval: bool,
     #[arg(long, value_enum, default_value = "flex")]
     backend: Backend,
+    /// Hide the QAT progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Mode {
     Ptq,
+    Qat,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -62,11 +94,11 @@ enum EstimatorArg {
 }
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
-    let Mode::Ptq = args.mode;
     let device = args.backend.device()?;
     let (model, config) = training::load_checkpoint(&args.checkpoint, &device)?;
-    let data = DataSpec::speech_commands(args.data.clone(), args.task.into()).load(false)?;
-    crate::cmd_eval::check_shapes(&args.checkpoint, &config, &args.data, &data)?;
+    let run_config = args.config.as_deref().map(RunConfig::load).transpose()?;
+    let (data, data_name) = load_data(&args, run_config.as_ref())?;
+    crate::cmd_eval::check_shapes(&args.checkpoint, &config, &data_name, &data)?;
     let opts = PtqOptions {
         estimator: match args.estimator {
             EstimatorArg::Minmax => Estimator::MinMax,
@@ -80,24 +112,21 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     };
     let samples = calibration_set(data.train.as_ref(), args.calibration_samples)?;
     tracing::info!(samples = samples.len(), estimator = %opts.estimator, "calibrating");
-    let (graph, report) = quantize_kwt(&model, &config, &samples, &opts)
+    let (ptq_graph, ptq_report) = quantize_kwt(&model, &config, &samples, &opts)
         .with_context(|| format!("quantizing {}", args.checkpoint.display()))?;
-    quant::save(&graph, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    let table = report.to_table();
-    write(&sibling(&args.out, "report.txt"), &table)?;
-    write(
-        &sibling(&args.out, "report.json"),
-        &serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("{table}");
-    if let Some(worst) = report.worst_layer() {
-        println!("lowest SNR: {} ({:.1} dB)", worst.name, worst.snr_db);
-    }
-    println!(
-        "integer graph {} ({} nodes)",
-        args.out.display(),
-        graph.nodes.len()
-    );
+    let (graph, report, qat_fake_acc) = match args.mode {
+        Mode::Ptq => (ptq_graph.clone(), ptq_report, None),
+        Mode::Qat => {
+            let run_config = run_config.context("--mode qat needs --config")?;
+            let (graph, report, acc) = if args.epochs == 0 {
+                qat_untrained(&model, &config, &data, &samples, &opts, &device)?
+            } else {
+                qat(&args, &run_config, &config, &data, &samples, &opts)?
+            };
+            (graph, report, Some(acc))
+        }
+    };
+    write_outputs(&args.out, &graph, &report)?;
     if !args.no_eval {
         let float = training::evaluate(
             &model,
@@ -108,15 +137,220 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             256,
             &device,
         )?;
-        let int8 = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
-        println!(
-            "test accuracy: float {:.2}%, int8 {:.2}% ({:+.2} points) on {} clips",
-            100.0 * float.accuracy(),
-            100.0 * int8.accuracy(),
-            100.0 * (int8.accuracy() - float.accuracy()),
-            int8.total()
+        let ptq = evaluate_int8(&ptq_graph, data.test.as_ref(), &data.labels)?;
+        let pct = |a: f64| 100.0 * a;
+        print!(
+            "test accuracy on {} clips: float {:.2}%, int8 (PTQ) {:.2}% ({:+.2} points)",
+            ptq.total(),
+            pct(float.accuracy()),
+            pct(ptq.accuracy()),
+            pct(ptq.accuracy() - float.accuracy()),
         );
+        if let Some(fake) = qat_fake_acc {
+            let qat = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
+            print!(
+                ", int8 (QAT) {:.2}% ({:+.2} points; fake-quantized Burn model {:.2}%)",
+                pct(qat.accuracy()),
+                pct(qat.accuracy() - float.accuracy()),
+                pct(fake)
+            );
+        }
+        println!();
     }
+    Ok(())
+}
+
+/// The data set: the run config's (its folder replaced by `--data` when given), else the
+/// Speech Commands folder `--data`. Returns the splits and a name for messages.
+fn load_data(args: &QuantizeArgs, run: Option<&RunConfig>) -> Result<(DataSplits, PathBuf)> {
+    match (run, &args.data) {
+        (Some(run), data) => {
+            let spec = match data {
+                Some(dir) => run.data.clone().with_folder(dir.clone()),
+                None => run.data.clone(),
+            };
+            // QAT trains on it: keep the config's augmentation (calibration and scoring
+            // read samples un-augmented either way).
+            let augment = matches!(args.mode, Mode::Qat) && run.trainer.augment;
+            let name = args.config.clone().unwrap_or_default();
+            Ok((spec.load(augment)?, name))
+        }
+        (None, Some(dir)) => Ok((
+            training::DataSpec::speech_commands(dir.clone(), args.task.into()).load(false)?,
+            dir.clone(),
+        )),
+        (None, None) => bail!("give --data or --config"),
+    }
+}
+
+/// TQT fine-tuning from the checkpoint; returns the integer graph at the learned scales, its
+/// report and the fake-quantized model's test accuracy.
+fn qat(
+    args: &QuantizeArgs,
+    run: &RunConfig,
+    config: &KwtConfig,
+    data: &DataSplits,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Graph, PtqReport, f64)> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(args.lr) || !positive(args.threshold_lr) {
+        bail!("--lr and --threshold-lr must be positive");
+    }
+    let trainer = training::TrainerConfig {
+        epochs: args.epochs,
+        learning_rate: args.lr,
+        final_learning_rate: args.lr / 100.0,
+        warmup_epochs: 0,
+        distillation: None,
+        ..run.trainer.clone()
+    };
+    let dir = match &args.qat_dir {
+        Some(d) => d.clone(),
+        None => scratch_dir(&args.out, "qat-run")?,
+    };
+    let device = args.backend.device()?;
+    let options = TrainOptions {
+        progress: !args.quiet,
+        stop_after_steps: None,
+    };
+    tracing::info!(
+        epochs = trainer.epochs,
+        lr = trainer.learning_rate,
+        "QAT fine-tuning into {}",
+        dir.display()
+    );
+    let run = quant::qat::quantize_kwt_qat(
+        &args.checkpoint,
+        &trainer,
+        data,
+        &dir,
+        &device,
+        &options,
+        samples,
+        &quant::qat::QatOptions {
+            ptq: opts.clone(),
+            threshold_lr_gain: (args.threshold_lr / args.lr) as f32,
+        },
+    )
+    .with_context(|| format!("QAT of {}", args.checkpoint.display()))?;
+    if &run.config != config {
+        bail!("the checkpoint changed during QAT");
+    }
+    let moved = run
+        .initial
+        .iter()
+        .filter(|(k, v)| run.learned.get(*k).is_some_and(|l| l != *v))
+        .count();
+    // Only ceil(log2 t) reaches the integer graph.
+    let rescaled = run
+        .initial
+        .iter()
+        .filter(|(k, v)| run.learned.get(*k).is_some_and(|l| l.ceil() != v.ceil()))
+        .count();
+    println!(
+        "QAT: {} steps (best epoch {}), {moved} of {} log2 thresholds moved, {rescaled} power-of-two scales changed",
+        run.summary.steps,
+        run.summary.best_epoch + 1,
+        run.initial.len()
+    );
+    let thresholds = serde_json::json!({
+        "initial_log2_threshold": run.initial,
+        "learned_log2_threshold": run.learned,
+        "fake_quant_test_acc": run.summary.test_acc,
+        "steps": run.summary.steps,
+    });
+    write(
+        &sibling(&args.out, "qat.json"),
+        &serde_json::to_string_pretty(&thresholds)?,
+    )?;
+    if args.float_control {
+        float_control(
+            args, &trainer, config, data, samples, opts, &device, &options,
+        )?;
+    }
+    Ok((run.graph, run.report, run.summary.test_acc))
+}
+
+/// A run folder of ours beside `out`, emptied: a previous run there would be resumed.
+fn scratch_dir(out: &Path, suffix: &str) -> Result<PathBuf> {
+    let d = sibling(out, suffix);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
+    }
+    Ok(d)
+}
+
+/// `--float-control`: the QAT fine-tuning without fake quantization, scored float and PTQ.
+#[allow(clippy::too_many_arguments)]
+fn float_control(
+    args: &QuantizeArgs,
+    trainer: &training::TrainerConfig,
+    config: &KwtConfig,
+    data: &DataSplits,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+    device: &burn::tensor::Device,
+    options: &TrainOptions,
+) -> Result<()> {
+    let dir = scratch_dir(&args.out, "float-run")?;
+    tracing::info!("float control fine-tuning into {}", dir.display());
+    let (tuned, summary) =
+        quant::qat::fine_tune_float(&args.checkpoint, trainer, data, &dir, device, options)?;
+    let (graph, _) = quantize_kwt(&tuned, config, samples, opts)?;
+    let int8 = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
+    println!(
+        "float control ({} steps, best epoch {}): float {:.2}%, int8 (PTQ) {:.2}%",
+        summary.steps,
+        summary.best_epoch + 1,
+        100.0 * summary.test_acc,
+        100.0 * int8.accuracy()
+    );
+    Ok(())
+}
+
+/// `--epochs 0`: QAT's starting point (PTQ thresholds, power-of-two per-tensor weights)
+/// lowered without training; the accuracy is the fake-quantized model's.
+fn qat_untrained(
+    model: &training::Kwt,
+    config: &KwtConfig,
+    data: &DataSplits,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+    device: &burn::tensor::Device,
+) -> Result<(Graph, PtqReport, f64)> {
+    let (quantized, graph, report) =
+        quant::qat::quantize_kwt_untrained(model, config, samples, opts)?;
+    let fake = training::evaluate(
+        &quantized,
+        data.test.as_ref(),
+        &data.labels,
+        data.frames,
+        data.features,
+        256,
+        device,
+    )?;
+    println!("QAT: 0 epochs, the initial thresholds lowered as they are");
+    Ok((graph, report, fake.accuracy()))
+}
+
+fn write_outputs(out: &Path, graph: &Graph, report: &PtqReport) -> Result<()> {
+    quant::save(graph, out).with_context(|| format!("writing {}", out.display()))?;
+    let table = report.to_table();
+    write(&sibling(out, "report.txt"), &table)?;
+    write(
+        &sibling(out, "report.json"),
+        &serde_json::to_string_pretty(report)?,
+    )?;
+    println!("{table}");
+    if let Some(worst) = report.worst_layer() {
+        println!("lowest SNR: {} ({:.1} dB)", worst.name, worst.snr_db);
+    }
+    println!(
+        "integer graph {} ({} nodes)",
+        out.display(),
+        graph.nodes.len()
+    );
     Ok(())
 }
 

@@ -37,7 +37,8 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Blockwise AGP pruning with fine-tuning, sparsity report and accuracy-vs-sparsity sweep.
     Prune(cmd_prune::PruneArgs),
-    /// Integer-only int8 quantization (PTQ) with a per-layer report against the float model.
+    /// Integer-only int8 quantization (PTQ, or TQT quantization-aware fine-tuning) with a
+    /// per-layer report against the float model.
     Quantize(cmd_quantize::QuantizeArgs),
     /// Hardware-aware search (TinyFormer SuperNAS + SparseNAS) under a target MCU's budget.
     Search(cmd_search::SearchArgs),

@@ -96,6 +96,61 @@ fn synthesize_train_and_evaluate() {
         out.contains("Test accuracy") && out.contains("_silence_"),
         "{out}"
     );
+    // TQT fine-tuning from the checkpoint, lowered and scored by the integer interpreter.
+    let o = nas(
+        &[
+            "quantize",
+            "--checkpoint",
+            "run/best.bpk",
+            "--mode",
+            "qat",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--calibration-samples",
+            "32",
+            "--out",
+            "m.int8",
+            "--quiet",
+            "--float-control",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("int8 (PTQ)") && out.contains("int8 (QAT)") && out.contains("float control"),
+        "{out}"
+    );
+    for f in [
+        "m.int8",
+        "m.int8.report.txt",
+        "m.int8.report.json",
+        "m.int8.qat.json",
+    ] {
+        assert!(d.join(f).is_file(), "{f} missing");
+    }
+    // QAT trains: it needs the run configuration.
+    let o = nas(
+        &[
+            "quantize",
+            "--checkpoint",
+            "run/best.bpk",
+            "--mode",
+            "qat",
+            "--data",
+            "words",
+            "--out",
+            "n.int8",
+        ],
+        d,
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("--config"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

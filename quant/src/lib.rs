@@ -25,6 +25,7 @@ pub mod ibert_error;
 pub mod interpreter;
 pub mod kernels;
 pub mod ptq;
+pub mod qat;
 
 pub use builder::GraphBuilder;
 pub use dyadic::{Dyadic, requantize};

@@ -7,7 +7,9 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::SelfAttention;
+use crate::fake_quant::FakeQuant;
 use crate::init;
+use crate::qat::{BlockQuant, linear, maybe};
 
 /// Where the LayerNorm sits. KWT's paper finds PostNorm better for keyword spotting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -44,8 +46,15 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.act.forward(self.fc1.forward(x)));
-        self.dropout.forward(self.fc2.forward(x))
+        self.forward_q(x, None)
+    }
+
+    /// [`Self::forward`] with fake-quantized fc1, GELU and fc2 when `q` is given.
+    pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
+        let h = self.act.forward(linear(&self.fc1, x, q.map(|q| &q.fc1)));
+        let h = self.dropout.forward(maybe(q.map(|q| &q.gelu), h));
+        self.dropout
+            .forward(linear(&self.fc2, h, q.map(|q| &q.fc2)))
     }
 }
 
@@ -80,12 +89,23 @@ impl TransformerBlock {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_q(x, None)
+    }
+
+    /// [`Self::forward`], fake-quantized at the integer graph's points when `q` is given.
+    pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
+        let attn = |x| self.attn.forward_q(x, q.map(|q| &q.attn));
+        let at = |f: fn(&BlockQuant) -> &FakeQuant, x| maybe(q.map(f), x);
         if self.post_norm {
-            let x = self.norm1.forward(x.clone() + self.attn.forward(x));
-            self.norm2.forward(x.clone() + self.mlp.forward(x))
+            let r1 = at(|q| &q.add1, x.clone() + attn(x));
+            let x = at(|q| &q.norm1, self.norm1.forward(r1));
+            let r2 = at(|q| &q.add2, x.clone() + self.mlp.forward_q(x, q));
+            at(|q| &q.norm2, self.norm2.forward(r2))
         } else {
-            let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-            x.clone() + self.mlp.forward(self.norm2.forward(x))
+            let n1 = at(|q| &q.norm1, self.norm1.forward(x.clone()));
+            let x = at(|q| &q.add1, x + attn(n1));
+            let n2 = at(|q| &q.norm2, self.norm2.forward(x.clone()));
+            at(|q| &q.add2, x + self.mlp.forward_q(n2, q))
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::block::{NormPlacement, TransformerBlock};
 use crate::error::TrainingError;
 use crate::feature_norm::FeatureNorm;
 use crate::init;
+use crate::qat::{HeadQuant, KwtQuant, linear, maybe};
 
 /// Everything needed to build a KWT. A RON value that the trainer, the cost model and the
 /// exporter all read.
@@ -142,6 +143,7 @@ impl KwtConfig {
             dist_head: self
                 .distill_token
                 .then(|| Head::new(rng, self.dim, self.classes, device)),
+            qat: None,
         })
     }
 }
@@ -161,8 +163,9 @@ impl Head {
         }
     }
 
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.fc.forward(self.norm.forward(x))
+    fn forward(&self, x: Tensor<2>, q: Option<&HeadQuant>) -> Tensor<2> {
+        let x = maybe(q.map(|q| &q.norm), self.norm.forward(x));
+        linear(&self.fc, x, q.map(|q| &q.fc))
     }
 }
 
@@ -176,6 +179,9 @@ pub struct Kwt {
     pub blocks: Vec<TransformerBlock>,
     pub head: Head,
     pub dist_head: Option<Head>,
+    /// Fake-quantization points during quantization-aware training; `None` (the float model)
+    /// everywhere else. Checkpoints of float models hold no such tensors.
+    pub qat: Option<KwtQuant>,
 }
 
 /// Logits of the class head and, when the model has one, of the distillation head.
@@ -195,24 +201,37 @@ impl KwtOutput {
 }
 
 impl Kwt {
-    /// `x`: [batch, frames, features].
+    /// `x`: [batch, frames, features]. With [`Kwt::qat`] set, every quantization point of the
+    /// integer graph is fake-quantized.
     pub fn forward(&self, x: Tensor<3>) -> KwtOutput {
+        let q = self.qat.as_ref();
         let [batch, _, _] = x.dims();
-        let x = self.embed.forward(self.input_norm.forward(x));
+        let x = maybe(q.map(|q| &q.input), self.input_norm.forward(x));
+        let x = linear(&self.embed, x, q.map(|q| &q.embed));
         let dim = x.dims()[2];
-        let mut parts = vec![self.cls_token.val().expand([batch, 1, dim])];
+        // The integer graph quantizes the tokens at the embedding's output scale.
+        let token = |t: &Param<Tensor<3>>| {
+            maybe(q.map(|q| &q.embed.output), t.val().expand([batch, 1, dim]))
+        };
+        let mut parts = vec![token(&self.cls_token)];
         if let Some(dist) = &self.dist_token {
-            parts.push(dist.val().expand([batch, 1, dim]));
+            parts.push(token(dist));
         }
         parts.push(x);
-        let mut x = Tensor::cat(parts, 1) + self.pos_embedding.val();
-        for block in &self.blocks {
-            x = block.forward(x);
+        let mut x = maybe(
+            q.map(|q| &q.pos_embedding),
+            Tensor::cat(parts, 1) + self.pos_embedding.val(),
+        );
+        for (l, block) in self.blocks.iter().enumerate() {
+            x = block.forward_q(x, q.and_then(|q| q.blocks.get(l)));
         }
         let token = |i: usize| -> Tensor<2> { x.clone().narrow(1, i, 1).squeeze_dim(1) };
         KwtOutput {
-            class: self.head.forward(token(0)),
-            distill: self.dist_head.as_ref().map(|h| h.forward(token(1))),
+            class: self.head.forward(token(0), q.map(|q| &q.head)),
+            distill: self
+                .dist_head
+                .as_ref()
+                .map(|h| h.forward(token(1), q.and_then(|q| q.dist_head.as_ref()))),
         }
     }
 }

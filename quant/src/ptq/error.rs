@@ -37,6 +37,9 @@ pub enum PtqError {
     /// A data set or checkpoint error from `training`.
     #[error(transparent)]
     Training(Box<training::TrainingError>),
+    /// Quantization-aware training: missing quantizers or thresholds, an unfinished run.
+    #[error("QAT: {0}")]
+    Qat(String),
     /// A bad option.
     #[error("invalid option: {0}")]
     Options(String),

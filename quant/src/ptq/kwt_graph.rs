@@ -105,11 +105,42 @@ pub fn quantize_values(xs: &[f32], scale: f64) -> Vec<i8> {
         .collect()
 }
 
+/// Power-of-two weight quantization at scale `2^exp` (QAT's learned thresholds), symmetric
+/// like [`quantize_weight`].
+pub fn quantize_weight_pow2(w: &[f32], exp: i32) -> (Vec<i8>, Vec<f64>) {
+    let s = 2f64.powi(exp);
+    let q = w
+        .iter()
+        .map(|&v| (v as f64 / s).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, vec![s])
+}
+
+/// How Linear weights get their scales.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightScales<'a> {
+    /// `max|w| / 127`, per tensor or per output row as [`PtqOptions::per_channel`] says.
+    AbsMax,
+    /// `2^exp` per tensor, `exp` by Linear name (learned by QAT).
+    PowerOfTwo(&'a std::collections::BTreeMap<String, i32>),
+}
+
 /// Emits the integer graph. `exps[g]` is the scale exponent of observer group `g`.
 pub fn lower(
     fg: &FloatGraph,
     groups: &[Option<usize>],
     exps: &[i32],
+    opts: &PtqOptions,
+) -> Result<Graph> {
+    lower_with(fg, groups, exps, WeightScales::AbsMax, opts)
+}
+
+/// [`lower`] with the weight scales chosen by `weights`.
+pub fn lower_with(
+    fg: &FloatGraph,
+    groups: &[Option<usize>],
+    exps: &[i32],
+    weights: WeightScales<'_>,
     opts: &PtqOptions,
 ) -> Result<Graph> {
     let scale_of = |id: usize| -> f64 {
@@ -135,7 +166,15 @@ pub fn lower(
                 bias,
                 ..
             } => {
-                let (wq, ws) = quantize_weight(weight, *in_features, opts.per_channel);
+                let (wq, ws) = match weights {
+                    WeightScales::AbsMax => quantize_weight(weight, *in_features, opts.per_channel),
+                    WeightScales::PowerOfTwo(by_name) => {
+                        let exp = by_name.get(name).ok_or_else(|| {
+                            PtqError::Model(format!("no weight scale for Linear `{name}`"))
+                        })?;
+                        quantize_weight_pow2(weight, *exp)
+                    }
+                };
                 let limit = (i32::MAX as i64 - *in_features as i64 * MAX_PRODUCT) as f64;
                 let bq = bias
                     .iter()

@@ -94,22 +94,8 @@ pub fn quantize_kwt(
     samples: &[Vec<f32>],
     opts: &PtqOptions,
 ) -> Result<(Graph, PtqReport)> {
-    opts.validate()?;
     let fg = FloatGraph::from_kwt(model, cfg)?;
-    let take = samples.len().min(opts.calibration_samples);
-    if take == 0 {
-        return Err(PtqError::Calibration("no calibration samples".into()));
-    }
-    let samples = &samples[..take];
-    let len = cfg.frames * cfg.features;
-    if let Some(i) = samples.iter().position(|s| s.len() != len) {
-        return Err(PtqError::Calibration(format!(
-            "sample {i} has {} values, expected {}x{} = {len}",
-            samples[i].len(),
-            cfg.frames,
-            cfg.features
-        )));
-    }
+    let samples = calibration_slice(samples, cfg, opts)?;
     check_against_burn(model, &fg, &samples[..samples.len().min(8)])?;
     let (groups, n_groups) = kwt_graph::scale_groups(&fg);
     let observers = kwt_graph::calibrate(&fg, &groups, n_groups, samples)?;
@@ -132,9 +118,34 @@ pub fn quantize_kwt(
     Ok((graph, report))
 }
 
+/// The first `opts.calibration_samples` samples, checked: at least one, each of the model's
+/// input size. Validates `opts` too.
+pub(crate) fn calibration_slice<'a>(
+    samples: &'a [Vec<f32>],
+    cfg: &KwtConfig,
+    opts: &PtqOptions,
+) -> Result<&'a [Vec<f32>]> {
+    opts.validate()?;
+    let take = samples.len().min(opts.calibration_samples);
+    if take == 0 {
+        return Err(PtqError::Calibration("no calibration samples".into()));
+    }
+    let samples = &samples[..take];
+    let len = cfg.frames * cfg.features;
+    if let Some(i) = samples.iter().position(|s| s.len() != len) {
+        return Err(PtqError::Calibration(format!(
+            "sample {i} has {} values, expected {}x{} = {len}",
+            samples[i].len(),
+            cfg.frames,
+            cfg.features
+        )));
+    }
+    Ok(samples)
+}
+
 /// The float graph must reproduce the Burn model: otherwise calibration would measure a
 /// different network than the one trained.
-fn check_against_burn(model: &Kwt, fg: &FloatGraph, samples: &[Vec<f32>]) -> Result<()> {
+pub(crate) fn check_against_burn(model: &Kwt, fg: &FloatGraph, samples: &[Vec<f32>]) -> Result<()> {
     let device: Device = model.embed.weight.val().device();
     let [frames, features] = [fg.input_shape[0], fg.input_shape[1]];
     let flat: Vec<f32> = samples.iter().flatten().copied().collect();

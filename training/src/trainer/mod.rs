@@ -564,7 +564,12 @@ pub fn train_with_hook(
         ));
     }
     let best_path = out.join(BEST_CHECKPOINT);
-    let (best, _) = load_checkpoint(&best_path, &eval_device)?;
+    // Into the trained model's structure: a hook may have added modules (QAT quantizers)
+    // that a model built from `model.ron` alone lacks.
+    let best = model
+        .valid()
+        .try_load_file(&best_path)
+        .map_err(|e| TrainingError::checkpoint(&best_path, e))?;
     let test = evaluate(
         &best,
         data.test.as_ref(),

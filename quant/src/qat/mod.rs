@@ -1,0 +1,217 @@
+//! Quantization-aware training with trained power-of-two thresholds (TQT, Jain et al. 2020).
+//!
+//! 1. [`thresholds::initial_thresholds`]: PTQ calibration of the float checkpoint gives every
+//!    activation point its initial log2 threshold; weights start at `max|w|`.
+//! 2. [`hook::QatHook`]: the existing trainer fine-tunes the checkpoint with
+//!    [`training::qat::KwtQuant`] attached (fake quantization at every point the integer graph
+//!    rounds), learning weights and thresholds together.
+//! 3. [`lower_qat`]: the fine-tuned weights are lowered by [`kwt_graph::lower_with`] at the
+//!    power-of-two scales the learned thresholds imply (activations per scale group, weights
+//!    per tensor).
+
+pub mod hook;
+pub mod thresholds;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::Device;
+use training::{
+    DataSplits, Kwt, KwtConfig, RunSummary, TrainOptions, TrainOutcome, TrainerConfig,
+    load_checkpoint, train_with_hook,
+};
+
+use crate::Graph;
+use crate::ptq::error::{PtqError, Result};
+use crate::ptq::float_graph::FloatGraph;
+use crate::ptq::kwt_graph::{self, WeightScales, calibrate, scale_groups};
+use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, report};
+
+pub use hook::{QatHook, attach};
+pub use thresholds::{LearnedExponents, initial_thresholds, log2_threshold_for_exp};
+
+/// `model` without its quantizers: the float network the integer graph is lowered from.
+pub fn float_model(model: &Kwt) -> Kwt {
+    let mut m = model.clone();
+    m.qat = None;
+    m
+}
+
+/// Lowers a fine-tuned QAT model to the integer graph at its learned power-of-two scales;
+/// `samples` serve the float-graph check and the per-layer report (whose `estimator` field
+/// then names only the estimator the thresholds were initialised with).
+pub fn lower_qat(
+    model: &Kwt,
+    cfg: &KwtConfig,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Graph, PtqReport)> {
+    let q = model
+        .qat
+        .as_ref()
+        .ok_or_else(|| PtqError::Qat("the model has no quantizers".into()))?;
+    let learned = LearnedExponents::of(q);
+    let float = float_model(model);
+    let fg = FloatGraph::from_kwt(&float, cfg)?;
+    let samples = calibration_slice(samples, cfg, opts)?;
+    check_against_burn(&float, &fg, &samples[..samples.len().min(8)])?;
+    let (groups, n_groups) = scale_groups(&fg);
+    let exps = learned.group_exps(&fg, &groups, n_groups)?;
+    let graph = kwt_graph::lower_with(
+        &fg,
+        &groups,
+        &exps,
+        WeightScales::PowerOfTwo(&learned.weights),
+        opts,
+    )?;
+    let observers = calibrate(&fg, &groups, n_groups, samples)?;
+    let report_n = samples.len().min(opts.report_samples.max(1));
+    let report = report::build(
+        &fg,
+        &graph,
+        &groups,
+        &observers,
+        &samples[..report_n],
+        samples.len(),
+        opts.estimator,
+        false,
+    )?;
+    Ok((graph, report))
+}
+
+/// QAT's starting point lowered without fine-tuning: PTQ-calibrated activation thresholds
+/// and one power-of-two scale per weight tensor. Separates what QAT's scale format costs from
+/// what its training recovers. Returns the model with its quantizers attached too.
+pub fn quantize_kwt_untrained(
+    model: &Kwt,
+    cfg: &KwtConfig,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Kwt, Graph, PtqReport)> {
+    let float = float_model(model);
+    let initial = initial_thresholds(&float, cfg, samples, opts)?;
+    let quantized = attach(float, cfg, &initial, 1.0)?;
+    let (graph, report) = lower_qat(&quantized, cfg, samples, opts)?;
+    Ok((quantized, graph, report))
+}
+
+/// How a QAT run quantizes and trains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QatOptions {
+    /// Calibration of the initial thresholds, LayerNorm kind, report size.
+    pub ptq: PtqOptions,
+    /// Thresholds learn this many times faster than weights (TQT trains them at a much
+    /// larger learning rate).
+    pub threshold_lr_gain: f32,
+}
+
+impl Default for QatOptions {
+    fn default() -> Self {
+        Self {
+            ptq: PtqOptions::default(),
+            threshold_lr_gain: 50.0,
+        }
+    }
+}
+
+/// The float control of a QAT run: the same fine-tuning of `checkpoint` without fake
+/// quantization, into `out`. Returns the best fine-tuned float model (plain device).
+pub fn fine_tune_float(
+    checkpoint: &Path,
+    trainer: &TrainerConfig,
+    data: &DataSplits,
+    out: &Path,
+    device: &Device,
+    options: &TrainOptions,
+) -> Result<(Kwt, RunSummary)> {
+    let plain = device.clone().without_autodiff();
+    let config: KwtConfig =
+        training::checkpoint::read_ron(&training::checkpoint::model_config_path(checkpoint))?;
+    let mut hook = QatHook::float_control(checkpoint.to_path_buf(), config.clone());
+    let summary = match train_with_hook(&config, trainer, data, out, device, options, &mut hook)? {
+        TrainOutcome::Finished(s) => *s,
+        TrainOutcome::Interrupted { global_step } => {
+            return Err(PtqError::Qat(format!(
+                "fine-tuning stopped at step {global_step}"
+            )));
+        }
+    };
+    let (model, _) = load_checkpoint(&summary.best_checkpoint, &plain)?;
+    Ok((model, summary))
+}
+
+/// Everything a QAT run produces.
+pub struct QatRun {
+    /// The integer graph at the learned scales.
+    pub graph: Graph,
+    pub report: PtqReport,
+    /// The trainer's summary; its test accuracy is the fake-quantized model's.
+    pub summary: RunSummary,
+    /// The best fine-tuned model, quantizers attached (on the plain device).
+    pub model: Kwt,
+    pub config: KwtConfig,
+    /// Log2 thresholds before and after fine-tuning, by point name.
+    pub initial: BTreeMap<String, f32>,
+    pub learned: BTreeMap<String, f32>,
+}
+
+/// Fine-tunes `checkpoint` with fake quantization into the run folder `out` (which must not
+/// hold an interrupted run), then lowers the best model. `samples` (raw training features)
+/// calibrate the initial thresholds and feed the report.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_kwt_qat(
+    checkpoint: &Path,
+    trainer: &TrainerConfig,
+    data: &DataSplits,
+    out: &Path,
+    device: &Device,
+    options: &TrainOptions,
+    samples: &[Vec<f32>],
+    qat: &QatOptions,
+) -> Result<QatRun> {
+    let opts = &qat.ptq;
+    let gain = qat.threshold_lr_gain;
+    let plain = device.clone().without_autodiff();
+    let (float, config) = load_checkpoint(checkpoint, &plain)?;
+    let initial = initial_thresholds(&float, &config, samples, opts)?;
+    let mut hook = QatHook::new(
+        checkpoint.to_path_buf(),
+        config.clone(),
+        initial.clone(),
+        gain,
+    );
+    let summary = match train_with_hook(&config, trainer, data, out, device, options, &mut hook)? {
+        TrainOutcome::Finished(s) => *s,
+        TrainOutcome::Interrupted { global_step } => {
+            return Err(PtqError::Qat(format!(
+                "fine-tuning stopped at step {global_step}"
+            )));
+        }
+    };
+    let template = attach(config.init(0, &plain)?, &config, &initial, gain)?;
+    let model =
+        burn::module::Module::try_load_file(template, &summary.best_checkpoint).map_err(|e| {
+            PtqError::Training(Box::new(training::TrainingError::checkpoint(
+                &summary.best_checkpoint,
+                e,
+            )))
+        })?;
+    let learned = model
+        .qat
+        .as_ref()
+        .map(|q| q.thresholds())
+        .unwrap_or_default();
+    let (graph, report) = lower_qat(&model, &config, samples, opts)?;
+    Ok(QatRun {
+        graph,
+        report,
+        summary,
+        model,
+        config,
+        initial,
+        learned,
+    })
+}
+
+#[cfg(test)]
+mod tests;

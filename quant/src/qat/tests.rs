@@ -1,0 +1,243 @@
+use std::path::Path;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use training::toy_data::{TOY_FEATURES, TOY_FRAMES, toy_split, toy_splits};
+use training::{KwtConfig, RunSummary, TrainOptions, TrainOutcome, TrainerConfig};
+
+use super::*;
+use crate::ptq::float_graph::FOp;
+use crate::ptq::{evaluate_int8, quantize_kwt};
+use crate::{Graph, Op};
+
+fn config() -> KwtConfig {
+    KwtConfig {
+        frames: TOY_FRAMES,
+        features: TOY_FEATURES,
+        ..KwtConfig::preset("kwt-micro", 3).unwrap()
+    }
+}
+
+fn trainer(epochs: usize, lr: f64) -> TrainerConfig {
+    TrainerConfig {
+        epochs,
+        batch_size: 16,
+        learning_rate: lr,
+        final_learning_rate: lr / 10.0,
+        warmup_epochs: 0,
+        seed: 5,
+        augment: false,
+        eval_batch_size: 64,
+        ..TrainerConfig::default()
+    }
+}
+
+fn finished(outcome: TrainOutcome) -> RunSummary {
+    match outcome {
+        TrainOutcome::Finished(s) => *s,
+        TrainOutcome::Interrupted { global_step } => panic!("interrupted at {global_step}"),
+    }
+}
+
+/// A float toy model trained briefly into `dir`; returns its best checkpoint.
+fn float_checkpoint(dir: &Path) -> std::path::PathBuf {
+    let s = finished(
+        training::train(
+            &config(),
+            &trainer(4, 3e-3),
+            &toy_splits(),
+            dir,
+            &Device::flex(),
+            &TrainOptions::default(),
+        )
+        .unwrap(),
+    );
+    s.best_checkpoint
+}
+
+fn calibration() -> Vec<Vec<f32>> {
+    toy_split(20, 11).features
+}
+
+fn opts() -> PtqOptions {
+    PtqOptions {
+        calibration_samples: 60,
+        report_samples: 16,
+        ..PtqOptions::default()
+    }
+}
+
+#[test]
+fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = float_checkpoint(&dir.path().join("float"));
+    let data = toy_splits();
+    let run = quantize_kwt_qat(
+        &ckpt,
+        &trainer(2, 1e-3),
+        &data,
+        &dir.path().join("qat"),
+        &Device::flex(),
+        &TrainOptions::default(),
+        &calibration(),
+        &QatOptions {
+            ptq: opts(),
+            ..QatOptions::default()
+        },
+    )
+    .unwrap();
+    run.graph.validate().unwrap();
+    // The file format round-trips the graph the interpreter scores.
+    let graph: Graph = crate::from_bytes(&crate::to_bytes(&run.graph).unwrap()).unwrap();
+    let qat = evaluate_int8(&graph, data.test.as_ref(), &data.labels).unwrap();
+    assert_eq!(qat.total(), 60);
+    let (float, _) = training::load_checkpoint(&ckpt, &Device::flex()).unwrap();
+    let (ptq_graph, _) = quantize_kwt(&float, &run.config, &calibration(), &opts()).unwrap();
+    let ptq = evaluate_int8(&ptq_graph, data.test.as_ref(), &data.labels).unwrap();
+    eprintln!(
+        "toy: PTQ int8 {:.3}, QAT int8 {:.3}, QAT fake-quant {:.3}",
+        ptq.accuracy(),
+        qat.accuracy(),
+        run.summary.test_acc
+    );
+    // Chance is 1/3; the fine-tuned integer graph must have kept what the model learned.
+    assert!(qat.accuracy() > 0.6, "QAT int8 accuracy {}", qat.accuracy());
+    // Every point was trained from its PTQ start, and some thresholds moved.
+    assert_eq!(run.initial.len(), run.learned.len());
+    let moved = run
+        .initial
+        .iter()
+        .filter(|(k, v)| (run.learned[*k] - **v).abs() > 1e-6)
+        .count();
+    assert!(moved > 0, "no threshold moved");
+    assert!(!run.report.layers.is_empty());
+}
+
+#[test]
+fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
+    let device = Device::flex();
+    let cfg = config();
+    let mut float = cfg.init(2, &device).unwrap();
+    let stats = training::feature_stats(&toy_split(10, 3), TOY_FRAMES, TOY_FEATURES, 30).unwrap();
+    float.input_norm = training::FeatureNorm::from_stats(&stats, &device);
+    let samples = calibration();
+    let initial = initial_thresholds(&float, &cfg, &samples, &opts()).unwrap();
+    // Every point starts half an octave below the top of its PTQ power-of-two interval.
+    for (name, l) in &initial {
+        assert_eq!(l.fract().abs(), 0.5, "{name}: {l}");
+    }
+
+    // Gradients wrt the thresholds on a training batch (autodiff device).
+    let ad = device.clone().autodiff();
+    let mut on_ad = cfg.init(2, &ad).unwrap();
+    on_ad.input_norm = training::FeatureNorm::from_stats(&stats, &ad);
+    let model = attach(on_ad, &cfg, &initial, 10.0).unwrap();
+    let xs: Vec<f32> = samples[..6].iter().flatten().copied().collect();
+    let x = Tensor::<3>::from_data(TensorData::new(xs, [6, TOY_FRAMES, TOY_FEATURES]), &ad);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]), &ad);
+    let logits = model.forward(x).logits();
+    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&ad)
+        .forward(logits, y);
+    let grads = loss.backward();
+    let q = model.qat.as_ref().unwrap();
+    let nonzero = q
+        .points()
+        .iter()
+        .filter(|(_, _, p)| {
+            p.scaled_log2_t
+                .val()
+                .grad(&grads)
+                .is_some_and(|g| g.into_scalar::<f32>() != 0.0)
+        })
+        .count();
+    // All points but the distillation average (absent here) receive a gradient; allow a few
+    // exact zeros (a point whose values round exactly can have a zero sum).
+    assert!(
+        nonzero * 10 >= q.points().len() * 8,
+        "{nonzero} of {} thresholds have a gradient",
+        q.points().len()
+    );
+
+    // Move two thresholds by hand; lowering must follow them.
+    let mut model = attach(float.clone(), &cfg, &initial, 10.0).unwrap();
+    let q = model.qat.as_mut().unwrap();
+    let fc1_l = initial["block0.mlp.fc1"] + 1.0;
+    q.blocks[0].fc1.output.set_log2_threshold(fc1_l);
+    let w_l = initial["block0.mlp.fc2.weight"] - 2.0;
+    q.blocks[0].fc2.weight.set_log2_threshold(w_l);
+    let (graph, report) = lower_qat(&model, &cfg, &samples, &opts()).unwrap();
+    graph.validate().unwrap();
+    let fc1 = report
+        .layers
+        .iter()
+        .find(|l| l.name == "block0.mlp.fc1")
+        .unwrap();
+    assert_eq!(fc1.scale_exp, Some(fc1_l.ceil() as i32 - 7));
+    // Every activation point's tensor sits at the scale its threshold implies.
+    let learned = LearnedExponents::of(model.qat.as_ref().unwrap());
+    for layer in &report.layers {
+        if let Some(&k) = learned.activations.get(&layer.name) {
+            assert_eq!(layer.scale_exp, Some(k), "{}", layer.name);
+        }
+    }
+    // fc2's weights are rounded at 2^(ceil(l) - 7), saturating at +-127.
+    let fg = FloatGraph::from_kwt(&float, &cfg).unwrap();
+    let node = fg
+        .nodes
+        .iter()
+        .find(|n| n.name == "block0.mlp.fc2")
+        .unwrap();
+    let FOp::Linear { weight, .. } = &node.op else {
+        panic!("fc2 is a Linear")
+    };
+    let s = 2f64.powi(w_l.ceil() as i32 - 7);
+    let want: Vec<i8> = weight
+        .iter()
+        .map(|&w| (w as f64 / s).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    let lowered = graph
+        .nodes
+        .iter()
+        .find(|n| n.name == "block0.mlp.fc2")
+        .unwrap();
+    let Op::Linear { weight: got, .. } = &lowered.op else {
+        panic!("fc2 lowers to a Linear")
+    };
+    assert_eq!(got, &want);
+    assert!(
+        want.iter().any(|&v| v.abs() == 127),
+        "the lowered threshold clips"
+    );
+}
+
+#[test]
+fn lowering_a_float_model_without_quantizers_is_an_error() {
+    let device = Device::flex();
+    let cfg = config();
+    let m = cfg.init(0, &device).unwrap();
+    let err = lower_qat(&m, &cfg, &calibration(), &opts()).unwrap_err();
+    assert!(matches!(err, PtqError::Qat(_)), "{err}");
+}
+
+#[test]
+fn the_untrained_starting_point_lowers_with_power_of_two_weights() {
+    let device = Device::flex();
+    let cfg = config();
+    let mut m = cfg.init(4, &device).unwrap();
+    let stats = training::feature_stats(&toy_split(10, 3), TOY_FRAMES, TOY_FEATURES, 30).unwrap();
+    m.input_norm = training::FeatureNorm::from_stats(&stats, &device);
+    let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &opts()).unwrap();
+    graph.validate().unwrap();
+    let learned = LearnedExponents::of(q.qat.as_ref().unwrap());
+    // One weight point per Linear of the integer graph, each at its PTQ-calibrated start.
+    let linears = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Linear { .. }))
+        .count();
+    assert_eq!(learned.weights.len(), linears);
+    let initial = initial_thresholds(&m, &cfg, &calibration(), &opts()).unwrap();
+    for (name, k) in &learned.activations {
+        assert_eq!(*k, initial[name].ceil() as i32 - 7, "{name}");
+    }
+}

@@ -1,0 +1,207 @@
+//! TQT fake quantization (Jain et al. 2020, "Trained quantization thresholds for accurate and
+//! efficient fixed-point inference of deep neural networks").
+//!
+//! A quantization point holds one learned log2 threshold `l`. The forward pass is
+//! `q(x) = clamp(round(x / s), qmin, qmax) * s` with the power-of-two scale
+//! `s = 2^ceil(l) / 2^(bits - 1)`: the integer graph then needs only shifts between tensors.
+//! The gradients are TQT's straight-through estimates (round and ceil pass gradients through):
+//!
+//! * `dq/dx = 1` where `qmin <= x / s <= qmax`, else `0`;
+//! * `dq/dl = s ln 2 * (round(x / s) - x / s)` inside the range, `s ln 2 * qmin` below it and
+//!   `s ln 2 * qmax` above it.
+//!
+//! Both come out of plain Burn ops: `ceil` and `round` are replaced by `v + (f(v) - v).detach()`
+//! (value `f(v)`, gradient of `v`), and `clamp` passes gradients only inside its range.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Fake-quantizes `x` with the per-tensor log2 threshold `log2_t` (shape `[1]`).
+pub fn fake_quant<const D: usize>(
+    x: Tensor<D>,
+    log2_t: Tensor<1>,
+    bits: u32,
+    qmin: f32,
+    qmax: f32,
+) -> Tensor<D> {
+    let ceiled = straight_through(log2_t, |l| l.ceil());
+    // s = 2^(ceil(l) - (bits - 1)); `powf` of an integer exponent is an exact power of two
+    // and its gradient wrt the exponent is s ln 2.
+    let s: Tensor<D> = ceiled
+        .full_like(2.0)
+        .powf(ceiled.sub_scalar(f64::from(bits - 1)))
+        .unsqueeze::<D>();
+    let clamped = (x / s.clone()).clamp(qmin, qmax);
+    straight_through(clamped, |v| v.round()) * s
+}
+
+/// `f(v)` in the forward pass, the identity's gradient in the backward pass.
+fn straight_through<const D: usize>(
+    v: Tensor<D>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    v.clone() + (f(v.clone()) - v).detach()
+}
+
+/// One quantization point: a learned log2 threshold and the integer range it maps onto.
+///
+/// The parameter is stored divided by `lr_gain`: Adam's steps are about the learning rate
+/// whatever the gradient's size, so the threshold moves `lr_gain` times faster than the
+/// weights. TQT trains thresholds at a far larger learning rate than weights; this gives them
+/// their own rate inside the trainer's single optimizer.
+#[derive(Module, Debug)]
+pub struct FakeQuant {
+    /// `log2` of the clipping threshold divided by `lr_gain` (shape `[1]`).
+    pub scaled_log2_t: Param<Tensor<1>>,
+    /// Learning-rate multiplier of the threshold.
+    pub lr_gain: f32,
+    /// Bit width.
+    pub bits: u32,
+    /// Smallest integer.
+    pub qmin: f32,
+    /// Largest integer.
+    pub qmax: f32,
+}
+
+impl FakeQuant {
+    /// An int8 activation point, `[-128, 127]`.
+    pub fn activation(log2_t: f32, lr_gain: f32, device: &Device) -> Self {
+        Self::new(log2_t, lr_gain, 8, -128.0, 127.0, device)
+    }
+
+    /// An int8 weight point, `[-127, 127]`: the integer graph stores symmetric weights.
+    pub fn weight(log2_t: f32, lr_gain: f32, device: &Device) -> Self {
+        Self::new(log2_t, lr_gain, 8, -127.0, 127.0, device)
+    }
+
+    fn new(log2_t: f32, lr_gain: f32, bits: u32, qmin: f32, qmax: f32, device: &Device) -> Self {
+        let mut q = Self {
+            scaled_log2_t: Param::from_tensor(Tensor::zeros([1], device)),
+            lr_gain,
+            bits,
+            qmin,
+            qmax,
+        };
+        q.set_log2_threshold(log2_t);
+        q
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let log2_t = self.scaled_log2_t.val().mul_scalar(self.lr_gain);
+        fake_quant(x, log2_t, self.bits, self.qmin, self.qmax)
+    }
+
+    /// The current log2 threshold.
+    pub fn log2_threshold(&self) -> f32 {
+        self.scaled_log2_t.val().into_scalar::<f32>() * self.lr_gain
+    }
+
+    /// Replaces the threshold (a fresh parameter on the same device).
+    pub fn set_log2_threshold(&mut self, log2_t: f32) {
+        let device = self.scaled_log2_t.val().device();
+        let v = log2_t / self.lr_gain;
+        self.scaled_log2_t =
+            Param::from_tensor(Tensor::from_data(TensorData::new(vec![v], [1]), &device));
+    }
+
+    /// `k` of the power-of-two scale `2^k` the threshold implies: `ceil(l) - (bits - 1)`.
+    pub fn scale_exp(&self) -> i32 {
+        self.log2_threshold().ceil() as i32 - (self.bits as i32 - 1)
+    }
+}
+
+/// Fake quantization at a fixed power-of-two scale `2^exp` (softmax outputs, whose integer
+/// scale is set by the kernel, not learned).
+pub fn fake_quant_fixed<const D: usize>(x: Tensor<D>, exp: i32, bits: u32) -> Tensor<D> {
+    let device = x.device();
+    let l = exp + bits as i32 - 1;
+    let log2_t = Tensor::<1>::from_data(TensorData::new(vec![l as f32], [1]), &device);
+    let q = 2f32.powi(bits as i32 - 1);
+    fake_quant(x, log2_t, bits, -q, q - 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LN_2: f64 = std::f64::consts::LN_2;
+
+    fn tensor(v: &[f32], device: &Device) -> Tensor<1> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), device)
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    #[test]
+    fn forward_rounds_to_the_power_of_two_grid_and_clips() {
+        let device = Device::flex();
+        // l = 2.3 -> ceil 3 -> s = 8 / 128 = 1/16; range [-8, 127/16].
+        let x = tensor(
+            &[0.0, 0.03, 0.04, -0.3, 7.0, 9.0, -9.0, 1.0 / 32.0 + 1e-4],
+            &device,
+        );
+        let y = values(fake_quant(x, tensor(&[2.3], &device), 8, -128.0, 127.0));
+        let s = 1.0 / 16.0;
+        let want = [0.0, 0.0, s, -5.0 * s, 7.0, 127.0 * s, -8.0, s];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{y:?} vs {want:?}");
+        }
+        let fq = FakeQuant::activation(2.3, 10.0, &device);
+        assert!((fq.log2_threshold() - 2.3).abs() < 1e-6);
+        assert_eq!(fq.scale_exp(), -4);
+        let fixed = values(fake_quant_fixed(
+            tensor(&[0.5, 1.0, 0.0039], &device),
+            -7,
+            8,
+        ));
+        assert_eq!(fixed, vec![0.5, 127.0 / 128.0, 0.0]);
+    }
+
+    #[test]
+    fn gradients_match_the_tqt_formulas() {
+        let device = Device::flex().autodiff();
+        let l = 1.4f32; // ceil 2: s = 4 / 128 = 1/32, range [-4, 127/32 = 3.97]
+        let s = 1.0f64 / 32.0;
+        let xs = [0.01f32, -0.7, 0.049, 3.5, 5.0, -6.0, 2.0];
+        let x = tensor(&xs, &device).require_grad();
+        let log2_t = tensor(&[l], &device).require_grad();
+        // Weight each output so that the check sees per-element gradients.
+        let w: Vec<f32> = (1..=xs.len()).map(|i| i as f32).collect();
+        let y = fake_quant(x.clone(), log2_t.clone(), 8, -128.0, 127.0);
+        let grads = (y * tensor(&w, &device)).sum().backward();
+        let gx = values(x.grad(&grads).unwrap());
+        let gl = values(log2_t.grad(&grads).unwrap())[0] as f64;
+        let mut want_gl = 0f64;
+        for (i, &v) in xs.iter().enumerate() {
+            let u = v as f64 / s;
+            let (dx, dl) = if u < -128.0 {
+                (0.0, -128.0)
+            } else if u > 127.0 {
+                (0.0, 127.0)
+            } else {
+                (1.0, u.round() - u)
+            };
+            assert_eq!(gx[i], dx as f32 * w[i], "d/dx at {v}");
+            want_gl += w[i] as f64 * dl * s * LN_2;
+        }
+        assert!(
+            (gl - want_gl).abs() < 1e-4 * want_gl.abs().max(1.0),
+            "d/dlog2_t {gl} vs TQT {want_gl}"
+        );
+    }
+
+    #[test]
+    fn threshold_gradient_matches_finite_differences_of_the_clipping_part() {
+        // With every value clipped, q = qmax s(l) exactly, so the STE gradient equals the true
+        // derivative of the smooth surrogate 2^l qmax / 2^(bits-1).
+        let device = Device::flex().autodiff();
+        let l = 0.5f32;
+        let log2_t = tensor(&[l], &device).require_grad();
+        let y = fake_quant(tensor(&[100.0], &device), log2_t.clone(), 8, -128.0, 127.0);
+        let g = values(log2_t.grad(&y.sum().backward()).unwrap())[0] as f64;
+        let s = 2f64.powf(1.0) / 128.0; // ceil(0.5) = 1
+        assert!((g - 127.0 * s * LN_2).abs() < 1e-5, "{g}");
+    }
+}

@@ -1,0 +1,368 @@
+//! The fake-quantization points of a KWT under quantization-aware training, one
+//! [`FakeQuant`] wherever the integer graph of `quant::ptq::kwt_graph` rounds: every Linear's
+//! weight (per tensor) and output, and every activation that starts a new scale group (graph
+//! input, position-embedding sum, attention scores and context, residual sums, LayerNorms,
+//! GELU, heads). Softmax outputs are rounded at the kernel's fixed scale `2^-7`.
+//!
+//! Points are named like the tensors of the float graph (`block0.attn.q`, `head.fc`, ...);
+//! weight points add `.weight`. [`KwtQuant::points`] lists them so that lowering can read the
+//! learned thresholds by name.
+//!
+//! What the fake-quantized forward does not model (small next to the rounding it does): the
+//! I-BERT integer approximations of softmax, GELU and LayerNorm, the position embedding's own
+//! int8 rounding, round-half-even (Burn) against half-away-from-zero (lowering), and the
+//! two-head average of a distillation model (its point keeps its initial threshold).
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::TrainingError;
+use crate::fake_quant::{FakeQuant, fake_quant_fixed};
+use crate::kwt::KwtConfig;
+
+/// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`).
+pub const SOFTMAX_OUT_EXP: i32 = -7;
+
+/// A Linear's weight and output points.
+#[derive(Module, Debug)]
+pub struct LinearQuant {
+    pub weight: FakeQuant,
+    pub output: FakeQuant,
+}
+
+/// Attention: q, k and v are separate Linears in the integer graph, each with its own scales.
+#[derive(Module, Debug)]
+pub struct AttentionQuant {
+    pub q: LinearQuant,
+    pub k: LinearQuant,
+    pub v: LinearQuant,
+    pub scores: FakeQuant,
+    pub context: FakeQuant,
+    pub out: LinearQuant,
+}
+
+#[derive(Module, Debug)]
+pub struct BlockQuant {
+    pub attn: AttentionQuant,
+    pub add1: FakeQuant,
+    pub norm1: FakeQuant,
+    pub fc1: LinearQuant,
+    pub gelu: FakeQuant,
+    pub fc2: LinearQuant,
+    pub add2: FakeQuant,
+    pub norm2: FakeQuant,
+}
+
+#[derive(Module, Debug)]
+pub struct HeadQuant {
+    pub norm: FakeQuant,
+    pub fc: LinearQuant,
+}
+
+/// All points of one KWT.
+#[derive(Module, Debug)]
+pub struct KwtQuant {
+    /// The standardized input.
+    pub input: FakeQuant,
+    /// The embedding; its output scale also covers the class and distillation tokens.
+    pub embed: LinearQuant,
+    pub pos_embedding: FakeQuant,
+    pub blocks: Vec<BlockQuant>,
+    pub head: HeadQuant,
+    pub dist_head: Option<HeadQuant>,
+    /// The two-head average of a distillation model. Training optimizes the heads' own
+    /// logits, so this point keeps its initial threshold.
+    pub logits: Option<FakeQuant>,
+}
+
+/// Whether a point rounds a weight or an activation (their integer ranges differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointKind {
+    Weight,
+    Activation,
+}
+
+/// Builds points by name from initial log2 thresholds.
+struct Init<'a> {
+    log2_t: &'a BTreeMap<String, f32>,
+    lr_gain: f32,
+    device: &'a Device,
+}
+
+impl Init<'_> {
+    fn point(&self, name: &str, kind: PointKind) -> Result<FakeQuant, TrainingError> {
+        let l = *self.log2_t.get(name).ok_or_else(|| {
+            TrainingError::InvalidModel(format!(
+                "no initial threshold for quantization point `{name}`"
+            ))
+        })?;
+        if !l.is_finite() {
+            return Err(TrainingError::InvalidModel(format!(
+                "initial log2 threshold of `{name}` is {l}"
+            )));
+        }
+        Ok(match kind {
+            PointKind::Weight => FakeQuant::weight(l, self.lr_gain, self.device),
+            PointKind::Activation => FakeQuant::activation(l, self.lr_gain, self.device),
+        })
+    }
+
+    fn act(&self, name: &str) -> Result<FakeQuant, TrainingError> {
+        self.point(name, PointKind::Activation)
+    }
+
+    fn linear(&self, name: &str) -> Result<LinearQuant, TrainingError> {
+        Ok(LinearQuant {
+            weight: self.point(&format!("{name}.weight"), PointKind::Weight)?,
+            output: self.act(name)?,
+        })
+    }
+
+    fn head(&self, p: &str) -> Result<HeadQuant, TrainingError> {
+        Ok(HeadQuant {
+            norm: self.act(&format!("{p}.norm"))?,
+            fc: self.linear(&format!("{p}.fc"))?,
+        })
+    }
+}
+
+impl KwtQuant {
+    /// Points for a model of `cfg`, each starting at `log2_t[name]` (every point must be
+    /// there); thresholds learn `lr_gain` times faster than weights (see [`FakeQuant`]).
+    pub fn new(
+        cfg: &KwtConfig,
+        log2_t: &BTreeMap<String, f32>,
+        lr_gain: f32,
+        device: &Device,
+    ) -> Result<Self, TrainingError> {
+        if !(lr_gain.is_finite() && lr_gain > 0.0) {
+            return Err(TrainingError::InvalidConfig(format!(
+                "the threshold learning-rate gain must be positive, got {lr_gain}"
+            )));
+        }
+        let init = Init {
+            log2_t,
+            lr_gain,
+            device,
+        };
+        let blocks = (0..cfg.depth)
+            .map(|l| {
+                let p = format!("block{l}");
+                Ok(BlockQuant {
+                    attn: AttentionQuant {
+                        q: init.linear(&format!("{p}.attn.q"))?,
+                        k: init.linear(&format!("{p}.attn.k"))?,
+                        v: init.linear(&format!("{p}.attn.v"))?,
+                        scores: init.act(&format!("{p}.attn.scores"))?,
+                        context: init.act(&format!("{p}.attn.context"))?,
+                        out: init.linear(&format!("{p}.attn.out"))?,
+                    },
+                    add1: init.act(&format!("{p}.add1"))?,
+                    norm1: init.act(&format!("{p}.norm1"))?,
+                    fc1: init.linear(&format!("{p}.mlp.fc1"))?,
+                    gelu: init.act(&format!("{p}.mlp.gelu"))?,
+                    fc2: init.linear(&format!("{p}.mlp.fc2"))?,
+                    add2: init.act(&format!("{p}.add2"))?,
+                    norm2: init.act(&format!("{p}.norm2"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, TrainingError>>()?;
+        Ok(Self {
+            input: init.act("input")?,
+            embed: init.linear("embed")?,
+            pos_embedding: init.act("pos_embedding")?,
+            blocks,
+            head: init.head("head")?,
+            dist_head: cfg
+                .distill_token
+                .then(|| init.head("dist_head"))
+                .transpose()?,
+            logits: cfg.distill_token.then(|| init.act("logits")).transpose()?,
+        })
+    }
+
+    /// Every point with its name and kind, in a fixed order.
+    pub fn points(&self) -> Vec<(String, PointKind, &FakeQuant)> {
+        type Points<'a> = Vec<(String, PointKind, &'a FakeQuant)>;
+        fn act<'a>(name: String, q: &'a FakeQuant, out: &mut Points<'a>) {
+            out.push((name, PointKind::Activation, q));
+        }
+        fn linear<'a>(name: String, l: &'a LinearQuant, out: &mut Points<'a>) {
+            out.push((format!("{name}.weight"), PointKind::Weight, &l.weight));
+            out.push((name, PointKind::Activation, &l.output));
+        }
+        let mut out = Vec::new();
+        act("input".into(), &self.input, &mut out);
+        linear("embed".into(), &self.embed, &mut out);
+        act("pos_embedding".into(), &self.pos_embedding, &mut out);
+        for (l, b) in self.blocks.iter().enumerate() {
+            let p = format!("block{l}");
+            linear(format!("{p}.attn.q"), &b.attn.q, &mut out);
+            linear(format!("{p}.attn.k"), &b.attn.k, &mut out);
+            linear(format!("{p}.attn.v"), &b.attn.v, &mut out);
+            act(format!("{p}.attn.scores"), &b.attn.scores, &mut out);
+            act(format!("{p}.attn.context"), &b.attn.context, &mut out);
+            linear(format!("{p}.attn.out"), &b.attn.out, &mut out);
+            act(format!("{p}.add1"), &b.add1, &mut out);
+            act(format!("{p}.norm1"), &b.norm1, &mut out);
+            linear(format!("{p}.mlp.fc1"), &b.fc1, &mut out);
+            act(format!("{p}.mlp.gelu"), &b.gelu, &mut out);
+            linear(format!("{p}.mlp.fc2"), &b.fc2, &mut out);
+            act(format!("{p}.add2"), &b.add2, &mut out);
+            act(format!("{p}.norm2"), &b.norm2, &mut out);
+        }
+        for (p, h) in [
+            ("head", Some(&self.head)),
+            ("dist_head", self.dist_head.as_ref()),
+        ] {
+            if let Some(h) = h {
+                act(format!("{p}.norm"), &h.norm, &mut out);
+                linear(format!("{p}.fc"), &h.fc, &mut out);
+            }
+        }
+        if let Some(q) = &self.logits {
+            act("logits".into(), q, &mut out);
+        }
+        out
+    }
+
+    /// `(name, log2 threshold)` of every point.
+    pub fn thresholds(&self) -> BTreeMap<String, f32> {
+        self.points()
+            .into_iter()
+            .map(|(n, _, q)| (n, q.log2_threshold()))
+            .collect()
+    }
+}
+
+/// `x` through `q` when quantizing, unchanged otherwise.
+pub fn maybe<const D: usize>(q: Option<&FakeQuant>, x: Tensor<D>) -> Tensor<D> {
+    match q {
+        Some(q) => q.forward(x),
+        None => x,
+    }
+}
+
+/// Softmax output rounded at the integer kernel's fixed scale when quantizing.
+pub fn maybe_softmax<const D: usize>(quantize: bool, p: Tensor<D>) -> Tensor<D> {
+    if quantize {
+        fake_quant_fixed(p, SOFTMAX_OUT_EXP, 8)
+    } else {
+        p
+    }
+}
+
+/// `l.forward(x)`, or with fake-quantized weight and output. The bias is not rounded: the
+/// integer graph keeps it in int32 at the accumulator's scale.
+pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>, q: Option<&LinearQuant>) -> Tensor<D> {
+    match q {
+        None => l.forward(x),
+        Some(q) => {
+            let w = q.weight.forward(l.weight.val());
+            let y = burn::tensor::module::linear(x, w, l.bias.as_ref().map(|b| b.val()));
+            q.output.forward(y)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::NormPlacement;
+
+    /// The points of a one-block KWT, as the integer graph names its tensors.
+    fn names(distill: bool) -> Vec<String> {
+        let mut n: Vec<String> = ["input", "embed.weight", "embed", "pos_embedding"]
+            .map(String::from)
+            .to_vec();
+        for l in ["attn.q", "attn.k", "attn.v"] {
+            n.push(format!("block0.{l}.weight"));
+            n.push(format!("block0.{l}"));
+        }
+        n.extend(["block0.attn.scores", "block0.attn.context"].map(String::from));
+        n.extend(["block0.attn.out.weight", "block0.attn.out"].map(String::from));
+        n.extend(["block0.add1", "block0.norm1"].map(String::from));
+        n.extend(["block0.mlp.fc1.weight", "block0.mlp.fc1", "block0.mlp.gelu"].map(String::from));
+        n.extend(["block0.mlp.fc2.weight", "block0.mlp.fc2"].map(String::from));
+        n.extend(["block0.add2", "block0.norm2"].map(String::from));
+        let heads: &[&str] = if distill {
+            &["head", "dist_head"]
+        } else {
+            &["head"]
+        };
+        for h in heads {
+            n.extend([
+                format!("{h}.norm"),
+                format!("{h}.fc.weight"),
+                format!("{h}.fc"),
+            ]);
+        }
+        if distill {
+            n.push("logits".into());
+        }
+        n
+    }
+
+    #[test]
+    fn points_are_named_like_the_integer_graph_and_quantize_the_forward_pass() {
+        let device = Device::flex();
+        for distill in [false, true] {
+            let mut cfg = KwtConfig::preset("kwt-micro", 4).unwrap();
+            cfg.frames = 6;
+            cfg.features = 5;
+            cfg.distill_token = distill;
+            cfg.norm = if distill {
+                NormPlacement::PreNorm
+            } else {
+                NormPlacement::PostNorm
+            };
+            let want = names(distill);
+            let init: BTreeMap<String, f32> = want.iter().map(|n| (n.clone(), 3.5)).collect();
+            let q = KwtQuant::new(&cfg, &init, 4.0, &device).unwrap();
+            let got: Vec<String> = q.points().into_iter().map(|(n, _, _)| n).collect();
+            let mut sorted = want.clone();
+            sorted.sort();
+            let mut got_sorted = got.clone();
+            got_sorted.sort();
+            assert_eq!(got_sorted, sorted);
+            assert_eq!(q.thresholds(), init);
+
+            let mut model = cfg.init(1, &device).unwrap();
+            let x = Tensor::<3>::random(
+                [2, 6, 5],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let float: Vec<f32> = model
+                .forward(x.clone())
+                .logits()
+                .into_data()
+                .iter()
+                .collect();
+            model.qat = Some(q);
+            let fake: Vec<f32> = model.forward(x).logits().into_data().iter().collect();
+            assert!(fake.iter().all(|v| v.is_finite()));
+            assert_ne!(float, fake, "the quantizers must act");
+            // Head outputs are rounded to the point's grid (2^(4 - 7) = 1/8) unless
+            // averaged over two heads.
+            if !distill {
+                assert!(
+                    fake.iter()
+                        .all(|v| (v * 8.0 - (v * 8.0).round()).abs() < 1e-4)
+                );
+            }
+        }
+        let err = KwtQuant::new(
+            &KwtConfig::preset("kwt-micro", 4).unwrap(),
+            &BTreeMap::new(),
+            1.0,
+            &device,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no initial threshold"), "{err}");
+    }
+}
