@@ -93,7 +93,13 @@ mod tests {
         {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "ron") {
-                RunConfig::load(&path).unwrap();
+                // Search configs (`nas search`) share the folder with training run configs.
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("supernet_space:") {
+                    search::SearchConfig::load(&path).unwrap();
+                } else {
+                    RunConfig::load(&path).unwrap();
+                }
             }
         }
         RunConfig::parse(QUICKSTART).unwrap();
