@@ -73,7 +73,7 @@ pub enum CostError {
     Sparse {
         op: String,
         #[source]
-        source: pruning::rle::RleError,
+        source: rle::RleError,
     },
     #[error(
         "memory plan `{planner}`: buffers `{a}` and `{b}` are live together and overlap in the arena"

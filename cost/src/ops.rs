@@ -4,7 +4,7 @@
 //! Deployed weight format: int8 weights, int32 biases, 8 bytes of requantization parameters
 //! (int32 multiplier + int32 shift, per tensor) per requantizing op, int32 LayerNorm gamma/beta,
 //! int8 embedding tables. With a [`Sparsity`](crate::graph::Sparsity), the weight matrix is
-//! stored blockwise run-length coded when `pruning::rle::predicted_size_bytes` is smaller than
+//! stored blockwise run-length coded when `rle::predicted_size_bytes` is smaller than
 //! dense (TinyFormer's self-adaptive rule), and its MACs scale by `1 - rho`.
 
 use crate::error::CostError;
@@ -85,10 +85,12 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
         let dense = v(rows * cols);
         match op.sparsity {
             Some(sp) if sp.rho > 0.0 => {
-                let coded = pruning::rle::predicted_size_bytes(rows, cols, sp.block, sp.rho)
-                    .map_err(|source| CostError::Sparse {
-                        op: op.name.clone(),
-                        source,
+                let coded =
+                    rle::predicted_size_bytes(rows, cols, sp.block, sp.rho).map_err(|source| {
+                        CostError::Sparse {
+                            op: op.name.clone(),
+                            source,
+                        }
                     })? as u64;
                 Ok(if coded < dense {
                     (coded, 1.0 - sp.rho, true)
@@ -309,7 +311,7 @@ mod tests {
             block: 4,
         };
         let c = op_cost(&linear(Some(sp)), None).unwrap();
-        let coded = pruning::rle::predicted_size_bytes(64, 256, 4, 0.75).unwrap() as u64;
+        let coded = rle::predicted_size_bytes(64, 256, 4, 0.75).unwrap() as u64;
         assert!(c.sparse_coded);
         assert_eq!(c.weight_bytes, coded + 4 * 64 + 8);
         assert_eq!(c.macs, 256 * 64 / 4);

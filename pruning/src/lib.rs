@@ -10,12 +10,13 @@
 //! - [`rle`]: blockwise run-length sparse coding of int8 weights.
 
 pub mod config;
+// The format lives in its own Burn-free crate (the cost model reads it); `pruning::rle` stays.
+pub use ::rle;
 pub mod error;
 pub mod hook;
 pub mod mask;
 pub mod model;
 pub mod report;
-pub mod rle;
 pub mod schedule;
 
 pub use config::{LayerInfo, LayerPlan, LayerRule, PruningConfig, PruningPlan};

@@ -225,3 +225,16 @@ fn learning_curve_on_fashion_mnist() {
         );
     }
 }
+
+/// Writes the tiny fixture data and config to $TINY_DIR for manual CLI runs:
+/// `TINY_DIR=/tmp/x cargo test -p search --lib write_tiny_fixture -- --ignored`.
+#[test]
+#[ignore]
+fn write_tiny_fixture() {
+    let dir = std::path::PathBuf::from(std::env::var("TINY_DIR").unwrap());
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    write_idx(&dir.join("data"), "train", 300, 1).unwrap();
+    write_idx(&dir.join("data"), "t10k", 100, 2).unwrap();
+    let cfg = tiny_config(&dir.join("data"), &target());
+    std::fs::write(dir.join("search.ron"), ron::to_string(&cfg).unwrap()).unwrap();
+}
