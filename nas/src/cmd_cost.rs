@@ -12,9 +12,18 @@ use training::KwtConfig;
 #[derive(Args)]
 pub struct CostArgs {
     /// Architecture file (RON): a KWT description such as the `model.ron` beside every
-    /// checkpoint. Alternatively --preset.
-    #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+    /// checkpoint. Alternatively --preset, --arch or --int8.
+    #[arg(long, conflicts_with_all = ["preset", "arch", "int8"], required_unless_present_any = ["preset", "arch", "int8"])]
     model: Option<PathBuf>,
+    /// A TinyFormer single-path architecture (the `arch.ron` of `nas search`'s best/ folder).
+    #[arg(long, conflicts_with_all = ["preset", "int8"])]
+    arch: Option<PathBuf>,
+    /// Per-layer sparsity of --arch (the search's `sparsity.ron`); without it: dense.
+    #[arg(long, requires = "arch")]
+    sparsity: Option<PathBuf>,
+    /// An integer model: the exporter's own arena and flash figures for it on the target.
+    #[arg(long, conflicts_with = "preset")]
+    int8: Option<PathBuf>,
     /// A KWT preset (kwt-1, kwt-2, kwt-3, kwt-tiny, kwt-micro) with 12 classes.
     #[arg(long)]
     preset: Option<String>,
@@ -71,14 +80,60 @@ pub fn cost_config(
     })
 }
 
+fn read_ron<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// `--int8`: what `nas export` allocates for an integer model.
+fn int8_cost(path: &std::path::Path, target: &Target) -> Result<()> {
+    let graph = quant::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let (_, e) = export::plan::estimate(&graph, target, &export::Int8Options::default())?;
+    println!(
+        "{} on {}: arena {} B of {} B SRAM ({}), flash {} B of {} B ({} B constants + {} B code), {} MACs, {} fused attention kernel(s)",
+        path.display(),
+        e.target,
+        e.arena_bytes,
+        e.sram_limit,
+        e.planner,
+        e.flash_bytes,
+        e.flash_limit,
+        e.weight_bytes,
+        e.code_bytes,
+        e.macs,
+        e.fused_attention
+    );
+    if !e.sram_fits() || e.flash_bytes > e.flash_limit {
+        println!("does NOT fit {}", e.target);
+    } else {
+        println!("fits {}", e.target);
+    }
+    Ok(())
+}
+
 pub fn run(args: CostArgs) -> Result<()> {
+    let target = Target::load(&args.target)?;
+    if let Some(path) = &args.int8 {
+        return int8_cost(path, &target);
+    }
+    if let Some(path) = &args.arch {
+        let arch: training::tinyformer::TinyFormerArch = read_ron(path)?;
+        arch.validate()
+            .with_context(|| format!("architecture {}", path.display()))?;
+        let sparse: search::sparsity::SparseConfig = match &args.sparsity {
+            Some(p) => read_ron(p)?,
+            None => Default::default(),
+        };
+        let graph = search::cost_graph::tinyformer_graph(&arch, &sparse)?;
+        return report(&cost::estimate::estimate(&graph, &target)?, &args);
+    }
     let model: KwtConfig = match (&args.model, &args.preset) {
         (Some(path), _) => training::checkpoint::read_ron(path)?,
         (None, Some(name)) => KwtConfig::preset(name, 12)?,
-        (None, None) => bail!("give --model FILE or --preset NAME"),
+        (None, None) => bail!("give --model FILE, --preset NAME, --arch FILE or --int8 FILE"),
     };
     model.validate()?;
-    let target = Target::load(&args.target)?;
     let variant = match args.attention {
         Attention::Mhsa => AttentionVariant::Mhsa,
         Attention::Fwsa => AttentionVariant::Fwsa,
@@ -90,9 +145,12 @@ pub fn run(args: CostArgs) -> Result<()> {
         Tiling::LayerWise
     };
     let graph = cost::kwt::kwt(&cost_config(&model, variant, tiling)?)?;
-    let e = cost::estimate::estimate(&graph, &target)?;
-    println!("{}", cost::report::layer_table(&e));
-    println!("{}", cost::report::summary_line(&e));
+    report(&cost::estimate::estimate(&graph, &target)?, &args)
+}
+
+fn report(e: &cost::estimate::Estimate, args: &CostArgs) -> Result<()> {
+    println!("{}", cost::report::layer_table(e));
+    println!("{}", cost::report::summary_line(e));
     println!("peak SRAM at `{}`", e.peak_op);
     for v in &e.violations {
         match v {
@@ -116,7 +174,7 @@ pub fn run(args: CostArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.plot {
-        cost::report::write_memory_svg(&e, path)
+        cost::report::write_memory_svg(e, path)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("memory plot: {}", path.display());
     }

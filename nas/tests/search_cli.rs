@@ -88,6 +88,35 @@ fn kill_9_mid_search_then_resume_gives_the_same_answer() {
         .unwrap();
     assert!(st.success());
     assert_eq!(answer(&killed), answer(&whole));
+
+    // `nas cost` reads the best model's files: the cost model's figure for the architecture and
+    // sparsity, and the exporter's for the integer model, as the search recorded them.
+    let fin = &answer(&whole)["final_model"];
+    let best = whole.join("best");
+    let o = nas()
+        .args(["cost", "--target"])
+        .arg(&target)
+        .arg("--arch")
+        .arg(best.join("arch.ron"))
+        .arg("--sparsity")
+        .arg(best.join("sparsity.ron"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    let sram = fin["resources"]["sram_bytes"].as_u64().unwrap();
+    assert!(text.contains(&format!("{sram}")), "{text}");
+    let o = nas()
+        .args(["cost", "--target"])
+        .arg(&target)
+        .arg("--int8")
+        .arg(best.join("model.int8"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
+    assert!(text.contains(&format!("arena {arena} B")), "{text}");
 }
 
 #[test]
