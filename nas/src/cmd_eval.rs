@@ -20,8 +20,10 @@ pub struct EvalArgs {
     /// A Speech Commands folder (word folders, validation_list.txt, testing_list.txt).
     #[arg(long)]
     data: PathBuf,
-    #[arg(long, value_enum, default_value = "labels12")]
-    task: SpeechTask,
+    /// The task; default: the one the run was trained on (its `data.ron` beside the model),
+    /// else labels12.
+    #[arg(long, value_enum)]
+    task: Option<SpeechTask>,
     /// Which split to score.
     #[arg(long, value_enum, default_value = "test")]
     split: EvalSplit,
@@ -62,7 +64,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             bail!("model file {} does not exist", model.display());
         }
     }
-    let data = DataSpec::speech_commands(args.data.clone(), args.task.into()).load(false)?;
+    let model_file = args.checkpoint.as_ref().or(args.int8.as_ref());
+    let data = data_spec(model_file.map(|p| p.as_path()), &args.data, args.task)?.load(false)?;
     let source = match args.split {
         EvalSplit::Train => &data.train,
         EvalSplit::Valid => &data.valid,
@@ -100,6 +103,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
         confusion.total()
     );
     Ok(())
+}
+
+/// How to read `data` for `model`: the training run's description (`data.ron` beside the
+/// model; its folder replaced by `data`) when there is one, so silence/unknown clips and the
+/// front end match training; else a Speech Commands folder with default settings.
+pub fn data_spec(model: Option<&Path>, data: &Path, task: Option<SpeechTask>) -> Result<DataSpec> {
+    let saved = match model {
+        Some(m) => DataSpec::beside(m)?,
+        None => None,
+    };
+    Ok(match (saved, task) {
+        (Some(spec), None) => spec.with_folder(data.to_path_buf()),
+        (Some(spec), Some(t)) => spec.with_folder(data.to_path_buf()).with_task(t.into()),
+        (None, t) => {
+            DataSpec::speech_commands(data.to_path_buf(), t.unwrap_or(SpeechTask::Labels12).into())
+        }
+    })
 }
 
 /// The checkpoint must take the data's inputs and predict its labels.

@@ -27,8 +27,10 @@ pub struct QuantizeArgs {
     /// `--mode qat` its trainer settings (epochs and learning rate overridden below).
     #[arg(long, required_if_eq("mode", "qat"))]
     config: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "labels12")]
-    task: SpeechTask,
+    /// The task (without --config); default: the run's (`data.ron` beside the checkpoint),
+    /// else labels12.
+    #[arg(long, value_enum)]
+    task: Option<SpeechTask>,
     /// `ptq`: calibrated power-of-two scales. `qat`: PTQ scales as the start, then TQT
     /// fine-tuning of weights and log2 thresholds.
     #[arg(long, value_enum, default_value = "ptq")]
@@ -176,7 +178,7 @@ fn load_data(args: &QuantizeArgs, run: Option<&RunConfig>) -> Result<(DataSplits
             Ok((spec.load(augment)?, name))
         }
         (None, Some(dir)) => Ok((
-            training::DataSpec::speech_commands(dir.clone(), args.task.into()).load(false)?,
+            crate::cmd_eval::data_spec(Some(&args.checkpoint), dir, args.task)?.load(false)?,
             dir.clone(),
         )),
         (None, None) => bail!("give --data or --config"),

@@ -52,6 +52,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         data.test.len(),
         config.out.display()
     );
+    // Evaluation and quantization read the data as training did (see DataSpec::beside).
+    std::fs::create_dir_all(&config.out)
+        .with_context(|| format!("creating {}", config.out.display()))?;
+    training::checkpoint::write_ron(
+        &config.out.join(training::speech_data::DATA_SPEC_FILE),
+        &config.data,
+    )?;
     let options = TrainOptions {
         progress: !args.quiet,
         stop_after_steps: None,

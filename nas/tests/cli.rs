@@ -42,7 +42,7 @@ fn tiny_config(dir: &Path, data: &str) -> std::path::PathBuf {
         format!(
             r#"(
     model: (preset: "kwt-micro"),
-    data: SpeechCommands(folder: "{data}", task: Labels12),
+    data: SpeechCommands(folder: "{data}", task: Labels12, silence_percentage: 30.0, seed: 11),
     trainer: (epochs: 1, batch_size: 32, warmup_epochs: 0, seed: 3, eval_batch_size: 64),
     out: "run",
 )"#
@@ -83,9 +83,18 @@ fn synthesize_train_and_evaluate() {
         "summary.json",
         "curves.svg",
         "state.json",
+        "data.ron",
     ] {
         assert!(d.join("run").join(f).is_file(), "{f} missing");
     }
+    // "test accuracy 12.34% (best validation ...": evaluation must reproduce it exactly, since
+    // it reads the data as training did (the run's data.ron).
+    let trained = out
+        .split("test accuracy ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .unwrap()
+        .to_string();
     let o = nas(
         &["eval", "--checkpoint", "run/best.bpk", "--data", "words"],
         d,
@@ -96,6 +105,20 @@ fn synthesize_train_and_evaluate() {
         out.contains("Test accuracy") && out.contains("_silence_"),
         "{out}"
     );
+    assert!(
+        out.contains(&format!("Test accuracy {trained}%")),
+        "training reported {trained}%: {out}"
+    );
+    // Without the run's data.ron the default spec (10 % silence, seed 0) gives another test
+    // set: the saved spec is what made the line above hold.
+    std::fs::remove_file(d.join("run/data.ron")).unwrap();
+    let o = nas(
+        &["eval", "--checkpoint", "run/best.bpk", "--data", "words"],
+        d,
+    );
+    let default_spec = String::from_utf8_lossy(&o.stdout).to_string();
+    let count = |s: &str| s.rsplit('(').next().map(str::to_string);
+    assert_ne!(count(&default_spec), count(&out), "{default_spec}");
     // TQT fine-tuning from the checkpoint, lowered and scored by the integer interpreter.
     let o = nas(
         &[

@@ -71,7 +71,34 @@ struct SynthRecipe {
 
 const SYNTH_RECIPE_FILE: &str = "synth_recipe.ron";
 
+/// The run's [`DataSpec`], written beside its checkpoints so that evaluation and quantization
+/// read the data exactly as training did (task, silence/unknown share and seed, front end).
+pub const DATA_SPEC_FILE: &str = "data.ron";
+
 impl DataSpec {
+    /// The same description for another task.
+    pub fn with_task(mut self, new: Task) -> Self {
+        match &mut self {
+            DataSpec::SpeechCommands { task, .. } | DataSpec::SyntheticKeywords { task, .. } => {
+                *task = new
+            }
+        }
+        self
+    }
+
+    /// The spec a run wrote beside `model` (a checkpoint or an integer model in the run
+    /// folder), if there is one.
+    pub fn beside(model: &std::path::Path) -> Result<Option<Self>, TrainingError> {
+        let path = model
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join(DATA_SPEC_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        crate::checkpoint::read_ron(&path).map(Some)
+    }
+
     /// A Speech Commands folder with default settings (no augmentation is applied by
     /// evaluation anyway).
     pub fn speech_commands(folder: PathBuf, task: Task) -> Self {
