@@ -208,12 +208,7 @@ pub fn run_search(
             return Ok(unfinished(out));
         }
         let mut rng = StdRng::seed_from_u64(derive(cfg.seed, 2, i as u64));
-        let scored: Vec<(usize, f64)> = state
-            .supernets
-            .iter()
-            .enumerate()
-            .filter_map(|(k, r)| r.avg_accuracy.map(|a| (k, a)))
-            .collect();
+        let scored = scored(state.supernets.iter().map(|r| r.avg_accuracy));
         let sup = match parent(&scored, &mut rng) {
             Some(p) if i >= sn.population => {
                 mutate_supernet(&state.supernets[p].config, &space, &mut rng)
@@ -227,13 +222,7 @@ pub fn run_search(
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let best_sup = state
-        .supernets
-        .iter()
-        .enumerate()
-        .filter_map(|(k, r)| r.avg_accuracy.map(|a| (k, a)))
-        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map(|(k, _)| k)
+    let best_sup = best(&scored(state.supernets.iter().map(|r| r.avg_accuracy)))
         .ok_or_else(|| {
             SearchError::Search(format!(
                 "no supernet had a sparse path within the budget ({} sampled): loosen the budget or shrink supernet_space",
@@ -264,12 +253,7 @@ pub fn run_search(
             return Ok(unfinished(out));
         }
         let mut rng = StdRng::seed_from_u64(derive(cfg.seed, 5, i as u64));
-        let scored: Vec<(usize, f64)> = state
-            .candidates
-            .iter()
-            .enumerate()
-            .filter_map(|(k, r)| r.accuracy.map(|a| (k, a)))
-            .collect();
+        let scored = scored(state.candidates.iter().map(|r| r.accuracy));
         let (path, sparse) = match parent(&scored, &mut rng) {
             Some(p) if i >= sp.population => {
                 let c = &state.candidates[p];
@@ -336,14 +320,8 @@ pub fn run_search(
 
     // Compression stage: AGP pruning and fine-tuning of the winner.
     if state.final_model.is_none() {
-        let winner = state
-            .candidates
-            .iter()
-            .enumerate()
-            .filter_map(|(k, r)| r.accuracy.map(|a| (k, a)))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-            .map(|(k, _)| k)
-            .ok_or_else(|| {
+        let winner =
+            best(&scored(state.candidates.iter().map(|r| r.accuracy))).ok_or_else(|| {
                 SearchError::Search(format!(
                     "none of the {} SparseNAS candidates fits the budget",
                     state.candidates.len()
@@ -454,6 +432,22 @@ fn quantize_and_place(
         flash_bytes: est.flash_bytes,
         weight_bytes: est.weight_bytes,
     })
+}
+
+/// `(index, score)` of the evaluated entries.
+fn scored(scores: impl Iterator<Item = Option<f64>>) -> Vec<(usize, f64)> {
+    scores
+        .enumerate()
+        .filter_map(|(k, a)| a.map(|a| (k, a)))
+        .collect()
+}
+
+/// The best-scoring index; ties go to the earliest.
+fn best(scored: &[(usize, f64)]) -> Option<usize> {
+    scored
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|&(k, _)| k)
 }
 
 fn unfinished(out: &Path) -> SearchOutcome {
@@ -622,16 +616,8 @@ fn write_summary(out: &Path, s: &SearchState, front: &[usize]) -> Result<()> {
             *rejections.entry(kind).or_insert(0) += 1;
         }
     }
-    let best = s
-        .supernets
-        .iter()
-        .filter(|r| r.avg_accuracy.is_some())
-        .max_by(|a, b| {
-            a.avg_accuracy
-                .partial_cmp(&b.avg_accuracy)
-                .unwrap_or(std::cmp::Ordering::Equal)
-        })
-        .map(|r| &r.config);
+    let best =
+        best(&scored(s.supernets.iter().map(|r| r.avg_accuracy))).map(|k| &s.supernets[k].config);
     let summary = Summary {
         analyses: s
             .analyses

@@ -40,7 +40,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainingError> {
     fs::rename(&tmp, path).map_err(|e| TrainingError::io(path, e))
 }
 
-pub fn save_model(model: &Kwt, path: &Path) -> Result<(), TrainingError> {
+pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), TrainingError> {
     // Burnpack picks the file name; write beside the target and rename for atomicity.
     let tmp = path.with_extension("tmp.bpk");
     model

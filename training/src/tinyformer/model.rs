@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 
 use super::arch::{TinyFormerArch, TransformerArch};
 use super::modules::{DownsampleBlock, Head, MobileNetBlock, TransformerModule};
-use crate::checkpoint::{read_ron, write_ron};
+use crate::checkpoint::{read_ron, save_model, write_ron};
 use crate::error::TrainingError;
 
 /// One DoT stage.
@@ -107,12 +107,7 @@ pub fn save_tinyformer(
     let dir = checkpoint.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(|e| TrainingError::io(dir, e))?;
     write_ron(&dir.join(ARCH_FILE), arch)?;
-    let tmp = checkpoint.with_extension("tmp.bpk");
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
-    fs::rename(&tmp, checkpoint).map_err(|e| TrainingError::io(checkpoint, e))
+    save_model(model, checkpoint)
 }
 
 /// Loads a checkpoint written by [`save_tinyformer`].

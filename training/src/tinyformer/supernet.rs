@@ -88,23 +88,28 @@ impl SupernetConfig {
         if self.channels.is_empty() {
             return bad("channels: need at least one DoT stage".into());
         }
-        // Every path must be a valid model: check the largest and the extreme choices.
+        // The candidates only change widths inside a stage; the spatial sizes (what can make
+        // a path invalid) depend on the stages and the pooling alone.
         for p in 0..ch.pooling.len() {
-            let path = PathChoice {
-                stages: self
-                    .channels
-                    .iter()
-                    .map(|_| StageChoice {
-                        downsample: 0,
-                        mobilenets: vec![0; self.mobilenets],
-                        transformers: vec![0; self.transformers],
-                    })
-                    .collect(),
-                pooling: p,
-            };
-            self.arch(&path)?.validate()?;
+            self.arch(&self.first_path(p))?.validate()?;
         }
         Ok(())
+    }
+
+    /// The path of every block's first candidate, with pooling candidate `pooling`.
+    pub fn first_path(&self, pooling: usize) -> PathChoice {
+        PathChoice {
+            stages: self
+                .channels
+                .iter()
+                .map(|_| StageChoice {
+                    downsample: 0,
+                    mobilenets: vec![0; self.mobilenets],
+                    transformers: vec![0; self.transformers],
+                })
+                .collect(),
+            pooling,
+        }
     }
 
     /// A uniformly random path (SPOS sampling).
@@ -269,19 +274,8 @@ impl Supernet {
             cin = c;
         }
         let mut heads = Vec::new();
-        for &p in &ch.pooling {
-            let path_arch = cfg.arch(&PathChoice {
-                stages: cfg
-                    .channels
-                    .iter()
-                    .map(|_| StageChoice {
-                        downsample: 0,
-                        mobilenets: vec![0; cfg.mobilenets],
-                        transformers: vec![0; cfg.transformers],
-                    })
-                    .collect(),
-                pooling: ch.pooling.iter().position(|&q| q == p).unwrap_or(0),
-            })?;
+        for (k, &p) in ch.pooling.iter().enumerate() {
+            let path_arch = cfg.arch(&cfg.first_path(k))?;
             heads.push(Head::new(
                 &mut rng,
                 p,
