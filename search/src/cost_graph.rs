@@ -303,3 +303,81 @@ pub fn evaluate(
         est,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use training::tinyformer::{DotArch, MobileNetArch, TransformerArch};
+
+    fn arch() -> TinyFormerArch {
+        TinyFormerArch {
+            input: [1, 16, 16],
+            classes: 4,
+            stages: vec![DotArch {
+                downsample: Downsample::ConvMaxPool,
+                channels: 8,
+                mobilenets: vec![MobileNetArch { expansion: 2 }],
+                transformers: vec![TransformerArch {
+                    heads: 2,
+                    mlp_ratio: 2,
+                    encoders: 1,
+                }],
+            }],
+            pooling: Pooling::SeqPool,
+            last_linear: 16,
+        }
+    }
+
+    fn target() -> Target {
+        Target::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/targets/stm32f746.ron"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_broken_limit_is_named_and_sparsity_shrinks_flash() {
+        let a = arch();
+        let dense = SparseConfig::new();
+        let roomy = Limits {
+            sram_bytes: 1 << 20,
+            flash_bytes: 1 << 20,
+            latency_ms: Some(1e6),
+        };
+        let (r, est) = evaluate(&a, &dense, &target(), &roomy).unwrap();
+        assert!(r.fits(), "{:?}", r.violations);
+        assert_eq!(r.sram_bytes, est.peak_sram_bytes);
+        let tight = Limits {
+            sram_bytes: 1,
+            flash_bytes: 1,
+            latency_ms: Some(0.0),
+        };
+        let (r, _) = evaluate(&a, &dense, &target(), &tight).unwrap();
+        let kinds: Vec<&str> = r
+            .violations
+            .iter()
+            .map(|v| v.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(kinds, ["SRAM", "flash", "latency"], "{:?}", r.violations);
+        // 75 % blockwise sparsity on the MLP makes its weights RLE-coded: less flash.
+        let mut sparse = SparseConfig::new();
+        for name in ["s0.tr0.enc0.fc1", "s0.tr0.enc0.fc2"] {
+            sparse.insert(
+                name.into(),
+                crate::sparsity::LayerSparsity {
+                    block: 4,
+                    sparsity: 0.75,
+                },
+            );
+        }
+        let (s, _) = evaluate(&a, &sparse, &target(), &roomy).unwrap();
+        let (d, _) = evaluate(&a, &dense, &target(), &roomy).unwrap();
+        assert!(
+            s.flash_bytes < d.flash_bytes,
+            "{} vs {}",
+            s.flash_bytes,
+            d.flash_bytes
+        );
+    }
+}

@@ -434,6 +434,13 @@ fn quantize_and_place(
     })
 }
 
+/// The limit each violation line names (`SRAM`, `flash`, `latency`).
+fn violation_kinds(violations: &[String]) -> impl Iterator<Item = String> + '_ {
+    violations
+        .iter()
+        .map(|v| v.split_whitespace().next().unwrap_or("?").to_string())
+}
+
 /// `(index, score)` of the evaluated entries.
 fn scored(scores: impl Iterator<Item = Option<f64>>) -> Vec<(usize, f64)> {
     scores
@@ -498,6 +505,7 @@ fn evaluate_supernet(
         avg_accuracy: None,
         paths_evaluated: 0,
         paths_rejected: 0,
+        rejections: BTreeMap::new(),
         checkpoint: None,
     };
     if sn.test_paths > 0 && 2 * over > sn.test_paths {
@@ -535,6 +543,10 @@ fn evaluate_supernet(
         let (r, _) = evaluate(&arch, &sparse, target, limits)?;
         if !r.fits() {
             record.paths_rejected += 1;
+            tracing::info!(supernet = i, why = ?r.violations, "path rejected before evaluation");
+            for kind in violation_kinds(&r.violations) {
+                *record.rejections.entry(kind).or_insert(0) += 1;
+            }
             continue;
         }
         let model = prune_one_shot(supernet.extract(sup, &path)?, &arch, &sparse)?;
@@ -602,7 +614,10 @@ struct Summary<'a> {
     best_supernet: Option<&'a SupernetConfig>,
     candidates: usize,
     candidates_rejected: usize,
+    /// SparseNAS candidates rejected before training, by broken limit.
     rejections: BTreeMap<String, usize>,
+    /// SuperNAS sparse paths rejected before evaluation, by broken limit.
+    supernas_path_rejections: BTreeMap<String, usize>,
     pareto: &'a [usize],
     final_model: Option<&'a FinalRecord>,
     final_global_sparsity: Option<f64>,
@@ -611,9 +626,14 @@ struct Summary<'a> {
 fn write_summary(out: &Path, s: &SearchState, front: &[usize]) -> Result<()> {
     let mut rejections = BTreeMap::new();
     for c in &s.candidates {
-        for v in &c.resources.violations {
-            let kind = v.split_whitespace().next().unwrap_or("?").to_string();
+        for kind in violation_kinds(&c.resources.violations) {
             *rejections.entry(kind).or_insert(0) += 1;
+        }
+    }
+    let mut path_rejections = BTreeMap::new();
+    for r in &s.supernets {
+        for (kind, n) in &r.rejections {
+            *path_rejections.entry(kind.clone()).or_insert(0) += n;
         }
     }
     let best =
@@ -630,6 +650,7 @@ fn write_summary(out: &Path, s: &SearchState, front: &[usize]) -> Result<()> {
         candidates: s.candidates.len(),
         candidates_rejected: s.candidates.iter().filter(|c| c.accuracy.is_none()).count(),
         rejections,
+        supernas_path_rejections: path_rejections,
         pareto: front,
         final_model: s.final_model.as_ref(),
         final_global_sparsity: s.final_model.as_ref().map(|f| {

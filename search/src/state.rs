@@ -24,6 +24,9 @@ pub struct SupernetRecord {
     pub avg_accuracy: Option<f64>,
     pub paths_evaluated: usize,
     pub paths_rejected: usize,
+    /// Why sampled paths were rejected: broken limit (`SRAM`, `flash`, `latency`) -> count.
+    #[serde(default)]
+    pub rejections: std::collections::BTreeMap<String, usize>,
     /// Trained weights (relative to the results folder).
     pub checkpoint: Option<String>,
 }
