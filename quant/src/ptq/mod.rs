@@ -97,25 +97,58 @@ pub fn quantize_kwt(
     let fg = FloatGraph::from_kwt(model, cfg)?;
     let samples = calibration_slice(samples, cfg, opts)?;
     check_against_burn(model, &fg, &samples[..samples.len().min(8)])?;
-    let (groups, n_groups) = kwt_graph::scale_groups(&fg);
-    let observers = kwt_graph::calibrate(&fg, &groups, n_groups, samples)?;
+    calibrate_and_lower(&fg, samples, opts)
+}
+
+/// What every PTQ front end does once its float graph is checked: observe the activations on
+/// `samples`, take each scale group's power-of-two exponent from `opts.estimator`, lower to the
+/// integer graph and measure it layer by layer.
+pub(crate) fn calibrate_and_lower(
+    fg: &FloatGraph,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Graph, PtqReport)> {
+    let (groups, n_groups) = kwt_graph::scale_groups(fg);
+    let observers = kwt_graph::calibrate(fg, &groups, n_groups, samples)?;
     let exps: Vec<i32> = observers
         .iter()
         .map(|o| o.exponent(opts.estimator))
         .collect();
-    let graph = kwt_graph::lower(&fg, &groups, &exps, opts)?;
-    let report_n = samples.len().min(opts.report_samples.max(1));
-    let report = report::build(
-        &fg,
+    let graph = kwt_graph::lower(fg, &groups, &exps, opts)?;
+    let report = layer_report(
+        fg,
         &graph,
         &groups,
         &observers,
-        &samples[..report_n],
-        samples.len(),
-        opts.estimator,
+        samples,
+        opts,
         opts.per_channel,
     )?;
     Ok((graph, report))
+}
+
+/// The per-layer report of `graph` against `fg`, measured on the first
+/// `opts.report_samples` of `samples`.
+pub(crate) fn layer_report(
+    fg: &FloatGraph,
+    graph: &Graph,
+    groups: &[Option<usize>],
+    observers: &[Observer],
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+    per_channel: bool,
+) -> Result<PtqReport> {
+    let report_n = samples.len().min(opts.report_samples.max(1));
+    report::build(
+        fg,
+        graph,
+        groups,
+        observers,
+        &samples[..report_n],
+        samples.len(),
+        opts.estimator,
+        per_channel,
+    )
 }
 
 /// The first `opts.calibration_samples` samples, checked: at least one, each of the model's

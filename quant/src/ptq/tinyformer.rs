@@ -1,6 +1,6 @@
 //! Post-training quantization of a single-path TinyFormer (hybrid CNN-transformer) into the
-//! integer [`Graph`], with the KWT machinery ([`kwt_graph::scale_groups`],
-//! [`kwt_graph::calibrate`], [`kwt_graph::lower`], [`report::build`]).
+//! integer [`Graph`], with the KWT machinery (calibration, lowering and report through
+//! [`super::calibrate_and_lower`]).
 //!
 //! Layout: the Burn model is NCHW, the integer graph HWC. [`FloatGraph::from_tinyformer`]
 //! re-lays every weight once (conv `[cout, cin, k, k]` -> `[cout, k, k, cin]`, depthwise
@@ -23,7 +23,7 @@ use super::error::{PtqError, Result};
 use super::float_graph::{
     FOp, FloatGraph, INPUT, Walker, layer_norm_params, linear_params, values,
 };
-use super::{PtqOptions, PtqReport, kwt_graph, report};
+use super::{PtqOptions, PtqReport};
 use crate::graph::{Graph, Standardization, Window};
 
 /// Largest `|float - Burn|` logit difference, relative to `max(1, max|logit|)`, accepted by
@@ -481,25 +481,7 @@ pub fn quantize_tinyformer(
             checked.len()
         )));
     }
-    let (groups, n_groups) = kwt_graph::scale_groups(&fg);
-    let observers = kwt_graph::calibrate(&fg, &groups, n_groups, &samples)?;
-    let exps: Vec<i32> = observers
-        .iter()
-        .map(|o| o.exponent(opts.estimator))
-        .collect();
-    let graph = kwt_graph::lower(&fg, &groups, &exps, opts)?;
-    let report_n = samples.len().min(opts.report_samples.max(1));
-    let report = report::build(
-        &fg,
-        &graph,
-        &groups,
-        &observers,
-        &samples[..report_n],
-        samples.len(),
-        opts.estimator,
-        opts.per_channel,
-    )?;
-    Ok((graph, report))
+    super::calibrate_and_lower(&fg, &samples, opts)
 }
 
 #[cfg(test)]

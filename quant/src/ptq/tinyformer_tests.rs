@@ -6,7 +6,7 @@ use training::tinyformer::{
 };
 
 use super::*;
-use crate::ptq::{PtqError, PtqOptions, evaluate_int8_images};
+use crate::ptq::{PtqError, PtqOptions, evaluate_int8_images, report};
 use crate::{Interpreter, from_bytes, load, save, to_bytes};
 
 /// Two stages (both downsample kinds), a MobileNetV2 block in each, a Transformer module with

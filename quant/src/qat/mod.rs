@@ -25,7 +25,7 @@ use crate::Graph;
 use crate::ptq::error::{PtqError, Result};
 use crate::ptq::float_graph::FloatGraph;
 use crate::ptq::kwt_graph::{self, WeightScales, calibrate, scale_groups};
-use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, report};
+use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, layer_report};
 
 pub use hook::{QatHook, attach};
 pub use thresholds::{LearnedExponents, initial_thresholds, log2_threshold_for_exp};
@@ -65,17 +65,8 @@ pub fn lower_qat(
         opts,
     )?;
     let observers = calibrate(&fg, &groups, n_groups, samples)?;
-    let report_n = samples.len().min(opts.report_samples.max(1));
-    let report = report::build(
-        &fg,
-        &graph,
-        &groups,
-        &observers,
-        &samples[..report_n],
-        samples.len(),
-        opts.estimator,
-        false,
-    )?;
+    // Learned weight scales are per tensor.
+    let report = layer_report(&fg, &graph, &groups, &observers, samples, opts, false)?;
     Ok((graph, report))
 }
 
