@@ -108,8 +108,14 @@ pub struct Resolved {
     pub requant_elems: u64,
     /// Float-model parameter count.
     pub params: u64,
-    /// Deployed bytes: int8 weights, int32 biases, 8 bytes of requant params per GEMM stage.
+    /// Deployed bytes with per-tensor requantization, as the exporter stores the projections
+    /// (Q, K, V, O, or W*, V, O): int8 weights, an int32 bias per output (zeros where the
+    /// model has none: the runtime's Linear always reads one) and one 8-byte dyadic each.
     pub weight_bytes: u64,
+    /// Projection layers, and their output channels (per-channel requantization stores one
+    /// dyadic per output channel instead of one per layer).
+    pub proj_layers: u64,
+    pub proj_channels: u64,
     pub steps: Vec<Step>,
 }
 
@@ -280,15 +286,9 @@ impl AttentionSpec {
             }
             None => (None, lwt),
         };
-        let (params, macs, bias_elems, stages, weights) = match variant {
-            AttentionVariant::Fwsa => {
-                let bias = e + if self.qkv_bias { h * e + h * p } else { 0 };
-                (pf, mf, bias, 6, h * e * e + 2 * h * p * e)
-            }
-            _ => {
-                let bias = e + if self.qkv_bias { 3 * h * p } else { 0 };
-                (pm, mm, bias, 7, 4 * h * p * e)
-            }
+        let (params, macs, proj_layers, proj_channels, weights) = match variant {
+            AttentionVariant::Fwsa => (pf, mf, 3, h * e + h * p + e, h * e * e + 2 * h * p * e),
+            _ => (pm, mm, 4, 3 * h * p + e, 4 * h * p * e),
         };
         let matmul_macs = match variant {
             AttentionVariant::Fwsa => h * s * s * e + h * s * s * p,
@@ -306,7 +306,9 @@ impl AttentionSpec {
             softmax_elems: a,
             requant_elems,
             params,
-            weight_bytes: weights + 4 * bias_elems + 8 * stages,
+            weight_bytes: weights + 4 * proj_channels + 8 * proj_layers,
+            proj_layers,
+            proj_channels,
             steps,
         }
     }

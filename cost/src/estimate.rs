@@ -86,7 +86,7 @@ pub fn estimate(graph: &Graph, target: &Target) -> Result<Estimate, CostError> {
     let costs: Vec<OpCost> = graph
         .ops
         .iter()
-        .map(|op| op_cost(op, target.l1_bytes))
+        .map(|op| op_cost(op, target.l1_bytes, graph.requant))
         .collect::<Result<_, _>>()?;
     let buffers = lifetime::buffers(graph, &costs);
     let live = memory::live_bytes_per_step(&buffers, graph.ops.len());

@@ -95,6 +95,14 @@ pub enum OpKind {
     },
     /// Fused attention stage (MHSA or FWSA): `seq x embed -> seq x embed`.
     Attention(AttentionSpec),
+    /// The exporter's depth-first fused attention core without its projections: inputs Q, K,
+    /// V (`seq x heads*proj` each), output `softmax(Q K^T) V` (`seq x heads*proj`), one query
+    /// row and head at a time, so its only scratch is one int8 row of `seq` scores.
+    AttentionCore {
+        seq: usize,
+        heads: usize,
+        proj: usize,
+    },
 }
 
 /// One op: consumes `inputs` (tensor names), produces the tensor named `name`.
@@ -116,12 +124,25 @@ pub struct GraphInput {
     pub bytes: u64,
 }
 
+/// How many dyadic requantization multipliers a Linear / Conv layer keeps in flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RequantGranularity {
+    /// One per layer (per-tensor weight scales).
+    #[default]
+    PerTensor,
+    /// One per output channel (per-channel weight scales).
+    PerChannel,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Graph {
     pub name: String,
     pub inputs: Vec<GraphInput>,
     pub ops: Vec<Op>,
+    /// Requantization granularity of the deployed weight layers.
+    #[serde(default)]
+    pub requant: RequantGranularity,
 }
 
 /// Upper bound on any op's work product (2^50): keeps all u64 cost arithmetic exact.
@@ -149,6 +170,7 @@ impl OpKind {
             OpKind::PosEmbedding { .. } => "pos_emb",
             OpKind::TakeToken { .. } => "take_token",
             OpKind::Attention(_) => "attention",
+            OpKind::AttentionCore { .. } => "attn_core",
         }
     }
 
@@ -204,6 +226,9 @@ impl OpKind {
                 ("proj", a.proj),
                 ("heads", a.heads),
             ],
+            OpKind::AttentionCore { seq, heads, proj } => {
+                vec![("seq", seq), ("heads", heads), ("proj", proj)]
+            }
         }
     }
 
@@ -245,6 +270,9 @@ impl OpKind {
                 let (s, e, p, h) = (f(a.seq), f(a.embed), f(a.proj), f(a.heads));
                 4.0 * h * s * (s + e + p) * (e + p + 1.0)
             }
+            OpKind::AttentionCore { seq, heads, proj } => {
+                4.0 * f(heads) * f(seq) * f(seq) * (f(proj) + 1.0)
+            }
         }
     }
 
@@ -270,6 +298,7 @@ impl OpKind {
             | OpKind::PosEmbedding { tokens, dim }
             | OpKind::TakeToken { tokens, dim } => vec![v(tokens * dim)],
             OpKind::Attention(a) => vec![v(a.seq * a.embed)],
+            OpKind::AttentionCore { seq, heads, proj } => vec![v(seq * heads * proj); 3],
         }
     }
 
@@ -310,6 +339,7 @@ impl OpKind {
             OpKind::PosEmbedding { tokens, dim } => v(tokens * dim),
             OpKind::TakeToken { dim, .. } => v(dim),
             OpKind::Attention(a) => v(a.seq * a.embed),
+            OpKind::AttentionCore { seq, heads, proj } => v(seq * heads * proj),
         }
     }
 
@@ -457,8 +487,15 @@ impl GraphBuilder {
                 name: name.into(),
                 inputs: Vec::new(),
                 ops: Vec::new(),
+                requant: RequantGranularity::PerTensor,
             },
         }
+    }
+
+    /// Sets the requantization granularity of the weight layers.
+    pub fn requant(&mut self, g: RequantGranularity) -> &mut Self {
+        self.graph.requant = g;
+        self
     }
 
     pub fn input(&mut self, name: impl Into<String>, bytes: u64) -> String {

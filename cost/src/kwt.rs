@@ -196,13 +196,18 @@ pub fn kwt(c: &KwtConfig) -> Result<Graph, CostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::RequantGranularity;
     use crate::ops::op_cost;
 
     fn params(c: &KwtConfig) -> u64 {
         let g = kwt(c).unwrap();
         g.ops
             .iter()
-            .map(|op| op_cost(op, None).unwrap().params)
+            .map(|op| {
+                op_cost(op, None, RequantGranularity::PerTensor)
+                    .unwrap()
+                    .params
+            })
             .sum()
     }
 

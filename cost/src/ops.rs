@@ -1,14 +1,20 @@
 //! Per-op arithmetic: MACs, parameters, deployed weight bytes, scratch and the work that the
 //! target's cycle table prices.
 //!
-//! Deployed weight format: int8 weights, int32 biases, 8 bytes of requantization parameters
-//! (int32 multiplier + int32 shift, per tensor) per requantizing op, int32 LayerNorm gamma/beta,
-//! int8 embedding tables. With a [`Sparsity`](crate::graph::Sparsity), the weight matrix is
+//! Deployed weight format, as the exporter declares its constant arrays (`export::plan`): int8
+//! weights, int32 biases, 8-byte dyadic multipliers (int32 multiplier + int32 shift) of every
+//! Linear / Conv layer, one per tensor or per output channel ([`RequantGranularity`]), int8
+//! LayerNorm gamma and int32 beta, int8 embedding tables and class tokens, 256-byte GELU
+//! tables. The few int32 parameters of element-wise ops (Add, Softmax, LayerNorm, MatMul
+//! requantization, pooling) live in small per-kernel structs that neither side counts. Scratch
+//! is what the bundled runtime allocates: none for convolutions (no im2col), softmax and
+//! LayerNorm (a second pass recomputes instead of keeping an int32 row). With a [`Sparsity`](crate::graph::Sparsity), the weight matrix is
 //! stored blockwise run-length coded when `rle::predicted_size_bytes` is smaller than
-//! dense (TinyFormer's self-adaptive rule), and its MACs scale by `1 - rho`.
+//! dense (TinyFormer's self-adaptive rule), its MACs scale by `1 - rho`, and it runs the
+//! sparse kernel class (the runtime's `nas_sparse.c`, which reads the coded stream in place).
 
 use crate::error::CostError;
-use crate::graph::{Op, OpKind};
+use crate::graph::{Op, OpKind, RequantGranularity};
 use crate::target::{KernelClass, Target};
 
 /// Work units priced by [`crate::target::CycleTable`].
@@ -74,11 +80,18 @@ impl OpCost {
     }
 }
 
+/// Bytes of one dyadic multiplier.
 const REQUANT_BYTES: u64 = 8;
 
-/// Cost of one op; `l1` is the target's L1 size (used by depth-first attention tiling).
-pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
+/// Cost of one op; `l1` is the target's L1 size (used by depth-first attention tiling),
+/// `requant` the graph's requantization granularity.
+pub fn op_cost(op: &Op, l1: Option<u64>, requant: RequantGranularity) -> Result<OpCost, CostError> {
     let v = |x: usize| x as u64;
+    // Dyadic multipliers of a weight layer with `channels` outputs.
+    let rq = |channels: usize| match requant {
+        RequantGranularity::PerTensor => REQUANT_BYTES,
+        RequantGranularity::PerChannel => REQUANT_BYTES * v(channels),
+    };
     let out = op.kind.output_elems();
     // Dense weight bytes vs RLE-coded: returns (bytes, mac scale, coded?).
     let weights = |rows: usize, cols: usize| -> Result<(u64, f64, bool), CostError> {
@@ -115,11 +128,16 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
             OpCost {
                 macs,
                 params: v(in_features * out_features) + b,
-                weight_bytes: wb + 4 * b + REQUANT_BYTES,
+                // the runtime's Linear always reads an int32 bias (zeros without one)
+                weight_bytes: wb + 4 * v(out_features) + rq(out_features),
                 sparse_coded: coded,
                 output_bytes: out,
                 scratch_bytes: 0,
-                class: KernelClass::Linear,
+                class: if coded {
+                    KernelClass::SparseLinear
+                } else {
+                    KernelClass::Linear
+                },
                 work: vec![(Work::LinearMac, macs), (Work::Requant, out)],
             }
         }
@@ -128,7 +146,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
             OpCost {
                 macs,
                 params: 0,
-                weight_bytes: REQUANT_BYTES,
+                weight_bytes: 0,
                 sparse_coded: false,
                 output_bytes: out,
                 scratch_bytes: 0,
@@ -136,30 +154,30 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
                 work: vec![(Work::MatMulMac, macs), (Work::Requant, out)],
             }
         }
-        OpKind::Softmax { cols, .. } => OpCost {
+        OpKind::Softmax { .. } => OpCost {
             macs: 0,
             params: 0,
             weight_bytes: 0,
             sparse_coded: false,
             output_bytes: out,
-            scratch_bytes: 4 * v(cols),
+            scratch_bytes: 0,
             class: KernelClass::Softmax,
             work: vec![(Work::Softmax, out)],
         },
         OpKind::LayerNorm { dim, .. } => OpCost {
             macs: 0,
             params: 2 * v(dim),
-            weight_bytes: 8 * v(dim) + REQUANT_BYTES,
+            weight_bytes: 5 * v(dim),
             sparse_coded: false,
             output_bytes: out,
-            scratch_bytes: 4 * v(dim),
+            scratch_bytes: 0,
             class: KernelClass::LayerNorm,
             work: vec![(Work::LayerNorm, out)],
         },
         OpKind::Gelu { .. } => OpCost {
             macs: 0,
             params: 0,
-            weight_bytes: REQUANT_BYTES,
+            weight_bytes: 256,
             sparse_coded: false,
             output_bytes: out,
             scratch_bytes: 0,
@@ -179,7 +197,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
         OpKind::Add { .. } => OpCost {
             macs: 0,
             params: 0,
-            weight_bytes: 2 * REQUANT_BYTES,
+            weight_bytes: 0,
             sparse_coded: false,
             output_bytes: out,
             scratch_bytes: 0,
@@ -192,12 +210,15 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
             OpCost {
                 macs,
                 params: v(k * k * cin * cout + cout),
-                weight_bytes: wb + 4 * v(cout) + REQUANT_BYTES,
+                weight_bytes: wb + 4 * v(cout) + rq(cout),
                 sparse_coded: coded,
                 output_bytes: out,
-                // CMSIS-NN style im2col: two int16 columns.
-                scratch_bytes: 2 * 2 * v(k * k * cin),
-                class: KernelClass::Conv,
+                scratch_bytes: 0,
+                class: if coded {
+                    KernelClass::SparseConv
+                } else {
+                    KernelClass::Conv
+                },
                 work: vec![(Work::ConvMac, macs), (Work::Requant, out)],
             }
         }
@@ -207,18 +228,22 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
             OpCost {
                 macs,
                 params: v(k * k * c + c),
-                weight_bytes: wb + 4 * v(c) + REQUANT_BYTES,
+                weight_bytes: wb + 4 * v(c) + rq(c),
                 sparse_coded: coded,
                 output_bytes: out,
                 scratch_bytes: 0,
-                class: KernelClass::Depthwise,
+                class: if coded {
+                    KernelClass::SparseDepthwise
+                } else {
+                    KernelClass::Depthwise
+                },
                 work: vec![(Work::DepthwiseMac, macs), (Work::Requant, out)],
             }
         }
         OpKind::Pool { k, .. } => OpCost {
             macs: 0,
             params: 0,
-            weight_bytes: REQUANT_BYTES,
+            weight_bytes: 0,
             sparse_coded: false,
             output_bytes: out,
             scratch_bytes: 0,
@@ -238,7 +263,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
         OpKind::PosEmbedding { tokens, dim } => OpCost {
             macs: 0,
             params: v(tokens * dim),
-            weight_bytes: v(tokens * dim) + 2 * REQUANT_BYTES,
+            weight_bytes: v(tokens * dim),
             sparse_coded: false,
             output_bytes: out,
             scratch_bytes: 0,
@@ -255,12 +280,34 @@ pub fn op_cost(op: &Op, l1: Option<u64>) -> Result<OpCost, CostError> {
             class: KernelClass::Embedding,
             work: vec![(Work::Copy, out)],
         },
+        OpKind::AttentionCore { seq, heads, proj } => {
+            let scores = v(heads * seq * seq);
+            let macs = 2 * scores * v(proj);
+            OpCost {
+                macs,
+                params: 0,
+                weight_bytes: 0,
+                sparse_coded: false,
+                output_bytes: out,
+                scratch_bytes: v(seq),
+                class: KernelClass::Attention,
+                work: vec![
+                    (Work::MatMulMac, macs),
+                    (Work::Softmax, scores),
+                    (Work::Requant, scores + out),
+                ],
+            }
+        }
         OpKind::Attention(a) => {
             let r = a.resolve(l1);
+            let per_channel_extra = match requant {
+                RequantGranularity::PerTensor => 0,
+                RequantGranularity::PerChannel => REQUANT_BYTES * (r.proj_channels - r.proj_layers),
+            };
             OpCost {
                 macs: r.macs(),
                 params: r.params,
-                weight_bytes: r.weight_bytes,
+                weight_bytes: r.weight_bytes + per_channel_extra,
                 sparse_coded: false,
                 output_bytes: out,
                 scratch_bytes: r.scratch_bytes(),
@@ -298,7 +345,7 @@ mod tests {
 
     #[test]
     fn dense_linear_bytes() {
-        let c = op_cost(&linear(None), None).unwrap();
+        let c = op_cost(&linear(None), None, RequantGranularity::PerTensor).unwrap();
         assert_eq!(c.params, 256 * 64 + 64);
         assert_eq!(c.weight_bytes, 256 * 64 + 4 * 64 + 8);
         assert_eq!(c.macs, 256 * 64);
@@ -310,14 +357,21 @@ mod tests {
             rho: 0.75,
             block: 4,
         };
-        let c = op_cost(&linear(Some(sp)), None).unwrap();
+        let c = op_cost(&linear(Some(sp)), None, RequantGranularity::PerTensor).unwrap();
         let coded = rle::predicted_size_bytes(64, 256, 4, 0.75).unwrap() as u64;
         assert!(c.sparse_coded);
+        assert_eq!(c.class, KernelClass::SparseLinear);
         assert_eq!(c.weight_bytes, coded + 4 * 64 + 8);
         assert_eq!(c.macs, 256 * 64 / 4);
         // Low sparsity, block 1: RLE is larger than dense -> stays dense.
-        let c = op_cost(&linear(Some(Sparsity { rho: 0.1, block: 1 })), None).unwrap();
+        let c = op_cost(
+            &linear(Some(Sparsity { rho: 0.1, block: 1 })),
+            None,
+            RequantGranularity::PerTensor,
+        )
+        .unwrap();
         assert!(!c.sparse_coded);
+        assert_eq!(c.class, KernelClass::Linear);
         assert_eq!(c.weight_bytes, 256 * 64 + 4 * 64 + 8);
     }
 }

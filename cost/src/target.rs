@@ -22,6 +22,12 @@ pub enum KernelClass {
     Pool,
     Embedding,
     Attention,
+    /// Linear reading blockwise run-length coded weights (SparseEngine).
+    SparseLinear,
+    /// Conv2d / pointwise reading coded weights.
+    SparseConv,
+    /// Depthwise Conv2d reading coded weights.
+    SparseDepthwise,
 }
 
 impl KernelClass {
@@ -38,6 +44,9 @@ impl KernelClass {
             KernelClass::Pool => "pool",
             KernelClass::Embedding => "embedding",
             KernelClass::Attention => "attention",
+            KernelClass::SparseLinear => "sparse-linear",
+            KernelClass::SparseConv => "sparse-conv",
+            KernelClass::SparseDepthwise => "sparse-depthwise",
         }
     }
 }
@@ -80,6 +89,9 @@ pub struct CodeSizeTable {
     pub pool: u64,
     pub embedding: u64,
     pub attention: u64,
+    pub sparse_linear: u64,
+    pub sparse_conv: u64,
+    pub sparse_depthwise: u64,
 }
 
 impl CodeSizeTable {
@@ -96,6 +108,9 @@ impl CodeSizeTable {
             KernelClass::Pool => self.pool,
             KernelClass::Embedding => self.embedding,
             KernelClass::Attention => self.attention,
+            KernelClass::SparseLinear => self.sparse_linear,
+            KernelClass::SparseConv => self.sparse_conv,
+            KernelClass::SparseDepthwise => self.sparse_depthwise,
         }
     }
 }

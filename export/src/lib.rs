@@ -15,6 +15,7 @@
 pub mod codegen;
 pub mod error;
 pub mod plan;
+pub mod sparse;
 pub mod verify;
 
 pub use codegen::{

@@ -32,12 +32,14 @@ use std::collections::{BTreeSet, HashMap};
 
 use quant::graph::{Graph, Op, Requant};
 use quant::{Dyadic, ISoftmax};
+use rle::Encoded;
 use serde::{Deserialize, Serialize};
 
 use cost::memory::{self, Buffer, BufferKind, PlannerKind};
 use cost::target::{KernelClass, Target};
 
 use crate::error::ExportError;
+use crate::sparse::{coded_macs_per_position, coded_weights};
 
 /// Alignment of every arena buffer (word loads of the DSP dot product).
 pub const ARENA_ALIGN: u64 = 4;
@@ -51,12 +53,17 @@ pub struct Int8Options {
     /// Fuse attention chains into the depth-first tiled kernel (default). Off: every op runs
     /// layer-wise and materializes its output (the attention matrix included).
     pub fuse_attention: bool,
+    /// Store Linear / Conv2d / depthwise weights blockwise run-length coded where that is
+    /// smaller than dense, run by the sparse kernels (default; see [`crate::sparse`]). Off:
+    /// every weight is dense.
+    pub sparse_weights: bool,
 }
 
 impl Default for Int8Options {
     fn default() -> Self {
         Int8Options {
             fuse_attention: true,
+            sparse_weights: true,
         }
     }
 }
@@ -174,6 +181,8 @@ pub struct Int8Plan {
     pub weight_bytes: u64,
     /// Constant bytes of each node (0 for elided nodes and fused anchors without constants).
     pub node_weight_bytes: Vec<u64>,
+    /// Run-length coded weights of each node that stores them so (see [`crate::sparse`]).
+    pub coded: Vec<Option<Encoded>>,
     /// Total input elements (graph inputs concatenated).
     pub input_len: usize,
     /// Total output elements.
@@ -198,12 +207,14 @@ fn err(node: &str, problem: impl Into<String>) -> ExportError {
     ExportError::Plan(format!("node `{node}`: {}", problem.into()))
 }
 
-/// Constant bytes the generated source declares for `op` (see the module docs).
-pub fn const_bytes(op: &Op, input_rank: usize) -> u64 {
+/// Constant bytes the generated source declares for `op` (see the module docs); `coded`: its
+/// weights' run-length coding, when stored so.
+pub fn const_bytes(op: &Op, input_rank: usize, coded: Option<&Encoded>) -> u64 {
     let rq = |r: &Requant| match r {
         Requant::PerTensor(_) => DYADIC_BYTES,
         Requant::PerChannel(v) => DYADIC_BYTES * v.len() as u64,
     };
+    let weight_bytes = |w: &[i8]| coded.map_or(w.len(), rle::coded_size_bytes) as u64;
     match op {
         Op::Linear {
             weight,
@@ -222,7 +233,7 @@ pub fn const_bytes(op: &Op, input_rank: usize) -> u64 {
             bias,
             requant,
             ..
-        } => weight.len() as u64 + 4 * bias.len() as u64 + rq(requant),
+        } => weight_bytes(weight) + 4 * bias.len() as u64 + rq(requant),
         Op::AddEmbedding { embedding, .. } => embedding.len() as u64,
         Op::ConcatClassToken { token } => token.len() as u64,
         Op::LayerNorm(ln) | Op::ScaledLayerNorm(ln) => {
@@ -234,9 +245,13 @@ pub fn const_bytes(op: &Op, input_rank: usize) -> u64 {
     }
 }
 
-/// The kernel class of an op (code size and cycle tables).
-pub fn kernel_class(op: &Op) -> Option<KernelClass> {
+/// The kernel class of an op (code size and cycle tables); `coded`: its weights are stored
+/// run-length coded (the sparse kernels).
+pub fn kernel_class(op: &Op, coded: bool) -> Option<KernelClass> {
     Some(match op {
+        Op::Linear { .. } if coded => KernelClass::SparseLinear,
+        Op::Conv2d { .. } if coded => KernelClass::SparseConv,
+        Op::DepthwiseConv2d { .. } if coded => KernelClass::SparseDepthwise,
         Op::Linear { .. } => KernelClass::Linear,
         Op::MatMul { .. } => KernelClass::MatMul,
         Op::Add(_) | Op::Requant(_) | Op::Relu => KernelClass::Add,
@@ -570,6 +585,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
     }
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut node_weight_bytes = vec![0u64; n_nodes];
+    let mut coded: Vec<Option<Encoded>> = vec![None; n_nodes];
     // extends the lifetime of the buffer behind `t` (if any) to `step`
     let touch = |buffers: &mut Vec<Buffer>, storage: &HashMap<String, Storage>, t: &str, step| {
         if let Some(Storage::Arena(b)) = storage.get(t) {
@@ -598,7 +614,14 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     }
                     touch(&mut buffers, &storage, t, step);
                 }
-                node_weight_bytes[step] = const_bytes(&node.op, rank[node.inputs[0].as_str()]);
+                if opts.sparse_weights {
+                    coded[step] = coded_weights(&node.op);
+                }
+                node_weight_bytes[step] = const_bytes(
+                    &node.op,
+                    rank[node.inputs[0].as_str()],
+                    coded[step].as_ref(),
+                );
                 storage.insert(node.output.clone(), Storage::Arena(buffers.len()));
                 buffers.push(Buffer {
                     name: node.output.clone(),
@@ -664,6 +687,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
         peak_node,
         weight_bytes: node_weight_bytes.iter().sum(),
         node_weight_bytes,
+        coded,
         buffers,
         input_len,
         output_len,
@@ -693,6 +717,10 @@ pub struct Int8Estimate {
     pub planner: String,
     /// Number of fused attention kernels.
     pub fused_attention: usize,
+    /// Layers whose weights are stored run-length coded (sparse kernels).
+    pub coded_layers: usize,
+    /// Flash those layers save against dense weights.
+    pub coded_saving_bytes: u64,
 }
 
 impl Int8Estimate {
@@ -710,7 +738,17 @@ impl Int8Estimate {
     }
 }
 
-/// MACs of a node (0 for element-wise ops).
+/// Output positions of a Linear / Conv node: output elements per output channel.
+fn node_positions(graph: &Graph, node: usize) -> u64 {
+    let n = &graph.nodes[node];
+    let shape = graph
+        .tensor(&n.output)
+        .map_or(&[][..], |t| t.shape.as_slice());
+    let channels = shape.last().copied().unwrap_or(1).max(1);
+    (shape.iter().product::<usize>() / channels) as u64
+}
+
+/// MACs of a node with dense weights (0 for element-wise ops).
 pub fn node_macs(graph: &Graph, node: usize) -> u64 {
     let n = &graph.nodes[node];
     let out = graph.tensor(&n.output).map_or(0, |t| t.numel()) as u64;
@@ -737,11 +775,19 @@ pub fn estimate(
     let p = plan(graph, opts)?;
     let mut classes: BTreeSet<KernelClass> = BTreeSet::new();
     let mut macs = 0;
+    let (mut coded_layers, mut coded_saving_bytes) = (0, 0);
     for (i, n) in graph.nodes.iter().enumerate() {
+        if let Some(e) = &p.coded[i] {
+            coded_layers += 1;
+            coded_saving_bytes += (e.rows * e.cols - rle::coded_size_bytes(e)) as u64;
+        }
         match p.exec[i] {
             Exec::Kernel => {
-                classes.extend(kernel_class(&n.op));
-                macs += node_macs(graph, i);
+                classes.extend(kernel_class(&n.op, p.coded[i].is_some()));
+                macs += match &p.coded[i] {
+                    Some(e) => node_positions(graph, i) * coded_macs_per_position(e),
+                    None => node_macs(graph, i),
+                };
             }
             Exec::Fused(f) => {
                 classes.insert(KernelClass::Attention);
@@ -763,6 +809,8 @@ pub fn estimate(
         macs,
         planner: p.planner.label().into(),
         fused_attention: p.fused.len(),
+        coded_layers,
+        coded_saving_bytes,
     };
     Ok((p, e))
 }
@@ -809,6 +857,7 @@ mod tests {
             &single_head(false),
             &Int8Options {
                 fuse_attention: false,
+                ..Default::default()
             },
         )
         .unwrap();

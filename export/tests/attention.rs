@@ -28,6 +28,7 @@ fn check(g: &Graph, targets: &[Target], random: usize, seed: u64, fwsa: bool) {
     for fuse in [true, false] {
         let opts = Int8Options {
             fuse_attention: fuse,
+            ..Default::default()
         };
         let rep = verify_with(g, &xs, &ts, &opts).unwrap_or_else(|e| panic!("{e}"));
         for t in &rep.targets {
@@ -120,6 +121,7 @@ fn arena_and_constants_equal_cost_model() {
         for fuse in [true, false] {
             let opts = Int8Options {
                 fuse_attention: fuse,
+                ..Default::default()
             };
             let (plan, est) = export::plan::estimate(g, &target, &opts).unwrap();
             let proj = generate_with(g, "m", &ExportLimits::default(), &opts).unwrap();
@@ -168,6 +170,7 @@ fn depth_first_tiling_lowers_the_attention_peak() {
                 &g,
                 &Int8Options {
                     fuse_attention: false,
+                    ..Default::default()
                 },
             )
             .unwrap();

@@ -157,6 +157,7 @@ fn attention_instruction_counts() {
     let fused = Int8Options::default();
     let layer = Int8Options {
         fuse_attention: false,
+        ..Default::default()
     };
     println!("| shape | target | variant | MACs | instructions | instr/MAC | baseline / variant |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");

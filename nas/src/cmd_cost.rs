@@ -91,7 +91,7 @@ fn int8_cost(path: &std::path::Path, target: &Target) -> Result<()> {
     let graph = quant::load(path).with_context(|| format!("loading {}", path.display()))?;
     let (_, e) = export::plan::estimate(&graph, target, &export::Int8Options::default())?;
     println!(
-        "{} on {}: arena {} B of {} B SRAM ({}), flash {} B of {} B ({} B constants + {} B code), {} MACs, {} fused attention kernel(s)",
+        "{} on {}: arena {} B of {} B SRAM ({}), flash {} B of {} B ({} B constants + {} B code), {} MACs, {} fused attention kernel(s), {} layer(s) with run-length coded weights ({} B saved)",
         path.display(),
         e.target,
         e.arena_bytes,
@@ -102,7 +102,9 @@ fn int8_cost(path: &std::path::Path, target: &Target) -> Result<()> {
         e.weight_bytes,
         e.code_bytes,
         e.macs,
-        e.fused_attention
+        e.fused_attention,
+        e.coded_layers,
+        e.coded_saving_bytes
     );
     if !e.sram_fits() || e.flash_bytes > e.flash_limit {
         println!("does NOT fit {}", e.target);

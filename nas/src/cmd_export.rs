@@ -25,6 +25,10 @@ pub struct ExportArgs {
     /// depth-first tiled kernel.
     #[arg(long)]
     no_fuse_attention: bool,
+    /// Store every weight dense instead of blockwise run-length coded where that is smaller
+    /// (the sparse kernels).
+    #[arg(long)]
+    dense_weights: bool,
 }
 
 fn pct(a: u64, b: u64) -> f64 {
@@ -43,6 +47,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     export::check_supported(&graph)?;
     let opts = Int8Options {
         fuse_attention: !args.no_fuse_attention,
+        sparse_weights: !args.dense_weights,
     };
     let (_, est) = export::plan::estimate(&graph, &target, &opts)?;
     println!(
@@ -77,6 +82,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
             "DOES NOT FIT"
         }
     );
+    if est.coded_layers > 0 {
+        println!(
+            "       {} layer(s) store blockwise run-length coded weights (sparse kernels), \
+             {} B less than dense",
+            est.coded_layers, est.coded_saving_bytes
+        );
+    }
     let mut problems = Vec::new();
     if !est.sram_fits() {
         problems.push(format!(

@@ -38,6 +38,10 @@ pub struct VerifyArgs {
     /// Verify the layer-wise schedule instead of the fused depth-first attention kernel.
     #[arg(long)]
     no_fuse_attention: bool,
+    /// Store every weight dense instead of blockwise run-length coded where that is smaller
+    /// (the sparse kernels).
+    #[arg(long)]
+    dense_weights: bool,
 }
 
 /// Deterministic inputs: xorshift64* bytes, plus the saturation edges.
@@ -97,6 +101,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let xs = samples(len, args.inputs, args.seed);
     let opts = Int8Options {
         fuse_attention: !args.no_fuse_attention,
+        sparse_weights: !args.dense_weights,
     };
     let rep = export::verify_with(&graph, &xs, &targets, &opts)?;
     println!(

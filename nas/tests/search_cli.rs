@@ -144,6 +144,19 @@ fn shipped_fashion_mnist_config_runs_offline() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(stdout.contains("best model"), "{stdout}");
+    // The cost model's SRAM and flash of the winner equal the exported model's.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    let fin = &summary["final_model"];
+    assert_eq!(
+        fin["resources"]["sram_bytes"], fin["int8"]["arena_bytes"],
+        "{fin}"
+    );
+    assert_eq!(
+        fin["resources"]["flash_bytes"], fin["int8"]["flash_bytes"],
+        "{fin}"
+    );
     for f in [
         "pareto.md",
         "pareto.svg",

@@ -323,9 +323,10 @@ impl BlockMask {
 }
 
 /// Number of blocks to prune for `sparsity`: the nearest whole number of blocks, so the
-/// realized sparsity is within half a block of the target.
+/// realized sparsity is within half a block of the target (the rule the cost model's size
+/// prediction uses too).
 pub fn target_blocks(blocks: usize, sparsity: f64) -> usize {
-    ((sparsity * blocks as f64).round() as usize).min(blocks)
+    rle::pruned_blocks(blocks, sparsity)
 }
 
 /// Prunes the `target_blocks(.., sparsity)` blocks of smallest score. Blocks pruned in

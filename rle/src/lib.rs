@@ -331,10 +331,17 @@ pub fn eq5_payload_bytes(n: usize, rho: f64, b: usize) -> f64 {
     n as f64 / eq5_ratio(rho, b)
 }
 
-/// Size formula without the weights: the coded size of a `rows x cols` matrix whose nonzero
-/// blocks are a fraction `1 - rho` of its blocks, assuming no gap exceeds 255 blocks (no zero
-/// entries; exact whenever `cols % block == 0` and `cols / block <= 256`). `rho` is the block sparsity; the number of
-/// nonzero blocks is rounded up. Used by the cost model.
+/// Blocks a pruner zeroes out of `blocks` for block sparsity `rho`: the nearest whole number
+/// (half a block away at most). The pruner (`pruning`) and [`predicted_size_bytes`] share this
+/// rule, so the cost model predicts the coded size of a pruned layer exactly.
+pub fn pruned_blocks(blocks: usize, rho: f64) -> usize {
+    ((rho * blocks as f64).round() as usize).min(blocks)
+}
+
+/// Size formula without the weights: the coded size of a `rows x cols` matrix of which
+/// [`pruned_blocks`]`(blocks, rho)` blocks are zero, assuming no gap exceeds 255 blocks (no zero
+/// entries; exact whenever `cols % block == 0` and `cols / block <= 256`). Used by the cost
+/// model.
 pub fn predicted_size_bytes(
     rows: usize,
     cols: usize,
@@ -347,7 +354,7 @@ pub fn predicted_size_bytes(
     check_shape(rows.saturating_mul(cols), rows, cols, block)?;
     let blocks_per_row = cols.div_ceil(block);
     let total_blocks = rows * blocks_per_row;
-    let nz = ((1.0 - rho) * total_blocks as f64 - 1e-9).ceil().max(0.0) as usize;
+    let nz = total_blocks - pruned_blocks(total_blocks, rho);
     // Average entry width: full blocks, except the tail block of each row.
     let tail = cols - (blocks_per_row - 1) * block;
     let avg_w = (cols as f64) / blocks_per_row as f64;

@@ -82,6 +82,10 @@ fn search_runs_end_to_end_and_resumes_to_the_same_answer() {
     )
     .unwrap();
     assert_eq!(est.arena_bytes, fin.int8.arena_bytes);
+    // The cost model's figures for the winner (from its architecture and sparsity config,
+    // before any weight exists) are what the exported model allocates: SRAM and flash.
+    assert_eq!(fin.resources.sram_bytes, fin.int8.arena_bytes);
+    assert_eq!(fin.resources.flash_bytes, fin.int8.flash_bytes);
     assert!(fin.int8.test_accuracy > 0.0);
 
     // Interrupted after two evaluations, then resumed: the same final answer.

@@ -1,7 +1,8 @@
 //! Tensor lifetimes over the op order. Step `i` is the execution of op `i`; a tensor is live
 //! from the step that produces it (graph inputs: step 0) to its last consumer (graph outputs,
 //! i.e. tensors nobody consumes, to the last step). Inputs and outputs of an op are live
-//! together (no in-place reuse). Kernel scratch is live only during its op.
+//! together (no in-place reuse). Kernel scratch is live only during its op. Every buffer is
+//! rounded up to [`ALIGN`] bytes, as the exporter places them (word loads of the kernels).
 
 use crate::graph::Graph;
 use crate::ops::OpCost;
@@ -26,6 +27,13 @@ pub struct Buffer {
     pub op: usize,
 }
 
+/// Alignment of every arena buffer, bytes.
+pub const ALIGN: u64 = 4;
+
+fn align(bytes: u64) -> u64 {
+    bytes.div_ceil(ALIGN) * ALIGN
+}
+
 /// Buffers of a validated graph given its op costs (same order as `graph.ops`).
 pub fn buffers(graph: &Graph, costs: &[OpCost]) -> Vec<Buffer> {
     let last = graph.ops.len().saturating_sub(1);
@@ -35,7 +43,7 @@ pub fn buffers(graph: &Graph, costs: &[OpCost]) -> Vec<Buffer> {
         index.insert(&i.name, out.len());
         out.push(Buffer {
             name: i.name.clone(),
-            bytes: i.bytes,
+            bytes: align(i.bytes),
             start: 0,
             end: 0,
             kind: BufferKind::Input,
@@ -53,7 +61,7 @@ pub fn buffers(graph: &Graph, costs: &[OpCost]) -> Vec<Buffer> {
         if cost.scratch_bytes > 0 {
             out.push(Buffer {
                 name: format!("{}.scratch", op.name),
-                bytes: cost.scratch_bytes,
+                bytes: align(cost.scratch_bytes),
                 start: step,
                 end: step,
                 kind: BufferKind::Scratch,
@@ -63,7 +71,7 @@ pub fn buffers(graph: &Graph, costs: &[OpCost]) -> Vec<Buffer> {
         index.insert(&op.name, out.len());
         out.push(Buffer {
             name: op.name.clone(),
-            bytes: cost.output_bytes,
+            bytes: align(cost.output_bytes),
             start: step,
             end: step,
             kind: BufferKind::Output,

@@ -1,0 +1,155 @@
+/* nas_sparse.c - see nas_sparse.h for the weight stream these kernels read. */
+#include "nas_sparse.h"
+
+/* A coded matrix: header fields and the start of the row table and of the entries. */
+typedef struct {
+    int32_t block;
+    int32_t cols;
+    const uint8_t *counts;
+    const uint8_t *entries;
+} nas_rle_view;
+
+static nas_rle_view nas_rle_open(const uint8_t *s) {
+    nas_rle_view v;
+    uint32_t rows = (uint32_t)s[8] | (uint32_t)s[9] << 8 | (uint32_t)s[10] << 16 |
+                    (uint32_t)s[11] << 24;
+    v.block = (int32_t)s[5];
+    v.cols = (int32_t)((uint32_t)s[12] | (uint32_t)s[13] << 8 | (uint32_t)s[14] << 16 |
+                       (uint32_t)s[15] << 24);
+    v.counts = s + NAS_RLE_HEADER_BYTES;
+    v.entries = v.counts + 2 * (size_t)rows;
+    return v;
+}
+
+static inline int32_t nas_rle_count(const nas_rle_view *v, int32_t row) {
+    return (int32_t)v->counts[2 * row] | (int32_t)v->counts[2 * row + 1] << 8;
+}
+
+/* A stored byte as the int8 it encodes (well defined, unlike a cast of values above 127). */
+static inline int32_t nas_rle_val(uint8_t b) {
+    return (int32_t)(b ^ 0x80u) - 128;
+}
+
+static inline nas_dyadic nas_rle_rq(const nas_requant *rq, int32_t ch) {
+    return rq->per_channel ? rq->mult[ch] : rq->mult[0];
+}
+
+/* Dot product of one coded row with the dense vector x; *p walks past the row's entries. */
+static int32_t nas_rle_row_dot(const nas_rle_view *v, int32_t count, const uint8_t **p,
+                               const int8_t *x, int32_t acc) {
+    const uint8_t *q = *p;
+    int32_t e, k, cursor = 0;
+    for (e = 0; e < count; e++) {
+        int32_t c0, w;
+        cursor += *q++;
+        c0 = cursor * v->block;
+        w = v->cols - c0 < v->block ? v->cols - c0 : v->block;
+        for (k = 0; k < w; k++) {
+            acc += (int32_t)x[c0 + k] * nas_rle_val(q[k]);
+        }
+        q += w;
+        cursor++;
+    }
+    *p = q;
+    return acc;
+}
+
+void nas_linear_rle_s8(const int8_t *x, const uint8_t *w, const int32_t *bias,
+                       const nas_requant *rq, const nas_linear_dims *d, int8_t *y) {
+    const nas_rle_view v = nas_rle_open(w);
+    const uint8_t *row = v.entries;
+    int32_t o, r;
+    /* Output-channel outer: each coded row is found once and reused for every input row. */
+    for (o = 0; o < d->out_f; o++) {
+        const int32_t count = nas_rle_count(&v, o);
+        const nas_dyadic dq = nas_rle_rq(rq, o);
+        const uint8_t *next = row;
+        for (r = 0; r < d->rows; r++) {
+            const uint8_t *p = row;
+            int32_t acc = nas_rle_row_dot(&v, count, &p, x + (size_t)r * (size_t)d->in_f, bias[o]);
+            y[(size_t)r * (size_t)d->out_f + (size_t)o] = nas_requantize(acc, dq);
+            next = p;
+        }
+        row = next;
+    }
+}
+
+/* One output pixel of a coded convolution: `cin` input channels per kernel position (1 for
+ * depthwise, where `ch_off` selects the channel), kernel positions row-major over kh x kw.
+ * Out-of-range input positions contribute 0, as in the dense kernels. */
+static int32_t nas_rle_conv_pixel(const nas_rle_view *v, int32_t count, const uint8_t **p,
+                                  const int8_t *x, const nas_hwc *in, int32_t cin,
+                                  int32_t ch_off, int32_t kw, int32_t iy0, int32_t ix0,
+                                  int32_t acc) {
+    const uint8_t *q = *p;
+    int32_t e, k, cursor = 0;
+    for (e = 0; e < count; e++) {
+        int32_t c0, w, i, t, kx, ky;
+        cursor += *q++;
+        c0 = cursor * v->block;
+        w = v->cols - c0 < v->block ? v->cols - c0 : v->block;
+        i = c0 % cin;
+        t = c0 / cin;
+        kx = t % kw;
+        ky = t / kw;
+        for (k = 0; k < w; k++) {
+            const int32_t iy = iy0 + ky, ix = ix0 + kx;
+            if (iy >= 0 && iy < in->h && ix >= 0 && ix < in->w) {
+                acc += (int32_t)x[((size_t)iy * (size_t)in->w + (size_t)ix) * (size_t)in->c +
+                                  (size_t)(ch_off + i)] *
+                       nas_rle_val(q[k]);
+            }
+            if (++i == cin) {
+                i = 0;
+                if (++kx == kw) {
+                    kx = 0;
+                    ky++;
+                }
+            }
+        }
+        q += w;
+        cursor++;
+    }
+    *p = q;
+    return acc;
+}
+
+void nas_conv2d_rle_s8(const int8_t *x, const nas_hwc *in, const uint8_t *w,
+                       const int32_t *bias, const nas_requant *rq, const nas_window *win,
+                       const nas_hwc *out, int8_t *y) {
+    const nas_rle_view v = nas_rle_open(w);
+    int32_t oy, ox, o;
+    for (oy = 0; oy < out->h; oy++) {
+        for (ox = 0; ox < out->w; ox++) {
+            const int32_t iy0 = oy * win->stride[0] - win->pad[0];
+            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
+            int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)out->c;
+            const uint8_t *p = v.entries;
+            for (o = 0; o < out->c; o++) {
+                int32_t acc = nas_rle_conv_pixel(&v, nas_rle_count(&v, o), &p, x, in, in->c, 0,
+                                                 win->k[1], iy0, ix0, bias[o]);
+                yp[o] = nas_requantize(acc, nas_rle_rq(rq, o));
+            }
+        }
+    }
+}
+
+void nas_depthwise_conv2d_rle_s8(const int8_t *x, const nas_hwc *in, const uint8_t *w,
+                                 const int32_t *bias, const nas_requant *rq,
+                                 const nas_window *win, const nas_hwc *out, int8_t *y) {
+    const nas_rle_view v = nas_rle_open(w);
+    int32_t oy, ox, ch;
+    for (oy = 0; oy < out->h; oy++) {
+        for (ox = 0; ox < out->w; ox++) {
+            const int32_t iy0 = oy * win->stride[0] - win->pad[0];
+            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
+            int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)out->c;
+            const uint8_t *p = v.entries;
+            for (ch = 0; ch < out->c; ch++) {
+                int32_t acc = nas_rle_conv_pixel(&v, nas_rle_count(&v, ch), &p, x, in, 1, ch,
+                                                 win->k[1], iy0, ix0, bias[ch]);
+                yp[ch] = nas_requantize(acc, nas_rle_rq(rq, ch));
+            }
+        }
+    }
+}
