@@ -205,6 +205,25 @@ impl Generated {
         );
     }
 
+    /// The softmax exponent table of node `p` (or `NULL` without one): entry `d` is the
+    /// interpreter's e_i for `x_i - max = -d` (quant::ISoftmax::eval_row: the difference
+    /// shifted by `j`, then the i-exp), so the C kernel reads exactly the values it would
+    /// compute.
+    fn softmax_lut(&mut self, p: &str, sm: &quant::ISoftmax, on: bool) -> String {
+        if !on {
+            return "NULL".into();
+        }
+        let table: Vec<i32> = (0..256i32)
+            .map(|d| {
+                let d = -d;
+                let d = if sm.j >= 0 { d << sm.j } else { d >> -sm.j };
+                sm.exp.eval(d)
+            })
+            .collect();
+        self.i32s(&format!("{p}_exp"), &table);
+        format!("{p}_exp")
+    }
+
     fn param(&mut self, decl: String) {
         self.consts.push_str(&decl);
         self.consts.push('\n');
@@ -280,7 +299,7 @@ pub fn generate_with(
                 continue;
             }
             Exec::Fused(f) => {
-                emit_attention(&mut g, &p, i, node, &plan.fused[f], &plan, &ptr);
+                emit_attention(&mut g, i, node, &plan.fused[f], &plan, opts, &ptr);
                 continue;
             }
             Exec::Alias | Exec::Kernel => {}
@@ -319,9 +338,13 @@ pub fn generate_with(
                     "static const nas_linear_dims {p}_d = {{{}, {in_features}, {out_features}}};",
                     numel(&node.inputs[0]) / in_features
                 ));
-                g.call(format!(
-                    "nas_linear_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"
-                ));
+                // the V projection of a fused attention writes V^T (Weight-Reuse layout)
+                let f = if plan.wrl.contains(&i) {
+                    "nas_linear_wrl_s8"
+                } else {
+                    "nas_linear_s8"
+                };
+                g.call(format!("{f}({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"));
             }
             Op::MatMul {
                 transpose_b,
@@ -428,8 +451,9 @@ pub fn generate_with(
                 g.call(format!("nas_lut_s8({x}, {n}, {p}_lut, {y})"));
             }
             Op::Softmax(sm) => {
+                let lut = g.softmax_lut(&p, sm, opts.softmax_lut);
                 g.param(format!(
-                    "static const nas_softmax_params {p}_p = {{{}, {}, {{{}, {}, {}}}}};",
+                    "static const nas_softmax_params {p}_p = {{{}, {}, {{{}, {}, {}}}, {lut}}};",
                     sm.len, sm.j, sm.exp.q_ln2, sm.exp.q_b, sm.exp.q_c
                 ));
                 g.call(format!(
@@ -625,13 +649,14 @@ fn c_strides(v: &View) -> String {
 /// The fused (depth-first tiled) attention kernel at node `i`.
 fn emit_attention(
     g: &mut Generated,
-    p: &str,
     i: usize,
     node: &quant::Node,
     fa: &FusedAttention,
     plan: &Int8Plan,
+    opts: &Int8Options,
     ptr: &dyn Fn(&str) -> String,
 ) {
+    let p = &format!("n{i}");
     let sm = &fa.softmax;
     let kind = if fa.fwsa { "FWSA" } else { "MHSA" };
     let _ = writeln!(
@@ -639,9 +664,10 @@ fn emit_attention(
         "\n/* node {i} `{}`: fused {kind} attention (depth-first, S->H->S) */",
         comment_safe(&node.name)
     );
+    let lut = g.softmax_lut(p, sm, opts.softmax_lut);
     g.param(format!(
         "static const nas_attention_params {p}_att = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, \
-         {{{}, {}, {{{}, {}, {}}}}}, {}}};",
+         {{{}, {}, {{{}, {}, {}}}, {lut}}}, {}}};",
         fa.heads,
         fa.rows,
         fa.keys,

@@ -43,6 +43,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     export::check_supported(&graph)?;
     let opts = Int8Options {
         fuse_attention: !args.no_fuse_attention,
+        ..Int8Options::default()
     };
     let (_, est) = export::plan::estimate(&graph, &target, &opts)?;
     println!(

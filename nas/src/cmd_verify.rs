@@ -97,6 +97,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let xs = samples(len, args.inputs, args.seed);
     let opts = Int8Options {
         fuse_attention: !args.no_fuse_attention,
+        ..Int8Options::default()
     };
     let rep = export::verify_with(&graph, &xs, &targets, &opts)?;
     println!(
