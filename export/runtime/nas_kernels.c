@@ -266,11 +266,13 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
             int32_t acc[4] = {bias[o], bias[o + 1], bias[o + 2], bias[o + 3]};
             nas_dot_1x4_s8(xr, w + (size_t)o * in_f, in_f, d->in_f, acc);
             if (fast) {
-                /* one test per block instead of per output (GCC does not unswitch it) */
-                for (c = 0; c < 4; c++) {
-                    yr[(size_t)(o + c) * ys_o] =
-                        nas_rq_fast(acc[c], one.d.m, one.round_hi, one.shift_hi);
-                }
+                /* one test per block instead of per output (GCC does not unswitch it), the
+                 * stores written out so that acc[] stays in registers */
+                int8_t *yo = yr + (size_t)o * ys_o;
+                yo[0] = nas_rq_fast(acc[0], one.d.m, one.round_hi, one.shift_hi);
+                yo[ys_o] = nas_rq_fast(acc[1], one.d.m, one.round_hi, one.shift_hi);
+                yo[2 * ys_o] = nas_rq_fast(acc[2], one.d.m, one.round_hi, one.shift_hi);
+                yo[3 * ys_o] = nas_rq_fast(acc[3], one.d.m, one.round_hi, one.shift_hi);
                 continue;
             }
             for (c = 0; c < 4; c++) {
@@ -658,13 +660,33 @@ static void nas_row_times_rows_s8(const int8_t *a, const int8_t *b, size_t bs, i
                                   int32_t n, const nas_rq_prep *rq, int8_t *out, size_t os) {
     int32_t c = 0, i;
     const nas_rq_prep m = *rq;
+    if (len < 4 && m.fast) {
+        /* short rows (ECGFormer's P = 2): no SIMD step to amortize a 4-row block over, so one
+         * row at a time with the (at most 3) elements of a held in registers */
+        const int32_t a0 = a[0], a1 = len > 1 ? a[1] : 0, a2 = len > 2 ? a[2] : 0;
+        for (; c < n; c++) {
+            const int8_t *bc = b + (size_t)c * bs;
+            int32_t acc = a0 * bc[0];
+            if (len > 1) {
+                acc += a1 * bc[1];
+            }
+            if (len > 2) {
+                acc += a2 * bc[2];
+            }
+            out[(size_t)c * os] = nas_rq_fast(acc, m.d.m, m.round_hi, m.shift_hi);
+        }
+        return;
+    }
     for (; c + 4 <= n; c += 4) {
         int32_t acc[4] = {0, 0, 0, 0};
         nas_dot_1x4_s8(a, b + (size_t)c * bs, bs, len, acc);
         if (m.fast) {
-            for (i = 0; i < 4; i++) {
-                out[(size_t)(c + i) * os] = nas_rq_fast(acc[i], m.d.m, m.round_hi, m.shift_hi);
-            }
+            /* written out: constant indices keep acc[] in registers */
+            int8_t *oc = out + (size_t)c * os;
+            oc[0] = nas_rq_fast(acc[0], m.d.m, m.round_hi, m.shift_hi);
+            oc[os] = nas_rq_fast(acc[1], m.d.m, m.round_hi, m.shift_hi);
+            oc[2 * os] = nas_rq_fast(acc[2], m.d.m, m.round_hi, m.shift_hi);
+            oc[3 * os] = nas_rq_fast(acc[3], m.d.m, m.round_hi, m.shift_hi);
             continue;
         }
         for (i = 0; i < 4; i++) {
