@@ -4,7 +4,7 @@
 use crate::error::CostError;
 use crate::graph::Graph;
 use crate::memory::{self, Buffer, PlannerKind, lifetime};
-use crate::ops::{OpCost, op_cost};
+use crate::ops::{Deploy, OpCost, op_cost};
 use crate::target::{KernelClass, Target};
 use std::collections::BTreeSet;
 
@@ -86,7 +86,13 @@ pub fn estimate(graph: &Graph, target: &Target) -> Result<Estimate, CostError> {
     let costs: Vec<OpCost> = graph
         .ops
         .iter()
-        .map(|op| op_cost(op, target.l1_bytes, graph.requant))
+        .map(|op| {
+            let deploy = Deploy {
+                requant: graph.requant,
+                softmax_lut: graph.softmax_lut,
+            };
+            op_cost(op, target.l1_bytes, deploy)
+        })
         .collect::<Result<_, _>>()?;
     let buffers = lifetime::buffers(graph, &costs);
     let live = memory::live_bytes_per_step(&buffers, graph.ops.len());

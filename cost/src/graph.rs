@@ -143,6 +143,14 @@ pub struct Graph {
     /// Requantization granularity of the deployed weight layers.
     #[serde(default)]
     pub requant: RequantGranularity,
+    /// Every softmax (standalone or inside attention) reads its exponents from a table of
+    /// [`crate::ops::SOFTMAX_LUT_BYTES`] in flash (the exporter's default).
+    #[serde(default = "default_softmax_lut")]
+    pub softmax_lut: bool,
+}
+
+fn default_softmax_lut() -> bool {
+    true
 }
 
 /// Upper bound on any op's work product (2^50): keeps all u64 cost arithmetic exact.
@@ -488,8 +496,15 @@ impl GraphBuilder {
                 inputs: Vec::new(),
                 ops: Vec::new(),
                 requant: RequantGranularity::PerTensor,
+                softmax_lut: true,
             },
         }
+    }
+
+    /// Sets whether softmaxes use the exponent table.
+    pub fn softmax_lut(&mut self, on: bool) -> &mut Self {
+        self.graph.softmax_lut = on;
+        self
     }
 
     /// Sets the requantization granularity of the weight layers.

@@ -196,7 +196,6 @@ pub fn kwt(c: &KwtConfig) -> Result<Graph, CostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::RequantGranularity;
     use crate::ops::op_cost;
 
     fn params(c: &KwtConfig) -> u64 {
@@ -204,7 +203,7 @@ mod tests {
         g.ops
             .iter()
             .map(|op| {
-                op_cost(op, None, RequantGranularity::PerTensor)
+                op_cost(op, None, crate::ops::Deploy::default())
                     .unwrap()
                     .params
             })

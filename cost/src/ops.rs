@@ -83,10 +83,36 @@ impl OpCost {
 /// Bytes of one dyadic multiplier.
 const REQUANT_BYTES: u64 = 8;
 
+/// Flash of one softmax exponent table (256 int32 i-exp values, indexed by `max - x`).
+pub const SOFTMAX_LUT_BYTES: u64 = 256 * 4;
+
+/// How the deployed model stores its constants (the graph-wide settings of
+/// [`crate::graph::Graph`]); the default is the exporter's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deploy {
+    pub requant: RequantGranularity,
+    pub softmax_lut: bool,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            requant: RequantGranularity::PerTensor,
+            softmax_lut: true,
+        }
+    }
+}
+
 /// Cost of one op; `l1` is the target's L1 size (used by depth-first attention tiling),
-/// `requant` the graph's requantization granularity.
-pub fn op_cost(op: &Op, l1: Option<u64>, requant: RequantGranularity) -> Result<OpCost, CostError> {
+/// `deploy` the graph's constant format.
+pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostError> {
     let v = |x: usize| x as u64;
+    let requant = deploy.requant;
+    let lut = if deploy.softmax_lut {
+        SOFTMAX_LUT_BYTES
+    } else {
+        0
+    };
     // Dyadic multipliers of a weight layer with `channels` outputs.
     let rq = |channels: usize| match requant {
         RequantGranularity::PerTensor => REQUANT_BYTES,
@@ -157,7 +183,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, requant: RequantGranularity) -> Result<
         OpKind::Softmax { .. } => OpCost {
             macs: 0,
             params: 0,
-            weight_bytes: 0,
+            weight_bytes: lut,
             sparse_coded: false,
             output_bytes: out,
             scratch_bytes: 0,
@@ -286,7 +312,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, requant: RequantGranularity) -> Result<
             OpCost {
                 macs,
                 params: 0,
-                weight_bytes: 0,
+                weight_bytes: lut,
                 sparse_coded: false,
                 output_bytes: out,
                 scratch_bytes: v(seq),
@@ -307,7 +333,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, requant: RequantGranularity) -> Result<
             OpCost {
                 macs: r.macs(),
                 params: r.params,
-                weight_bytes: r.weight_bytes + per_channel_extra,
+                weight_bytes: r.weight_bytes + per_channel_extra + lut,
                 sparse_coded: false,
                 output_bytes: out,
                 scratch_bytes: r.scratch_bytes(),
@@ -345,7 +371,7 @@ mod tests {
 
     #[test]
     fn dense_linear_bytes() {
-        let c = op_cost(&linear(None), None, RequantGranularity::PerTensor).unwrap();
+        let c = op_cost(&linear(None), None, Deploy::default()).unwrap();
         assert_eq!(c.params, 256 * 64 + 64);
         assert_eq!(c.weight_bytes, 256 * 64 + 4 * 64 + 8);
         assert_eq!(c.macs, 256 * 64);
@@ -357,7 +383,7 @@ mod tests {
             rho: 0.75,
             block: 4,
         };
-        let c = op_cost(&linear(Some(sp)), None, RequantGranularity::PerTensor).unwrap();
+        let c = op_cost(&linear(Some(sp)), None, Deploy::default()).unwrap();
         let coded = rle::predicted_size_bytes(64, 256, 4, 0.75).unwrap() as u64;
         assert!(c.sparse_coded);
         assert_eq!(c.class, KernelClass::SparseLinear);
@@ -367,7 +393,7 @@ mod tests {
         let c = op_cost(
             &linear(Some(Sparsity { rho: 0.1, block: 1 })),
             None,
-            RequantGranularity::PerTensor,
+            Deploy::default(),
         )
         .unwrap();
         assert!(!c.sparse_coded);

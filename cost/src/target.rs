@@ -1,8 +1,10 @@
 //! MCU target descriptions, loaded from RON files (see `configs/targets/`).
 //!
-//! The per-kernel cycle figures in those files are *initial estimates* (derived from the MAC/cycle
-//! figures of pulp-transformer Table 4 and typical CMSIS-NN / PULP-NN kernels) and are meant to be
-//! refit from measured instruction counts once kernels run on the boards or under QEMU.
+//! The per-kernel cycle figures in those files started as *initial estimates* (derived from the
+//! MAC/cycle figures of pulp-transformer Table 4 and typical CMSIS-NN / PULP-NN kernels). The
+//! Cortex-M4/M7 and RV32 targets' `linear`, `matmul`, `softmax`, `requant` and `copy` entries are
+//! refit from instruction counts of the exported C kernels under QEMU times an assumed CPI
+//! (`export/tests/insn_count.rs` prints the fit; method in experiments/export/README.md).
 
 use crate::error::CostError;
 use serde::{Deserialize, Serialize};

@@ -12,25 +12,40 @@
 #define NAS_USE_DSP 0
 #endif
 
+#if NAS_USE_DSP
+/* The odd bytes of a word as two int16 lanes: SXTB16 with its ROR #8 operand, one
+ * instruction (GCC 12's arm_acle.h lacks __ror, and a shift + __sxtb16 costs two). */
+static inline int32_t nas_sxtb16_odd(uint32_t w) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+    return r;
+}
+
+static inline uint32_t nas_load32(const int8_t *p) {
+    uint32_t w;
+    memcpy(&w, p, 4); /* unaligned word loads are legal on M4/M7 */
+    return w;
+}
+
+/* acc + the 4 MACs of one word of a and one of b: SXTB16 splits each word into its even and
+ * odd bytes as int16 lanes, SMLAD multiplies lane-wise and adds both products. */
+static inline int32_t nas_mac4(int32_t a02, int32_t a13, uint32_t wb, int32_t acc) {
+    acc = __smlad(a02, __sxtb16((int8x4_t)wb), acc);
+    return __smlad(a13, nas_sxtb16_odd(wb), acc);
+}
+#endif
+
+/* Dot products of int8 rows: every partial sum obeys the bound quant's validate() proves for
+ * the full sum, so int32 addition in any order (SIMD pairs, blocked loops) gives exactly the
+ * interpreter's value. */
+
 /* sum_i a[i] b[i] + acc over n int8 pairs. */
 static int32_t nas_dot_s8(const int8_t *a, const int8_t *b, int32_t n, int32_t acc) {
     int32_t i = 0;
 #if NAS_USE_DSP
-    /* 4 bytes per step: SXTB16 splits a word into its even and odd bytes as two int16
-     * lanes, SMLAD multiplies lane-wise and adds both products to the accumulator. The
-     * order of additions differs from the portable loop, but int32 addition of values whose
-     * every partial sum is within the validated bound is exact, so the result is the same. */
     for (; i + 4 <= n; i += 4) {
-        uint32_t wa, wb;
-        memcpy(&wa, a + i, 4); /* unaligned word loads are legal on M4/M7 */
-        memcpy(&wb, b + i, 4);
-        int16x2_t a02 = __sxtb16((int8x4_t)wa);
-        int16x2_t b02 = __sxtb16((int8x4_t)wb);
-        /* GCC 12's arm_acle.h lacks __ror: rotate by hand (one ROR instruction). */
-        int16x2_t a13 = __sxtb16((int8x4_t)((wa >> 8) | (wa << 24)));
-        int16x2_t b13 = __sxtb16((int8x4_t)((wb >> 8) | (wb << 24)));
-        acc = __smlad(a02, b02, acc);
-        acc = __smlad(a13, b13, acc);
+        uint32_t wa = nas_load32(a + i);
+        acc = nas_mac4(__sxtb16((int8x4_t)wa), nas_sxtb16_odd(wa), nas_load32(b + i), acc);
     }
 #endif
     for (; i < n; i++) {
@@ -39,7 +54,124 @@ static int32_t nas_dot_s8(const int8_t *a, const int8_t *b, int32_t n, int32_t a
     return acc;
 }
 
-static nas_dyadic nas_rq_get(const nas_requant *rq, int32_t c) {
+#if NAS_USE_DSP
+/* The inner loop of nas_dot_1x4_s8 over n4 > 0 (a multiple of 4) bytes, in assembly: GCC 12
+ * keeps the four row pointers, the loop end and the SIMD temporaries live at once and spills
+ * 8 of 35 instructions per iteration to the stack. Written by hand it fits the 13 registers:
+ * 4 accumulators, a, rows 0 and 2 (rows 1 and 3 at +bs), bs, end and 4 temporaries, 25
+ * instructions per 16 MACs (LDR of an unaligned word is legal on M4/M7). */
+static inline void nas_dot_1x4_dsp(const int8_t *a, const int8_t *b, size_t bs, int32_t n4,
+                                   int32_t *acc) {
+    const int8_t *b2 = b + 2 * bs, *end = a + n4;
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    uint32_t x02, x13, w, t;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[x13], [%[a]], #4\n\t"
+        "sxtb16 %[x02], %[x13]\n\t"
+        "sxtb16 %[x13], %[x13], ror #8\n\t"
+        "ldr %[w], [%[b], %[bs]]\n\t"
+        "sxtb16 %[t], %[w]\n\t"
+        "smlad %[s1], %[x02], %[t], %[s1]\n\t"
+        "sxtb16 %[w], %[w], ror #8\n\t"
+        "smlad %[s1], %[x13], %[w], %[s1]\n\t"
+        "ldr %[w], [%[b]], #4\n\t"
+        "sxtb16 %[t], %[w]\n\t"
+        "smlad %[s0], %[x02], %[t], %[s0]\n\t"
+        "sxtb16 %[w], %[w], ror #8\n\t"
+        "smlad %[s0], %[x13], %[w], %[s0]\n\t"
+        "ldr %[w], [%[b2], %[bs]]\n\t"
+        "sxtb16 %[t], %[w]\n\t"
+        "smlad %[s3], %[x02], %[t], %[s3]\n\t"
+        "sxtb16 %[w], %[w], ror #8\n\t"
+        "smlad %[s3], %[x13], %[w], %[s3]\n\t"
+        "ldr %[w], [%[b2]], #4\n\t"
+        "sxtb16 %[t], %[w]\n\t"
+        "smlad %[s2], %[x02], %[t], %[s2]\n\t"
+        "sxtb16 %[w], %[w], ror #8\n\t"
+        "smlad %[s2], %[x13], %[w], %[s2]\n\t"
+        "cmp %[a], %[end]\n\t"
+        "bne 1b\n\t"
+        : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [a] "+r"(a),
+          [b] "+r"(b), [b2] "+r"(b2), [x02] "=&r"(x02), [x13] "=&r"(x13), [w] "=&r"(w),
+          [t] "=&r"(t)
+        : [bs] "r"(bs), [end] "r"(end)
+        : "cc", "memory");
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+#endif
+
+/* acc[c] += a . b_c for the 4 rows b_c = b + c*bs (n int8 each): one load of a serves four
+ * rows (the 4x1 block; on Cortex-M a 4x2 block does not fit the registers). */
+static inline void nas_dot_1x4_s8(const int8_t *a, const int8_t *b, size_t bs, int32_t n,
+                                  int32_t *acc) {
+    const int8_t *b1 = b + bs, *b2 = b + 2 * bs, *b3 = b + 3 * bs;
+    int32_t s0, s1, s2, s3, i = 0;
+#if NAS_USE_DSP
+    i = n & ~3;
+    if (i > 0) {
+        nas_dot_1x4_dsp(a, b, bs, i, acc);
+    }
+#endif
+    /* local accumulators: acc may alias the int8 operands as far as C knows */
+    s0 = acc[0];
+    s1 = acc[1];
+    s2 = acc[2];
+    s3 = acc[3];
+    for (; i < n; i++) {
+        int32_t ai = a[i];
+        s0 += ai * b[i];
+        s1 += ai * b1[i];
+        s2 += ai * b2[i];
+        s3 += ai * b3[i];
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+#if !NAS_USE_DSP
+/* acc[2c + r] += a_r . b_c for 2 rows a_r = a + r*as and 4 rows b_c: the paper's 4x2 output
+ * block (8 accumulators, each loaded operand used 4 or 2 times). Portable C: RV32 and the
+ * host have the registers for it. */
+static inline void nas_dot_2x4_s8(const int8_t *a, size_t as, const int8_t *b, size_t bs,
+                                  int32_t n, int32_t *acc) {
+    const int8_t *a0 = a, *a1 = a + as;
+    const int8_t *b0 = b, *b1 = b + bs, *b2 = b + 2 * bs, *b3 = b + 3 * bs;
+    int32_t s00 = acc[0], s10 = acc[1], s01 = acc[2], s11 = acc[3];
+    int32_t s02 = acc[4], s12 = acc[5], s03 = acc[6], s13 = acc[7];
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        int32_t x0 = a0[i], x1 = a1[i], w;
+        w = b0[i];
+        s00 += x0 * w;
+        s10 += x1 * w;
+        w = b1[i];
+        s01 += x0 * w;
+        s11 += x1 * w;
+        w = b2[i];
+        s02 += x0 * w;
+        s12 += x1 * w;
+        w = b3[i];
+        s03 += x0 * w;
+        s13 += x1 * w;
+    }
+    acc[0] = s00;
+    acc[1] = s10;
+    acc[2] = s01;
+    acc[3] = s11;
+    acc[4] = s02;
+    acc[5] = s12;
+    acc[6] = s03;
+    acc[7] = s13;
+}
+#endif
+
+static inline nas_dyadic nas_rq_get(const nas_requant *rq, int32_t c) {
     return rq->per_channel ? rq->mult[c] : rq->mult[0];
 }
 
@@ -79,43 +211,139 @@ int32_t nas_iexp_eval(const nas_iexp *e, int32_t q) {
     return z >= 31 ? 0 : nas_asr32(l, z);
 }
 
-/* quant::kernels::linear */
-void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
-                   const nas_requant *rq, const nas_linear_dims *d, int8_t *y) {
-    int32_t r, o;
-    for (r = 0; r < d->rows; r++) {
-        const int8_t *xr = x + (size_t)r * (size_t)d->in_f;
-        int8_t *yr = y + (size_t)r * (size_t)d->out_f;
-        for (o = 0; o < d->out_f; o++) {
-            int32_t acc = nas_dot_s8(xr, w + (size_t)o * (size_t)d->in_f, d->in_f, bias[o]);
-            yr[o] = nas_requantize(acc, nas_rq_get(rq, o));
+/* quant::kernels::linear with the output element (r, o) stored at y[r*ys_r + o*ys_o]:
+ * (out_f, 1) is the Input-Reuse layout [rows, out_f], (1, rows) the Weight-Reuse layout
+ * [out_f, rows] (pulp-transformer 4.6.2). Blocks of 4 outputs x 2 rows (portable) or 4 outputs
+ * x 1 row (DSP, where 8 accumulators plus the SIMD operands exceed the 13 usable registers). */
+static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
+                              const nas_requant *rq, const nas_linear_dims *d, int8_t *y,
+                              size_t ys_r, size_t ys_o) {
+    const size_t in_f = (size_t)d->in_f;
+    const int32_t out_f = d->out_f, rows = d->rows;
+    const int32_t o4 = out_f & ~3;
+    /* per-tensor requantization prepared once; per channel, once per output column */
+    const nas_rq_prep one = nas_rq_prepare(rq->mult[0]);
+    const int32_t fast = !rq->per_channel && one.fast;
+    int32_t r = 0, o, c;
+#if !NAS_USE_DSP
+    for (; r + 2 <= rows; r += 2) {
+        const int8_t *xr = x + (size_t)r * in_f;
+        int8_t *y0 = y + (size_t)r * ys_r, *y1 = y0 + ys_r;
+        for (o = 0; o < o4; o += 4) {
+            int32_t acc[8];
+            for (c = 0; c < 4; c++) {
+                acc[2 * c] = acc[2 * c + 1] = bias[o + c];
+            }
+            nas_dot_2x4_s8(xr, in_f, w + (size_t)o * in_f, in_f, d->in_f, acc);
+            if (fast) {
+                for (c = 0; c < 4; c++) {
+                    y0[(size_t)(o + c) * ys_o] =
+                        nas_rq_fast(acc[2 * c], one.d.m, one.round_hi, one.shift_hi);
+                    y1[(size_t)(o + c) * ys_o] =
+                        nas_rq_fast(acc[2 * c + 1], one.d.m, one.round_hi, one.shift_hi);
+                }
+                continue;
+            }
+            for (c = 0; c < 4; c++) {
+                nas_rq_prep m = rq->per_channel ? nas_rq_prepare(rq->mult[o + c]) : one;
+                y0[(size_t)(o + c) * ys_o] = nas_rq_apply(acc[2 * c], &m);
+                y1[(size_t)(o + c) * ys_o] = nas_rq_apply(acc[2 * c + 1], &m);
+            }
+        }
+        for (; o < out_f; o++) {
+            nas_rq_prep m = rq->per_channel ? nas_rq_prepare(rq->mult[o]) : one;
+            const int8_t *wo = w + (size_t)o * in_f;
+            y0[(size_t)o * ys_o] = nas_rq_apply(nas_dot_s8(xr, wo, d->in_f, bias[o]), &m);
+            y1[(size_t)o * ys_o] =
+                nas_rq_apply(nas_dot_s8(xr + in_f, wo, d->in_f, bias[o]), &m);
         }
     }
+#endif
+    for (; r < rows; r++) {
+        const int8_t *xr = x + (size_t)r * in_f;
+        int8_t *yr = y + (size_t)r * ys_r;
+        for (o = 0; o < o4; o += 4) {
+            int32_t acc[4] = {bias[o], bias[o + 1], bias[o + 2], bias[o + 3]};
+            nas_dot_1x4_s8(xr, w + (size_t)o * in_f, in_f, d->in_f, acc);
+            if (fast) {
+                /* one test per block instead of per output (GCC does not unswitch it), the
+                 * stores written out so that acc[] stays in registers */
+                int8_t *yo = yr + (size_t)o * ys_o;
+                yo[0] = nas_rq_fast(acc[0], one.d.m, one.round_hi, one.shift_hi);
+                yo[ys_o] = nas_rq_fast(acc[1], one.d.m, one.round_hi, one.shift_hi);
+                yo[2 * ys_o] = nas_rq_fast(acc[2], one.d.m, one.round_hi, one.shift_hi);
+                yo[3 * ys_o] = nas_rq_fast(acc[3], one.d.m, one.round_hi, one.shift_hi);
+                continue;
+            }
+            for (c = 0; c < 4; c++) {
+                nas_rq_prep m = rq->per_channel ? nas_rq_prepare(rq->mult[o + c]) : one;
+                yr[(size_t)(o + c) * ys_o] = nas_rq_apply(acc[c], &m);
+            }
+        }
+        for (; o < out_f; o++) {
+            nas_rq_prep m = rq->per_channel ? nas_rq_prepare(rq->mult[o]) : one;
+            yr[(size_t)o * ys_o] =
+                nas_rq_apply(nas_dot_s8(xr, w + (size_t)o * in_f, d->in_f, bias[o]), &m);
+        }
+    }
+}
+
+/* quant::kernels::linear (Input-Reuse layout: y [rows, out_f]). */
+void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
+                   const nas_requant *rq, const nas_linear_dims *d, int8_t *y) {
+    nas_linear_any_s8(x, w, bias, rq, d, y, (size_t)d->out_f, 1);
+}
+
+/* quant::kernels::linear, output transposed (Weight-Reuse layout: y [out_f, rows]). */
+void nas_linear_wrl_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
+                       const nas_requant *rq, const nas_linear_dims *d, int8_t *y) {
+    nas_linear_any_s8(x, w, bias, rq, d, y, 1, (size_t)d->rows);
 }
 
 /* quant::kernels::matmul */
 void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
                    nas_dyadic rq, int8_t *y) {
-    int32_t bi, i, j, kk;
-    const size_t mk = (size_t)d->m * (size_t)d->k, kn = (size_t)d->k * (size_t)d->n;
-    const size_t mn = (size_t)d->m * (size_t)d->n;
+    int32_t bi, i, j, kk, c;
+    const size_t k = (size_t)d->k, n = (size_t)d->n;
+    const size_t mk = (size_t)d->m * k, kn = k * n, mn = (size_t)d->m * n;
+    const int32_t n4 = d->n & ~3;
+    const nas_rq_prep m = nas_rq_prepare(rq);
     for (bi = 0; bi < d->batch; bi++) {
         const int8_t *ab = a + bi * mk;
         const int8_t *bb = b + bi * kn;
         int8_t *ob = y + bi * mn;
         for (i = 0; i < d->m; i++) {
-            const int8_t *ar = ab + (size_t)i * (size_t)d->k;
-            for (j = 0; j < d->n; j++) {
-                int32_t acc = 0;
+            const int8_t *ar = ab + (size_t)i * k;
+            int8_t *yr = ob + (size_t)i * n;
+            for (j = 0; j < n4; j += 4) {
+                int32_t acc[4] = {0, 0, 0, 0};
                 if (d->transpose_b) {
-                    acc = nas_dot_s8(ar, bb + (size_t)j * (size_t)d->k, d->k, 0);
+                    nas_dot_1x4_s8(ar, bb + (size_t)j * k, k, d->k, acc);
                 } else {
-                    /* strided column of b: portable loop (packing would need scratch) */
+                    /* 4 adjacent columns of b: one a element serves 4 contiguous b bytes */
                     for (kk = 0; kk < d->k; kk++) {
-                        acc += (int32_t)ar[kk] * (int32_t)bb[(size_t)kk * (size_t)d->n + j];
+                        const int8_t *br = bb + (size_t)kk * n + j;
+                        int32_t av = ar[kk];
+                        acc[0] += av * br[0];
+                        acc[1] += av * br[1];
+                        acc[2] += av * br[2];
+                        acc[3] += av * br[3];
                     }
                 }
-                ob[(size_t)i * (size_t)d->n + j] = nas_requantize(acc, rq);
+                for (c = 0; c < 4; c++) {
+                    yr[j + c] = nas_rq_apply(acc[c], &m);
+                }
+            }
+            for (; j < d->n; j++) {
+                int32_t acc = 0;
+                if (d->transpose_b) {
+                    acc = nas_dot_s8(ar, bb + (size_t)j * k, d->k, 0);
+                } else {
+                    for (kk = 0; kk < d->k; kk++) {
+                        acc += (int32_t)ar[kk] * (int32_t)bb[(size_t)kk * n + j];
+                    }
+                }
+                yr[j] = nas_rq_apply(acc, &m);
             }
         }
     }
@@ -160,7 +388,9 @@ static int32_t nas_softmax_exp(const nas_softmax_params *p, int32_t xi, int32_t 
     return nas_iexp_eval(&p->exp, d);
 }
 
-/* quant::ISoftmax::eval_row, row by row. */
+/* quant::ISoftmax::eval_row, row by row. With p->lut (TinyFormer's exponent table), e_i is
+ * lut[max - x_i]: the table holds the i-exp of every possible int8 difference, so the values,
+ * their sum and the division are the interpreter's. */
 void nas_softmax_s8(const int8_t *x, int32_t rows, const nas_softmax_params *p, int8_t *y) {
     int32_t r, i, n = p->len;
     for (r = 0; r < rows; r++) {
@@ -169,6 +399,18 @@ void nas_softmax_s8(const int8_t *x, int32_t rows, const nas_softmax_params *p, 
         int32_t m = xr[0], sum = 0, half;
         for (i = 1; i < n; i++) {
             m = xr[i] > m ? xr[i] : m;
+        }
+        if (p->lut) {
+            const int32_t *e = p->lut + m; /* e[-x_i] = lut[m - x_i], m - x_i in 0..255 */
+            for (i = 0; i < n; i++) {
+                sum += e[-(int32_t)xr[i]];
+            }
+            half = sum / 2;
+            for (i = 0; i < n; i++) {
+                int32_t v = (e[-(int32_t)xr[i]] * 128 + half) / sum;
+                yr[i] = (int8_t)(v > 127 ? 127 : v);
+            }
+            continue;
         }
         for (i = 0; i < n; i++) {
             sum += nas_softmax_exp(p, xr[i], m);
@@ -412,9 +654,59 @@ static int32_t nas_dot_strided_s8(const int8_t *a, int32_t sa, const int8_t *b, 
     return acc;
 }
 
+/* n dot products y_c = requant(a . b_c), b_c = b + c*bs, stored at out[c*os]: blocks of 4
+ * rows of b share each load of a. */
+static void nas_row_times_rows_s8(const int8_t *a, const int8_t *b, size_t bs, int32_t len,
+                                  int32_t n, const nas_rq_prep *rq, int8_t *out, size_t os) {
+    int32_t c = 0, i;
+    const nas_rq_prep m = *rq;
+    if (len < 4 && m.fast) {
+        /* short rows (ECGFormer's P = 2): no SIMD step to amortize a 4-row block over, so one
+         * row at a time with the (at most 3) elements of a held in registers */
+        const int32_t a0 = a[0], a1 = len > 1 ? a[1] : 0, a2 = len > 2 ? a[2] : 0;
+        for (; c < n; c++) {
+            const int8_t *bc = b + (size_t)c * bs;
+            int32_t acc = a0 * bc[0];
+            if (len > 1) {
+                acc += a1 * bc[1];
+            }
+            if (len > 2) {
+                acc += a2 * bc[2];
+            }
+            out[(size_t)c * os] = nas_rq_fast(acc, m.d.m, m.round_hi, m.shift_hi);
+        }
+        return;
+    }
+    for (; c + 4 <= n; c += 4) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        nas_dot_1x4_s8(a, b + (size_t)c * bs, bs, len, acc);
+        if (m.fast) {
+            /* written out: constant indices keep acc[] in registers */
+            int8_t *oc = out + (size_t)c * os;
+            oc[0] = nas_rq_fast(acc[0], m.d.m, m.round_hi, m.shift_hi);
+            oc[os] = nas_rq_fast(acc[1], m.d.m, m.round_hi, m.shift_hi);
+            oc[2 * os] = nas_rq_fast(acc[2], m.d.m, m.round_hi, m.shift_hi);
+            oc[3 * os] = nas_rq_fast(acc[3], m.d.m, m.round_hi, m.shift_hi);
+            continue;
+        }
+        for (i = 0; i < 4; i++) {
+            out[(size_t)(c + i) * os] = nas_rq_apply(acc[i], &m);
+        }
+    }
+    for (; c < n; c++) {
+        out[(size_t)c * os] = nas_rq_apply(nas_dot_s8(a, b + (size_t)c * bs, len, 0), rq);
+    }
+}
+
 void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
                       const nas_attention_params *p, int8_t *scratch, int8_t *out) {
     int32_t s, h, t, j;
+    /* contiguous reductions take the blocked SIMD dot products: q . k over P when both are
+     * row-major, A . v over T when v is stored transposed (the Weight-Reuse layout [H P, T]
+     * of the V projection: v.row == 1) */
+    const int32_t qk_rows = p->q.inner == 1 && p->k.inner == 1;
+    const int32_t av_rows = p->v.row == 1;
+    const nas_rq_prep score_rq = nas_rq_prepare(p->score_rq), out_rq = nas_rq_prepare(p->out_rq);
     for (s = 0; s < p->rows; s++) {
         for (h = 0; h < p->heads; h++) {
             const int8_t *qr = q + (size_t)h * (size_t)p->q.head + (size_t)s * (size_t)p->q.row;
@@ -422,18 +714,30 @@ void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
             const int8_t *vh = v + (size_t)h * (size_t)p->v.head;
             int8_t *o = out + (size_t)h * (size_t)p->out.head + (size_t)s * (size_t)p->out.row;
             /* one row of scores */
-            for (t = 0; t < p->keys; t++) {
-                int32_t acc = nas_dot_strided_s8(qr, p->q.inner, kh + (size_t)t * (size_t)p->k.row,
-                                                 p->k.inner, p->inner);
-                scratch[t] = nas_requantize(acc, p->score_rq);
+            if (qk_rows) {
+                nas_row_times_rows_s8(qr, kh, (size_t)p->k.row, p->inner, p->keys, &score_rq,
+                                      scratch, 1);
+            } else {
+                for (t = 0; t < p->keys; t++) {
+                    int32_t acc = nas_dot_strided_s8(qr, p->q.inner,
+                                                     kh + (size_t)t * (size_t)p->k.row,
+                                                     p->k.inner, p->inner);
+                    scratch[t] = nas_rq_apply(acc, &score_rq);
+                }
             }
             /* its softmax, in place (each element is read before it is overwritten) */
             nas_softmax_s8(scratch, 1, &p->softmax, scratch);
             /* the output row: A[s, :] . V */
-            for (j = 0; j < p->v_inner; j++) {
-                int32_t acc = nas_dot_strided_s8(scratch, 1, vh + (size_t)j * (size_t)p->v.inner,
-                                                 p->v.row, p->keys);
-                o[(size_t)j * (size_t)p->out.inner] = nas_requantize(acc, p->out_rq);
+            if (av_rows) {
+                nas_row_times_rows_s8(scratch, vh, (size_t)p->v.inner, p->keys, p->v_inner,
+                                      &out_rq, o, (size_t)p->out.inner);
+            } else {
+                for (j = 0; j < p->v_inner; j++) {
+                    int32_t acc = nas_dot_strided_s8(scratch, 1,
+                                                     vh + (size_t)j * (size_t)p->v.inner,
+                                                     p->v.row, p->keys);
+                    o[(size_t)j * (size_t)p->out.inner] = nas_rq_apply(acc, &out_rq);
+                }
             }
         }
     }

@@ -16,9 +16,10 @@
  *    second pass instead of keeping an int32 row (same values, less SRAM).
  *
  * Where the Cortex-M DSP extension is present (__ARM_FEATURE_DSP), the int8 dot products of
- * Linear and transposed MatMul use SXTB16/SMLAD (2 MACs per instruction). int32 accumulation
- * is exact and every partial sum obeys the same bound as the full sum, so the result is
- * identical to the portable loop.
+ * Linear, transposed MatMul and the attention kernels use SXTB16/SMLAD (2 MACs per
+ * instruction), in blocks of 4 output columns (portable C: 4 columns x 2 rows). int32
+ * accumulation is exact and every partial sum obeys the same bound as the full sum, so the
+ * result is identical to the portable loop.
  */
 #ifndef NAS_KERNELS_H
 #define NAS_KERNELS_H
@@ -89,11 +90,14 @@ typedef struct {
     int32_t q_c;
 } nas_iexp;
 
-/* i-softmax (quant::ISoftmax): row length and internal input shift j (-8..23). */
+/* i-softmax (quant::ISoftmax): row length and internal input shift j (-8..23). `lut`, when
+ * not NULL, is TinyFormer's exponent table: lut[d] = i-exp of the shifted difference -d for
+ * d = max - x in 0..255 (the generator bakes it exactly as the interpreter computes e_i). */
 typedef struct {
     int32_t len;
     int32_t j;
     nas_iexp exp;
+    const int32_t *lut;
 } nas_softmax_params;
 
 /* Integer LayerNorm (quant::IntLayerNorm + NormParams). */
@@ -109,28 +113,80 @@ typedef struct {
 
 /* ---- scalar helpers (inline: used by every kernel) ---- */
 
-/* floor(x / 2^s) for 0 <= s <= 31, without relying on implementation-defined `>>`. */
+/* floor(x / 2^s) for 0 <= s <= 31, without relying on implementation-defined `>>`: GCC and
+ * Clang define `>>` of a negative value as the arithmetic shift (one ASR), elsewhere the
+ * portable form. */
 static inline int32_t nas_asr32(int32_t x, int32_t s) {
+#if defined(__GNUC__)
+    return x >> s;
+#else
     return x >= 0 ? (x >> s) : ~((~x) >> s);
+#endif
 }
 
 /* floor(x / 2^s) for 0 <= s <= 63. */
 static inline int64_t nas_asr64(int64_t x, int32_t s) {
+#if defined(__GNUC__)
+    return x >> s;
+#else
     return x >= 0 ? (x >> s) : ~((~x) >> s);
+#endif
 }
 
 static inline int8_t nas_sat8(int64_t x) {
     return (int8_t)(x < -128 ? -128 : (x > 127 ? 127 : x));
 }
 
+static inline int8_t nas_sat8_32(int32_t x) {
+    return (int8_t)(x < -128 ? -128 : (x > 127 ? 127 : x));
+}
+
 /* quant::Dyadic::requantize: sat8(floor((acc m + 2^(s-1)) / 2^s)). The 32x32->64 product is
- * one SMULL on Cortex-M3/M4/M7 and mul+mulh on RV32IM; |acc m| + 2^61 < 2^63: no overflow. */
+ * one SMULL on Cortex-M3/M4/M7 and mul+mulh on RV32IM; |acc m| + 2^61 < 2^63: no overflow.
+ * For s >= 33 (the usual case) the rounding constant only touches the high word and
+ * floor(floor(x / 2^32) / 2^(s-32)) = floor(x / 2^s), so the work is the high word of the
+ * product, one add and one 32-bit shift: |hi| < 2^30 and 2^(s-33) <= 2^29, no overflow. */
 static inline int8_t nas_requantize(int32_t acc, nas_dyadic d) {
     int64_t p = (int64_t)acc * (int64_t)d.m;
+    if (d.s >= 33) {
+        int32_t hi = (int32_t)nas_asr64(p, 32);
+        return nas_sat8_32(nas_asr32(hi + ((int32_t)1 << (d.s - 33)), d.s - 32));
+    }
     if (d.s > 0) {
         p = nas_asr64(p + ((int64_t)1 << (d.s - 1)), d.s);
     }
     return nas_sat8(p);
+}
+
+/* A dyadic prepared for many requantizations: for s >= 33 (`fast`), the high-word form of
+ * nas_requantize with its rounding constant and shift computed once. Same results. */
+typedef struct {
+    nas_dyadic d;
+    int32_t fast;
+    int32_t round_hi;
+    int32_t shift_hi;
+} nas_rq_prep;
+
+static inline nas_rq_prep nas_rq_prepare(nas_dyadic d) {
+    nas_rq_prep p;
+    p.d = d;
+    p.fast = d.s >= 33;
+    p.round_hi = p.fast ? (int32_t)1 << (d.s - 33) : 0;
+    p.shift_hi = p.fast ? d.s - 32 : 0;
+    return p;
+}
+
+/* The s >= 33 form alone: SMULL (high word), ADD, ASR, saturate. */
+static inline int8_t nas_rq_fast(int32_t acc, int32_t m, int32_t round_hi, int32_t shift_hi) {
+    int32_t hi = (int32_t)nas_asr64((int64_t)acc * (int64_t)m, 32);
+    return nas_sat8_32(nas_asr32(hi + round_hi, shift_hi));
+}
+
+static inline int8_t nas_rq_apply(int32_t acc, const nas_rq_prep *p) {
+    if (p->fast) {
+        return nas_rq_fast(acc, p->d.m, p->round_hi, p->shift_hi);
+    }
+    return nas_requantize(acc, p->d);
 }
 
 /* quant::div_round: n / d rounded half away from zero, d > 0. */
@@ -149,6 +205,11 @@ int32_t nas_iexp_eval(const nas_iexp *e, int32_t q);
 /* y[r, o] = requant_o(bias[o] + sum_i x[r, i] w[o, i]). */
 void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
                    const nas_requant *rq, const nas_linear_dims *d, int8_t *y);
+
+/* The same, output transposed: y[o, r] (Weight-Reuse layout, pulp-transformer 4.6.2: the
+ * V projection written [H P, S] so that the fused attention's A V reads V^T rows). */
+void nas_linear_wrl_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
+                       const nas_requant *rq, const nas_linear_dims *d, int8_t *y);
 
 /* Batched a x b (or a x b^T), y = requant(sum_k a b). */
 void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,

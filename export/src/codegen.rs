@@ -221,6 +221,25 @@ impl Generated {
         );
     }
 
+    /// The softmax exponent table of node `p` (or `NULL` without one): entry `d` is the
+    /// interpreter's e_i for `x_i - max = -d` (quant::ISoftmax::eval_row: the difference
+    /// shifted by `j`, then the i-exp), so the C kernel reads exactly the values it would
+    /// compute.
+    fn softmax_lut(&mut self, p: &str, sm: &quant::ISoftmax, on: bool) -> String {
+        if !on {
+            return "NULL".into();
+        }
+        let table: Vec<i32> = (0..256i32)
+            .map(|d| {
+                let d = -d;
+                let d = if sm.j >= 0 { d << sm.j } else { d >> -sm.j };
+                sm.exp.eval(d)
+            })
+            .collect();
+        self.i32s(&format!("{p}_exp"), &table);
+        format!("{p}_exp")
+    }
+
     fn param(&mut self, decl: String) {
         self.consts.push_str(&decl);
         self.consts.push('\n');
@@ -296,7 +315,7 @@ pub fn generate_with(
                 continue;
             }
             Exec::Fused(f) => {
-                emit_attention(&mut g, &p, i, node, &plan.fused[f], &plan, &ptr);
+                emit_attention(&mut g, i, node, &plan.fused[f], &plan, opts, &ptr);
                 continue;
             }
             Exec::Alias | Exec::Kernel => {}
@@ -335,8 +354,12 @@ pub fn generate_with(
                     "static const nas_linear_dims {p}_d = {{{}, {in_features}, {out_features}}};",
                     numel(&node.inputs[0]) / in_features
                 ));
+                // the V projection of a fused attention writes V^T (Weight-Reuse layout; the
+                // plan never codes its weights)
                 let f = if coded {
                     "nas_linear_rle_s8"
+                } else if plan.wrl.contains(&i) {
+                    "nas_linear_wrl_s8"
                 } else {
                     "nas_linear_s8"
                 };
@@ -448,8 +471,9 @@ pub fn generate_with(
                 g.call(format!("nas_lut_s8({x}, {n}, {p}_lut, {y})"));
             }
             Op::Softmax(sm) => {
+                let lut = g.softmax_lut(&p, sm, opts.softmax_lut);
                 g.param(format!(
-                    "static const nas_softmax_params {p}_p = {{{}, {}, {{{}, {}, {}}}}};",
+                    "static const nas_softmax_params {p}_p = {{{}, {}, {{{}, {}, {}}}, {lut}}};",
                     sm.len, sm.j, sm.exp.q_ln2, sm.exp.q_b, sm.exp.q_c
                 ));
                 g.call(format!(
@@ -645,13 +669,14 @@ fn c_strides(v: &View) -> String {
 /// The fused (depth-first tiled) attention kernel at node `i`.
 fn emit_attention(
     g: &mut Generated,
-    p: &str,
     i: usize,
     node: &quant::Node,
     fa: &FusedAttention,
     plan: &Int8Plan,
+    opts: &Int8Options,
     ptr: &dyn Fn(&str) -> String,
 ) {
+    let p = &format!("n{i}");
     let sm = &fa.softmax;
     let kind = if fa.fwsa { "FWSA" } else { "MHSA" };
     let _ = writeln!(
@@ -659,9 +684,10 @@ fn emit_attention(
         "\n/* node {i} `{}`: fused {kind} attention (depth-first, S->H->S) */",
         comment_safe(&node.name)
     );
+    let lut = g.softmax_lut(p, sm, opts.softmax_lut);
     g.param(format!(
         "static const nas_attention_params {p}_att = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, \
-         {{{}, {}, {{{}, {}, {}}}}}, {}}};",
+         {{{}, {}, {{{}, {}, {}}}, {lut}}}, {}}};",
         fa.heads,
         fa.rows,
         fa.keys,

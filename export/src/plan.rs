@@ -13,7 +13,8 @@
 //! * **flash constants** = [`Int8Plan::weight_bytes`]: the bytes of every constant array the
 //!   generated model source declares (int8 weights, int32 biases, 8-byte dyadic multipliers of
 //!   Linear / Conv2d / DepthwiseConv2d, embeddings, class tokens, LayerNorm int8 gamma and int32
-//!   beta, 256-byte GELU tables, int32 shape and permutation of each transpose). Small per-node
+//!   beta, 256-byte GELU tables, int32 shape and permutation of each transpose, and with
+//!   [`Int8Options::softmax_lut`] one 1 KiB exponent table per softmax). Small per-node
 //!   parameter structs are not counted. Flash as a whole ([`Int8Estimate::flash_bytes`]) adds
 //!   the target's per-kernel code-size estimate.
 //!
@@ -26,7 +27,9 @@
 //! into strided views. A key operand that is an exact head replication of a tensor `X` (a
 //! Linear with stacked identity weights, zero bias and unit requantization: how an FWSA graph,
 //! `A = softmax(X W* X^T)`, is written in quant's op set) is read from `X` directly (head
-//! stride 0): the FWSA kernel.
+//! stride 0): the FWSA kernel. A value operand projected by a private Linear is written by that
+//! Linear transposed, `[H P, T]` (the Weight-Reuse layout of pulp-transformer 4.6.2,
+//! `nas_linear_wrl_s8`), so the `A V` products read contiguous rows.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -47,8 +50,12 @@ pub const ARENA_ALIGN: u64 = 4;
 /// Bytes of one dyadic multiplier in flash (two int32).
 pub const DYADIC_BYTES: u64 = 8;
 
+/// Bytes of a softmax exponent table in flash (256 int32).
+pub use cost::ops::SOFTMAX_LUT_BYTES;
+
 /// Schedule options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Int8Options {
     /// Fuse attention chains into the depth-first tiled kernel (default). Off: every op runs
     /// layer-wise and materializes its output (the attention matrix included).
@@ -57,6 +64,12 @@ pub struct Int8Options {
     /// smaller than dense, run by the sparse kernels (default; see [`crate::sparse`]). Off:
     /// every weight is dense.
     pub sparse_weights: bool,
+    /// TinyFormer's softmax exponent table (default): every softmax, standalone or fused,
+    /// reads its i-exp values from a 256-entry int32 table indexed by `max - x` (one per
+    /// softmax, [`SOFTMAX_LUT_BYTES`] of flash each) instead of evaluating the i-exp
+    /// polynomial. The input is int8, so the table holds every value the interpreter can
+    /// compute: bit-exact either way.
+    pub softmax_lut: bool,
 }
 
 impl Default for Int8Options {
@@ -64,6 +77,7 @@ impl Default for Int8Options {
         Int8Options {
             fuse_attention: true,
             sparse_weights: true,
+            softmax_lut: true,
         }
     }
 }
@@ -116,6 +130,10 @@ pub struct FusedAttention {
     pub nodes: Vec<usize>,
     /// The node where the kernel runs (the last covered node).
     pub anchor: usize,
+    /// The Linear node projecting `V`, when it writes its output transposed (the Weight-Reuse
+    /// layout `[H P, T]` of pulp-transformer 4.6.2): `v` is then read `v.row == 1`, the `A V`
+    /// reduction contiguous.
+    pub v_wrl: Option<usize>,
 }
 
 impl FusedAttention {
@@ -159,6 +177,8 @@ pub struct Int8Plan {
     pub exec: Vec<Exec>,
     /// Fused attention kernels.
     pub fused: Vec<FusedAttention>,
+    /// Linear nodes that write their output transposed (`nas_linear_wrl_s8`).
+    pub wrl: BTreeSet<usize>,
     /// Storage of every materialized tensor (elided tensors have none).
     pub storage: HashMap<String, Storage>,
     /// Arena buffers (outputs and kernel scratch), sizes rounded up to [`ARENA_ALIGN`].
@@ -347,6 +367,50 @@ impl<'a> Ctx<'a> {
         (view, None)
     }
 
+    /// The Weight-Reuse form of a value operand folded from the head-split transpose node
+    /// `tp`: when the transpose's source `[T, H, P]` is (through private reshapes) the private
+    /// output of a Linear, that Linear can write `[H P, T]` instead and `v` is read from it
+    /// with `row == 1`. Returns the new view and the Linear node.
+    fn weight_reuse(
+        &self,
+        view: &View,
+        tp: usize,
+        keys: usize,
+        heads: usize,
+        p: usize,
+    ) -> Option<(View, usize)> {
+        let mut t = view.tensor.as_str();
+        let mut reader = tp;
+        loop {
+            if !self.private_to(t, reader) {
+                return None;
+            }
+            let prod = *self.producer.get(t)?;
+            match &self.graph.nodes[prod].op {
+                Op::Reshape { .. } => {
+                    reader = prod;
+                    t = self.graph.nodes[prod].inputs[0].as_str();
+                }
+                Op::Linear { out_features, .. } => {
+                    let rows = self.shape(t).iter().product::<usize>() / out_features.max(&1);
+                    if *out_features != heads * p || rows != keys || view.head != p {
+                        return None;
+                    }
+                    return Some((
+                        View {
+                            tensor: view.tensor.clone(),
+                            head: p * keys,
+                            row: 1,
+                            inner: keys,
+                        },
+                        prod,
+                    ));
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// If `view.tensor` is an exact head replication `[R, H * I]` of a tensor `X [R, I]` (a
     /// private Linear with stacked identity weights, zero bias, unit requant), the view of `X`
     /// with head stride 0 and the replicating node.
@@ -474,7 +538,14 @@ fn find_attention(graph: &Graph) -> Vec<FusedAttention> {
         }
         let (q, tq) = ctx.operand(&n1.inputs[0], i1, true);
         let (mut k, tk) = ctx.operand(&n1.inputs[1], i1, *tb1);
-        let (v, tv) = ctx.operand(&n2.inputs[1], i2, !*tb2);
+        let (mut v, tv) = ctx.operand(&n2.inputs[1], i2, !*tb2);
+        let mut v_wrl = None;
+        if let Some(tp) = tv
+            && let Some((vw, lin)) = ctx.weight_reuse(&v, tp, keys, heads, v_inner)
+        {
+            v = vw;
+            v_wrl = Some(lin);
+        }
         let mut nodes = vec![i1, i_sm, i2];
         nodes.extend([tq, tk, tv].into_iter().flatten());
         let mut fwsa = false;
@@ -540,6 +611,7 @@ fn find_attention(graph: &Graph) -> Vec<FusedAttention> {
             fwsa,
             nodes,
             anchor,
+            v_wrl,
         });
     }
     found
@@ -560,6 +632,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
             exec[i] = Exec::Alias;
         }
     }
+    let wrl: BTreeSet<usize> = fused.iter().filter_map(|f| f.v_wrl).collect();
     for (f, fa) in fused.iter().enumerate() {
         for &n in &fa.nodes {
             exec[n] = Exec::Elided;
@@ -614,7 +687,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     }
                     touch(&mut buffers, &storage, t, step);
                 }
-                if opts.sparse_weights {
+                if opts.sparse_weights && !wrl.contains(&step) {
                     coded[step] = coded_weights(&node.op);
                 }
                 node_weight_bytes[step] = const_bytes(
@@ -622,6 +695,9 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     rank[node.inputs[0].as_str()],
                     coded[step].as_ref(),
                 );
+                if opts.softmax_lut && matches!(node.op, Op::Softmax(_)) {
+                    node_weight_bytes[step] += SOFTMAX_LUT_BYTES;
+                }
                 storage.insert(node.output.clone(), Storage::Arena(buffers.len()));
                 buffers.push(Buffer {
                     name: node.output.clone(),
@@ -642,6 +718,9 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                         ));
                     }
                     touch(&mut buffers, &storage, &vw.tensor, step);
+                }
+                if opts.softmax_lut {
+                    node_weight_bytes[step] = SOFTMAX_LUT_BYTES;
                 }
                 buffers.push(Buffer {
                     name: format!("{}.scratch", node.name),
@@ -677,6 +756,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
     Ok(Int8Plan {
         exec,
         fused,
+        wrl,
         storage,
         offsets: planned.best.offsets,
         arena_bytes: planned.best.arena_bytes,

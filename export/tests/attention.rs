@@ -20,25 +20,38 @@ fn check(g: &Graph, targets: &[Target], random: usize, seed: u64, fwsa: bool) {
     let fused = plan(g, &Int8Options::default()).unwrap();
     assert_eq!(fused.fused.len(), 1, "the attention chain must be fused");
     assert_eq!(fused.fused[0].fwsa, fwsa);
+    // the V projection writes V^T (Weight-Reuse layout): A V reads contiguous rows
+    assert!(
+        fused.fused[0].v_wrl.is_some(),
+        "V must be projected in the WRL layout"
+    );
     let ts = available(targets);
     if ts.is_empty() {
         return;
     }
     let xs = samples(input_len(g), random, seed);
-    for fuse in [true, false] {
+    // both softmax forms (exponent table and i-exp polynomial): every combination on the
+    // host, one of each under QEMU (the cross runs are the slow part)
+    let combos: &[(bool, bool)] = if ts == [Target::Host] {
+        &[(true, true), (false, false), (true, false), (false, true)]
+    } else {
+        &[(true, true), (false, false)]
+    };
+    for &(fuse, lut) in combos {
         let opts = Int8Options {
             fuse_attention: fuse,
+            softmax_lut: lut,
             ..Default::default()
         };
         let rep = verify_with(g, &xs, &ts, &opts).unwrap_or_else(|e| panic!("{e}"));
         for t in &rep.targets {
             eprintln!(
-                "fused={fuse} {}: {} samples, build {:.2}s, run {:.2}s, mismatches {}",
+                "fused={fuse} lut={lut} {}: {} samples, build {:.2}s, run {:.2}s, mismatches {}",
                 t.target, t.samples, t.build_s, t.run_s, t.mismatches
             );
         }
         rep.ensure_exact()
-            .unwrap_or_else(|e| panic!("fused={fuse}: {e}"));
+            .unwrap_or_else(|e| panic!("fused={fuse} lut={lut}: {e}"));
     }
 }
 
@@ -118,9 +131,10 @@ fn arena_and_constants_equal_cost_model() {
         graphs.push((name, fwsa((s, e, p, h), 6)));
     }
     for (name, g) in &graphs {
-        for fuse in [true, false] {
+        for (fuse, lut) in [(true, true), (false, true), (true, false), (false, false)] {
             let opts = Int8Options {
                 fuse_attention: fuse,
+                softmax_lut: lut,
                 ..Default::default()
             };
             let (plan, est) = export::plan::estimate(g, &target, &opts).unwrap();

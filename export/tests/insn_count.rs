@@ -4,16 +4,22 @@
 //! separate MatMul, Softmax and MatMul: our layer-wise schedule). One inference's count is the
 //! difference of a 2-run and a 1-run program, so start-up code cancels exactly.
 //!
-//! `cargo test -p export --test insn_count -- --nocapture` prints the table recorded in
-//! experiments/export/README.md; skipped (with a note) when the tools are missing.
+//! The plugin also counts every function of the ELF (`nm -S` ranges), which gives the
+//! per-kernel instruction counts the cost model's cycle tables are refit from (printed by the
+//! same test: see `refit`).
+//!
+//! Run the test binary with `--nocapture` (see experiments/export/README.md) to print the
+//! tables recorded there; skipped (with a note) when the tools are missing. `NAS_INSN_KEEP=DIR`
+//! keeps the generated projects under DIR.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use common::Rng;
-use export::plan::{Int8Options, estimate};
+use export::plan::{Exec, Int8Options, estimate, node_macs, plan};
 use export::{ExportLimits, Target, export_c_with};
 use quant::Graph;
 
@@ -85,9 +91,40 @@ fn toolchain(t: Target) -> (&'static str, Vec<&'static str>, Vec<&'static str>) 
     }
 }
 
-/// Instructions of one `model_run` of `g` on `t`.
-fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path) -> u64 {
-    let proj = dir.join("proj");
+/// One inference: total instructions and instructions per function (2-run minus 1-run).
+struct Count {
+    total: u64,
+    funcs: BTreeMap<String, u64>,
+}
+
+/// `name lo hi` of every function of `elf` (the plugin's `ranges=` file).
+fn function_ranges(t: Target, elf: &Path) -> String {
+    let nm = match t {
+        Target::Rv32 => "riscv64-unknown-elf-nm",
+        _ => "arm-none-eabi-nm",
+    };
+    let out = sh(Command::new(nm).args(["-S", "--defined-only"]).arg(elf)).unwrap();
+    let mut r = String::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let [addr, size, ty, name] = f[..]
+            && matches!(ty, "t" | "T" | "W" | "w")
+        {
+            // Thumb function symbols have bit 0 set: instruction addresses are even
+            let lo = u64::from_str_radix(addr, 16).unwrap() & !1;
+            let hi = lo + u64::from_str_radix(size, 16).unwrap();
+            r.push_str(&format!("{name} {lo:x} {hi:x}\n"));
+        }
+    }
+    r
+}
+
+/// Instructions of one `model_run` of `g` on `t`, in total and per function.
+fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, tag: &str) -> Count {
+    let proj = match std::env::var_os("NAS_INSN_KEEP") {
+        Some(d) => Path::new(&d).join(tag),
+        None => dir.join("proj"),
+    };
     let _ = std::fs::remove_dir_all(&proj);
     export_c_with(g, "model", &proj, &ExportLimits::default(), opts).unwrap();
     let len: usize = g.inputs.iter().map(|i| g.tensor(i).unwrap().numel()).sum();
@@ -115,30 +152,201 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path) ->
             .args(["main.c", "model.c", "nas_kernels.c", "-o"])
             .arg(&elf))
         .unwrap();
+        let ranges = proj.join(format!("r{reps}.ranges"));
+        std::fs::write(&ranges, function_ranges(t, &elf)).unwrap();
         let out = sh(Command::new("timeout")
             .arg("120")
             .args(&qemu)
             .args(["-nographic", "-semihosting", "-kernel"])
             .arg(&elf)
             .arg("-plugin")
-            .arg(format!("{},lo=0,hi=0xffffffff", plugin.display()))
+            .arg(format!(
+                "{},lo=0,hi=0xffffffff,ranges={}",
+                plugin.display(),
+                ranges.display()
+            ))
             .args(["-d", "plugin"]))
         .unwrap();
-        let n: u64 = out
+        let total: u64 = out
             .lines()
             .find_map(|l| l.strip_prefix("insns "))
             .unwrap_or_else(|| panic!("no count in {out}"))
             .trim()
             .parse()
             .unwrap();
-        counts.push(n);
+        let mut funcs = BTreeMap::new();
+        for l in out.lines().filter_map(|l| l.strip_prefix("range ")) {
+            let (name, n) = l.rsplit_once(' ').unwrap();
+            *funcs.entry(name.to_string()).or_insert(0u64) += n.trim().parse::<u64>().unwrap();
+        }
+        counts.push(Count { total, funcs });
     }
-    counts[1] - counts[0]
+    let funcs = counts[1]
+        .funcs
+        .iter()
+        .map(|(f, &n)| (f.clone(), n - counts[0].funcs.get(f).copied().unwrap_or(0)))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    Count {
+        total: counts[1].total - counts[0].total,
+        funcs,
+    }
+}
+
+/// Work of one stage as the cost model prices it, from the schedule actually exported.
+#[derive(Default, Clone, Copy)]
+struct Work {
+    linear_macs: f64,
+    linear_outs: f64,
+    matmul_macs: f64,
+    matmul_outs: f64,
+    softmax_elems: f64,
+    copy_elems: f64,
+    att_macs: f64,
+    att_softmax: f64,
+    att_requant: f64,
+}
+
+fn work(g: &Graph, opts: &Int8Options) -> Work {
+    let p = plan(g, opts).unwrap();
+    let mut w = Work::default();
+    for (i, n) in g.nodes.iter().enumerate() {
+        let out = g.tensor(&n.output).unwrap().numel() as f64;
+        match (p.exec[i], &n.op) {
+            (Exec::Kernel, quant::Op::Linear { .. }) => {
+                w.linear_macs += node_macs(g, i) as f64;
+                w.linear_outs += out;
+            }
+            (Exec::Kernel, quant::Op::MatMul { .. }) => {
+                w.matmul_macs += node_macs(g, i) as f64;
+                w.matmul_outs += out;
+            }
+            (Exec::Kernel, quant::Op::Softmax(_)) => w.softmax_elems += out,
+            (Exec::Kernel, quant::Op::Transpose { .. }) => w.copy_elems += out,
+            (Exec::Fused(f), _) => {
+                let fa = &p.fused[f];
+                let scores = (fa.heads * fa.rows * fa.keys) as f64;
+                w.att_macs += fa.macs() as f64;
+                w.att_softmax += scores;
+                w.att_requant += scores + (fa.heads * fa.rows * fa.v_inner) as f64;
+            }
+            _ => {}
+        }
+    }
+    w
+}
+
+/// Instructions of one stage by kernel class: Linear (both layouts), MatMul, Softmax,
+/// Transpose (copy), the fused attention kernel (with the softmax and dot-product helpers it
+/// calls), and the rest (model_run, memcpy).
+fn by_class(c: &Count, fused: bool) -> BTreeMap<&'static str, u64> {
+    let mut m = BTreeMap::new();
+    for (f, &n) in &c.funcs {
+        let class = if f.contains("linear") {
+            "linear"
+        } else if f.contains("transpose") {
+            "copy"
+        } else if fused && (f.contains("attention") || f.contains("fwsa") || f.starts_with("nas_"))
+        {
+            "attention"
+        } else if f.contains("softmax") || f.contains("iexp") {
+            "softmax"
+        } else if f.contains("matmul") || f.contains("dot") {
+            "matmul"
+        } else {
+            "other"
+        };
+        *m.entry(class).or_insert(0) += n;
+    }
+    m
+}
+
+/// Assumed cycles per instruction (QEMU counts instructions, not cycles): Cortex-M4 issues
+/// one instruction per cycle with extra cycles on loads and taken branches; the M7 dual-issues;
+/// a small in-order RV32IMC core is close to the M4. Assumptions, not measurements.
+fn assumed_cpi(t: Target) -> f64 {
+    match t {
+        Target::CortexM4 => 1.25,
+        Target::CortexM7 => 0.8,
+        _ => 1.2,
+    }
+}
+
+/// Least squares `y = a x1 + b x2` (two unknowns, normal equations).
+fn lsq2(rows: &[(f64, f64, f64)]) -> (f64, f64) {
+    let (mut s11, mut s12, mut s22, mut s1y, mut s2y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(x1, x2, y) in rows {
+        s11 += x1 * x1;
+        s12 += x1 * x2;
+        s22 += x2 * x2;
+        s1y += x1 * y;
+        s2y += x2 * y;
+    }
+    let det = s11 * s22 - s12 * s12;
+    ((s1y * s22 - s2y * s12) / det, (s2y * s11 - s1y * s12) / det)
+}
+
+/// Sum of instructions over sum of work units, `f` giving `(work, instructions)` per stage.
+fn ratio(runs: &[Run], f: impl Fn(&Work, &BTreeMap<&str, u64>) -> (f64, f64)) -> f64 {
+    let (mut a, mut b) = (0.0, 0.0);
+    for (w, m) in runs {
+        let (x, y) = f(w, m);
+        a += x;
+        b += y;
+    }
+    b / a
+}
+
+/// One measured stage: its work and its instructions by class.
+type Run = (Work, BTreeMap<&'static str, u64>);
+
+/// The refit of a target's cycle-table entries from the measured stages (see the README):
+/// instructions per work unit, times the assumed CPI, MAC classes per MAC instruction
+/// (`simd` int8 MACs).
+fn refit(t: Target, simd: f64, runs: &[Run]) {
+    let cpi = assumed_cpi(t);
+    let get = |m: &BTreeMap<&str, u64>, k: &str| m.get(k).copied().unwrap_or(0) as f64;
+    // Linear: instructions = a MACs + b outputs (the per-output part is the requantization
+    // and block set-up: the cost model's `requant` work)
+    let lin: Vec<(f64, f64, f64)> = runs
+        .iter()
+        .filter(|(w, _)| w.linear_macs > 0.0)
+        .map(|(w, m)| (w.linear_macs, w.linear_outs, get(m, "linear")))
+        .collect();
+    let (lin_mac, requant) = lsq2(&lin);
+    let softmax = ratio(runs, |w, m| (w.softmax_elems, get(m, "softmax")));
+    let copy = ratio(runs, |w, m| (w.copy_elems, get(m, "copy")));
+    let mm_layer = ratio(runs, |w, m| {
+        (w.matmul_macs, get(m, "matmul") - requant * w.matmul_outs)
+    });
+    // the fused kernel: its products after the softmax and requantization it also does
+    let mm_fused = ratio(runs, |w, m| {
+        (
+            w.att_macs,
+            get(m, "attention") - softmax * w.att_softmax - requant * w.att_requant,
+        )
+    });
+    println!(
+        "| {t} | {:.2} | {:.2} | {:.2} (layer-wise MatMul: {:.2}) | {:.2} | {:.2} | {:.2} | \
+         `linear: {:.1}, matmul: {:.1}, softmax: {:.1}, requant: {:.1}, copy: {:.1}` |",
+        cpi,
+        lin_mac,
+        mm_fused,
+        mm_layer,
+        softmax,
+        requant,
+        copy,
+        cpi * simd * lin_mac,
+        cpi * simd * mm_fused,
+        cpi * softmax,
+        cpi * requant,
+        cpi * copy
+    );
 }
 
 #[test]
 fn attention_instruction_counts() {
-    let targets = common::available(&[Target::CortexM4, Target::Rv32]);
+    let targets = common::available(&[Target::CortexM4, Target::CortexM7, Target::Rv32]);
     if targets.is_empty() || Command::new("gcc").arg("--version").output().is_err() {
         eprintln!("note: skipped (cross tools or gcc missing)");
         return;
@@ -157,37 +365,74 @@ fn attention_instruction_counts() {
     let fused = Int8Options::default();
     let layer = Int8Options {
         fuse_attention: false,
-        ..Default::default()
+        ..Int8Options::default()
     };
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut breakdown = String::new();
     println!("| shape | target | variant | MACs | instructions | instr/MAC | baseline / variant |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &(name, s, e, p, h) in &graphs::SHAPES {
         let m = graphs::mhsa((s, e, p, h), 5);
         let f = graphs::fwsa((s, e, p, h), 6);
-        let base_macs = estimate(&m, &tgt, &layer).unwrap().1.macs;
-        for &t in &targets {
-            let base = count(&m, &layer, t, &plugin, dir.path());
-            let rows = [
-                ("baseline (layer-wise)", base_macs, base),
-                (
-                    "MHSA fused",
-                    estimate(&m, &tgt, &fused).unwrap().1.macs,
-                    count(&m, &fused, t, &plugin, dir.path()),
-                ),
-                (
-                    "FWSA fused",
-                    estimate(&f, &tgt, &fused).unwrap().1.macs,
-                    count(&f, &fused, t, &plugin, dir.path()),
-                ),
+        for (ti, &t) in targets.iter().enumerate() {
+            let variants = [
+                ("baseline (layer-wise)", &m, &layer),
+                ("MHSA fused", &m, &fused),
+                ("FWSA fused", &f, &fused),
             ];
-            for (v, macs, n) in rows {
+            let mut base = 0;
+            let mut best: f64 = 0.0;
+            for (v, g, o) in variants {
+                let macs = estimate(g, &tgt, o).unwrap().1.macs;
+                let tag = format!("{name}-{t}-{}", v.split(' ').next().unwrap());
+                let c = count(g, o, t, &plugin, dir.path(), &tag);
+                let n = c.total;
                 assert!(n > 0);
+                if base == 0 {
+                    base = n;
+                } else {
+                    best = best.max(base as f64 / n as f64);
+                }
                 println!(
                     "| {name} S={s} E={e} P={p} H={h} | {t} | {v} | {macs} | {n} | {:.2} | {:.2}x |",
                     n as f64 / macs as f64,
                     base as f64 / n as f64
                 );
+                let classes = by_class(&c, o.fuse_attention);
+                breakdown.push_str(&format!(
+                    "| {name} | {t} | {v} | {} |\n",
+                    ["linear", "matmul", "softmax", "copy", "attention", "other"]
+                        .iter()
+                        .map(|k| classes.get(k).copied().unwrap_or(0).to_string())
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ));
+                runs[ti].push((work(g, o), classes));
             }
+            ratios[ti].push(best);
         }
+    }
+    println!();
+    for (t, r) in targets.iter().zip(&ratios) {
+        println!(
+            "{t}: best fused / baseline per shape {:?}, average {:.2}x",
+            r.iter().map(|x| format!("{x:.2}x")).collect::<Vec<_>>(),
+            r.iter().sum::<f64>() / r.len() as f64
+        );
+    }
+    println!(
+        "\n| shape | target | variant | linear | matmul | softmax | transpose | fused attention | other |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    print!("{breakdown}");
+    println!(
+        "\n| target | assumed CPI | linear instr/MAC | matmul instr/MAC (fused attention) | \
+         softmax instr/elem | requant instr/output | copy instr/elem | fitted cycle table |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (t, r) in targets.iter().zip(&runs) {
+        let simd = if *t == Target::Rv32 { 1.0 } else { 2.0 };
+        refit(*t, simd, r);
     }
 }

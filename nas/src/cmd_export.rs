@@ -29,6 +29,10 @@ pub struct ExportArgs {
     /// (the sparse kernels).
     #[arg(long)]
     dense_weights: bool,
+    /// Evaluate the softmax exponent with I-BERT's i-exp polynomial instead of reading it from
+    /// a 1 KiB table per softmax (less flash, more cycles).
+    #[arg(long)]
+    no_softmax_lut: bool,
 }
 
 fn pct(a: u64, b: u64) -> f64 {
@@ -48,6 +52,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let opts = Int8Options {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
+        softmax_lut: !args.no_softmax_lut,
     };
     let (_, est) = export::plan::estimate(&graph, &target, &opts)?;
     println!(

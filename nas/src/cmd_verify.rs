@@ -42,6 +42,10 @@ pub struct VerifyArgs {
     /// (the sparse kernels).
     #[arg(long)]
     dense_weights: bool,
+    /// Evaluate the softmax exponent with I-BERT's i-exp polynomial instead of reading it from
+    /// a 1 KiB table per softmax (less flash, more cycles).
+    #[arg(long)]
+    no_softmax_lut: bool,
 }
 
 /// Deterministic inputs: xorshift64* bytes, plus the saturation edges.
@@ -102,6 +106,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let opts = Int8Options {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
+        softmax_lut: !args.no_softmax_lut,
     };
     let rep = export::verify_with(&graph, &xs, &targets, &opts)?;
     println!(
