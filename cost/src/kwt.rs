@@ -3,11 +3,12 @@
 //! KWT: MFCC input `frames x features` (98 x 40) projected to `dim`, a class token prepended
 //! (`seq = frames + 1 = 99`), learned positional embedding, `depth` post-norm encoder blocks
 //! (attention without Q/K/V biases, head size `dim / heads`, MLP with GELU), and a head
-//! (LayerNorm + Linear) on the class token.
+//! (LayerNorm + Linear) on the class token. Constants are costed as `nas quantize` and
+//! `nas export` deploy them by default (per-channel requantization, softmax exponent tables).
 
 use crate::attention::{AttentionSpec, AttentionVariant, Tiling};
 use crate::error::CostError;
-use crate::graph::{Graph, GraphBuilder, OpKind};
+use crate::graph::{Graph, GraphBuilder, OpKind, RequantGranularity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KwtConfig {
@@ -125,6 +126,8 @@ pub fn attention_block(
 pub fn kwt(c: &KwtConfig) -> Result<Graph, CostError> {
     let name = format!("kwt-d{}-l{}-h{}-m{}", c.dim, c.depth, c.heads, c.mlp_dim);
     let mut b = GraphBuilder::new(name);
+    // as `nas quantize` deploys it by default: per-channel weight scales
+    b.requant(RequantGranularity::PerChannel);
     let x = b.input("mfcc", (c.frames * c.features) as u64);
     let proj = b.op(
         "embed",

@@ -31,6 +31,8 @@ pub enum Work {
     Requant,
     Pool,
     Copy,
+    /// A MAC of a sparse kernel (nonzero blocks only).
+    SparseMac,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,11 +75,17 @@ impl OpCost {
                     Work::Requant => n * c.requant,
                     Work::Pool => n * c.pool,
                     Work::Copy => n * c.copy,
+                    Work::SparseMac => n * c.sparse_mac,
                 }
             })
             .sum();
         total / target.workers() as f64 + c.call_overhead
     }
+}
+
+/// The work unit of a weight layer's MACs: the sparse kernels' when its weights are coded.
+fn mac_work(coded: bool, dense: Work) -> Work {
+    if coded { Work::SparseMac } else { dense }
 }
 
 /// Bytes of one dyadic multiplier.
@@ -164,7 +172,10 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 } else {
                     KernelClass::Linear
                 },
-                work: vec![(Work::LinearMac, macs), (Work::Requant, out)],
+                work: vec![
+                    (mac_work(coded, Work::LinearMac), macs),
+                    (Work::Requant, out),
+                ],
             }
         }
         OpKind::MatMul { batch, m, k, n } => {
@@ -245,7 +256,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 } else {
                     KernelClass::Conv
                 },
-                work: vec![(Work::ConvMac, macs), (Work::Requant, out)],
+                work: vec![(mac_work(coded, Work::ConvMac), macs), (Work::Requant, out)],
             }
         }
         OpKind::DepthwiseConv2d { c, k, .. } => {
@@ -263,7 +274,10 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 } else {
                     KernelClass::Depthwise
                 },
-                work: vec![(Work::DepthwiseMac, macs), (Work::Requant, out)],
+                work: vec![
+                    (mac_work(coded, Work::DepthwiseMac), macs),
+                    (Work::Requant, out),
+                ],
             }
         }
         OpKind::Pool { k, .. } => OpCost {

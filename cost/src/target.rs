@@ -70,6 +70,9 @@ pub struct CycleTable {
     pub requant: f64,
     pub pool: f64,
     pub copy: f64,
+    /// Cycles per stored MAC of the sparse kernels (weights run-length coded): per MAC, not
+    /// per SIMD instruction, since the decoding dominates.
+    pub sparse_mac: f64,
     /// Fixed cycles per kernel call (prologue, pointer setup, fork/join on multi-core).
     pub call_overhead: f64,
 }
@@ -230,6 +233,7 @@ impl Target {
             ("cycles.requant", c.requant),
             ("cycles.pool", c.pool),
             ("cycles.copy", c.copy),
+            ("cycles.sparse_mac", c.sparse_mac),
             ("cycles.call_overhead", c.call_overhead),
         ] {
             if !v.is_finite() || v < 0.0 {

@@ -5,35 +5,7 @@
  */
 #include "nas_kernels.h"
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#include <arm_acle.h>
-#define NAS_USE_DSP 1
-#else
-#define NAS_USE_DSP 0
-#endif
-
-#if NAS_USE_DSP
-/* The odd bytes of a word as two int16 lanes: SXTB16 with its ROR #8 operand, one
- * instruction (GCC 12's arm_acle.h lacks __ror, and a shift + __sxtb16 costs two). */
-static inline int32_t nas_sxtb16_odd(uint32_t w) {
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
-    return r;
-}
-
-static inline uint32_t nas_load32(const int8_t *p) {
-    uint32_t w;
-    memcpy(&w, p, 4); /* unaligned word loads are legal on M4/M7 */
-    return w;
-}
-
-/* acc + the 4 MACs of one word of a and one of b: SXTB16 splits each word into its even and
- * odd bytes as int16 lanes, SMLAD multiplies lane-wise and adds both products. */
-static inline int32_t nas_mac4(int32_t a02, int32_t a13, uint32_t wb, int32_t acc) {
-    acc = __smlad(a02, __sxtb16((int8x4_t)wb), acc);
-    return __smlad(a13, nas_sxtb16_odd(wb), acc);
-}
-#endif
+#include "nas_dsp.h"
 
 /* Dot products of int8 rows: every partial sum obeys the bound quant's validate() proves for
  * the full sum, so int32 addition in any order (SIMD pairs, blocked loops) gives exactly the

@@ -15,8 +15,9 @@ use crate::error::{ExportError, Result, io_err};
 use crate::plan::{Exec, FusedAttention, Int8Options, Int8Plan, Storage, View};
 
 /// The bundled C runtime, copied into every exported project.
-pub const RUNTIME_FILES: [(&str, &str); 4] = [
+pub const RUNTIME_FILES: [(&str, &str); 5] = [
     ("nas_kernels.h", include_str!("../runtime/nas_kernels.h")),
+    ("nas_dsp.h", include_str!("../runtime/nas_dsp.h")),
     ("nas_kernels.c", include_str!("../runtime/nas_kernels.c")),
     ("nas_sparse.h", include_str!("../runtime/nas_sparse.h")),
     ("nas_sparse.c", include_str!("../runtime/nas_sparse.c")),
@@ -785,7 +786,7 @@ fn makefile(name: &str) -> String {
          #   apt-get install -y --no-install-recommends {}\n\n\
          NAME := {name}\n\
          SRCS := $(NAME).c nas_kernels.c nas_sparse.c $(wildcard main.c)\n\
-         HDRS := $(NAME).h nas_kernels.h nas_sparse.h\n\
+         HDRS := $(NAME).h nas_kernels.h nas_dsp.h nas_sparse.h\n\
          CFLAGS_COMMON := -std=c99 -Wall -Wextra -Werror\n\
          # picolibc + semihosting boots QEMU's boards without a linker script or startup file\n\
          PICOLIBC := --specs=picolibc.specs --oslib=semihost --crt0=semihost\n\

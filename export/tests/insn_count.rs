@@ -18,10 +18,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::Rng;
+use common::{Rng, pruned};
 use export::plan::{Exec, Int8Options, estimate, node_macs, plan};
 use export::{ExportLimits, Target, export_c_with};
-use quant::Graph;
+use quant::{Graph, GraphBuilder};
 
 use common::attention as graphs;
 
@@ -149,7 +149,7 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
             .current_dir(&proj)
             .args(["-std=c99", "-O2", &format!("-DREPS={reps}")])
             .args(&flags)
-            .args(["main.c", "model.c", "nas_kernels.c", "-o"])
+            .args(["main.c", "model.c", "nas_kernels.c", "nas_sparse.c", "-o"])
             .arg(&elf))
         .unwrap();
         let ranges = proj.join(format!("r{reps}.ranges"));
@@ -344,12 +344,13 @@ fn refit(t: Target, simd: f64, runs: &[Run]) {
     );
 }
 
-#[test]
-fn attention_instruction_counts() {
+/// The emulated targets whose tools are installed, a scratch folder and the built plugin; `None`
+/// (with a note) when the tools are missing.
+fn setup() -> Option<(Vec<Target>, tempfile::TempDir, std::path::PathBuf)> {
     let targets = common::available(&[Target::CortexM4, Target::CortexM7, Target::Rv32]);
     if targets.is_empty() || Command::new("gcc").arg("--version").output().is_err() {
         eprintln!("note: skipped (cross tools or gcc missing)");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("libinsn_count.so");
@@ -358,6 +359,14 @@ fn attention_instruction_counts() {
         .arg(&plugin)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/insn_count.c")))
     .unwrap();
+    Some((targets, dir, plugin))
+}
+
+#[test]
+fn attention_instruction_counts() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
     let tgt = cost::target::Target::load(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32l4.ron"),
     )
@@ -435,4 +444,88 @@ fn attention_instruction_counts() {
         let simd = if *t == Target::Rv32 { 1.0 } else { 2.0 };
         refit(*t, simd, r);
     }
+}
+
+/// A 256 -> 64 Linear over 16 tokens with `keep` of every 4 blocks of 4 inputs nonzero.
+fn block_sparse_linear(keep: usize) -> Graph {
+    let mut r = Rng(9);
+    let (t, i, o) = (16, 256, 64);
+    let mut b = GraphBuilder::new();
+    b.input("x", &[t, i], 2f64.powi(-4)).unwrap();
+    let w = pruned(&mut r, o, i, 4, |row, blk| (row + blk) % 4 < keep);
+    b.linear("fc", "x", w, r.i32s(o, 2000), &[0.002], 2f64.powi(-3))
+        .unwrap();
+    b.output("fc");
+    b.finish().unwrap()
+}
+
+/// The sparse Linear kernel (`nas_sparse.c`) against the dense one on the same block-pruned
+/// weights: instructions per stored (nonzero-block) MAC, and the speed-up at each density.
+#[test]
+fn sparse_linear_instruction_counts() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    let dense = Int8Options {
+        sparse_weights: false,
+        ..Int8Options::default()
+    };
+    let sparse = Int8Options::default();
+    let mut fitted = Vec::new();
+    println!(
+        "| target | block density | stored MACs | dense kernel instr | sparse kernel instr | \
+         sparse instr / stored MAC | dense instr / MAC | dense / sparse |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for &t in &targets {
+        for keep in [3, 2, 1] {
+            let g = block_sparse_linear(keep);
+            let (p, _) = plan(&g, &sparse).map(|p| (p, ())).unwrap();
+            let coded = p.coded[0].as_ref().expect("pruned weights are coded");
+            let stored = 16 * export::sparse::coded_macs_per_position(coded);
+            let kernel = |c: &Count, f: &str| {
+                c.funcs
+                    .iter()
+                    .filter(|(n, _)| n.contains(f))
+                    .map(|(_, &n)| n)
+                    .sum::<u64>()
+            };
+            let cd = count(
+                &g,
+                &dense,
+                t,
+                &plugin,
+                dir.path(),
+                &format!("sparse-{t}-{keep}-d"),
+            );
+            let cs = count(
+                &g,
+                &sparse,
+                t,
+                &plugin,
+                dir.path(),
+                &format!("sparse-{t}-{keep}-s"),
+            );
+            let (nd, ns) = (kernel(&cd, "linear"), kernel(&cs, "rle"));
+            assert!(nd > 0 && ns > 0);
+            println!(
+                "| {t} | {keep}/4 | {stored} | {nd} | {ns} | {:.2} | {:.2} | {:.2}x |",
+                ns as f64 / stored as f64,
+                nd as f64 / (16.0 * 256.0 * 64.0),
+                nd as f64 / ns as f64
+            );
+            if keep == 2 {
+                fitted.push(format!(
+                    "{t}: sparse_mac = {:.2} instr/stored MAC x assumed CPI {} = {:.1} cycles",
+                    ns as f64 / stored as f64,
+                    assumed_cpi(t),
+                    ns as f64 / stored as f64 * assumed_cpi(t)
+                ));
+            }
+        }
+    }
+    println!(
+        "\ncycle-table entry (half the blocks kept):\n{}",
+        fitted.join("\n")
+    );
 }

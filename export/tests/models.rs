@@ -97,6 +97,9 @@ fn export_writes_project_and_header_matches_report() {
         "kwt_tiny.c",
         "nas_kernels.h",
         "nas_kernels.c",
+        "nas_dsp.h",
+        "nas_sparse.h",
+        "nas_sparse.c",
         "Makefile",
     ] {
         assert!(dir.path().join(f).is_file(), "{f}");

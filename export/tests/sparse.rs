@@ -4,38 +4,18 @@
 
 mod common;
 
-use common::{Rng, check_on};
+use common::{Rng, check_on, pruned};
 use export::plan::estimate;
 use export::{ExportLimits, Int8Options, Target, generate_with};
 use quant::graph::{Op, Window};
 use quant::{Graph, GraphBuilder};
 
-/// `rows x cols` random weights with the blocks of `block` along `cols` for which
-/// `keep(row, block index)` is false set to zero.
-fn pruned(
-    r: &mut Rng,
-    rows: usize,
-    cols: usize,
-    block: usize,
-    keep: impl Fn(usize, usize) -> bool,
-) -> Vec<i8> {
-    let mut w = r.i8s(rows * cols);
-    for (i, v) in w.iter_mut().enumerate() {
-        let (row, col) = (i / cols, i % cols);
-        if !keep(row, col / block) {
-            *v = 0;
-        } else if *v == 0 {
-            *v = 1;
-        }
-    }
-    w
-}
-
-/// A Linear of 1030 inputs: a tail block (1030 % 4 = 2), gaps longer than 255 blocks (filler
+/// 6 tokens (a block of 4 rows and 2 single rows in the kernel), a Linear of 1030 inputs: a
+/// tail block (1030 % 4 = 2), gaps longer than 255 blocks (filler
 /// entries), rows with no entry at all; then a Linear pruned in blocks of 2.
 fn sparse_mlp(seed: u64) -> Graph {
     let mut r = Rng(seed | 1);
-    let (t, f, h, o) = (3, 1030, 12, 6);
+    let (t, f, h, o) = (6, 1030, 12, 6);
     let mut b = GraphBuilder::new();
     b.input("x", &[t, f], 2f64.powi(-4)).unwrap();
     // row 0: first and last block only (gap 256 > 255); rows 1..3: nothing; others: 1 in 5

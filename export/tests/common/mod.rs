@@ -47,6 +47,27 @@ pub fn samples(len: usize, random: usize, seed: u64) -> Vec<Vec<i8>> {
     v
 }
 
+/// `rows x cols` random weights with the blocks of `block` along `cols` for which
+/// `keep(row, block index)` is false set to zero.
+pub fn pruned(
+    r: &mut Rng,
+    rows: usize,
+    cols: usize,
+    block: usize,
+    keep: impl Fn(usize, usize) -> bool,
+) -> Vec<i8> {
+    let mut w = r.i8s(rows * cols);
+    for (i, v) in w.iter_mut().enumerate() {
+        let (row, col) = (i / cols, i % cols);
+        if !keep(row, col / block) {
+            *v = 0;
+        } else if *v == 0 {
+            *v = 1;
+        }
+    }
+    w
+}
+
 /// The targets whose tools are installed. A missing tool skips the target (printing why)
 /// unless `CI` is set, where it is a failure.
 pub fn available(targets: &[Target]) -> Vec<Target> {

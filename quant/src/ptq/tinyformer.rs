@@ -281,21 +281,8 @@ impl Walker {
             }
         };
         let d_in = self.shapes[pooled][0];
-        let mut last = linear_params(&head.last, "head.last", d_in, arch.last_linear)?;
-        if head.seqpool.is_none()
-            && let FOp::Linear { weight, .. } = &mut last
-        {
-            // Burn flattens the pooled map as [c, h2, w2]; the integer graph as [h2, w2, c].
-            let hw2 = d_in / c;
-            let old = weight.clone();
-            for (row_new, row_old) in weight.chunks_exact_mut(d_in).zip(old.chunks_exact(d_in)) {
-                for ch in 0..c {
-                    for pos in 0..hw2 {
-                        row_new[pos * c + ch] = row_old[ch * hw2 + pos];
-                    }
-                }
-            }
-        }
+        // Burn's head flattens the pooled map in [h2, w2, c] order, as the graph does.
+        let last = linear_params(&head.last, "head.last", d_in, arch.last_linear)?;
         let y = self.push("head.last", last, &[pooled])?;
         let y = self.relu("head.last.relu", y)?;
         let cls = linear_params(

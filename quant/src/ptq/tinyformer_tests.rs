@@ -360,3 +360,50 @@ fn bad_inputs_are_typed_errors() {
     let err = evaluate_int8_images(&g, &images(1, &a, 1), &[9], &names).unwrap_err();
     assert!(matches!(err, PtqError::Model(_)), "{err}");
 }
+
+/// Blocks of consecutive inputs of the last Linear (what pruning zeroes in Burn's `[d_in, d_out]`
+/// layout) are blocks of consecutive inputs of the integer graph's `[out, in]` weights too: the
+/// AvgPool head flattens in the graph's `[h, w, c]` order, so a pruned head run-length codes.
+#[test]
+fn pruned_head_blocks_stay_consecutive_in_the_integer_graph() {
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+
+    let a = arch(Pooling::AvgPool);
+    let mut m = model(&a, 7);
+    let [d_in, d_out] = m.head.last.weight.dims();
+    let block = 4;
+    let zero = |i: usize, o: usize| !(i / block + o).is_multiple_of(3);
+    let mut w: Vec<f32> = m.head.last.weight.val().into_data().try_to_vec().unwrap();
+    for i in 0..d_in {
+        for o in 0..d_out {
+            if zero(i, o) {
+                w[i * d_out + o] = 0.0;
+            }
+        }
+    }
+    m.head.last.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(w, [d_in, d_out]),
+        &Device::flex(),
+    ));
+    let opts = PtqOptions {
+        calibration_samples: 4,
+        report_samples: 2,
+        ..PtqOptions::default()
+    };
+    let (g, _) = quantize_tinyformer(&m, &a, &images(4, &a, 5), &opts).unwrap();
+    let node = g.nodes.iter().find(|n| n.name == "head.last").unwrap();
+    let crate::graph::Op::Linear { weight, .. } = &node.op else {
+        panic!("head.last is {}", node.op.kind());
+    };
+    for o in 0..d_out {
+        for j in 0..d_in / block {
+            let blk = &weight[o * d_in + j * block..o * d_in + (j + 1) * block];
+            assert_eq!(
+                blk.iter().all(|&v| v == 0),
+                zero(j * block, o),
+                "output {o}, block {j}: {blk:?}"
+            );
+        }
+    }
+}

@@ -207,10 +207,12 @@ impl Head {
                 (tokens * weights).sum_dim(1).reshape([b, c])
             }
             None => {
-                // Flattened in [c, h, w] order, as the integer graph stores feature maps.
+                // Flattened in [h, w, c] order, as the deployed integer graph stores feature
+                // maps: the last Linear's blocks of consecutive inputs (what pruning zeroes)
+                // are then consecutive in the deployed weights too, so they run-length code.
                 let y = AvgPool2dConfig::new([2, 2]).init().forward(x);
                 let [_, c2, h2, w2] = y.dims();
-                y.reshape([b, c2 * h2 * w2])
+                y.permute([0, 2, 3, 1]).reshape([b, h2 * w2 * c2])
             }
         };
         self.classifier.forward(relu(self.last.forward(pooled)))
