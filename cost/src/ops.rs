@@ -241,9 +241,24 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             class: KernelClass::Add,
             work: vec![(Work::Add, out)],
         },
-        OpKind::Conv2d { cin, cout, k, .. } => {
+        OpKind::Conv2d {
+            cin,
+            cout,
+            k,
+            stride,
+            pad,
+            ..
+        } => {
             let (wb, f, coded) = weights(cout, k * k * cin)?;
             let macs = scale(out * v(k * k * cin), f);
+            // The runtime runs a pointwise convolution as a Linear over the pixels.
+            let pointwise = k == 1 && stride == 1 && pad == 0;
+            let (class, work) = match (pointwise, coded) {
+                (true, true) => (KernelClass::SparseLinear, Work::SparseMac),
+                (true, false) => (KernelClass::Linear, Work::LinearMac),
+                (false, true) => (KernelClass::SparseConv, Work::SparseMac),
+                (false, false) => (KernelClass::Conv, Work::ConvMac),
+            };
             OpCost {
                 macs,
                 params: v(k * k * cin * cout + cout),
@@ -251,12 +266,8 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 sparse_coded: coded,
                 output_bytes: out,
                 scratch_bytes: 0,
-                class: if coded {
-                    KernelClass::SparseConv
-                } else {
-                    KernelClass::Conv
-                },
-                work: vec![(mac_work(coded, Work::ConvMac), macs), (Work::Requant, out)],
+                class,
+                work: vec![(work, macs), (Work::Requant, out)],
             }
         }
         OpKind::DepthwiseConv2d { c, k, .. } => {

@@ -416,6 +416,23 @@ pub fn generate_with(
                 let coded = g.weights(&format!("{p}_w"), weight, plan.coded[i].as_ref());
                 g.i32s(&format!("{p}_b"), bias);
                 g.requant(&p, requant);
+                if matches!(node.op, Op::Conv2d { .. }) && window.is_pointwise() {
+                    // [H, W, in] x [out, 1, 1, in]: a Linear over the H W pixels, run by the
+                    // (faster, 4-row blocked) Linear kernels; same sums, same outputs
+                    g.param(format!(
+                        "static const nas_linear_dims {p}_d = {{{}, {}, {}}};",
+                        xs[0] * xs[1],
+                        xs[2],
+                        os[2]
+                    ));
+                    let f = if coded {
+                        "nas_linear_rle_s8"
+                    } else {
+                        "nas_linear_s8"
+                    };
+                    g.call(format!("{f}({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"));
+                    continue;
+                }
                 g.param(format!(
                     "static const nas_hwc {p}_in = {{{}, {}, {}}}, {p}_out = {{{}, {}, {}}};\n\
                      static const nas_window {p}_win = {};",

@@ -270,6 +270,14 @@ pub fn const_bytes(op: &Op, input_rank: usize, coded: Option<&Encoded>) -> u64 {
 pub fn kernel_class(op: &Op, coded: bool) -> Option<KernelClass> {
     Some(match op {
         Op::Linear { .. } if coded => KernelClass::SparseLinear,
+        // a pointwise convolution runs as a Linear over the pixels (see codegen)
+        Op::Conv2d { window, .. } if window.is_pointwise() => {
+            if coded {
+                KernelClass::SparseLinear
+            } else {
+                KernelClass::Linear
+            }
+        }
         Op::Conv2d { .. } if coded => KernelClass::SparseConv,
         Op::DepthwiseConv2d { .. } if coded => KernelClass::SparseDepthwise,
         Op::Linear { .. } => KernelClass::Linear,

@@ -459,10 +459,59 @@ fn block_sparse_linear(keep: usize) -> Graph {
     b.finish().unwrap()
 }
 
-/// The sparse Linear kernel (`nas_sparse.c`) against the dense one on the same block-pruned
-/// weights: instructions per stored (nonzero-block) MAC, and the speed-up at each density.
+/// A `k x k` convolution (or depthwise, `cin` = channels) over 8x8 with half of its blocks
+/// (blocks of 4 input channels; a depthwise layer keeps one kernel row of 3 per channel).
+fn block_sparse_conv(k: usize, cin: usize, cout: usize, depthwise: bool) -> Graph {
+    let mut r = Rng(11);
+    let mut b = GraphBuilder::new();
+    b.input("x", &[8, 8, cin], 2f64.powi(-5)).unwrap();
+    let win = quant::graph::Window {
+        k: [k, k],
+        stride: [1, 1],
+        pad: [k / 2, k / 2],
+    };
+    if depthwise {
+        // [kh, kw, c]: channel ch keeps kernel row ch % 3
+        let mut w = r.i8s(k * k * cin);
+        for (i, v) in w.iter_mut().enumerate() {
+            if i / (k * cin) != (i % cin) % k {
+                *v = 0;
+            }
+        }
+        b.depthwise_conv2d(
+            "conv",
+            "x",
+            win,
+            w,
+            r.i32s(cin, 500),
+            &[0.02],
+            2f64.powi(-4),
+        )
+        .unwrap();
+    } else {
+        let w = pruned(&mut r, cout, k * k * cin, 4, |row, blk| {
+            (row + blk) % 2 == 0
+        });
+        b.conv2d(
+            "conv",
+            "x",
+            win,
+            w,
+            r.i32s(cout, 500),
+            &[0.01],
+            2f64.powi(-4),
+        )
+        .unwrap();
+    }
+    b.output("conv");
+    b.finish().unwrap()
+}
+
+/// The sparse kernels (`nas_sparse.c`) against the dense ones on the same block-pruned
+/// weights (one-layer graphs, whole inference counted): instructions per stored
+/// (nonzero-block) MAC and the speed-up, and the `sparse_mac` cycle entry they give.
 #[test]
-fn sparse_linear_instruction_counts() {
+fn sparse_kernel_instruction_counts() {
     let Some((targets, dir, plugin)) = setup() else {
         return;
     };
@@ -471,50 +520,56 @@ fn sparse_linear_instruction_counts() {
         ..Int8Options::default()
     };
     let sparse = Int8Options::default();
+    let cases = [
+        (
+            "Linear 256->64 x16 tokens, 3/4 blocks",
+            block_sparse_linear(3),
+        ),
+        (
+            "Linear 256->64 x16 tokens, 2/4 blocks",
+            block_sparse_linear(2),
+        ),
+        (
+            "Linear 256->64 x16 tokens, 1/4 blocks",
+            block_sparse_linear(1),
+        ),
+        (
+            "pointwise 32->32 8x8, 2/4 blocks",
+            block_sparse_conv(1, 32, 32, false),
+        ),
+        (
+            "conv3x3 16->16 8x8, 2/4 blocks",
+            block_sparse_conv(3, 16, 16, false),
+        ),
+        (
+            "depthwise 3x3 32 ch 8x8, 1/3 rows",
+            block_sparse_conv(3, 32, 32, true),
+        ),
+    ];
     let mut fitted = Vec::new();
     println!(
-        "| target | block density | stored MACs | dense kernel instr | sparse kernel instr | \
-         sparse instr / stored MAC | dense instr / MAC | dense / sparse |"
+        "| target | layer | dense MACs | stored MACs | dense instr | sparse instr | \
+         dense instr / MAC | sparse instr / stored MAC | dense / sparse |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for &t in &targets {
-        for keep in [3, 2, 1] {
-            let g = block_sparse_linear(keep);
-            let (p, _) = plan(&g, &sparse).map(|p| (p, ())).unwrap();
+        for (ci, (label, g)) in cases.iter().enumerate() {
+            let p = plan(g, &sparse).unwrap();
             let coded = p.coded[0].as_ref().expect("pruned weights are coded");
-            let stored = 16 * export::sparse::coded_macs_per_position(coded);
-            let kernel = |c: &Count, f: &str| {
-                c.funcs
-                    .iter()
-                    .filter(|(n, _)| n.contains(f))
-                    .map(|(_, &n)| n)
-                    .sum::<u64>()
-            };
-            let cd = count(
-                &g,
-                &dense,
-                t,
-                &plugin,
-                dir.path(),
-                &format!("sparse-{t}-{keep}-d"),
-            );
-            let cs = count(
-                &g,
-                &sparse,
-                t,
-                &plugin,
-                dir.path(),
-                &format!("sparse-{t}-{keep}-s"),
-            );
-            let (nd, ns) = (kernel(&cd, "linear"), kernel(&cs, "rle"));
-            assert!(nd > 0 && ns > 0);
+            let out = g.tensor(&g.nodes[0].output).unwrap();
+            let positions = (out.numel() / out.shape.last().unwrap()) as u64;
+            let stored = positions * export::sparse::coded_macs_per_position(coded);
+            let macs = node_macs(g, 0);
+            let tag = |v: &str| format!("sparse-{t}-{ci}-{v}");
+            let nd = count(g, &dense, t, &plugin, dir.path(), &tag("d")).total;
+            let ns = count(g, &sparse, t, &plugin, dir.path(), &tag("s")).total;
             println!(
-                "| {t} | {keep}/4 | {stored} | {nd} | {ns} | {:.2} | {:.2} | {:.2}x |",
+                "| {t} | {label} | {macs} | {stored} | {nd} | {ns} | {:.2} | {:.2} | {:.2}x |",
+                nd as f64 / macs as f64,
                 ns as f64 / stored as f64,
-                nd as f64 / (16.0 * 256.0 * 64.0),
                 nd as f64 / ns as f64
             );
-            if keep == 2 {
+            if ci == 1 {
                 fitted.push(format!(
                     "{t}: sparse_mac = {:.2} instr/stored MAC x assumed CPI {} = {:.1} cycles",
                     ns as f64 / stored as f64,
@@ -525,7 +580,7 @@ fn sparse_linear_instruction_counts() {
         }
     }
     println!(
-        "\ncycle-table entry (half the blocks kept):\n{}",
+        "\ncycle-table entry (the Linear with half the blocks kept):\n{}",
         fitted.join("\n")
     );
 }

@@ -154,6 +154,12 @@ pub struct Window {
 }
 
 impl Window {
+    /// A 1x1 window with stride 1 and no padding: a pointwise convolution of an HWC map is then
+    /// a Linear over its `H W` pixels (the runtime runs it with the Linear kernels).
+    pub fn is_pointwise(&self) -> bool {
+        self.k == [1, 1] && self.stride == [1, 1] && self.pad == [0, 0]
+    }
+
     fn out_dims(&self, node: &str, h: usize, w: usize) -> Result<[usize; 2]> {
         let mut out = [0; 2];
         for (i, n) in [h, w].into_iter().enumerate() {
