@@ -12,14 +12,14 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use common::available;
 use export::plan::estimate;
 use export::{ExportLimits, Int8Options, Target, generate_with, verify};
 use quant::Graph;
 use quant::ptq::{PtqOptions, quantize_image, quantize_kwt, quantize_tinyformer};
 use training::tinyformer::{
-    DotArch, Downsample, MobileNetArch, Pooling, TinyFormer, TinyFormerArch, TransformerArch,
+    DotArch, Downsample, MobileNetArch, Pooling, TinyFormerArch, TransformerArch, fixtures,
 };
 use training::{FeatureNorm, InMemory, KwtConfig};
 
@@ -273,59 +273,6 @@ fn tinyformer_arch(pooling: Pooling, stride2_first: bool) -> TinyFormerArch {
     }
 }
 
-/// Labeled CHW images: class `k` is a grating at angle `k pi / classes` (random frequency,
-/// phase and per-channel contrast) plus noise.
-fn gratings(n: usize, a: &TinyFormerArch, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
-    let mut state = seed | 1;
-    let [c, h, w] = a.input;
-    let mut xs = Vec::with_capacity(n);
-    let mut ys = Vec::with_capacity(n);
-    for i in 0..n {
-        let k = i % a.classes;
-        let angle = k as f32 * std::f32::consts::PI / a.classes as f32;
-        let f = 0.9 + 0.3 * next_unit(&mut state);
-        let (fy, fx, ph) = (
-            f * angle.sin(),
-            f * angle.cos(),
-            3.0 * next_unit(&mut state),
-        );
-        let mut im = Vec::with_capacity(c * h * w);
-        for _ in 0..c {
-            let amp = 1.0 + 0.4 * next_unit(&mut state);
-            for y in 0..h {
-                for x in 0..w {
-                    let v = (fy * y as f32 + fx * x as f32 + ph).sin();
-                    im.push(amp * v + 0.4 * next_unit(&mut state));
-                }
-            }
-        }
-        xs.push(im);
-        ys.push(k);
-    }
-    (xs, ys)
-}
-
-/// A TinyFormer trained for `steps` AdamW steps on [`gratings`], moved off autodiff.
-fn trained_tinyformer(a: &TinyFormerArch, steps: usize) -> TinyFormer {
-    let device = Device::flex().autodiff();
-    let mut m = TinyFormer::init(a, 7, &device).unwrap();
-    let mut optim = AdamWConfig::new().init();
-    let (xs, ys) = gratings(160, a, 99);
-    let [c, h, w] = a.input;
-    let batch = 16;
-    for step in 0..steps {
-        let idx: Vec<usize> = (0..batch).map(|j| (step * batch + j) % xs.len()).collect();
-        let x: Vec<f32> = idx.iter().flat_map(|&i| xs[i].iter().copied()).collect();
-        let y: Vec<i64> = idx.iter().map(|&i| ys[i] as i64).collect();
-        let x = Tensor::<4>::from_data(TensorData::new(x, [batch, c, h, w]), &device);
-        let y = Tensor::<1, Int>::from_data(TensorData::new(y, [batch]), &device);
-        let loss = training::loss::smoothed_cross_entropy(m.forward(x), y, 0.0);
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
-        m = optim.step(3e-3, m, grads);
-    }
-    m.valid()
-}
-
 /// Trains, quantizes (`per_channel`, `scaled_layer_norm`), checks the graph has the head's
 /// and both downsample kinds' ops, and verifies it on every platform.
 fn tinyformer_case(pooling: Pooling, stride2_first: bool, per_channel: bool, scaled_ln: bool) {
@@ -335,9 +282,9 @@ fn tinyformer_case(pooling: Pooling, stride2_first: bool, per_channel: bool, sca
          scaled_ln={scaled_ln}"
     );
     let t0 = std::time::Instant::now();
-    let m = trained_tinyformer(&a, 40);
+    let m = fixtures::trained(&a, 40);
     println!("{label}: trained in {:.2}s", t0.elapsed().as_secs_f64());
-    let (calib, _) = gratings(40, &a, 5);
+    let (calib, _) = fixtures::gratings(40, &a, 5);
     let opts = PtqOptions {
         per_channel,
         scaled_layer_norm: scaled_ln,
@@ -372,7 +319,7 @@ fn tinyformer_case(pooling: Pooling, stride2_first: bool, per_channel: bool, sca
     let want = if stride2_first { [2, 1] } else { [1, 2] };
     assert_eq!(strides, want, "{label}");
 
-    let (test, labels) = gratings(50, &a, 77);
+    let (test, labels) = fixtures::gratings(50, &a, 77);
     let names: Vec<String> = (0..a.classes).map(|c| format!("c{c}")).collect();
     let acc = quant::ptq::evaluate_int8_images(&g, &test, &labels, &names)
         .unwrap()

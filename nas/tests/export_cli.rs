@@ -70,37 +70,13 @@ fn block() -> Graph {
             sx,
         )
         .unwrap();
-        b.same_scale(
-            &format!("{n}_r"),
-            n,
-            Op::Reshape {
-                shape: vec![s, h, p],
-            },
-        )
-        .unwrap();
-        b.same_scale(
-            &format!("{n}_h"),
-            &format!("{n}_r"),
-            Op::Transpose {
-                perm: vec![1, 0, 2],
-            },
-        )
-        .unwrap();
+        b.split_heads(n, h).unwrap();
     }
     b.matmul("scores", "q_h", "k_h", true, 2f64.powi(-2))
         .unwrap();
     b.softmax("attn", "scores").unwrap();
     b.matmul("ctx_h", "attn", "v_h", false, sx).unwrap();
-    b.same_scale(
-        "ctx_t",
-        "ctx_h",
-        Op::Transpose {
-            perm: vec![1, 0, 2],
-        },
-    )
-    .unwrap();
-    b.same_scale("ctx", "ctx_t", Op::Reshape { shape: vec![s, e] })
-        .unwrap();
+    b.merge_heads("ctx", "ctx_h").unwrap();
     b.add("res", "x", "ctx", sx).unwrap();
     b.linear("fc1", "res", bytes(7, mlp * e), vec![0; mlp], &[0.005], sx)
         .unwrap();

@@ -287,6 +287,61 @@ impl GraphBuilder {
         self.node(name, op, &[x], 1.0)
     }
 
+    /// Attention head split of `x` (`[S, H P]`): reshape to `[S, H, P]` (`{x}_r`), then
+    /// transpose to `[H, S, P]` (`{x}_h`, returned).
+    pub fn split_heads(&mut self, x: &str, heads: usize) -> Result<String> {
+        let shape = self.shape(x)?;
+        let (s, e) = match shape[..] {
+            [s, e] if heads > 0 && e % heads == 0 => (s, e),
+            _ => {
+                return Err(QuantError::InvalidParams {
+                    node: format!("{x}_r"),
+                    reason: format!("cannot split {shape:?} into {heads} heads"),
+                });
+            }
+        };
+        let r = self.same_scale(
+            &format!("{x}_r"),
+            x,
+            Op::Reshape {
+                shape: vec![s, heads, e / heads],
+            },
+        )?;
+        self.same_scale(
+            &format!("{x}_h"),
+            &r,
+            Op::Transpose {
+                perm: vec![1, 0, 2],
+            },
+        )
+    }
+
+    /// Attention head merge of `x` (`[H, S, P]`): transpose to `[S, H, P]` (`{name}_t`), then
+    /// reshape to `[S, H P]` (`name`, returned).
+    pub fn merge_heads(&mut self, name: &str, x: &str) -> Result<String> {
+        let shape = self.shape(x)?;
+        let [h, s, p] = shape[..] else {
+            return Err(QuantError::InvalidParams {
+                node: format!("{name}_t"),
+                reason: format!("head merge needs [H, S, P], got {shape:?}"),
+            });
+        };
+        let t = self.same_scale(
+            &format!("{name}_t"),
+            x,
+            Op::Transpose {
+                perm: vec![1, 0, 2],
+            },
+        )?;
+        self.same_scale(
+            name,
+            &t,
+            Op::Reshape {
+                shape: vec![s, h * p],
+            },
+        )
+    }
+
     /// Marks a graph output.
     pub fn output(&mut self, name: &str) {
         self.graph.outputs.push(name.into());

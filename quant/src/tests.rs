@@ -36,7 +36,7 @@ impl Rng {
 /// A one-block KWT-like transformer: [T, F] input, class token, positional embedding,
 /// single-head attention with 2 heads, MLP with GELU, class-token head.
 fn tiny_transformer(seed: u64) -> Graph {
-    let (t, f, d, h, p, mlp, classes) = (6, 10, 8, 2, 4, 16, 3);
+    let (t, f, d, h, mlp, classes) = (6, 10, 8, 2, 16, 3);
     let mut r = Rng(seed | 1);
     let mut b = GraphBuilder::new();
     let s = 2f64.powi(-4);
@@ -59,43 +59,13 @@ fn tiny_transformer(seed: u64) -> Graph {
     for (name, w) in ["q", "k", "v"].iter().zip([0.02, 0.02, 0.02]) {
         b.linear(name, "ln1", r.i8s(d * d), r.i32s(d, 200), &[w], s)
             .unwrap();
-        b.same_scale(
-            &format!("{name}_r"),
-            name,
-            Op::Reshape {
-                shape: vec![t + 1, h, p],
-            },
-        )
-        .unwrap();
-        b.same_scale(
-            &format!("{name}_h"),
-            &format!("{name}_r"),
-            Op::Transpose {
-                perm: vec![1, 0, 2],
-            },
-        )
-        .unwrap();
+        b.split_heads(name, h).unwrap();
     }
     b.matmul("scores", "q_h", "k_h", true, 2f64.powi(-3))
         .unwrap();
     b.softmax("attn", "scores").unwrap();
     b.matmul("ctx_h", "attn", "v_h", false, s).unwrap();
-    b.same_scale(
-        "ctx_t",
-        "ctx_h",
-        Op::Transpose {
-            perm: vec![1, 0, 2],
-        },
-    )
-    .unwrap();
-    b.same_scale(
-        "ctx",
-        "ctx_t",
-        Op::Reshape {
-            shape: vec![t + 1, d],
-        },
-    )
-    .unwrap();
+    b.merge_heads("ctx", "ctx_h").unwrap();
     b.linear(
         "proj",
         "ctx",

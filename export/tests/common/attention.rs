@@ -18,28 +18,6 @@ fn ws(n: usize) -> f64 {
     0.0055 / (n as f64).sqrt()
 }
 
-fn split_heads(b: &mut GraphBuilder, name: &str, s: usize, h: usize, p: usize) -> String {
-    let r = format!("{name}_r");
-    b.same_scale(
-        &r,
-        name,
-        Op::Reshape {
-            shape: vec![s, h, p],
-        },
-    )
-    .unwrap();
-    let t = format!("{name}_h");
-    b.same_scale(
-        &t,
-        &r,
-        Op::Transpose {
-            perm: vec![1, 0, 2],
-        },
-    )
-    .unwrap();
-    t
-}
-
 /// The rest of the stage after `q_h`, `k_h` (`[H, S, *]`): scores, softmax, `A V`, head merge,
 /// output projection.
 fn finish_stage(
@@ -47,32 +25,17 @@ fn finish_stage(
     r: &mut Rng,
     q_h: &str,
     k_h: &str,
-    (s, e, p, h): (usize, usize, usize, usize),
+    (_, e, p, h): (usize, usize, usize, usize),
     score_scale: f64,
 ) -> Graph {
     let sx = 2f64.powi(-4);
     b.linear("v", "x", r.i8s(h * p * e), r.i32s(h * p, 300), &[ws(e)], sx)
         .unwrap();
-    let v_h = split_heads(&mut b, "v", s, h, p);
+    let v_h = b.split_heads("v", h).unwrap();
     b.matmul("scores", q_h, k_h, true, score_scale).unwrap();
     b.softmax("attn", "scores").unwrap();
     b.matmul("ctx_h", "attn", &v_h, false, sx).unwrap();
-    b.same_scale(
-        "ctx_t",
-        "ctx_h",
-        Op::Transpose {
-            perm: vec![1, 0, 2],
-        },
-    )
-    .unwrap();
-    b.same_scale(
-        "ctx",
-        "ctx_t",
-        Op::Reshape {
-            shape: vec![s, h * p],
-        },
-    )
-    .unwrap();
+    b.merge_heads("ctx", "ctx_h").unwrap();
     b.linear(
         "out",
         "ctx",
@@ -97,8 +60,8 @@ pub fn mhsa(shape: (usize, usize, usize, usize), seed: u64) -> Graph {
         b.linear(n, "x", r.i8s(h * p * e), r.i32s(h * p, 300), &[ws(e)], sx)
             .unwrap();
     }
-    let q_h = split_heads(&mut b, "q", s, h, p);
-    let k_h = split_heads(&mut b, "k", s, h, p);
+    let q_h = b.split_heads("q", h).unwrap();
+    let k_h = b.split_heads("k", h).unwrap();
     finish_stage(b, &mut r, &q_h, &k_h, shape, 2f64.powi(-2))
 }
 
@@ -135,7 +98,7 @@ pub fn fwsa(shape: (usize, usize, usize, usize), seed: u64) -> Graph {
         sx,
     )
     .unwrap();
-    let q_h = split_heads(&mut b, "m2", s, h, e);
-    let k_h = split_heads(&mut b, "xrep", s, h, e);
+    let q_h = b.split_heads("m2", h).unwrap();
+    let k_h = b.split_heads("xrep", h).unwrap();
     finish_stage(b, &mut r, &q_h, &k_h, shape, 1.0)
 }

@@ -114,7 +114,7 @@ pub fn check_n(g: &Graph, targets: &[Target], seed: u64, random: usize) {
 /// A one-block KWT-like transformer (as in quant's tests): [T, F] input, class token,
 /// positional embedding, 2-head attention, MLP with GELU, class-token head.
 pub fn tiny_transformer(seed: u64) -> Graph {
-    let (t, f, d, h, p, mlp, classes) = (6, 10, 8, 2, 4, 16, 3);
+    let (t, f, d, h, mlp, classes) = (6, 10, 8, 2, 16, 3);
     let mut r = Rng(seed | 1);
     let mut b = GraphBuilder::new();
     let s = 2f64.powi(-4);
@@ -137,43 +137,13 @@ pub fn tiny_transformer(seed: u64) -> Graph {
     for name in ["q", "k", "v"] {
         b.linear(name, "ln1", r.i8s(d * d), r.i32s(d, 200), &[0.02], s)
             .unwrap();
-        b.same_scale(
-            &format!("{name}_r"),
-            name,
-            Op::Reshape {
-                shape: vec![t + 1, h, p],
-            },
-        )
-        .unwrap();
-        b.same_scale(
-            &format!("{name}_h"),
-            &format!("{name}_r"),
-            Op::Transpose {
-                perm: vec![1, 0, 2],
-            },
-        )
-        .unwrap();
+        b.split_heads(name, h).unwrap();
     }
     b.matmul("scores", "q_h", "k_h", true, 2f64.powi(-3))
         .unwrap();
     b.softmax("attn", "scores").unwrap();
     b.matmul("ctx_h", "attn", "v_h", false, s).unwrap();
-    b.same_scale(
-        "ctx_t",
-        "ctx_h",
-        Op::Transpose {
-            perm: vec![1, 0, 2],
-        },
-    )
-    .unwrap();
-    b.same_scale(
-        "ctx",
-        "ctx_t",
-        Op::Reshape {
-            shape: vec![t + 1, d],
-        },
-    )
-    .unwrap();
+    b.merge_heads("ctx", "ctx_h").unwrap();
     let pc: Vec<f64> = r.f32s(d, 0.01, 0.03).iter().map(|&v| v as f64).collect();
     b.linear("proj", "ctx", r.i8s(d * d), r.i32s(d, 100), &pc, s)
         .unwrap();

@@ -3,6 +3,7 @@ use std::collections::BTreeSet;
 use burn::tensor::Device;
 use training::tinyformer::{
     DotArch, Downsample, MobileNetArch, Pooling, TinyFormer, TinyFormerArch, TransformerArch,
+    fixtures,
 };
 
 use super::*;
@@ -89,73 +90,14 @@ fn float_graph_matches_burn_for_both_heads() {
     }
 }
 
-/// Labeled images: class `k` is a grating at angle `k pi / classes` (random frequency, phase
-/// and per-channel contrast) plus noise, so that a few optimizer steps give a model whose
-/// logits depend on the input (a random model's arg-max is nearly constant).
-fn labeled(n: usize, a: &TinyFormerArch, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 20_000) as f32 / 10_000.0 - 1.0
-    };
-    let [c, h, w] = a.input;
-    let mut xs = Vec::with_capacity(n);
-    let mut ys = Vec::with_capacity(n);
-    for i in 0..n {
-        let k = i % a.classes;
-        let angle = k as f32 * std::f32::consts::PI / a.classes as f32;
-        let f = 0.9 + 0.3 * next();
-        let (fy, fx, ph) = (f * angle.sin(), f * angle.cos(), 3.0 * next());
-        let mut im = Vec::with_capacity(c * h * w);
-        for _ in 0..c {
-            let amp = 1.0 + 0.4 * next();
-            for y in 0..h {
-                for x in 0..w {
-                    let v = (fy * y as f32 + fx * x as f32 + ph).sin();
-                    im.push(amp * v + 0.4 * next());
-                }
-            }
-        }
-        xs.push(im);
-        ys.push(k);
-    }
-    (xs, ys)
-}
-
-/// A TinyFormer trained for `steps` AdamW steps on [`labeled`] images, moved off autodiff.
-fn trained(a: &TinyFormerArch, steps: usize) -> TinyFormer {
-    use burn::module::Module;
-    use burn::optim::{AdamWConfig, GradientsParams};
-    use burn::tensor::{Int, Tensor, TensorData};
-    let device = Device::flex().autodiff();
-    let mut m = TinyFormer::init(a, 7, &device).unwrap();
-    let mut optim = AdamWConfig::new().init();
-    let (xs, ys) = labeled(160, a, 99);
-    let [c, h, w] = a.input;
-    let batch = 16;
-    for step in 0..steps {
-        let idx: Vec<usize> = (0..batch).map(|j| (step * batch + j) % xs.len()).collect();
-        let x: Vec<f32> = idx.iter().flat_map(|&i| xs[i].iter().copied()).collect();
-        let y: Vec<i64> = idx.iter().map(|&i| ys[i] as i64).collect();
-        let x = Tensor::<4>::from_data(TensorData::new(x, [batch, c, h, w]), &device);
-        let y = Tensor::<1, Int>::from_data(TensorData::new(y, [batch]), &device);
-        let loss = training::loss::smoothed_cross_entropy(m.forward(x), y, 0.0);
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
-        m = optim.step(3e-3, m, grads);
-    }
-    m.valid()
-}
-
 #[test]
 fn trained_tinyformer_int8_tracks_the_float_model() {
     for pooling in [Pooling::SeqPool, Pooling::AvgPool] {
         let a = arch(pooling);
-        let m = trained(&a, 60);
+        let m = fixtures::trained(&a, 60);
         for (per_channel, scaled_layer_norm) in [(true, false), (false, true), (true, true)] {
-            let (calib, _) = labeled(40, &a, 5);
-            let (test, labels) = labeled(60, &a, 77);
+            let (calib, _) = fixtures::gratings(40, &a, 5);
+            let (test, labels) = fixtures::gratings(60, &a, 77);
             let opts = PtqOptions {
                 per_channel,
                 scaled_layer_norm,

@@ -2,6 +2,7 @@
 //! the weight-sharing supernet that SuperNAS and SparseNAS search.
 
 pub mod arch;
+pub mod fixtures;
 pub mod model;
 pub mod modules;
 pub mod supernet;
