@@ -553,25 +553,39 @@ void nas_depthwise_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w
                              const int32_t *bias, const nas_requant *rq,
                              const nas_window *win, const nas_hwc *out, int8_t *y) {
     int32_t oy, ox, ch, ky, kx;
-    const int32_t c = in->c, kw = win->k[1];
+    const int32_t c = in->c, kh = win->k[0], kw = win->k[1];
+    const size_t xrow = (size_t)in->w * (size_t)c, wrow = (size_t)kw * (size_t)c;
     for (oy = 0; oy < out->h; oy++) {
+        /* the kernel rows inside the input, once per output row (padding contributes 0) */
+        const int32_t iy0 = oy * win->stride[0] - win->pad[0];
+        const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t ky1 = in->h - iy0 < kh ? in->h - iy0 : kh;
         for (ox = 0; ox < out->w; ox++) {
+            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
+            const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t kx1 = in->w - ix0 < kw ? in->w - ix0 : kw;
             int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)c;
+            const int8_t *xb, *wb;
+            if (ky1 <= ky0 || kx1 <= kx0) {
+                /* the window lies in the padding: bias only (no pointer into the input) */
+                for (ch = 0; ch < c; ch++) {
+                    yp[ch] = nas_requantize(bias[ch], nas_rq_get(rq, ch));
+                }
+                continue;
+            }
+            /* first in-range tap: bounds are checked once per pixel, not per tap */
+            xb = x + (size_t)(iy0 + ky0) * xrow + (size_t)(ix0 + kx0) * (size_t)c;
+            wb = w + (size_t)ky0 * wrow + (size_t)kx0 * (size_t)c;
             for (ch = 0; ch < c; ch++) {
                 int32_t acc = bias[ch];
-                for (ky = 0; ky < win->k[0]; ky++) {
-                    int32_t iy = oy * win->stride[0] + ky - win->pad[0];
-                    if (iy < 0 || iy >= in->h) {
-                        continue;
+                const int8_t *xr = xb + ch, *wr = wb + ch;
+                for (ky = ky0; ky < ky1; ky++) {
+                    for (kx = 0; kx < kx1 - kx0; kx++) {
+                        acc += (int32_t)xr[(size_t)kx * (size_t)c] *
+                               (int32_t)wr[(size_t)kx * (size_t)c];
                     }
-                    for (kx = 0; kx < kw; kx++) {
-                        int32_t ix = ox * win->stride[1] + kx - win->pad[1];
-                        if (ix < 0 || ix >= in->w) {
-                            continue;
-                        }
-                        acc += (int32_t)x[((size_t)iy * (size_t)in->w + (size_t)ix) * (size_t)c + ch] *
-                               (int32_t)w[((size_t)ky * kw + kx) * (size_t)c + ch];
-                    }
+                    xr += xrow;
+                    wr += wrow;
                 }
                 yp[ch] = nas_requantize(acc, nas_rq_get(rq, ch));
             }

@@ -159,6 +159,22 @@ static int32_t nas_rle_conv_pixel(const nas_rle_view *v, int32_t count, const ui
         cursor += *q++;
         c0 = cursor * v->block;
         w = v->cols - c0 < v->block ? v->cols - c0 : v->block;
+        if (cin == 1 && v->block == kw) {
+            /* depthwise with one kernel row per block: the block index is the row */
+            const int32_t iy = iy0 + cursor;
+            if (iy >= 0 && iy < in->h) {
+                const int8_t *xr = x + (size_t)iy * (size_t)in->w * (size_t)in->c + (size_t)ch_off;
+                for (k = 0; k < w; k++) {
+                    const int32_t ix = ix0 + k;
+                    if (ix >= 0 && ix < in->w) {
+                        acc += (int32_t)xr[(size_t)ix * (size_t)in->c] * nas_rle_val(q[k]);
+                    }
+                }
+            }
+            q += w;
+            cursor++;
+            continue;
+        }
         i = c0 % cin;
         t = c0 / cin;
         kx = t % kw;

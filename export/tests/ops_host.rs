@@ -310,6 +310,23 @@ fn conv_depthwise_pools() {
         2f64.powi(-4),
     )
     .unwrap();
+    // padding as wide as the kernel: whole windows (the first and last rows) lie in the
+    // padding and give the bias alone; non-square kernel, stride 3 along H
+    let dw_pad = Window {
+        k: [2, 3],
+        stride: [3, 1],
+        pad: [2, 2],
+    };
+    b.depthwise_conv2d(
+        "dw_pad",
+        "img",
+        dw_pad,
+        r.i8s(6 * 5),
+        r.i32s(5, 500),
+        &ws5,
+        2f64.powi(-4),
+    )
+    .unwrap();
     let pw = Window {
         k: [3, 3],
         stride: [2, 2],
@@ -319,7 +336,7 @@ fn conv_depthwise_pools() {
     b.same_scale("avg", "img", Op::AvgPool2d(pw)).unwrap();
     b.same_scale("gap", "img", Op::GlobalAvgPool).unwrap();
     check_on(
-        &finish(b, &["conv", "conv_pc", "dw", "max", "avg", "gap"]),
+        &finish(b, &["conv", "conv_pc", "dw", "dw_pad", "max", "avg", "gap"]),
         HOST,
         9,
     );
