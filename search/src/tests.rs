@@ -153,7 +153,8 @@ fn shipped_configs_parse() {
 }
 
 /// Manual check of how fast a fixed single path learns Fashion-MNIST:
-/// `cargo test -p search --lib learning_curve -- --ignored --nocapture`.
+/// `cargo test -p search --lib learning_curve -- --ignored --nocapture` (sequence-pooling
+/// head; `POOL=avg` for the average-pooling head).
 #[test]
 #[ignore]
 fn learning_curve_on_fashion_mnist() {
@@ -192,7 +193,11 @@ fn learning_curve_on_fashion_mnist() {
                 }],
             },
         ],
-        pooling: Pooling::SeqPool,
+        pooling: if std::env::var("POOL").is_ok_and(|p| p == "avg") {
+            Pooling::AvgPool
+        } else {
+            Pooling::SeqPool
+        },
         last_linear: 48,
     };
     let device = Device::flex().autodiff();
