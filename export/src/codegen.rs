@@ -865,7 +865,7 @@ pub fn write_project(project: &CProject, out_dir: &Path) -> Result<ExportReport>
 }
 
 /// Exports `graph` as a self-contained C project in `out_dir`: `<name>.h`, `<name>.c`, the
-/// runtime (`nas_kernels.{h,c}`) and a `Makefile`. No limits.
+/// runtime ([`RUNTIME_FILES`]) and a `Makefile`. No limits.
 pub fn export_c(graph: &Graph, name: &str, out_dir: &Path) -> Result<ExportReport> {
     export_c_with_limits(graph, name, out_dir, &ExportLimits::default())
 }

@@ -3,7 +3,10 @@
 //!
 //! * [`export_c`] / [`export_c_with_limits`]: writes `<name>.h`, `<name>.c` (constants in
 //!   flash, one static arena in SRAM, `<name>_run(in, out)`), the runtime
-//!   (`runtime/nas_kernels.{h,c}`) and a `Makefile` for host gcc, Cortex-M4/M7 and RV32.
+//!   (`runtime/nas_kernels.{h,c}`, the sparse kernels `runtime/nas_sparse.{h,c}` and the
+//!   private `runtime/nas_dsp.h`) and a `Makefile` for host gcc, Cortex-M4/M7 and RV32.
+//! * [`sparse`]: which weights are stored blockwise run-length coded (TinyFormer's
+//!   self-adaptive rule on the int8 weights).
 //! * Memory: the schedule, tensor storage and arena offsets come from the cost model
 //!   ([`plan::plan`]: head-tail / best-fit, the smaller), so the exported arena and
 //!   constant bytes are the cost model's SRAM and flash-constant figures. Attention chains

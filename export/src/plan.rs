@@ -11,10 +11,12 @@
 //!   reshapes alias their input, and graph outputs stay live through the final copy into `out`
 //!   (step `nodes.len()`).
 //! * **flash constants** = [`Int8Plan::weight_bytes`]: the bytes of every constant array the
-//!   generated model source declares (int8 weights, int32 biases, 8-byte dyadic multipliers of
-//!   Linear / Conv2d / DepthwiseConv2d, embeddings, class tokens, LayerNorm int8 gamma and int32
-//!   beta, 256-byte GELU tables, int32 shape and permutation of each transpose, and with
-//!   [`Int8Options::softmax_lut`] one 1 KiB exponent table per softmax). Small per-node
+//!   generated model source declares (int8 weights, or their blockwise run-length coding where
+//!   that is smaller and [`Int8Options::sparse_weights`] is on, see [`crate::sparse`]; int32
+//!   biases, 8-byte dyadic multipliers of Linear / Conv2d / DepthwiseConv2d, embeddings, class
+//!   tokens, LayerNorm int8 gamma and int32 beta, 256-byte GELU tables, int32 shape and
+//!   permutation of each transpose, and with [`Int8Options::softmax_lut`] one 1 KiB exponent
+//!   table per softmax). Small per-node
 //!   parameter structs are not counted. Flash as a whole ([`Int8Estimate::flash_bytes`]) adds
 //!   the target's per-kernel code-size estimate.
 //!
