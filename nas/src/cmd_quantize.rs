@@ -41,8 +41,9 @@ pub struct QuantizeArgs {
     /// Percentile of |x| kept unclipped with `--estimator percentile`.
     #[arg(long, default_value_t = 99.99)]
     percentile: f64,
-    /// One weight scale per tensor instead of per output channel (PTQ; QAT weights always
-    /// have one learned power-of-two scale per tensor).
+    /// One weight scale per tensor instead of per output channel: for PTQ `max|w| / 127`,
+    /// for QAT a learned power-of-two threshold per tensor (TQT's original format; by default
+    /// QAT rounds weights per channel at `max|w| / 127` as PTQ does).
     #[arg(long)]
     per_tensor: bool,
     /// TinyFormer's Scaled-LayerNorm instead of I-BERT's integer LayerNorm.
@@ -311,8 +312,9 @@ fn float_control(
     Ok(())
 }
 
-/// `--epochs 0`: QAT's starting point (PTQ thresholds, power-of-two per-tensor weights)
-/// lowered without training; the accuracy is the fake-quantized model's.
+/// `--epochs 0`: QAT's starting point (PTQ thresholds; weights per channel, or with
+/// `--per-tensor` at power-of-two per-tensor scales) lowered without training; the accuracy
+/// is the fake-quantized model's.
 fn qat_untrained(
     model: &training::Kwt,
     config: &KwtConfig,

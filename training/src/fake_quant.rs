@@ -110,6 +110,22 @@ impl FakeQuant {
     }
 }
 
+/// Fake-quantizes a Linear weight `[in, out]` with one scale `max|w| / 127` per output
+/// column: the per-channel weight scales of PTQ (`quant::ptq::kwt_graph::quantize_weight`),
+/// which the integer graph applies through each channel's dyadic requantization. The scale
+/// follows the weight instead of being learned, so the straight-through rounding is the only
+/// gradient path (nothing is clipped: the largest weight maps to 127).
+pub fn fake_quant_per_channel(w: Tensor<2>) -> Tensor<2> {
+    let absmax = w.clone().abs().max_dim(0).detach();
+    // An all-zero column quantizes to zeros at any scale; 1 avoids dividing by zero.
+    let s = absmax
+        .clone()
+        .div_scalar(127.0)
+        .mask_fill(absmax.equal_elem(0.0), 1.0);
+    let u = (w / s.clone()).clamp(-127.0, 127.0);
+    straight_through(u, |v| v.round()) * s
+}
+
 /// Fake quantization at a fixed power-of-two scale `2^exp` (softmax outputs, whose integer
 /// scale is set by the kernel, not learned).
 pub fn fake_quant_fixed<const D: usize>(x: Tensor<D>, exp: i32, bits: u32) -> Tensor<D> {
@@ -157,6 +173,26 @@ mod tests {
             8,
         ));
         assert_eq!(fixed, vec![0.5, 127.0 / 128.0, 0.0]);
+    }
+
+    #[test]
+    fn per_channel_weights_round_each_column_at_its_own_abs_max() {
+        let device = Device::flex().autodiff();
+        // [in = 3, out = 3]: columns with max |w| 1.27, 0.254 and 0.
+        let w = [1.27f32, 0.2, 0.0, -0.5, -0.254, 0.0, 0.011, 0.1, 0.0];
+        let t = Tensor::<1>::from_data(TensorData::new(w.to_vec(), [9]), &device)
+            .reshape([3, 3])
+            .require_grad();
+        let y = fake_quant_per_channel(t.clone());
+        let got = values(y.clone());
+        let scales = [0.01f32, 0.002, 1.0];
+        for (i, (&v, &g)) in w.iter().zip(&got).enumerate() {
+            let s = scales[i % 3];
+            let want = (v / s).round() * s;
+            assert!((g - want).abs() < 1e-6, "w[{i}] = {v}: {g} vs {want}");
+        }
+        let g = values(t.grad(&y.sum().backward()).unwrap());
+        assert!(g.iter().all(|&v| v == 1.0), "straight-through: {g:?}");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! GELU, heads). Softmax outputs are rounded at the kernel's fixed scale `2^-7`.
 //!
 //! Points are named like the tensors of the float graph (`block0.attn.q`, `head.fc`, ...);
-//! weight points add `.weight`. [`KwtQuant::points`] lists them so that lowering can read the
+//! weight points add `.weight`. Weights are rounded either at their point's learned
+//! power-of-two scale (TQT, one per tensor) or, with [`KwtQuant::with_per_channel_weights`],
+//! at PTQ's per-output-channel `max|w| / 127` (the weight point then goes unused). [`KwtQuant::points`] lists them so that lowering can read the
 //! learned thresholds by name.
 //!
 //! What the fake-quantized forward does not model (small next to the rounding it does): the
@@ -20,7 +22,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::TrainingError;
-use crate::fake_quant::{FakeQuant, fake_quant_fixed};
+use crate::fake_quant::{FakeQuant, fake_quant_fixed, fake_quant_per_channel};
 use crate::kwt::KwtConfig;
 
 /// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`).
@@ -31,6 +33,9 @@ pub const SOFTMAX_OUT_EXP: i32 = -7;
 pub struct LinearQuant {
     pub weight: FakeQuant,
     pub output: FakeQuant,
+    /// Round the weight per output channel at `max|w| / 127` instead of at `weight`'s
+    /// learned power-of-two scale.
+    pub per_channel: bool,
 }
 
 /// Attention: q, k and v are separate Linears in the integer graph, each with its own scales.
@@ -118,6 +123,7 @@ impl Init<'_> {
         Ok(LinearQuant {
             weight: self.point(&format!("{name}.weight"), PointKind::Weight)?,
             output: self.act(name)?,
+            per_channel: false,
         })
     }
 
@@ -182,6 +188,33 @@ impl KwtQuant {
                 .transpose()?,
             logits: cfg.distill_token.then(|| init.act("logits")).transpose()?,
         })
+    }
+
+    /// Rounds every Linear weight per output channel at `max|w| / 127` (`on`) or at its
+    /// point's learned power-of-two scale.
+    pub fn with_per_channel_weights(mut self, on: bool) -> Self {
+        let heads = std::iter::once(&mut self.head).chain(self.dist_head.as_mut());
+        let mut linears: Vec<&mut LinearQuant> = vec![&mut self.embed];
+        for b in &mut self.blocks {
+            linears.extend([
+                &mut b.attn.q,
+                &mut b.attn.k,
+                &mut b.attn.v,
+                &mut b.attn.out,
+                &mut b.fc1,
+                &mut b.fc2,
+            ]);
+        }
+        linears.extend(heads.map(|h| &mut h.fc));
+        for l in linears {
+            l.per_channel = on;
+        }
+        self
+    }
+
+    /// Whether weights are rounded per output channel.
+    pub fn per_channel_weights(&self) -> bool {
+        self.embed.per_channel
     }
 
     /// Every point with its name and kind, in a fixed order.
@@ -261,7 +294,11 @@ pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>, q: Option<&LinearQuant>)
     match q {
         None => l.forward(x),
         Some(q) => {
-            let w = q.weight.forward(l.weight.val());
+            let w = if q.per_channel {
+                fake_quant_per_channel(l.weight.val())
+            } else {
+                q.weight.forward(l.weight.val())
+            };
             let y = burn::tensor::module::linear(x, w, l.bias.as_ref().map(|b| b.val()));
             q.output.forward(y)
         }
@@ -343,7 +380,20 @@ mod tests {
                 .iter()
                 .collect();
             model.qat = Some(q);
-            let fake: Vec<f32> = model.forward(x).logits().into_data().iter().collect();
+            let fake: Vec<f32> = model
+                .forward(x.clone())
+                .logits()
+                .into_data()
+                .iter()
+                .collect();
+            let pow2 = model.qat.take().unwrap();
+            assert!(!pow2.per_channel_weights());
+            let per_channel = pow2.with_per_channel_weights(true);
+            assert!(per_channel.per_channel_weights());
+            model.qat = Some(per_channel);
+            let fake_pc: Vec<f32> = model.forward(x).logits().into_data().iter().collect();
+            assert_ne!(fake, fake_pc, "per-channel weights round differently");
+            model.qat = Some(model.qat.take().unwrap().with_per_channel_weights(false));
             assert!(fake.iter().all(|v| v.is_finite()));
             assert_ne!(float, fake, "the quantizers must act");
             // Head outputs are rounded to the point's grid (2^(4 - 7) = 1/8) unless

@@ -13,24 +13,27 @@ use training::{HookStart, Kwt, KwtConfig, StepHook, TrainingError, load_checkpoi
 pub struct QatHook {
     checkpoint: PathBuf,
     config: KwtConfig,
-    /// Initial log2 thresholds and their learning-rate gain; `None` for the float control.
-    quantizers: Option<(BTreeMap<String, f32>, f32)>,
+    /// Initial log2 thresholds, their learning-rate gain and whether weights round per
+    /// channel; `None` for the float control.
+    quantizers: Option<(BTreeMap<String, f32>, f32, bool)>,
 }
 
 impl QatHook {
     /// `log2_t`: the initial threshold of every point (see
     /// [`super::thresholds::initial_thresholds`]); `lr_gain`: the thresholds' learning-rate
-    /// multiplier.
+    /// multiplier; `per_channel`: weights rounded per output channel at `max|w| / 127`
+    /// instead of at learned power-of-two scales.
     pub fn new(
         checkpoint: PathBuf,
         config: KwtConfig,
         log2_t: BTreeMap<String, f32>,
         lr_gain: f32,
+        per_channel: bool,
     ) -> Self {
         Self {
             checkpoint,
             config,
-            quantizers: Some((log2_t, lr_gain)),
+            quantizers: Some((log2_t, lr_gain, per_channel)),
         }
     }
 
@@ -45,12 +48,14 @@ impl QatHook {
     }
 }
 
-/// `model` with fake-quantization points starting at `log2_t`, on `model`'s device.
+/// `model` with fake-quantization points starting at `log2_t`, on `model`'s device; weights
+/// per output channel (`per_channel`) or at their points' power-of-two scales.
 pub fn attach(
     mut model: Kwt,
     config: &KwtConfig,
     log2_t: &BTreeMap<String, f32>,
     lr_gain: f32,
+    per_channel: bool,
 ) -> Result<Kwt, TrainingError> {
     if model.blocks.len() != config.depth {
         return Err(TrainingError::InvalidModel(format!(
@@ -60,7 +65,9 @@ pub fn attach(
         )));
     }
     let device = model.embed.weight.val().device();
-    model.qat = Some(KwtQuant::new(config, log2_t, lr_gain, &device)?);
+    model.qat = Some(
+        KwtQuant::new(config, log2_t, lr_gain, &device)?.with_per_channel_weights(per_channel),
+    );
     Ok(model)
 }
 
@@ -82,7 +89,9 @@ impl StepHook for QatHook {
             ));
         }
         match &self.quantizers {
-            Some((log2_t, gain)) => attach(model, &self.config, log2_t, *gain),
+            Some((log2_t, gain, per_channel)) => {
+                attach(model, &self.config, log2_t, *gain, *per_channel)
+            }
             None => Ok(model),
         }
     }

@@ -6,8 +6,9 @@
 //!    [`training::qat::KwtQuant`] attached (fake quantization at every point the integer graph
 //!    rounds), learning weights and thresholds together.
 //! 3. [`lower_qat`]: the fine-tuned weights are lowered by [`kwt_graph::lower_with`] at the
-//!    power-of-two scales the learned thresholds imply (activations per scale group, weights
-//!    per tensor).
+//!    power-of-two scales the learned thresholds imply (activations per scale group), weights
+//!    per output channel at `max|w| / 127` as PTQ does ([`PtqOptions::per_channel`], the
+//!    default) or per tensor at their learned power-of-two scales (TQT's original format).
 
 pub mod hook;
 pub mod thresholds;
@@ -57,22 +58,34 @@ pub fn lower_qat(
     check_against_burn(&float, &fg, &samples[..samples.len().min(8)])?;
     let (groups, n_groups) = scale_groups(&fg);
     let exps = learned.group_exps(&fg, &groups, n_groups)?;
-    let graph = kwt_graph::lower_with(
-        &fg,
-        &groups,
-        &exps,
-        WeightScales::PowerOfTwo(&learned.weights),
-        opts,
-    )?;
+    let per_channel = q.per_channel_weights();
+    let (weights, opts) = if per_channel {
+        let opts = PtqOptions {
+            per_channel: true,
+            ..opts.clone()
+        };
+        (WeightScales::AbsMax, opts)
+    } else {
+        (WeightScales::PowerOfTwo(&learned.weights), opts.clone())
+    };
+    let graph = kwt_graph::lower_with(&fg, &groups, &exps, weights, &opts)?;
     let observers = calibrate(&fg, &groups, n_groups, samples)?;
-    // Learned weight scales are per tensor.
-    let report = layer_report(&fg, &graph, &groups, &observers, samples, opts, false)?;
+    let report = layer_report(
+        &fg,
+        &graph,
+        &groups,
+        &observers,
+        samples,
+        &opts,
+        per_channel,
+    )?;
     Ok((graph, report))
 }
 
-/// QAT's starting point lowered without fine-tuning: PTQ-calibrated activation thresholds
-/// and one power-of-two scale per weight tensor. Separates what QAT's scale format costs from
-/// what its training recovers. Returns the model with its quantizers attached too.
+/// QAT's starting point lowered without fine-tuning: PTQ-calibrated activation thresholds and
+/// weights per output channel (`opts.per_channel`: then this is PTQ's graph) or at one
+/// power-of-two scale per tensor. Separates what QAT's scale format costs from what its
+/// training recovers. Returns the model with its quantizers attached too.
 pub fn quantize_kwt_untrained(
     model: &Kwt,
     cfg: &KwtConfig,
@@ -81,7 +94,7 @@ pub fn quantize_kwt_untrained(
 ) -> Result<(Kwt, Graph, PtqReport)> {
     let float = float_model(model);
     let initial = initial_thresholds(&float, cfg, samples, opts)?;
-    let quantized = attach(float, cfg, &initial, 1.0)?;
+    let quantized = attach(float, cfg, &initial, 1.0, opts.per_channel)?;
     let (graph, report) = lower_qat(&quantized, cfg, samples, opts)?;
     Ok((quantized, graph, report))
 }
@@ -89,7 +102,8 @@ pub fn quantize_kwt_untrained(
 /// How a QAT run quantizes and trains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QatOptions {
-    /// Calibration of the initial thresholds, LayerNorm kind, report size.
+    /// Calibration of the initial thresholds, LayerNorm kind, report size, and the weight
+    /// format: per output channel (`per_channel`) or TQT's learned power-of-two per tensor.
     pub ptq: PtqOptions,
     /// Thresholds learn this many times faster than weights (TQT trains them at a much
     /// larger learning rate).
@@ -165,11 +179,13 @@ pub fn quantize_kwt_qat(
     let plain = device.clone().without_autodiff();
     let (float, config) = load_checkpoint(checkpoint, &plain)?;
     let initial = initial_thresholds(&float, &config, samples, opts)?;
+    let per_channel = opts.per_channel;
     let mut hook = QatHook::new(
         checkpoint.to_path_buf(),
         config.clone(),
         initial.clone(),
         gain,
+        per_channel,
     );
     let summary = match train_with_hook(&config, trainer, data, out, device, options, &mut hook)? {
         TrainOutcome::Finished(s) => *s,
@@ -179,7 +195,13 @@ pub fn quantize_kwt_qat(
             )));
         }
     };
-    let template = attach(config.init(0, &plain)?, &config, &initial, gain)?;
+    let template = attach(
+        config.init(0, &plain)?,
+        &config,
+        &initial,
+        gain,
+        per_channel,
+    )?;
     let model =
         burn::module::Module::try_load_file(template, &summary.best_checkpoint).map_err(|e| {
             PtqError::Training(Box::new(training::TrainingError::checkpoint(

@@ -54,6 +54,17 @@ fn float_checkpoint(dir: &Path) -> std::path::PathBuf {
     s.best_checkpoint
 }
 
+fn toy_stats() -> training::FeatureStats {
+    training::feature_stats(&toy_split(10, 3), TOY_FRAMES, TOY_FEATURES, 30).unwrap()
+}
+
+/// An untrained model of `cfg` with the toy data's input standardization.
+fn untrained(cfg: &KwtConfig, seed: u64, device: &Device) -> training::Kwt {
+    let mut m = cfg.init(seed, device).unwrap();
+    m.input_norm = training::FeatureNorm::from_stats(&toy_stats(), device);
+    m
+}
+
 fn calibration() -> Vec<Vec<f32>> {
     toy_split(20, 11).features
 }
@@ -116,9 +127,8 @@ fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
 fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
     let device = Device::flex();
     let cfg = config();
-    let mut float = cfg.init(2, &device).unwrap();
-    let stats = training::feature_stats(&toy_split(10, 3), TOY_FRAMES, TOY_FEATURES, 30).unwrap();
-    float.input_norm = training::FeatureNorm::from_stats(&stats, &device);
+    let float = untrained(&cfg, 2, &device);
+    let stats = toy_stats();
     let samples = calibration();
     let initial = initial_thresholds(&float, &cfg, &samples, &opts()).unwrap();
     // Every point starts half an octave below the top of its PTQ power-of-two interval.
@@ -130,7 +140,7 @@ fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
     let ad = device.clone().autodiff();
     let mut on_ad = cfg.init(2, &ad).unwrap();
     on_ad.input_norm = training::FeatureNorm::from_stats(&stats, &ad);
-    let model = attach(on_ad, &cfg, &initial, 10.0).unwrap();
+    let model = attach(on_ad, &cfg, &initial, 10.0, false).unwrap();
     let xs: Vec<f32> = samples[..6].iter().flatten().copied().collect();
     let x = Tensor::<3>::from_data(TensorData::new(xs, [6, TOY_FRAMES, TOY_FEATURES]), &ad);
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]), &ad);
@@ -159,7 +169,7 @@ fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
     );
 
     // Move two thresholds by hand; lowering must follow them.
-    let mut model = attach(float.clone(), &cfg, &initial, 10.0).unwrap();
+    let mut model = attach(float.clone(), &cfg, &initial, 10.0, false).unwrap();
     let q = model.qat.as_mut().unwrap();
     let fc1_l = initial["block0.mlp.fc1"] + 1.0;
     q.blocks[0].fc1.output.set_log2_threshold(fc1_l);
@@ -223,11 +233,14 @@ fn lowering_a_float_model_without_quantizers_is_an_error() {
 fn the_untrained_starting_point_lowers_with_power_of_two_weights() {
     let device = Device::flex();
     let cfg = config();
-    let mut m = cfg.init(4, &device).unwrap();
-    let stats = training::feature_stats(&toy_split(10, 3), TOY_FRAMES, TOY_FEATURES, 30).unwrap();
-    m.input_norm = training::FeatureNorm::from_stats(&stats, &device);
-    let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &opts()).unwrap();
+    let m = untrained(&cfg, 4, &device);
+    let pow2 = PtqOptions {
+        per_channel: false,
+        ..opts()
+    };
+    let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &pow2).unwrap();
     graph.validate().unwrap();
+    assert!(!q.qat.as_ref().unwrap().per_channel_weights());
     let learned = LearnedExponents::of(q.qat.as_ref().unwrap());
     // One weight point per Linear of the integer graph, each at its PTQ-calibrated start.
     let linears = graph
@@ -240,4 +253,30 @@ fn the_untrained_starting_point_lowers_with_power_of_two_weights() {
     for (name, k) in &learned.activations {
         assert_eq!(*k, initial[name].ceil() as i32 - 7, "{name}");
     }
+}
+
+#[test]
+fn the_untrained_per_channel_starting_point_is_the_ptq_graph() {
+    // Same activation exponents (each threshold sits inside its PTQ interval) and the same
+    // per-channel weight rounding: QAT with per-channel weights starts exactly at PTQ.
+    let device = Device::flex();
+    let cfg = config();
+    let m = untrained(&cfg, 4, &device);
+    let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &opts()).unwrap();
+    assert!(q.qat.as_ref().unwrap().per_channel_weights());
+    let (ptq, _) = quantize_kwt(&m, &cfg, &calibration(), &opts()).unwrap();
+    assert_eq!(
+        crate::to_bytes(&graph).unwrap(),
+        crate::to_bytes(&ptq).unwrap()
+    );
+    let pow2 = PtqOptions {
+        per_channel: false,
+        ..opts()
+    };
+    let (_, pow2_graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &pow2).unwrap();
+    assert_ne!(
+        crate::to_bytes(&pow2_graph).unwrap(),
+        crate::to_bytes(&ptq).unwrap(),
+        "per-tensor power-of-two weights differ from PTQ's per-channel ones"
+    );
 }
