@@ -1,10 +1,11 @@
 //! MCU target descriptions, loaded from RON files (see `configs/targets/`).
 //!
 //! The per-kernel cycle figures in those files started as *initial estimates* (derived from the
-//! MAC/cycle figures of pulp-transformer Table 4 and typical CMSIS-NN / PULP-NN kernels). The
-//! Cortex-M4/M7 and RV32 targets' `linear`, `matmul`, `softmax`, `requant` and `copy` entries are
-//! refit from instruction counts of the exported C kernels under QEMU times an assumed CPI
-//! (`export/tests/insn_count.rs` prints the fit; method in experiments/export/README.md).
+//! MAC/cycle figures of pulp-transformer Table 4 and typical CMSIS-NN / PULP-NN kernels). On the
+//! Cortex-M4/M7 and RV32 targets every entry is now refit from instruction counts of the
+//! exported C kernels under QEMU times an assumed CPI (`export/tests/insn_count.rs` prints the
+//! fits; method in experiments/export/README.md); GAP9 takes the RV32 figures except its
+//! cluster `call_overhead`.
 
 use crate::error::CostError;
 use serde::{Deserialize, Serialize};

@@ -584,3 +584,464 @@ fn sparse_kernel_instruction_counts() {
         fitted.join("\n")
     );
 }
+
+/// Class of a runtime function for `other_kernel_instruction_counts` (by name, as `by_class`
+/// does): the kernel entry points of the classes not in the attention stages and their static
+/// helpers (`nas_dot_s8` is the Conv2d's per-tap dot product; `nas_norm_*`, `nas_isqrt_u32`
+/// and `nas_sat16` belong to both LayerNorms, I-BERT and Scaled, one cost-model class);
+/// `other` is `model_run` (with its copy of the output), `main` and libc.
+fn other_class(f: &str) -> &'static str {
+    if f.contains("linear") {
+        "linear"
+    } else if f.contains("depthwise") {
+        "depthwise"
+    } else if f.contains("conv2d") || f.starts_with("nas_dot_s8") {
+        "conv"
+    } else if f.contains("layernorm")
+        || f.contains("nas_norm_")
+        || f.contains("isqrt")
+        || f.contains("sat16")
+    {
+        "layernorm"
+    } else if f.contains("nas_lut") {
+        "gelu"
+    } else if f.contains("nas_add") {
+        "add"
+    } else if f.contains("nas_relu") {
+        "relu"
+    } else if f.contains("pool2d") || f.contains("mean_rows") {
+        "pool"
+    } else {
+        "other"
+    }
+}
+
+/// A one-op graph (or a chain, for the per-call overhead) measured by
+/// `other_kernel_instruction_counts`, with the work the cost model prices it by.
+struct Case {
+    /// The fit it enters: a class of `other_class`, `maxpool` / `avgpool` (2x2 / stride 2,
+    /// both `pool`), `maxpool-3x3` / `avgpool-3x3` (printed only), or `call` (a chain of
+    /// `units` one-element ReLUs, whole inference counted).
+    fit: &'static str,
+    label: String,
+    graph: Graph,
+    /// Cost-model work units (`cost::ops`): MACs (Conv2d, depthwise, Linear, padding taps
+    /// included), elements (LayerNorm, GELU, Add, ReLU), outputs x k^2 (pooling), nodes (call).
+    units: f64,
+    outputs: f64,
+    /// LayerNorm rows (tokens).
+    rows: f64,
+}
+
+/// A graph of one op on input `x` (`shape`, scale 2^-4) built by `f`.
+fn one_op(shape: &[usize], f: impl FnOnce(&mut GraphBuilder, &mut Rng) -> String) -> Graph {
+    let mut r = Rng(13);
+    let mut b = GraphBuilder::new();
+    b.input("x", shape, 2f64.powi(-4)).unwrap();
+    let y = f(&mut b, &mut r);
+    b.output(&y);
+    b.finish().unwrap()
+}
+
+fn window(k: usize, stride: usize, pad: usize) -> quant::graph::Window {
+    quant::graph::Window {
+        k: [k, k],
+        stride: [stride, stride],
+        pad: [pad, pad],
+    }
+}
+
+/// The measured cases: several shapes per class so that the per-unit term separates from the
+/// per-call (and, for LayerNorm, per-row) terms; dense random weights.
+fn other_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut push = |fit, label: String, graph: Graph, units: f64, rows: f64| {
+        let outputs = g_out(&graph) as f64;
+        cases.push(Case {
+            fit,
+            label,
+            graph,
+            units,
+            outputs,
+            rows,
+        });
+    };
+    fn g_out(g: &Graph) -> usize {
+        g.tensor(&g.nodes.last().unwrap().output).unwrap().numel()
+    }
+    // Linear: the per-output `requant` term the Conv2d / depthwise fits subtract
+    for (t, i, o) in [(16, 16, 32), (16, 64, 32), (16, 256, 32), (8, 128, 64)] {
+        let g = one_op(&[t, i], |b, r| {
+            b.linear(
+                "fc",
+                "x",
+                r.i8s(o * i),
+                r.i32s(o, 2000),
+                &[0.002],
+                2f64.powi(-3),
+            )
+            .unwrap()
+        });
+        let macs = node_macs(&g, 0) as f64;
+        push(
+            "linear",
+            format!("Linear {t} tokens {i}->{o}"),
+            g,
+            macs,
+            0.0,
+        );
+    }
+    for (hw, cin, cout, s) in [
+        (8, 8, 16, 1),
+        (8, 16, 16, 1),
+        (8, 32, 16, 1),
+        (16, 8, 8, 1),
+        (16, 16, 32, 2),
+    ] {
+        let g = one_op(&[hw, hw, cin], |b, r| {
+            let w = r.i8s(cout * 9 * cin);
+            b.conv2d(
+                "conv",
+                "x",
+                window(3, s, 1),
+                w,
+                r.i32s(cout, 500),
+                &[0.01],
+                2f64.powi(-4),
+            )
+            .unwrap()
+        });
+        let macs = node_macs(&g, 0) as f64;
+        push(
+            "conv",
+            format!("Conv2d 3x3/{s} {hw}x{hw} {cin}->{cout}"),
+            g,
+            macs,
+            0.0,
+        );
+    }
+    for (hw, c, s) in [
+        (8, 16, 1),
+        (8, 32, 1),
+        (8, 64, 1),
+        (16, 16, 1),
+        (16, 32, 1),
+        (16, 32, 2),
+    ] {
+        let g = one_op(&[hw, hw, c], |b, r| {
+            let w = r.i8s(9 * c);
+            b.depthwise_conv2d(
+                "dw",
+                "x",
+                window(3, s, 1),
+                w,
+                r.i32s(c, 500),
+                &[0.02],
+                2f64.powi(-4),
+            )
+            .unwrap()
+        });
+        let macs = node_macs(&g, 0) as f64;
+        push(
+            "depthwise",
+            format!("depthwise 3x3/{s} {hw}x{hw} {c} ch"),
+            g,
+            macs,
+            0.0,
+        );
+    }
+    for scaled in [false, true] {
+        for (t, d) in [(8, 32), (32, 32), (8, 64), (32, 64), (16, 128), (8, 192)] {
+            let g = one_op(&[t, d], |b, r| {
+                let gamma = r.f32s(d, 0.5, 1.5);
+                let beta = r.f32s(d, -0.2, 0.2);
+                if scaled {
+                    b.scaled_layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
+                } else {
+                    b.layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
+                }
+                .unwrap()
+            });
+            let (fit, name) = if scaled {
+                ("scaled-layernorm", "Scaled-LayerNorm")
+            } else {
+                ("layernorm", "LayerNorm")
+            };
+            push(
+                fit,
+                format!("{name} {t} tokens x {d}"),
+                g,
+                (t * d) as f64,
+                t as f64,
+            );
+        }
+    }
+    for n in [64, 512, 4096] {
+        let g = one_op(&[n], |b, _| b.gelu("gelu", "x", 2f64.powi(-4)).unwrap());
+        push("gelu", format!("GELU {n}"), g, n as f64, 0.0);
+        let g = one_op(&[n], |b, _| {
+            b.same_scale("relu", "x", quant::Op::Relu).unwrap()
+        });
+        push("relu", format!("ReLU {n}"), g, n as f64, 0.0);
+        let mut b = GraphBuilder::new();
+        b.input("a", &[n], 2f64.powi(-4)).unwrap();
+        b.input("b", &[n], 2f64.powi(-5)).unwrap();
+        b.add("add", "a", "b", 2f64.powi(-4)).unwrap();
+        b.output("add");
+        push(
+            "add",
+            format!("Add {n}"),
+            b.finish().unwrap(),
+            n as f64,
+            0.0,
+        );
+    }
+    for avg in [false, true] {
+        for (hw, c, k, s) in [(8, 16, 2, 2), (16, 16, 2, 2), (16, 32, 2, 2), (8, 16, 3, 1)] {
+            let win = window(k, s, if k == 3 { 1 } else { 0 });
+            let op = if avg {
+                quant::Op::AvgPool2d(win)
+            } else {
+                quant::Op::MaxPool2d(win)
+            };
+            let g = one_op(&[hw, hw, c], |b, _| b.same_scale("pool", "x", op).unwrap());
+            let units = (g_out(&g) * k * k) as f64;
+            let (fit, name) = match (avg, k) {
+                (false, 2) => ("maxpool", "MaxPool2d"),
+                (true, 2) => ("avgpool", "AvgPool2d"),
+                (false, _) => ("maxpool-3x3", "MaxPool2d"),
+                (true, _) => ("avgpool-3x3", "AvgPool2d"),
+            };
+            push(
+                fit,
+                format!("{name} {k}x{k}/{s} {hw}x{hw} {c} ch"),
+                g,
+                units,
+                0.0,
+            );
+        }
+    }
+    // the per-call overhead: chains of one-element ReLUs
+    for l in [1, 2, 4, 8] {
+        let mut b = GraphBuilder::new();
+        b.input("x", &[1], 2f64.powi(-4)).unwrap();
+        let mut x = "x".to_string();
+        for i in 0..l {
+            x = b.same_scale(&format!("r{i}"), &x, quant::Op::Relu).unwrap();
+        }
+        b.output(&x);
+        push(
+            "call",
+            format!("{l} one-element ReLUs"),
+            b.finish().unwrap(),
+            l as f64,
+            0.0,
+        );
+    }
+    cases
+}
+
+/// Instructions of the kernel classes that `refit` has no measurement for (Conv2d,
+/// depthwise, LayerNorm, GELU, Add, pooling, the per-call overhead), each in the cost model's
+/// work unit (`cost::ops`), and the cycle-table entries they give: instructions per unit x the
+/// ASSUMED CPI (x `simd_width` for the MAC classes). Per target, over one-op graphs:
+///
+/// * Linear: `instructions = a MACs + b outputs` as in `refit`; `b` is the `requant` term.
+/// * Conv2d, depthwise: the cost model charges `conv` / `depthwise` per MAC plus `requant` per
+///   output, so the entry is `sum (instructions - b outputs) / sum MACs` over the shapes. The
+///   free fit `a MACs + c outputs` is printed too (for 3x3 depthwise layers MACs = 9 outputs:
+///   inseparable, so not fitted).
+/// * LayerNorm: `instructions = a elements + r rows`; the cost model has only a per-element
+///   entry, so the per-row part (mean, variance, integer square root) is folded in at a
+///   reference width of 64 (KWT-1): entry = `a + r / 64`.
+/// * GELU, Add (ReLU, which the cost model also prices with `add`, printed alone): `instructions
+///   = a elements + c` (`c` per call).
+/// * Pooling: `instructions = a (outputs x k^2) + c` over the 2x2 / stride-2 max and average
+///   pools (the cost model's pools); a 3x3 / stride-1 pool is printed, not fitted.
+/// * call_overhead: whole-inference instructions of chains of 1, 2, 4, 8 one-element ReLUs,
+///   per node (slope), less one element of ReLU work.
+#[test]
+fn other_kernel_instruction_counts() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    let opts = Int8Options {
+        sparse_weights: false,
+        ..Int8Options::default()
+    };
+    let cases = other_cases();
+    println!(
+        "| target | fit | graph | work units | outputs | class instructions | other instructions \
+         | instr / unit |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut summaries = Vec::new();
+    for &t in &targets {
+        // (case, instructions of its class, whole-inference instructions)
+        let mut meas: Vec<(&Case, f64, f64)> = Vec::new();
+        for (ci, c) in cases.iter().enumerate() {
+            let tag = format!("other-{t}-{ci}");
+            let cnt = count(&c.graph, &opts, t, &plugin, dir.path(), &tag);
+            let mut m: BTreeMap<&str, u64> = BTreeMap::new();
+            for (f, &n) in &cnt.funcs {
+                *m.entry(other_class(f)).or_insert(0) += n;
+            }
+            let class = match c.fit {
+                f if f.contains("pool") => "pool",
+                "scaled-layernorm" => "layernorm",
+                f => f,
+            };
+            let n = m.get(class).copied().unwrap_or(0) as f64;
+            let other = m.get("other").copied().unwrap_or(0);
+            if c.fit != "call" {
+                assert!(
+                    n > 0.0,
+                    "{t} {}: no instructions in class {class}: {m:?}",
+                    c.label
+                );
+                // nothing of another kernel class runs in a one-op graph
+                assert_eq!(n as u64 + other, cnt.total, "{t} {}: {m:?}", c.label);
+            }
+            let shown = if c.fit == "call" { cnt.total as f64 } else { n };
+            println!(
+                "| {t} | {} | {} | {} | {} | {} | {other} | {:.2} |",
+                c.fit,
+                c.label,
+                c.units,
+                c.outputs,
+                shown,
+                shown / c.units
+            );
+            meas.push((c, n, cnt.total as f64));
+        }
+        let of = |fit: &[&str]| -> Vec<(&Case, f64, f64)> {
+            meas.iter()
+                .filter(|(c, _, _)| fit.contains(&c.fit))
+                .copied()
+                .collect()
+        };
+        let cpi = assumed_cpi(t);
+        let simd = if t == Target::Rv32 { 1.0 } else { 2.0 };
+        let (lin, rq) = lsq2(
+            &of(&["linear"])
+                .iter()
+                .map(|(c, n, _)| (c.units, c.outputs, *n))
+                .collect::<Vec<_>>(),
+        );
+        let mut rows = vec![format!(
+            "| {t} | linear (reference) | {lin:.2} / MAC | requant {rq:.2} / output | {cpi} | \
+             (linear {:.1}, requant {:.1}: not written) |",
+            cpi * simd * lin,
+            cpi * rq
+        )];
+        let mut entries = Vec::new();
+        for class in ["conv", "depthwise"] {
+            let m = of(&[class]);
+            let macs: f64 = m.iter().map(|(c, _, _)| c.units).sum();
+            let rest: f64 = m.iter().map(|(c, n, _)| n - rq * c.outputs).sum();
+            let a = rest / macs;
+            let free = if class == "conv" {
+                let (fa, fb) = lsq2(
+                    &m.iter()
+                        .map(|(c, n, _)| (c.units, c.outputs, *n))
+                        .collect::<Vec<_>>(),
+                );
+                format!("free fit {fa:.2} / MAC + {fb:.1} / output")
+            } else {
+                let outs: f64 = m.iter().map(|(c, _, _)| c.outputs).sum();
+                let all: f64 = m.iter().map(|(_, n, _)| n).sum();
+                format!("{:.1} / output in all", all / outs)
+            };
+            let e = cpi * simd * a;
+            rows.push(format!(
+                "| {t} | {class} | {a:.2} / MAC (besides requant {rq:.2} / output) | {free} | \
+                 {cpi} | {e:.1} |"
+            ));
+            entries.push(format!("{class}: {e:.1}"));
+        }
+        for class in ["layernorm", "scaled-layernorm"] {
+            let (a, r) = lsq2(
+                &of(&[class])
+                    .iter()
+                    .map(|(c, n, _)| (c.units, c.rows, *n))
+                    .collect::<Vec<_>>(),
+            );
+            let e = cpi * (a + r / 64.0);
+            rows.push(format!(
+                "| {t} | {class} | {a:.2} / element | {r:.1} / row (= {:.2} / element at width \
+                 64) | {cpi} | {e:.1} |",
+                r / 64.0
+            ));
+            if class == "layernorm" {
+                entries.push(format!("layernorm: {e:.1}"));
+            }
+        }
+        let mut rate = BTreeMap::new();
+        for (class, fits) in [
+            ("gelu", &["gelu"][..]),
+            ("add", &["add"][..]),
+            ("relu (priced as add)", &["relu"][..]),
+            ("pool", &["maxpool", "avgpool"][..]),
+            ("maxpool 2x2/2", &["maxpool"][..]),
+            ("avgpool 2x2/2", &["avgpool"][..]),
+        ] {
+            let (a, c) = lsq2(
+                &of(fits)
+                    .iter()
+                    .map(|(cs, n, _)| (cs.units, 1.0, *n))
+                    .collect::<Vec<_>>(),
+            );
+            let unit = if class.contains("pool") {
+                "outputs x k^2"
+            } else {
+                "element"
+            };
+            rows.push(format!(
+                "| {t} | {class} | {a:.2} / {unit} | {c:.0} / call | {cpi} | {:.1} |",
+                cpi * a
+            ));
+            rate.insert(class, a);
+            if matches!(class, "gelu" | "add" | "pool") {
+                entries.push(format!("{class}: {:.1}", cpi * a));
+            }
+        }
+        for fit in ["maxpool-3x3", "avgpool-3x3"] {
+            for (c, n, _) in of(&[fit]) {
+                rows.push(format!(
+                    "| {t} | {fit} (not fitted) | {:.2} / outputs x k^2 | {:.1} / output | {cpi} \
+                     | - |",
+                    n / c.units,
+                    n / c.outputs
+                ));
+            }
+        }
+        let (slope, base) = lsq2(
+            &of(&["call"])
+                .iter()
+                .map(|(c, _, total)| (c.units, 1.0, *total))
+                .collect::<Vec<_>>(),
+        );
+        let relu = rate["relu (priced as add)"];
+        let call = slope - relu;
+        rows.push(format!(
+            "| {t} | call_overhead | {call:.1} / node ({slope:.1} per one-element ReLU node less \
+             {relu:.2} for its element) | {base:.0} fixed per inference | {cpi} | {:.1} |",
+            cpi * call
+        ));
+        entries.push(format!("call_overhead: {:.1}", cpi * call));
+        summaries.push((rows, format!("{t}: `{}`", entries.join(", "))));
+    }
+    println!(
+        "\n| target | class | instructions per work unit | other terms | assumed CPI | new entry |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (rows, _) in &summaries {
+        for r in rows {
+            println!("{r}");
+        }
+    }
+    println!("\nfitted cycle-table entries (instructions x ASSUMED CPI):");
+    for (_, e) in &summaries {
+        println!("{e}");
+    }
+}
