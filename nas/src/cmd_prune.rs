@@ -315,7 +315,10 @@ mod tests {
             assert_eq!(plan.layer("blocks.1.mlp.fc1").unwrap().target, s);
             assert_eq!(plan.layer("blocks.0.attn.qkv").unwrap().geometry.block(), 2);
         }
-        // Every file of configs/prune: `nas train` configs (`*_dense.ron`) or `nas prune` ones.
+        // Every file of configs/prune: `nas train` configs (`*_dense.ron`) or `nas prune` ones,
+        // each planned for the model it prunes (`kwt1_*`: KWT-1, the others KWT-tiny).
+        let kwt1 = KwtConfig::preset("kwt-1", 12).unwrap();
+        let kwt1_layers = kwt_layers(&kwt1.init(0, &burn::tensor::Device::flex()).unwrap());
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/prune");
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -324,7 +327,14 @@ mod tests {
                 crate::run_config::RunConfig::load(&path).unwrap();
             } else if name.ends_with(".ron") {
                 let c = PruneRunConfig::load(&path).unwrap();
-                plan_for(&c.pruning, &layers, &c.trainer, 1920).unwrap();
+                // (layers, training clips of the data set the config names)
+                let (layers, clips) = if name.starts_with("kwt1_") {
+                    (&kwt1_layers, 1416)
+                } else {
+                    (&layers, 1920)
+                };
+                plan_for(&c.pruning, layers, &c.trainer, clips)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
             }
         }
     }

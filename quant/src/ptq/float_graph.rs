@@ -594,6 +594,16 @@ impl FloatGraph {
 
     /// Runs one sample (`[frames * features]`, row-major); returns every tensor by id.
     pub fn run(&self, input: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.run_with(input, |_, _| {})
+    }
+
+    /// [`FloatGraph::run`] with `after` applied to each node's output before later nodes read
+    /// it: experiments that put one kind of rounding into an otherwise float model.
+    pub fn run_with(
+        &self,
+        input: &[f32],
+        mut after: impl FnMut(&FNode, &mut Vec<f32>),
+    ) -> Result<Vec<Vec<f32>>> {
         let n: usize = self.input_shape.iter().product();
         if input.len() != n {
             return Err(PtqError::Calibration(format!(
@@ -615,7 +625,8 @@ impl FloatGraph {
         for node in &self.nodes {
             let x = &vals[node.inputs[0]];
             let xs = self.tensor_shape(node.inputs[0]);
-            let y = eval(node, x, xs, &vals, self);
+            let mut y = eval(node, x, xs, &vals, self);
+            after(node, &mut y);
             vals.push(y);
         }
         Ok(vals)

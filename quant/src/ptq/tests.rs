@@ -2,6 +2,7 @@ use burn::tensor::Device;
 use training::{FeatureNorm, FeatureStats, KwtConfig, NormPlacement};
 
 use super::*;
+use crate::ptq::float_graph::FOp;
 use crate::{Interpreter, from_bytes, to_bytes};
 
 fn config(norm: NormPlacement, distill: bool) -> KwtConfig {
@@ -145,6 +146,43 @@ fn int8_evaluation_agrees_with_the_float_model_it_came_from() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("4 outputs"), "{err}");
+}
+
+#[test]
+fn run_with_applies_its_hook_to_every_node_before_later_nodes_read_it() {
+    let device = Device::flex();
+    let cfg = config(NormPlacement::PostNorm, false);
+    let fg = FloatGraph::from_kwt(&model(&cfg, &device), &cfg).unwrap();
+    let x = &samples(1, 60, 3)[0];
+    let plain = fg.run(x).unwrap();
+    let mut seen = 0;
+    let same = fg
+        .run_with(x, |_, _| {
+            seen += 1;
+        })
+        .unwrap();
+    assert_eq!(seen, fg.nodes.len());
+    assert_eq!(plain, same);
+    // Uniform attention instead of the softmax: the hooked values reach the logits.
+    let uniform = fg
+        .run_with(x, |node, y| {
+            if matches!(node.op, FOp::Softmax) {
+                let n = *node.shape.last().unwrap();
+                y.iter_mut().for_each(|p| *p = 1.0 / n as f32);
+            }
+        })
+        .unwrap();
+    let softmax = fg
+        .nodes
+        .iter()
+        .position(|n| matches!(n.op, FOp::Softmax))
+        .unwrap();
+    assert!(
+        uniform[softmax + 1]
+            .iter()
+            .all(|&p| p == uniform[softmax + 1][0])
+    );
+    assert_ne!(uniform[fg.output], plain[fg.output]);
 }
 
 #[test]
