@@ -438,9 +438,11 @@ fn espeak_word(word: &str, voice: &str, pitch: u32, speed: u32) -> Result<Vec<f3
         .stdout
         .take()
         .ok_or_else(|| failed("espeak-ng", "no stdout".into()))?;
+    // `-D`: no dither. sox dithers the resampled 16-bit output with unseeded noise by
+    // default, which made two runs with the same seed differ in every clip.
     let sox = Command::new("sox")
         .args([
-            "-q", "-t", "wav", "-", "-t", "raw", "-r", "16000", "-c", "1", "-b", "16",
+            "-q", "-D", "-t", "wav", "-", "-t", "raw", "-r", "16000", "-c", "1", "-b", "16",
         ])
         .args(["-e", "signed-integer", "-"])
         .stdin(Stdio::from(espeak_out))
@@ -704,5 +706,21 @@ mod tests {
         };
         let data = load(dir.path(), &cfg).unwrap();
         assert_eq!(data.labels.len(), 4);
+        // Same seed, same bytes (sox dithers at random unless told not to).
+        let again = tempfile::tempdir().unwrap();
+        synth_speech_espeak(again.path(), &["yes", "no"], 3, 5).unwrap();
+        for word in ["yes", "no"] {
+            let a = crate::splits::wav_files(&dir.path().join(word)).unwrap();
+            let b = crate::splits::wav_files(&again.path().join(word)).unwrap();
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.file_name(), y.file_name());
+                assert!(
+                    std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
+                    "{} differs between two runs with the same seed",
+                    x.display()
+                );
+            }
+        }
     }
 }
