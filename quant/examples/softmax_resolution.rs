@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use quant::ptq::float_graph::{FOp, FloatGraph};
+use quant::ptq::report::argmax;
 use rayon::prelude::*;
 
 /// Probabilities rounded to `round(p * 2^bits)` clamped to `max`, or untouched.
@@ -66,11 +67,7 @@ fn main() -> Result<()> {
                         }
                     }
                 })?;
-                let logits = &vals[fg.output];
-                let pred = (0..logits.len())
-                    .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
-                    .unwrap_or(0);
-                Ok(usize::from(pred == label))
+                Ok(usize::from(argmax(&vals[fg.output]) == label))
             })
             .sum::<Result<usize>>()?;
         println!(

@@ -7,8 +7,8 @@
 //! Points are named like the tensors of the float graph (`block0.attn.q`, `head.fc`, ...);
 //! weight points add `.weight`. Weights are rounded either at their point's learned
 //! power-of-two scale (TQT, one per tensor) or, with [`KwtQuant::with_per_channel_weights`],
-//! at PTQ's per-output-channel `max|w| / 127` (the weight point then goes unused). [`KwtQuant::points`] lists them so that lowering can read the
-//! learned thresholds by name.
+//! at PTQ's per-output-channel `max|w| / 127` (the weight point then goes unused).
+//! [`KwtQuant::points`] lists them so that lowering can read the learned thresholds by name.
 //!
 //! What the fake-quantized forward does not model (small next to the rounding it does): the
 //! I-BERT integer approximations of softmax, GELU and LayerNorm, the position embedding's own

@@ -115,20 +115,12 @@ pub(crate) fn calibrate_and_lower(
         .map(|o| o.exponent(opts.estimator))
         .collect();
     let graph = kwt_graph::lower(fg, &groups, &exps, opts)?;
-    let report = layer_report(
-        fg,
-        &graph,
-        &groups,
-        &observers,
-        samples,
-        opts,
-        opts.per_channel,
-    )?;
+    let report = layer_report(fg, &graph, &groups, &observers, samples, opts)?;
     Ok((graph, report))
 }
 
 /// The per-layer report of `graph` against `fg`, measured on the first
-/// `opts.report_samples` of `samples`.
+/// `opts.report_samples` of `samples`; `opts.per_channel` names the weight granularity.
 pub(crate) fn layer_report(
     fg: &FloatGraph,
     graph: &Graph,
@@ -136,7 +128,6 @@ pub(crate) fn layer_report(
     observers: &[Observer],
     samples: &[Vec<f32>],
     opts: &PtqOptions,
-    per_channel: bool,
 ) -> Result<PtqReport> {
     let report_n = samples.len().min(opts.report_samples.max(1));
     report::build(
@@ -147,7 +138,7 @@ pub(crate) fn layer_report(
         &samples[..report_n],
         samples.len(),
         opts.estimator,
-        per_channel,
+        opts.per_channel,
     )
 }
 

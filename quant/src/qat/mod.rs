@@ -58,27 +58,20 @@ pub fn lower_qat(
     check_against_burn(&float, &fg, &samples[..samples.len().min(8)])?;
     let (groups, n_groups) = scale_groups(&fg);
     let exps = learned.group_exps(&fg, &groups, n_groups)?;
+    // The quantizers, not the caller's options, say how the weights were rounded.
     let per_channel = q.per_channel_weights();
-    let (weights, opts) = if per_channel {
-        let opts = PtqOptions {
-            per_channel: true,
-            ..opts.clone()
-        };
-        (WeightScales::AbsMax, opts)
+    let opts = PtqOptions {
+        per_channel,
+        ..opts.clone()
+    };
+    let weights = if per_channel {
+        WeightScales::AbsMax
     } else {
-        (WeightScales::PowerOfTwo(&learned.weights), opts.clone())
+        WeightScales::PowerOfTwo(&learned.weights)
     };
     let graph = kwt_graph::lower_with(&fg, &groups, &exps, weights, &opts)?;
     let observers = calibrate(&fg, &groups, n_groups, samples)?;
-    let report = layer_report(
-        &fg,
-        &graph,
-        &groups,
-        &observers,
-        samples,
-        &opts,
-        per_channel,
-    )?;
+    let report = layer_report(&fg, &graph, &groups, &observers, samples, &opts)?;
     Ok((graph, report))
 }
 
