@@ -24,6 +24,13 @@ static inline int32_t nas_sxtb16_odd(uint32_t w) {
     return r;
 }
 
+/* The same for unsigned bytes: UXTB16 with ROR #8 (uint8 softmax probabilities). */
+static inline int32_t nas_uxtb16_odd(uint32_t w) {
+    int32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+    return r;
+}
+
 static inline uint32_t nas_load32(const void *p) {
     uint32_t w;
     memcpy(&w, p, 4); /* unaligned word loads are legal on M4/M7 */

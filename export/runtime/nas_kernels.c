@@ -26,85 +26,123 @@ static int32_t nas_dot_s8(const int8_t *a, const int8_t *b, int32_t n, int32_t a
     return acc;
 }
 
+/* The same with uint8 a (softmax probabilities): UXTB16 in place of SXTB16, same cost. */
+static int32_t nas_dot_u8s8(const uint8_t *a, const int8_t *b, int32_t n, int32_t acc) {
+    int32_t i = 0;
+#if NAS_USE_DSP
+    for (; i + 4 <= n; i += 4) {
+        uint32_t wa = nas_load32(a + i);
+        acc = nas_mac4((int32_t)__uxtb16(wa), nas_uxtb16_odd(wa), nas_load32(b + i), acc);
+    }
+#endif
+    for (; i < n; i++) {
+        acc += (int32_t)a[i] * (int32_t)b[i];
+    }
+    return acc;
+}
+
+/* sum_i b[i] (the zero-point correction of a MatMul whose a is stored with zero point -128). */
+static int32_t nas_sum_s8(const int8_t *b, int32_t n) {
+    int32_t i, acc = 0;
+    for (i = 0; i < n; i++) {
+        acc += b[i];
+    }
+    return acc;
+}
+
 #if NAS_USE_DSP
 /* The inner loop of nas_dot_1x4_s8 over n4 > 0 (a multiple of 4) bytes, in assembly: GCC 12
  * keeps the four row pointers, the loop end and the SIMD temporaries live at once and spills
  * 8 of 35 instructions per iteration to the stack. Written by hand it fits the 13 registers:
  * 4 accumulators, a, rows 0 and 2 (rows 1 and 3 at +bs), bs, end and 4 temporaries, 25
- * instructions per 16 MACs (LDR of an unaligned word is legal on M4/M7). */
-static inline void nas_dot_1x4_dsp(const int8_t *a, const int8_t *b, size_t bs, int32_t n4,
-                                   int32_t *acc) {
-    const int8_t *b2 = b + 2 * bs, *end = a + n4;
-    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
-    uint32_t x02, x13, w, t;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldr %[x13], [%[a]], #4\n\t"
-        "sxtb16 %[x02], %[x13]\n\t"
-        "sxtb16 %[x13], %[x13], ror #8\n\t"
-        "ldr %[w], [%[b], %[bs]]\n\t"
-        "sxtb16 %[t], %[w]\n\t"
-        "smlad %[s1], %[x02], %[t], %[s1]\n\t"
-        "sxtb16 %[w], %[w], ror #8\n\t"
-        "smlad %[s1], %[x13], %[w], %[s1]\n\t"
-        "ldr %[w], [%[b]], #4\n\t"
-        "sxtb16 %[t], %[w]\n\t"
-        "smlad %[s0], %[x02], %[t], %[s0]\n\t"
-        "sxtb16 %[w], %[w], ror #8\n\t"
-        "smlad %[s0], %[x13], %[w], %[s0]\n\t"
-        "ldr %[w], [%[b2], %[bs]]\n\t"
-        "sxtb16 %[t], %[w]\n\t"
-        "smlad %[s3], %[x02], %[t], %[s3]\n\t"
-        "sxtb16 %[w], %[w], ror #8\n\t"
-        "smlad %[s3], %[x13], %[w], %[s3]\n\t"
-        "ldr %[w], [%[b2]], #4\n\t"
-        "sxtb16 %[t], %[w]\n\t"
-        "smlad %[s2], %[x02], %[t], %[s2]\n\t"
-        "sxtb16 %[w], %[w], ror #8\n\t"
-        "smlad %[s2], %[x13], %[w], %[s2]\n\t"
-        "cmp %[a], %[end]\n\t"
-        "bne 1b\n\t"
-        : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [a] "+r"(a),
-          [b] "+r"(b), [b2] "+r"(b2), [x02] "=&r"(x02), [x13] "=&r"(x13), [w] "=&r"(w),
-          [t] "=&r"(t)
-        : [bs] "r"(bs), [end] "r"(end)
-        : "cc", "memory");
-    acc[0] = s0;
-    acc[1] = s1;
-    acc[2] = s2;
-    acc[3] = s3;
-}
+ * instructions per 16 MACs (LDR of an unaligned word is legal on M4/M7). AEXT extends the
+ * bytes of a: "sxtb16" for int8, "uxtb16" for uint8 probabilities (same cost). */
+#define NAS_DOT_1X4_DSP(NAME, ATYPE, AEXT)                                                     \
+    static inline void NAME(const ATYPE *a, const int8_t *b, size_t bs, int32_t n4,            \
+                            int32_t *acc) {                                                    \
+        const int8_t *b2 = b + 2 * bs;                                                         \
+        const ATYPE *end = a + n4;                                                             \
+        int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];                            \
+        uint32_t x02, x13, w, t;                                                               \
+        __asm__ volatile("1:\n\t"                                                              \
+                         "ldr %[x13], [%[a]], #4\n\t"                                          \
+                         AEXT " %[x02], %[x13]\n\t"                                            \
+                         AEXT " %[x13], %[x13], ror #8\n\t"                                    \
+                         "ldr %[w], [%[b], %[bs]]\n\t"                                         \
+                         "sxtb16 %[t], %[w]\n\t"                                               \
+                         "smlad %[s1], %[x02], %[t], %[s1]\n\t"                                \
+                         "sxtb16 %[w], %[w], ror #8\n\t"                                       \
+                         "smlad %[s1], %[x13], %[w], %[s1]\n\t"                                \
+                         "ldr %[w], [%[b]], #4\n\t"                                            \
+                         "sxtb16 %[t], %[w]\n\t"                                               \
+                         "smlad %[s0], %[x02], %[t], %[s0]\n\t"                                \
+                         "sxtb16 %[w], %[w], ror #8\n\t"                                       \
+                         "smlad %[s0], %[x13], %[w], %[s0]\n\t"                                \
+                         "ldr %[w], [%[b2], %[bs]]\n\t"                                        \
+                         "sxtb16 %[t], %[w]\n\t"                                               \
+                         "smlad %[s3], %[x02], %[t], %[s3]\n\t"                                \
+                         "sxtb16 %[w], %[w], ror #8\n\t"                                       \
+                         "smlad %[s3], %[x13], %[w], %[s3]\n\t"                                \
+                         "ldr %[w], [%[b2]], #4\n\t"                                           \
+                         "sxtb16 %[t], %[w]\n\t"                                               \
+                         "smlad %[s2], %[x02], %[t], %[s2]\n\t"                                \
+                         "sxtb16 %[w], %[w], ror #8\n\t"                                       \
+                         "smlad %[s2], %[x13], %[w], %[s2]\n\t"                                \
+                         "cmp %[a], %[end]\n\t"                                                \
+                         "bne 1b\n\t"                                                          \
+                         : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),         \
+                           [a] "+r"(a), [b] "+r"(b), [b2] "+r"(b2), [x02] "=&r"(x02),          \
+                           [x13] "=&r"(x13), [w] "=&r"(w), [t] "=&r"(t)                        \
+                         : [bs] "r"(bs), [end] "r"(end)                                        \
+                         : "cc", "memory");                                                    \
+        acc[0] = s0;                                                                           \
+        acc[1] = s1;                                                                           \
+        acc[2] = s2;                                                                           \
+        acc[3] = s3;                                                                           \
+    }
+NAS_DOT_1X4_DSP(nas_dot_1x4_dsp, int8_t, "sxtb16")
+NAS_DOT_1X4_DSP(nas_dot_1x4_dsp_u8, uint8_t, "uxtb16")
 #endif
 
-/* acc[c] += a . b_c for the 4 rows b_c = b + c*bs (n int8 each): one load of a serves four
- * rows (the 4x1 block; on Cortex-M a 4x2 block does not fit the registers). */
-static inline void nas_dot_1x4_s8(const int8_t *a, const int8_t *b, size_t bs, int32_t n,
-                                  int32_t *acc) {
-    const int8_t *b1 = b + bs, *b2 = b + 2 * bs, *b3 = b + 3 * bs;
-    int32_t s0, s1, s2, s3, i = 0;
+/* acc[c] += a . b_c for the 4 rows b_c = b + c*bs (n bytes each): one load of a serves four
+ * rows (the 4x1 block; on Cortex-M a 4x2 block does not fit the registers). ATYPE is int8_t,
+ * or uint8_t for softmax probabilities. */
 #if NAS_USE_DSP
-    i = n & ~3;
-    if (i > 0) {
-        nas_dot_1x4_dsp(a, b, bs, i, acc);
-    }
+#define NAS_DOT_1X4_SIMD(DSP, a, b, bs, i, n, acc)                                            \
+    do {                                                                                       \
+        (i) = (n) & ~3;                                                                        \
+        if ((i) > 0) {                                                                         \
+            DSP((a), (b), (bs), (i), (acc));                                                   \
+        }                                                                                      \
+    } while (0)
+#else
+#define NAS_DOT_1X4_SIMD(DSP, a, b, bs, i, n, acc) ((void)0)
 #endif
-    /* local accumulators: acc may alias the int8 operands as far as C knows */
-    s0 = acc[0];
-    s1 = acc[1];
-    s2 = acc[2];
-    s3 = acc[3];
-    for (; i < n; i++) {
-        int32_t ai = a[i];
-        s0 += ai * b[i];
-        s1 += ai * b1[i];
-        s2 += ai * b2[i];
-        s3 += ai * b3[i];
+#define NAS_DOT_1X4(NAME, ATYPE, DSP)                                                          \
+    static inline void NAME(const ATYPE *a, const int8_t *b, size_t bs, int32_t n,             \
+                            int32_t *acc) {                                                    \
+        const int8_t *b1 = b + bs, *b2 = b + 2 * bs, *b3 = b + 3 * bs;                         \
+        int32_t s0, s1, s2, s3, i = 0;                                                         \
+        NAS_DOT_1X4_SIMD(DSP, a, b, bs, i, n, acc);                                            \
+        /* local accumulators: acc may alias the int8 operands as far as C knows */            \
+        s0 = acc[0];                                                                           \
+        s1 = acc[1];                                                                           \
+        s2 = acc[2];                                                                           \
+        s3 = acc[3];                                                                           \
+        for (; i < n; i++) {                                                                   \
+            int32_t ai = a[i];                                                                 \
+            s0 += ai * b[i];                                                                   \
+            s1 += ai * b1[i];                                                                  \
+            s2 += ai * b2[i];                                                                  \
+            s3 += ai * b3[i];                                                                  \
+        }                                                                                      \
+        acc[0] = s0;                                                                           \
+        acc[1] = s1;                                                                           \
+        acc[2] = s2;                                                                           \
+        acc[3] = s3;                                                                           \
     }
-    acc[0] = s0;
-    acc[1] = s1;
-    acc[2] = s2;
-    acc[3] = s3;
-}
+NAS_DOT_1X4(nas_dot_1x4_s8, int8_t, nas_dot_1x4_dsp)
+NAS_DOT_1X4(nas_dot_1x4_u8s8, uint8_t, nas_dot_1x4_dsp_u8)
 
 #if !NAS_USE_DSP
 /* acc[2c + r] += a_r . b_c for 2 rows a_r = a + r*as and 4 rows b_c: the paper's 4x2 output
@@ -278,7 +316,7 @@ void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
     int32_t bi, i, j, kk, c;
     const size_t k = (size_t)d->k, n = (size_t)d->n;
     const size_t mk = (size_t)d->m * k, kn = k * n, mn = (size_t)d->m * n;
-    const int32_t n4 = d->n & ~3;
+    const int32_t n4 = d->n & ~3, off = d->a_offset;
     const nas_rq_prep m = nas_rq_prepare(rq);
     for (bi = 0; bi < d->batch; bi++) {
         const int8_t *ab = a + bi * mk;
@@ -291,11 +329,17 @@ void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
                 int32_t acc[4] = {0, 0, 0, 0};
                 if (d->transpose_b) {
                     nas_dot_1x4_s8(ar, bb + (size_t)j * k, k, d->k, acc);
+                    if (off) {
+                        /* sum (a + off) b = sum a b + off sum b */
+                        for (c = 0; c < 4; c++) {
+                            acc[c] += off * nas_sum_s8(bb + (size_t)(j + c) * k, d->k);
+                        }
+                    }
                 } else {
                     /* 4 adjacent columns of b: one a element serves 4 contiguous b bytes */
                     for (kk = 0; kk < d->k; kk++) {
                         const int8_t *br = bb + (size_t)kk * n + j;
-                        int32_t av = ar[kk];
+                        int32_t av = ar[kk] + off;
                         acc[0] += av * br[0];
                         acc[1] += av * br[1];
                         acc[2] += av * br[2];
@@ -310,9 +354,12 @@ void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
                 int32_t acc = 0;
                 if (d->transpose_b) {
                     acc = nas_dot_s8(ar, bb + (size_t)j * k, d->k, 0);
+                    if (off) {
+                        acc += off * nas_sum_s8(bb + (size_t)j * k, d->k);
+                    }
                 } else {
                     for (kk = 0; kk < d->k; kk++) {
-                        acc += (int32_t)ar[kk] * (int32_t)bb[(size_t)kk * n + j];
+                        acc += ((int32_t)ar[kk] + off) * (int32_t)bb[(size_t)kk * n + j];
                     }
                 }
                 yr[j] = nas_rq_apply(acc, &m);
@@ -360,39 +407,47 @@ static int32_t nas_softmax_exp(const nas_softmax_params *p, int32_t xi, int32_t 
     return nas_iexp_eval(&p->exp, d);
 }
 
-/* quant::ISoftmax::eval_row, row by row. With p->lut (TinyFormer's exponent table), e_i is
- * lut[max - x_i]: the table holds the i-exp of every possible int8 difference, so the values,
- * their sum and the division are the interpreter's. */
-void nas_softmax_s8(const int8_t *x, int32_t rows, const nas_softmax_params *p, int8_t *y) {
-    int32_t r, i, n = p->len;
-    for (r = 0; r < rows; r++) {
-        const int8_t *xr = x + (size_t)r * (size_t)n;
-        int8_t *yr = y + (size_t)r * (size_t)n;
-        int32_t m = xr[0], sum = 0, half;
-        for (i = 1; i < n; i++) {
-            m = xr[i] > m ? xr[i] : m;
-        }
-        if (p->lut) {
-            const int32_t *e = p->lut + m; /* e[-x_i] = lut[m - x_i], m - x_i in 0..255 */
-            for (i = 0; i < n; i++) {
-                sum += e[-(int32_t)xr[i]];
-            }
-            half = sum / 2;
-            for (i = 0; i < n; i++) {
-                int32_t v = (e[-(int32_t)xr[i]] * 128 + half) / sum;
-                yr[i] = (int8_t)(v > 127 ? 127 : v);
-            }
-            continue;
-        }
+/* quant::ISoftmax::eval_row of one row: the uint8 probability p_i = min(255, (e_i 256 +
+ * sum / 2) / sum), stored as the byte p_i ^ flip (flip 0x80: the int8 p_i - 128 of the graph's
+ * softmax tensor; 0: the raw uint8 the fused attention multiplies with). With p->lut
+ * (TinyFormer's exponent table), e_i is lut[max - x_i]: the table holds the i-exp of every
+ * possible int8 difference, so the values, their sum and the division are the interpreter's.
+ * y may be x (each x_i is read before y_i is written). */
+static void nas_softmax_row(const int8_t *xr, const nas_softmax_params *p, uint8_t *yr,
+                            int32_t flip) {
+    int32_t i, n = p->len, m = xr[0], sum = 0, half;
+    for (i = 1; i < n; i++) {
+        m = xr[i] > m ? xr[i] : m;
+    }
+    if (p->lut) {
+        const int32_t *e = p->lut + m; /* e[-x_i] = lut[m - x_i], m - x_i in 0..255 */
         for (i = 0; i < n; i++) {
-            sum += nas_softmax_exp(p, xr[i], m);
+            sum += e[-(int32_t)xr[i]];
         }
         half = sum / 2;
         for (i = 0; i < n; i++) {
-            /* recompute e_i instead of storing an int32 row (identical value) */
-            int32_t v = (nas_softmax_exp(p, xr[i], m) * 128 + half) / sum;
-            yr[i] = (int8_t)(v > 127 ? 127 : v);
+            int32_t v = (e[-(int32_t)xr[i]] * 256 + half) / sum;
+            yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ flip);
         }
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        sum += nas_softmax_exp(p, xr[i], m);
+    }
+    half = sum / 2;
+    for (i = 0; i < n; i++) {
+        /* recompute e_i instead of storing an int32 row (identical value) */
+        int32_t v = (nas_softmax_exp(p, xr[i], m) * 256 + half) / sum;
+        yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ flip);
+    }
+}
+
+void nas_softmax_s8(const int8_t *x, int32_t rows, const nas_softmax_params *p, int8_t *y) {
+    int32_t r;
+    for (r = 0; r < rows; r++) {
+        /* p - 128 as int8 is the byte p ^ 0x80 (character types may alias) */
+        nas_softmax_row(x + (size_t)r * (size_t)p->len,
+                        p, (uint8_t *)(y + (size_t)r * (size_t)p->len), 0x80);
     }
 }
 
@@ -641,15 +696,21 @@ static int32_t nas_dot_strided_s8(const int8_t *a, int32_t sa, const int8_t *b, 
 }
 
 /* n dot products y_c = requant(a . b_c), b_c = b + c*bs, stored at out[c*os]: blocks of 4
- * rows of b share each load of a. */
-static void nas_row_times_rows_s8(const int8_t *a, const int8_t *b, size_t bs, int32_t len,
-                                  int32_t n, const nas_rq_prep *rq, int8_t *out, size_t os) {
+ * rows of b share each load of a. `a` holds int8 values, or uint8 ones when a_u8 (the
+ * softmax probabilities of the fused attention's A V). */
+static void nas_row_times_rows(const void *a, int32_t a_u8, const int8_t *b, size_t bs,
+                               int32_t len, int32_t n, const nas_rq_prep *rq, int8_t *out,
+                               size_t os) {
+    const int8_t *as = (const int8_t *)a;
+    const uint8_t *au = (const uint8_t *)a;
     int32_t c = 0, i;
     const nas_rq_prep m = *rq;
     if (len < 4 && m.fast) {
         /* short rows (ECGFormer's P = 2): no SIMD step to amortize a 4-row block over, so one
          * row at a time with the (at most 3) elements of a held in registers */
-        const int32_t a0 = a[0], a1 = len > 1 ? a[1] : 0, a2 = len > 2 ? a[2] : 0;
+        const int32_t a0 = a_u8 ? au[0] : as[0];
+        const int32_t a1 = len > 1 ? (a_u8 ? au[1] : as[1]) : 0;
+        const int32_t a2 = len > 2 ? (a_u8 ? au[2] : as[2]) : 0;
         for (; c < n; c++) {
             const int8_t *bc = b + (size_t)c * bs;
             int32_t acc = a0 * bc[0];
@@ -665,7 +726,11 @@ static void nas_row_times_rows_s8(const int8_t *a, const int8_t *b, size_t bs, i
     }
     for (; c + 4 <= n; c += 4) {
         int32_t acc[4] = {0, 0, 0, 0};
-        nas_dot_1x4_s8(a, b + (size_t)c * bs, bs, len, acc);
+        if (a_u8) {
+            nas_dot_1x4_u8s8(au, b + (size_t)c * bs, bs, len, acc);
+        } else {
+            nas_dot_1x4_s8(as, b + (size_t)c * bs, bs, len, acc);
+        }
         if (m.fast) {
             /* written out: constant indices keep acc[] in registers */
             int8_t *oc = out + (size_t)c * os;
@@ -680,7 +745,9 @@ static void nas_row_times_rows_s8(const int8_t *a, const int8_t *b, size_t bs, i
         }
     }
     for (; c < n; c++) {
-        out[(size_t)c * os] = nas_rq_apply(nas_dot_s8(a, b + (size_t)c * bs, len, 0), rq);
+        const int8_t *bc = b + (size_t)c * bs;
+        int32_t acc = a_u8 ? nas_dot_u8s8(au, bc, len, 0) : nas_dot_s8(as, bc, len, 0);
+        out[(size_t)c * os] = nas_rq_apply(acc, rq);
     }
 }
 
@@ -693,6 +760,8 @@ void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
     const int32_t qk_rows = p->q.inner == 1 && p->k.inner == 1;
     const int32_t av_rows = p->v.row == 1;
     const nas_rq_prep score_rq = nas_rq_prepare(p->score_rq), out_rq = nas_rq_prepare(p->out_rq);
+    /* the row of probabilities, uint8 in the scores' place */
+    uint8_t *probs = (uint8_t *)scratch;
     for (s = 0; s < p->rows; s++) {
         for (h = 0; h < p->heads; h++) {
             const int8_t *qr = q + (size_t)h * (size_t)p->q.head + (size_t)s * (size_t)p->q.row;
@@ -701,8 +770,8 @@ void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
             int8_t *o = out + (size_t)h * (size_t)p->out.head + (size_t)s * (size_t)p->out.row;
             /* one row of scores */
             if (qk_rows) {
-                nas_row_times_rows_s8(qr, kh, (size_t)p->k.row, p->inner, p->keys, &score_rq,
-                                      scratch, 1);
+                nas_row_times_rows(qr, 0, kh, (size_t)p->k.row, p->inner, p->keys, &score_rq,
+                                   scratch, 1);
             } else {
                 for (t = 0; t < p->keys; t++) {
                     int32_t acc = nas_dot_strided_s8(qr, p->q.inner,
@@ -711,17 +780,20 @@ void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
                     scratch[t] = nas_rq_apply(acc, &score_rq);
                 }
             }
-            /* its softmax, in place (each element is read before it is overwritten) */
-            nas_softmax_s8(scratch, 1, &p->softmax, scratch);
+            /* its softmax, in place, as uint8 probabilities (the graph's tensor would hold
+             * p - 128; A . V multiplies the uint8 p directly) */
+            nas_softmax_row(scratch, &p->softmax, probs, 0);
             /* the output row: A[s, :] . V */
             if (av_rows) {
-                nas_row_times_rows_s8(scratch, vh, (size_t)p->v.inner, p->keys, p->v_inner,
-                                      &out_rq, o, (size_t)p->out.inner);
+                nas_row_times_rows(probs, 1, vh, (size_t)p->v.inner, p->keys, p->v_inner,
+                                   &out_rq, o, (size_t)p->out.inner);
             } else {
                 for (j = 0; j < p->v_inner; j++) {
-                    int32_t acc = nas_dot_strided_s8(scratch, 1,
-                                                     vh + (size_t)j * (size_t)p->v.inner,
-                                                     p->v.row, p->keys);
+                    const int8_t *vj = vh + (size_t)j * (size_t)p->v.inner;
+                    int32_t acc = 0;
+                    for (t = 0; t < p->keys; t++) {
+                        acc += (int32_t)probs[t] * (int32_t)vj[(size_t)t * (size_t)p->v.row];
+                    }
                     o[(size_t)j * (size_t)p->out.inner] = nas_rq_apply(acc, &out_rq);
                 }
             }

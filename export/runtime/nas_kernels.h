@@ -14,10 +14,12 @@
  *  - The int32 bounds proven by quant's validate() hold here too, so no int32 overflow occurs.
  *  - No scratch memory: softmax and layer norm recompute the cheap per-element terms in a
  *    second pass instead of keeping an int32 row (same values, less SRAM).
+ *  - Activations are int8 with zero point 0, except softmax outputs: uint8 probabilities p
+ *    at 2^-8 stored as p - 128 (zero point -128), read only as a MatMul's first operand.
  *
  * Where the Cortex-M DSP extension is present (__ARM_FEATURE_DSP), the int8 dot products of
  * Linear, transposed MatMul and the attention kernels use SXTB16/SMLAD (2 MACs per
- * instruction), in blocks of 4 output columns (portable C: 4 columns x 2 rows). int32
+ * instruction; UXTB16 for the uint8 probabilities of the fused A V), in blocks of 4 output columns (portable C: 4 columns x 2 rows). int32
  * accumulation is exact and every partial sum obeys the same bound as the full sum, so the
  * result is identical to the portable loop.
  */
@@ -74,13 +76,16 @@ typedef struct {
     int32_t out_f;
 } nas_linear_dims;
 
-/* MatMul: a [batch, m, k] x b [batch, k, n] (or b [batch, n, k] when transpose_b). */
+/* MatMul: a [batch, m, k] x b [batch, k, n] (or b [batch, n, k] when transpose_b).
+ * a_offset = -(zero point of a): 128 when a is a softmax output (uint8 probabilities p stored
+ * as p - 128), else 0. */
 typedef struct {
     int32_t batch;
     int32_t m;
     int32_t k;
     int32_t n;
     int32_t transpose_b;
+    int32_t a_offset;
 } nas_matmul_dims;
 
 /* I-BERT i-exp constants (quant::IExp). */
@@ -211,7 +216,7 @@ void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
 void nas_linear_wrl_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
                        const nas_requant *rq, const nas_linear_dims *d, int8_t *y);
 
-/* Batched a x b (or a x b^T), y = requant(sum_k a b). */
+/* Batched a x b (or a x b^T), y = requant(sum_k (a + a_offset) b). */
 void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
                    nas_dyadic rq, int8_t *y);
 
@@ -229,7 +234,8 @@ void nas_lut_s8(const int8_t *x, int32_t n, const int8_t *table, int8_t *y);
 /* y = requant(x) element-wise (quant Op::Requant). */
 void nas_requant_s8(const int8_t *x, int32_t n, nas_dyadic d, int8_t *y);
 
-/* i-softmax over rows of p->len values; output scale 2^-7. */
+/* i-softmax over rows of p->len values: uint8 probabilities p at scale 2^-8, stored as the
+ * int8 p - 128 (zero point -128). */
 void nas_softmax_s8(const int8_t *x, int32_t rows, const nas_softmax_params *p, int8_t *y);
 
 /* I-BERT i-LayerNorm over rows of p->len values. */
@@ -292,15 +298,16 @@ typedef struct {
     nas_dyadic out_rq;
 } nas_attention_params;
 
-/* Scratch bytes nas_attention_s8 needs (one int8 row of scores). */
+/* Scratch bytes nas_attention_s8 needs (one row of scores, then of uint8 probabilities). */
 static inline int32_t nas_attention_s8_get_buffer_size(const nas_attention_params *p) {
     return p->keys;
 }
 
 /* Depth-first tiled MHSA / FWSA core, loop order S -> H -> S (paper 4.6.3): for each query
- * row s and head h, one row of scores (q . k, requantized), its i-softmax in place, then the
- * output row (that row . v) - the H x S x S attention matrix is never materialized. Bit-exact
- * with MatMul -> Softmax -> MatMul of quant's interpreter. `scratch` holds `keys` bytes. */
+ * row s and head h, one row of scores (q . k, requantized), its i-softmax in place as uint8
+ * probabilities, then the output row (that row . v, unsigned x signed) - the H x S x S
+ * attention matrix is never materialized. Bit-exact with MatMul -> Softmax -> MatMul of
+ * quant's interpreter. `scratch` holds `keys` bytes. */
 void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
                       const nas_attention_params *p, int8_t *scratch, int8_t *out);
 

@@ -373,8 +373,10 @@ pub fn generate_with(
                 let r = xs.len();
                 let (m, k) = (xs[r - 2], xs[r - 1]);
                 let batch: usize = xs[..r - 2].iter().product();
+                // a_offset = -zp(a): 128 for softmax probabilities stored as p - 128
+                let a_offset = -info[node.inputs[0].as_str()].zero_point;
                 g.param(format!(
-                    "static const nas_matmul_dims {p}_d = {{{batch}, {m}, {k}, {}, {}}};\n\
+                    "static const nas_matmul_dims {p}_d = {{{batch}, {m}, {k}, {}, {}, {a_offset}}};\n\
                      static const nas_dyadic {p}_rq = {};",
                     os[r - 1],
                     i32::from(*transpose_b),

@@ -84,6 +84,22 @@ fn matmul_plain_and_transposed() {
     check_on(&finish(b, &["mm", "mmt", "sat"]), HOST, 2);
 }
 
+/// Softmax probabilities (zero point -128) as a MatMul's first operand: plain (the scalar
+/// 4-column loop adds the offset) and transposed (the SIMD dot products, corrected by
+/// `128 sum b`), with K and N past the 4-wide blocks and their tails.
+#[test]
+fn matmul_of_softmax_probabilities() {
+    let mut b = GraphBuilder::new();
+    b.input("s", &[2, 3, 9], 2f64.powi(-3)).unwrap();
+    b.input("v", &[2, 9, 7], 2f64.powi(-4)).unwrap();
+    b.input("vt", &[2, 7, 9], 2f64.powi(-4)).unwrap();
+    b.softmax("p", "s").unwrap();
+    b.matmul("pv", "p", "v", false, 2f64.powi(-4)).unwrap();
+    b.matmul("pvt", "p", "vt", true, 2f64.powi(-4)).unwrap();
+    b.matmul("sat", "p", "vt", true, 2f64.powi(-12)).unwrap();
+    check_on(&finish(b, &["pv", "pvt", "sat"]), HOST, 9);
+}
+
 #[test]
 fn add_and_requant() {
     let mut b = GraphBuilder::new();

@@ -1,7 +1,7 @@
 //! How much of a KWT's int8 accuracy loss the softmax output resolution alone explains: the
 //! float graph of a checkpoint, scored on the test split with only its softmax probabilities
-//! rounded: at 2^-7 in int8 (0..127, what the integer kernels emit), at 2^-8 in uint8 (0..255,
-//! I-BERT's output format), and not at all.
+//! rounded: at 2^-7 in int8 (0..127, what the integer kernels emitted up to graph format 1), at
+//! 2^-8 in uint8 (0..255, what they emit since format 2), and not at all.
 //!
 //! `cargo run --release --example softmax_resolution -- runs/kwt1_espeak150/best.bpk
 //! data/espeak35x150` (the data folder replaces the one in the run's `data.ron`).

@@ -5,7 +5,7 @@
 use crate::dyadic::Dyadic;
 use crate::error::{QuantError, Result};
 use crate::graph::{AddParams, Graph, Node, Op, Requant, TensorInfo, Window, infer_shape};
-use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP};
+use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP, SOFTMAX_OUT_ZERO_POINT};
 
 /// Builds a [`Graph`] node by node.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +71,7 @@ impl GraphBuilder {
             name: name.into(),
             shape: shape.to_vec(),
             scale: Dyadic::from_scale(scale)?,
+            zero_point: 0,
         });
         self.graph.inputs.push(name.into());
         Ok(name.into())
@@ -100,10 +101,16 @@ impl GraphBuilder {
         } else {
             Dyadic::from_scale(out_scale)?
         };
+        let zero_point = if matches!(node.op, Op::Softmax(_)) {
+            SOFTMAX_OUT_ZERO_POINT
+        } else {
+            0
+        };
         self.graph.tensors.push(TensorInfo {
             name: name.into(),
             shape,
             scale,
+            zero_point,
         });
         self.graph.nodes.push(node);
         Ok(name.into())
@@ -228,7 +235,7 @@ impl GraphBuilder {
         self.node(name, Op::Gelu(g), &[x], out_scale)
     }
 
-    /// i-softmax over the last axis (output scale `2^-7`).
+    /// i-softmax over the last axis (output scale `2^-8`, zero point `-128`).
     pub fn softmax(&mut self, name: &str, x: &str) -> Result<String> {
         let len = *self.shape(x)?.last().unwrap_or(&0);
         let sm = ISoftmax::new(len, self.scale(x)?)?;

@@ -58,9 +58,15 @@ pub enum QuantError {
     BadMagic { found: Vec<u8> },
     /// The file was written by a newer (or unknown) format version.
     #[error(
-        "unsupported integer graph format version {found} (this build reads versions 1..={supported})"
+        "unsupported integer graph format version {found} (this build reads version {supported})"
     )]
     UnsupportedVersion { found: u32, supported: u32 },
+    /// The file was written by an older format version whose op semantics this build no
+    /// longer runs.
+    #[error(
+        "integer graph format version {found} is no longer supported ({why}); re-run `nas quantize` on the checkpoint"
+    )]
+    ObsoleteVersion { found: u32, why: &'static str },
     /// The file is shorter than its header says.
     #[error("truncated integer graph file: expected {expected} bytes, found {found}")]
     Truncated { expected: u64, found: u64 },

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! offset 0   5 bytes  magic "NASI8"
-//! offset 5   u32 LE   format version (currently 1)
+//! offset 5   u32 LE   format version (currently 2; 1 had an int8 softmax output at 2^-7)
 //! offset 9   u64 LE   payload length in bytes
 //! offset 17  u32 LE   FNV-1a 32-bit hash of the payload
 //! offset 21  payload  the Graph as JSON (serde_json)
@@ -17,8 +17,10 @@ use crate::graph::Graph;
 
 /// File magic.
 pub const MAGIC: &[u8; 5] = b"NASI8";
-/// Current (and newest readable) format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current (and only readable) format version. Version 1 graphs stored softmax outputs as
+/// int8 at `2^-7`; version 2 stores uint8 probabilities at `2^-8` (zero point -128), so a
+/// version-1 file would run with the wrong scale and is refused.
+pub const FORMAT_VERSION: u32 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 21;
 
@@ -62,6 +64,12 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Graph> {
     let u32_at =
         |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
     let version = u32_at(5);
+    if version == 1 {
+        return Err(QuantError::ObsoleteVersion {
+            found: version,
+            why: "its softmax outputs are int8 at 2^-7, now uint8 at 2^-8",
+        });
+    }
     if version == 0 || version > FORMAT_VERSION {
         return Err(QuantError::UnsupportedVersion {
             found: version,

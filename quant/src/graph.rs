@@ -1,5 +1,6 @@
-//! The deployable integer graph: int8 activations (zero-point 0, dyadic scale), int8 weights,
-//! int32 biases, and the ops whose exact integer semantics the interpreter implements.
+//! The deployable integer graph: int8 activations (dyadic scale, zero-point 0 except softmax
+//! outputs, whose zero point is -128), int8 weights, int32 biases, and the ops whose exact
+//! integer semantics the interpreter implements.
 //!
 //! Layout conventions: tensor shapes are per sample (no batch axis), row-major. Images are
 //! HWC (NHWC without the N); convolution weights are `[out_c, kh, kw, in_c]` (OHWI, as in
@@ -12,14 +13,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::dyadic::Dyadic;
 use crate::error::{QuantError, Result, params};
-use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP};
+use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP, SOFTMAX_OUT_ZERO_POINT};
 
 /// Largest number of elements of one tensor (guards allocations of loaded files).
 pub const MAX_TENSOR_ELEMS: usize = 1 << 26;
 /// Largest `|int8 * int8|` product.
 pub const MAX_PRODUCT: i64 = 128 * 128;
+/// Largest `|(a - zp) * int8|` product of a MatMul whose first operand is a softmax output
+/// (`a - zp` in `0..=255`).
+pub const MAX_PRODUCT_UNSIGNED: i64 = 255 * 128;
 
-/// An activation tensor: int8, zero-point 0, real value `q * scale`.
+/// An activation tensor: int8, real value `(q - zero_point) * scale`. The zero point is 0 for
+/// every tensor but softmax outputs (uint8 probabilities stored as `p - 128`), which only a
+/// MatMul's first operand may read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorInfo {
     /// Unique name.
@@ -28,12 +34,21 @@ pub struct TensorInfo {
     pub shape: Vec<usize>,
     /// Dyadic scale.
     pub scale: Dyadic,
+    /// Zero point: 0, or [`SOFTMAX_OUT_ZERO_POINT`] for a softmax output.
+    #[serde(default)]
+    pub zero_point: i32,
 }
 
 impl TensorInfo {
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// The real value of a stored int8.
+    #[inline]
+    pub fn dequantize(&self, q: i8) -> f64 {
+        (q as i32 - self.zero_point) as f64 * self.scale.to_f64()
     }
 }
 
@@ -193,7 +208,9 @@ pub enum Op {
         requant: Requant,
     },
     /// `a [.., M, K] x b [.., K, N] -> [.., M, N]` (`b` is `[.., N, K]` when `transpose_b`),
-    /// `y = requant(sum_k a[m, k] b[k, n])`; leading axes must be equal (no broadcasting).
+    /// `y = requant(sum_k (a[m, k] - zp_a) b[k, n])` with `zp_a` the zero point of `a` (-128
+    /// when `a` is a softmax output: the uint8 probabilities times `b`); leading axes must be
+    /// equal (no broadcasting). `b` has zero point 0.
     MatMul {
         /// Second operand stored as `[.., N, K]`.
         transpose_b: bool,
@@ -246,7 +263,8 @@ pub enum Op {
     Relu,
     /// i-GELU, see [`Int8Gelu`].
     Gelu(Int8Gelu),
-    /// i-softmax over the last axis, output scale exactly `2^-7`, see [`ISoftmax`].
+    /// i-softmax over the last axis, output scale exactly `2^-8` with zero point `-128`, see
+    /// [`ISoftmax`].
     Softmax(ISoftmax),
     /// I-BERT i-LayerNorm over the last axis, see [`IntLayerNorm::eval_row_ibert`].
     LayerNorm(IntLayerNorm),
@@ -470,6 +488,39 @@ fn check_acc(node: &str, terms: usize, bias: &[i32]) -> Result<()> {
     Ok(())
 }
 
+/// Softmax outputs carry zero point -128, every other tensor 0; a nonzero zero point may only
+/// be read as a MatMul's first operand (the only kernel that subtracts it).
+fn check_zero_points(node: &Node, ins: &[&TensorInfo], out: &TensorInfo) -> Result<()> {
+    let want = if matches!(node.op, Op::Softmax(_)) {
+        SOFTMAX_OUT_ZERO_POINT
+    } else {
+        0
+    };
+    if out.zero_point != want {
+        return Err(params(
+            &node.name,
+            format!(
+                "output `{}` has zero point {}, expected {want}",
+                out.name, out.zero_point
+            ),
+        ));
+    }
+    for (i, t) in ins.iter().enumerate() {
+        let allowed = i == 0 && matches!(node.op, Op::MatMul { .. });
+        if t.zero_point != 0 && !allowed {
+            return Err(params(
+                &node.name,
+                format!(
+                    "input `{}` has zero point {} (a softmax output): only a MatMul's first \
+                     operand may read it",
+                    t.name, t.zero_point
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_len(node: &str, what: &str, got: usize, want: usize) -> Result<()> {
     if got != want {
         return Err(params(
@@ -561,7 +612,14 @@ pub fn infer_shape(node: &Node, ins: &[&TensorInfo]) -> Result<Vec<usize>> {
                 return Err(shape_err(n, &b.name, format!("reduction axis {k}"), bs));
             }
             requant.check(n)?;
-            check_acc(n, k, &[])?;
+            if x.zero_point == 0 {
+                check_acc(n, k, &[])?;
+            } else if (k as i64).saturating_mul(MAX_PRODUCT_UNSIGNED) > i32::MAX as i64 {
+                return Err(params(
+                    n,
+                    format!("accumulator bound {k} * 255 * 128 exceeds 2^31-1"),
+                ));
+            }
             let mut s = xs[..r - 2].to_vec();
             s.extend([m, nn]);
             s
@@ -727,7 +785,8 @@ impl Graph {
 
     /// Checks the whole graph: unique names, every tensor declared and defined once before
     /// use, shapes (errors name the node), scales of scale-preserving ops and of softmax,
-    /// every op's int32 bounds.
+    /// zero points (softmax outputs -128 and read only as a MatMul's first operand, all else
+    /// 0), every op's int32 bounds.
     pub fn validate(&self) -> Result<()> {
         self.validate_standardization()?;
         let mut by_name: HashMap<&str, &TensorInfo> = HashMap::new();
@@ -758,6 +817,11 @@ impl Graph {
             }
             if !defined.insert(i) {
                 return Err(QuantError::Duplicate { name: i.clone() });
+            }
+            if by_name[i.as_str()].zero_point != 0 {
+                return Err(QuantError::InvalidGraph {
+                    reason: format!("graph input `{i}` must have zero point 0"),
+                });
             }
         }
         let mut node_names = HashSet::new();
@@ -814,6 +878,7 @@ impl Graph {
                     found: format!("{:?}", out.scale),
                 });
             }
+            check_zero_points(node, &ins, out)?;
         }
         if self.outputs.is_empty() {
             return Err(QuantError::InvalidGraph {

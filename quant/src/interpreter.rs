@@ -12,6 +12,7 @@ use crate::kernels;
 pub struct Interpreter {
     graph: Graph,
     shapes: Vec<Vec<usize>>,
+    zero_points: Vec<i32>,
     names: Vec<String>,
     slots: Vec<Vec<i8>>,
     node_io: Vec<(Vec<usize>, usize)>,
@@ -33,6 +34,7 @@ impl Interpreter {
             .map(|(i, t)| (t.name.as_str(), i))
             .collect();
         let shapes: Vec<Vec<usize>> = graph.tensors.iter().map(|t| t.shape.clone()).collect();
+        let zero_points = graph.tensors.iter().map(|t| t.zero_point).collect();
         let names = graph.tensors.iter().map(|t| t.name.clone()).collect();
         let slots = graph.tensors.iter().map(|t| vec![0i8; t.numel()]).collect();
         let node_io = graph
@@ -67,6 +69,7 @@ impl Interpreter {
         Ok(Interpreter {
             graph,
             shapes,
+            zero_points,
             names,
             slots,
             node_io,
@@ -168,7 +171,15 @@ impl Interpreter {
                     let n = os[r - 1];
                     let batch = xs[..r - 2].iter().product();
                     let b = &self.slots[ins[1]];
-                    kernels::matmul(x, b, batch, m, k, n, *transpose_b, *requant, &mut out);
+                    let mm = kernels::MatMulDims {
+                        batch,
+                        m,
+                        k,
+                        n,
+                        transpose_b: *transpose_b,
+                        a_zero_point: self.zero_points[ins[0]],
+                    };
+                    kernels::matmul(x, b, &mm, *requant, &mut out);
                 }
                 Op::Add(p) => {
                     let b = &self.slots[ins[1]];

@@ -19,20 +19,29 @@ pub fn linear(x: &[i8], w: &[i8], bias: &[i32], rq: &Requant, in_f: usize, out: 
     }
 }
 
-/// Batched `a [B, M, K] x b [B, K, N]` (or `b [B, N, K]` when `tb`) -> `[B, M, N]`.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    a: &[i8],
-    b: &[i8],
-    batch: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-    tb: bool,
-    rq: Dyadic,
-    out: &mut [i8],
-) {
-    for bi in 0..batch {
+/// Geometry of a batched MatMul and the zero point of its first operand.
+#[derive(Debug, Clone, Copy)]
+pub struct MatMulDims {
+    /// Leading (batch) elements.
+    pub batch: usize,
+    /// Rows of `a`.
+    pub m: usize,
+    /// Reduction length.
+    pub k: usize,
+    /// Columns of the output.
+    pub n: usize,
+    /// `b` stored `[B, N, K]`.
+    pub transpose_b: bool,
+    /// Zero point of `a` (-128 for softmax probabilities, else 0).
+    pub a_zero_point: i32,
+}
+
+/// Batched `a [B, M, K] x b [B, K, N]` (or `b [B, N, K]` when transposed) -> `[B, M, N]`:
+/// `y = requant(sum_k (a - zp_a) b)`.
+pub fn matmul(a: &[i8], b: &[i8], d: &MatMulDims, rq: Dyadic, out: &mut [i8]) {
+    let MatMulDims { m, k, n, .. } = *d;
+    let zp = d.a_zero_point;
+    for bi in 0..d.batch {
         let ab = &a[bi * m * k..(bi + 1) * m * k];
         let bb = &b[bi * k * n..(bi + 1) * k * n];
         let ob = &mut out[bi * m * n..(bi + 1) * m * n];
@@ -40,13 +49,13 @@ pub fn matmul(
             let ar = &ab[i * k..(i + 1) * k];
             for j in 0..n {
                 let mut acc = 0i32;
-                if tb {
+                if d.transpose_b {
                     for (&p, &q) in ar.iter().zip(&bb[j * k..(j + 1) * k]) {
-                        acc += p as i32 * q as i32;
+                        acc += (p as i32 - zp) * q as i32;
                     }
                 } else {
                     for (kk, &p) in ar.iter().enumerate() {
-                        acc += p as i32 * bb[kk * n + j] as i32;
+                        acc += (p as i32 - zp) * bb[kk * n + j] as i32;
                     }
                 }
                 ob[i * n + j] = rq.requantize(acc);

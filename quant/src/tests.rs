@@ -195,10 +195,11 @@ fn tiny_transformer_runs_and_traces() {
     let trace = it.trace();
     assert_eq!(trace.len(), g.tensors.len());
     assert_eq!(trace["attn"].len(), 2 * 7 * 7);
-    // every attention row sums to about 1.0 = 128 (each entry rounded: +-0.5 LSB each)
+    // every attention row sums to about 1.0 = 256 uint8 codes, stored as p - 128 (each entry
+    // rounded: +-0.5 LSB each)
     for row in trace["attn"].chunks(7) {
-        let s: i32 = row.iter().map(|&v| v as i32).sum();
-        assert!((s - 128).abs() <= 4, "{row:?}");
+        let s: i32 = row.iter().map(|&v| v as i32 + 128).sum();
+        assert!((s - 256).abs() <= 4, "{row:?}");
     }
     // deterministic
     assert_eq!(it.run_single(&x).unwrap(), y);
@@ -331,14 +332,18 @@ fn file_round_trip_and_corruption() {
     b[0] = b'X';
     assert!(matches!(from_bytes(&b), Err(QuantError::BadMagic { .. })));
     let mut b = bytes.clone();
-    b[5..9].copy_from_slice(&2u32.to_le_bytes());
+    b[5..9].copy_from_slice(&3u32.to_le_bytes());
     assert!(matches!(
         from_bytes(&b),
         Err(QuantError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     ));
+    b[5..9].copy_from_slice(&1u32.to_le_bytes());
+    let err = from_bytes(&b).unwrap_err();
+    assert!(matches!(err, QuantError::ObsoleteVersion { found: 1, .. }));
+    assert!(err.to_string().contains("nas quantize"), "{err}");
     assert!(matches!(
         from_bytes(&bytes[..bytes.len() - 1]),
         Err(QuantError::Truncated { .. })
@@ -405,7 +410,11 @@ fn random_chain(seed: u64, ops: &[u8], t: usize, d: usize) -> crate::Result<Grap
                 b.add(&name, &cur, &side, r.scale(-8, 2))?
             }
             2 => b.gelu(&name, &cur, r.scale(-8, 2))?,
-            3 => b.softmax(&name, &cur)?,
+            3 => {
+                // probabilities (zero point -128) are only read as a MatMul's first operand
+                let p = b.softmax(&format!("{name}_p"), &cur)?;
+                b.matmul(&name, &p, &cur, true, r.scale(-8, 4))?
+            }
             4 => b.layer_norm(
                 &name,
                 &cur,
@@ -503,4 +512,36 @@ fn random_chains_mostly_build() {
     }
     println!("built {ok}/300, errors {errs:#?}");
     assert!(ok >= 240, "only {ok}/300 random graphs built: {errs:#?}");
+}
+
+#[test]
+fn softmax_probabilities_are_uint8_and_feed_only_a_matmul() {
+    // a softmax output read by anything but a MatMul's first operand is refused, naming it
+    let mut b = GraphBuilder::new();
+    b.input("x", &[2, 4], 0.25).unwrap();
+    b.softmax("p", "x").unwrap();
+    b.same_scale("r", "p", Op::Relu).unwrap();
+    b.output("r");
+    let err = b.finish().unwrap_err();
+    assert!(
+        matches!(&err, QuantError::InvalidParams { node, reason } if node == "r" && reason.contains("`p`")),
+        "{err}"
+    );
+    // p . v with p the uint8 probabilities: uniform rows of 4 are p = 64 each (stored -64),
+    // so every output is sum_k 64 v[k, n] times 2^-8 (S_p S_v / S_y): a quarter of v's
+    // column sums
+    let mut b = GraphBuilder::new();
+    b.input("x", &[1, 4], 0.25).unwrap();
+    b.input("v", &[4, 3], 1.0).unwrap();
+    b.softmax("p", "x").unwrap();
+    b.matmul("y", "p", "v", false, 1.0).unwrap();
+    b.output("y");
+    let g = b.finish().unwrap();
+    assert_eq!(g.tensor("p").unwrap().zero_point, -128);
+    assert_eq!(g.tensor("p").unwrap().dequantize(-64), 0.25);
+    let mut it = Interpreter::new(g).unwrap();
+    let v: Vec<i8> = vec![1, -2, 30, 3, -4, 30, 5, -6, 30, 7, -8, 30];
+    let out = it.run(&[&[9, 9, 9, 9], &v]).unwrap();
+    assert_eq!(it.tensor("p").unwrap(), &[-64i8; 4]);
+    assert_eq!(out[0], vec![4, -5, 30]);
 }

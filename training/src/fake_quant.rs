@@ -126,14 +126,14 @@ pub fn fake_quant_per_channel(w: Tensor<2>) -> Tensor<2> {
     straight_through(u, |v| v.round()) * s
 }
 
-/// Fake quantization at a fixed power-of-two scale `2^exp` (softmax outputs, whose integer
-/// scale is set by the kernel, not learned).
-pub fn fake_quant_fixed<const D: usize>(x: Tensor<D>, exp: i32, bits: u32) -> Tensor<D> {
+/// Fake quantization at a fixed power-of-two scale `2^exp` onto the unsigned codes
+/// `0..2^bits` (softmax probabilities, whose integer scale is set by the kernel, not learned).
+pub fn fake_quant_fixed_unsigned<const D: usize>(x: Tensor<D>, exp: i32, bits: u32) -> Tensor<D> {
     let device = x.device();
+    // fake_quant's step is 2^(ceil(l) - (bits - 1)): l = exp + bits - 1 makes it 2^exp
     let l = exp + bits as i32 - 1;
     let log2_t = Tensor::<1>::from_data(TensorData::new(vec![l as f32], [1]), &device);
-    let q = 2f32.powi(bits as i32 - 1);
-    fake_quant(x, log2_t, bits, -q, q - 1.0)
+    fake_quant(x, log2_t, bits, 0.0, 2f32.powi(bits as i32) - 1.0)
 }
 
 #[cfg(test)]
@@ -167,12 +167,14 @@ mod tests {
         let fq = FakeQuant::activation(2.3, 10.0, &device);
         assert!((fq.log2_threshold() - 2.3).abs() < 1e-6);
         assert_eq!(fq.scale_exp(), -4);
-        let fixed = values(fake_quant_fixed(
-            tensor(&[0.5, 1.0, 0.0039], &device),
-            -7,
+        // the softmax output's uint8 codes at 2^-8: 1.0 saturates at 255/256, 0.0039 (~1/256)
+        // rounds to one code, 0.0019 (< 1/2 code) to 0
+        let fixed = values(fake_quant_fixed_unsigned(
+            tensor(&[0.5, 1.0, 0.0039, 0.0019], &device),
+            -8,
             8,
         ));
-        assert_eq!(fixed, vec![0.5, 127.0 / 128.0, 0.0]);
+        assert_eq!(fixed, vec![0.5, 255.0 / 256.0, 1.0 / 256.0, 0.0]);
     }
 
     #[test]

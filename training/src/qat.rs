@@ -2,7 +2,7 @@
 //! [`FakeQuant`] wherever the integer graph of `quant::ptq::kwt_graph` rounds: every Linear's
 //! weight (per tensor) and output, and every activation that starts a new scale group (graph
 //! input, position-embedding sum, attention scores and context, residual sums, LayerNorms,
-//! GELU, heads). Softmax outputs are rounded at the kernel's fixed scale `2^-7`.
+//! GELU, heads). Softmax outputs are rounded at the kernel's fixed uint8 scale `2^-8`.
 //!
 //! Points are named like the tensors of the float graph (`block0.attn.q`, `head.fc`, ...);
 //! weight points add `.weight`. Weights are rounded either at their point's learned
@@ -22,11 +22,12 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::TrainingError;
-use crate::fake_quant::{FakeQuant, fake_quant_fixed, fake_quant_per_channel};
+use crate::fake_quant::{FakeQuant, fake_quant_fixed_unsigned, fake_quant_per_channel};
 use crate::kwt::KwtConfig;
 
-/// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`).
-pub const SOFTMAX_OUT_EXP: i32 = -7;
+/// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`); the
+/// probabilities are unsigned 8-bit codes.
+pub const SOFTMAX_OUT_EXP: i32 = -8;
 
 /// A Linear's weight and output points.
 #[derive(Module, Debug)]
@@ -282,7 +283,7 @@ pub fn maybe<const D: usize>(q: Option<&FakeQuant>, x: Tensor<D>) -> Tensor<D> {
 /// Softmax output rounded at the integer kernel's fixed scale when quantizing.
 pub fn maybe_softmax<const D: usize>(quantize: bool, p: Tensor<D>) -> Tensor<D> {
     if quantize {
-        fake_quant_fixed(p, SOFTMAX_OUT_EXP, 8)
+        fake_quant_fixed_unsigned(p, SOFTMAX_OUT_EXP, 8)
     } else {
         p
     }

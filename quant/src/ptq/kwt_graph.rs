@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `Linear` (embed, q/k/v, attn.out, fc1, fc2, head fc) | `Linear` | weight `max|w|/127` per tensor or per row; bias int32 at `S_x S_w`; output `2^k` |
 //! | attention `q k^T / sqrt(dh)` | `MatMul { transpose_b: true }` | `1/sqrt(dh)` folded into the requant `S_q S_k / (sqrt(dh) S_y)` |
-//! | `softmax` | `Softmax` (I-BERT i-softmax) | output fixed `2^-7` |
+//! | `softmax` | `Softmax` (I-BERT i-softmax) | output fixed uint8 `2^-8` (zero point -128) |
 //! | `p v` | `MatMul { transpose_b: false }` | |
 //! | residual add | `Add` | exact for power-of-two ratios |
 //! | LayerNorm | `LayerNorm` (I-BERT, G = 14) or `ScaledLayerNorm` (G = 7) | gamma per tensor |

@@ -100,14 +100,14 @@ pub fn build(
 ) -> Result<PtqReport> {
     let mut interp = Interpreter::new(graph.clone())?;
     let n_t = fg.nodes.len() + 1;
-    let scales: Vec<f64> = (0..n_t)
+    let infos: Vec<&crate::graph::TensorInfo> = (0..n_t)
         .map(|id| {
             graph
                 .tensor(fg.tensor_name(id))
-                .map(|t| t.scale.to_f64())
                 .expect("every float tensor is in the integer graph")
         })
         .collect();
+    let scales: Vec<f64> = infos.iter().map(|t| t.scale.to_f64()).collect();
     let mut accs = vec![Acc::default(); n_t];
     let mut agree = 0usize;
     for s in samples {
@@ -118,16 +118,18 @@ pub fn build(
             let qs = interp
                 .tensor(fg.tensor_name(id))
                 .expect("every float tensor is in the integer graph");
-            let sc = scales[id];
+            let (sc, t) = (scales[id], infos[id]);
+            // the stored int8 range, shifted by the zero point (softmax: probabilities 0..=255)
+            let (lo, hi) = ((-128 - t.zero_point) as f64, (127 - t.zero_point) as f64);
             let a = &mut accs[id];
             for (&fv, &qv) in f.iter().zip(qs) {
                 let fv = fv as f64;
-                let e = fv - qv as f64 * sc;
+                let e = fv - t.dequantize(qv);
                 a.sig += fv * fv;
                 a.noise += e * e;
                 a.max_err = a.max_err.max(e.abs());
                 let r = (fv / sc).round();
-                a.clipped += u64::from(!(-128.0..=127.0).contains(&r));
+                a.clipped += u64::from(!(lo..=hi).contains(&r));
                 a.n += 1;
             }
         }

@@ -280,3 +280,12 @@ fn the_untrained_per_channel_starting_point_is_the_ptq_graph() {
         "per-tensor power-of-two weights differ from PTQ's per-channel ones"
     );
 }
+
+#[test]
+fn qat_rounds_softmax_where_the_integer_kernel_does() {
+    // the fake quantizer's fixed softmax step is the kernel's output scale
+    assert_eq!(
+        training::qat::SOFTMAX_OUT_EXP,
+        crate::ibert::SOFTMAX_OUT_EXP
+    );
+}
