@@ -5,7 +5,7 @@
 use crate::dyadic::Dyadic;
 use crate::error::{QuantError, Result};
 use crate::graph::{AddParams, Graph, Node, Op, Requant, TensorInfo, Window, infer_shape};
-use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP, SOFTMAX_OUT_ZERO_POINT};
+use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP};
 
 /// Builds a [`Graph`] node by node.
 #[derive(Debug, Clone, Default)]
@@ -101,16 +101,11 @@ impl GraphBuilder {
         } else {
             Dyadic::from_scale(out_scale)?
         };
-        let zero_point = if matches!(node.op, Op::Softmax(_)) {
-            SOFTMAX_OUT_ZERO_POINT
-        } else {
-            0
-        };
         self.graph.tensors.push(TensorInfo {
             name: name.into(),
             shape,
             scale,
-            zero_point,
+            zero_point: node.op.output_zero_point(),
         });
         self.graph.nodes.push(node);
         Ok(name.into())

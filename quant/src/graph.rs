@@ -330,6 +330,15 @@ impl Op {
         }
     }
 
+    /// Zero point of the op's output: [`SOFTMAX_OUT_ZERO_POINT`] for Softmax, else 0.
+    pub fn output_zero_point(&self) -> i32 {
+        if matches!(self, Op::Softmax(_)) {
+            SOFTMAX_OUT_ZERO_POINT
+        } else {
+            0
+        }
+    }
+
     /// Number of activation inputs.
     pub fn arity(&self) -> usize {
         match self {
@@ -475,14 +484,21 @@ pub fn same_value(a: Dyadic, b: Dyadic) -> bool {
 }
 
 fn check_acc(node: &str, terms: usize, bias: &[i32]) -> Result<()> {
+    check_acc_products(node, terms, MAX_PRODUCT, bias)
+}
+
+/// `terms * max_product + max|bias| <= 2^31 - 1`.
+fn check_acc_products(node: &str, terms: usize, max_product: i64, bias: &[i32]) -> Result<()> {
     let bmax = bias.iter().map(|b| (*b as i64).abs()).max().unwrap_or(0);
     let bound = (terms as i64)
-        .saturating_mul(MAX_PRODUCT)
+        .saturating_mul(max_product)
         .saturating_add(bmax);
     if bound > i32::MAX as i64 {
         return Err(params(
             node,
-            format!("accumulator bound {terms} * 2^14 + max|bias| {bmax} = {bound} exceeds 2^31-1"),
+            format!(
+                "accumulator bound {terms} * {max_product} + max|bias| {bmax} = {bound} exceeds 2^31-1"
+            ),
         ));
     }
     Ok(())
@@ -491,11 +507,7 @@ fn check_acc(node: &str, terms: usize, bias: &[i32]) -> Result<()> {
 /// Softmax outputs carry zero point -128, every other tensor 0; a nonzero zero point may only
 /// be read as a MatMul's first operand (the only kernel that subtracts it).
 fn check_zero_points(node: &Node, ins: &[&TensorInfo], out: &TensorInfo) -> Result<()> {
-    let want = if matches!(node.op, Op::Softmax(_)) {
-        SOFTMAX_OUT_ZERO_POINT
-    } else {
-        0
-    };
+    let want = node.op.output_zero_point();
     if out.zero_point != want {
         return Err(params(
             &node.name,
@@ -612,14 +624,12 @@ pub fn infer_shape(node: &Node, ins: &[&TensorInfo]) -> Result<Vec<usize>> {
                 return Err(shape_err(n, &b.name, format!("reduction axis {k}"), bs));
             }
             requant.check(n)?;
-            if x.zero_point == 0 {
-                check_acc(n, k, &[])?;
-            } else if (k as i64).saturating_mul(MAX_PRODUCT_UNSIGNED) > i32::MAX as i64 {
-                return Err(params(
-                    n,
-                    format!("accumulator bound {k} * 255 * 128 exceeds 2^31-1"),
-                ));
-            }
+            let max_product = if x.zero_point == 0 {
+                MAX_PRODUCT
+            } else {
+                MAX_PRODUCT_UNSIGNED
+            };
+            check_acc_products(n, k, max_product, &[])?;
             let mut s = xs[..r - 2].to_vec();
             s.extend([m, nn]);
             s
