@@ -68,6 +68,9 @@ pub struct CycleTable {
     pub layernorm: f64,
     pub gelu: f64,
     pub add: f64,
+    /// Per element of a stand-alone ReLU (a compare and a store: far cheaper than `add`'s
+    /// two-input requantizing sum).
+    pub relu: f64,
     pub requant: f64,
     pub pool: f64,
     pub copy: f64,
@@ -231,6 +234,7 @@ impl Target {
             ("cycles.layernorm", c.layernorm),
             ("cycles.gelu", c.gelu),
             ("cycles.add", c.add),
+            ("cycles.relu", c.relu),
             ("cycles.requant", c.requant),
             ("cycles.pool", c.pool),
             ("cycles.copy", c.copy),

@@ -1,9 +1,12 @@
 /* nas_sparse.c - see nas_sparse.h for the weight stream these kernels read.
  *
  * Speed: decoding an entry (its skip byte, block index, width) costs several instructions, so
- * the Linear kernel decodes each entry once for four input rows, and full blocks of 4 use the
- * DSP dot product on Cortex-M (one word load of the 4 weights, SXTB16 + SMLAD). As in the dense
- * kernels, int32 partial sums in any order are exact (quant's validate() bounds them all). */
+ * each entry is decoded once for several outputs: the Linear kernel for four input rows, the
+ * convolution for four consecutive pixels of an output row (one weight load per block, full
+ * blocks of 4 with the DSP dot product on Cortex-M: one word load of the 4 weights, SXTB16 +
+ * SMLAD), and the depthwise convolution decodes a channel's entries (kept kernel rows) once
+ * for the whole channel. As in the dense kernels, int32 partial sums in any order are exact
+ * (quant's validate() bounds them all). */
 #include "nas_sparse.h"
 
 #include "nas_dsp.h"
@@ -145,76 +148,242 @@ void nas_linear_rle_s8(const int8_t *x, const uint8_t *w, const int32_t *bias,
     }
 }
 
-/* One output pixel of a coded convolution: `cin` input channels per kernel position (1 for
- * depthwise, where `ch_off` selects the channel), kernel positions row-major over kh x kw.
- * Out-of-range input positions contribute 0, as in the dense kernels. */
-static int32_t nas_rle_conv_pixel(const nas_rle_view *v, int32_t count, const uint8_t **p,
-                                  const int8_t *x, const nas_hwc *in, int32_t cin,
-                                  int32_t ch_off, int32_t kw, int32_t iy0, int32_t ix0,
-                                  int32_t acc) {
+/* A coded weight byte as the int8 it encodes: read through an int8_t lvalue (a character
+ * type, so the aliasing is allowed; int8_t is two's complement), one sign-extending load. */
+static inline int32_t nas_rle_w(const uint8_t *q) {
+    return *(const int8_t *)q;
+}
+
+/* acc + one block of w coded weights q against x[0 .. w) (the DSP dot product for w = 4). */
+static inline int32_t nas_rle_dot_block(const int8_t *x, const uint8_t *q, int32_t w,
+                                        int32_t acc) {
+    int32_t k;
+#if NAS_USE_DSP
+    if (w == 4) {
+        const uint32_t xv = nas_load32(x);
+        return nas_mac4(__sxtb16((int8x4_t)xv), nas_sxtb16_odd(xv), nas_load32(q), acc);
+    }
+#endif
+    for (k = 0; k < w; k++) {
+        acc += (int32_t)x[k] * nas_rle_w(q + k);
+    }
+    return acc;
+}
+
+/* One weight wk applied to n output pixels, pixel t reading input column ix + t * sx of the
+ * input row xr (a channel's byte of column 0, c bytes per column): acc[t] += xr[column] * wk
+ * where the column is inside the input (padding contributes 0). */
+static void nas_rle_tap(const int8_t *xr, int32_t c, int32_t in_w, int32_t ix, int32_t sx,
+                        int32_t n, int32_t wk, int32_t *acc) {
+    int32_t t;
+    for (t = 0; t < n; t++, ix += sx) {
+        if ((uint32_t)ix < (uint32_t)in_w) {
+            acc[t] += (int32_t)xr[(size_t)ix * (size_t)c] * wk;
+        }
+    }
+}
+
+/* nas_rq_apply (same results); on Cortex-M the saturation of the usual s >= 33 form is one
+ * SSAT. */
+static inline int8_t nas_rle_requant(int32_t acc, const nas_rq_prep *p) {
+#if NAS_USE_DSP
+    if (p->fast) {
+        const int32_t hi = (int32_t)nas_asr64((int64_t)acc * (int64_t)p->d.m, 32);
+        return (int8_t)__ssat(nas_asr32(hi + p->round_hi, p->shift_hi), 8);
+    }
+#endif
+    return nas_rq_apply(acc, p);
+}
+
+/* Output pixels per walk of a coded row: each entry is decoded once for up to this many
+ * consecutive pixels of an output row (four int32 accumulators in registers). */
+#define NAS_RLE_PX 4
+
+/* Coded convolution: acc[t] += window of pixel t . one output channel's row of entries
+ * (columns [kh][kw][in_c]) for n = 1 or 4 consecutive pixels of an output row, pixel t's
+ * window at input row iy0 and column ix0 + t * sx; four pixels only where every tap of the
+ * four windows is inside the input along the width. Returns the end of the row's entries.
+ * When in_c is a multiple of the block, a block is `block` consecutive input channels at one
+ * kernel position: decoded once for the four pixels (one weight load, the DSP dot product for
+ * blocks of 4); entries whose kernel row (or, for one pixel, kernel column) falls in the
+ * padding are skipped. Otherwise (blocks straddling kernel positions) weight by weight. */
+static const uint8_t *nas_rle_conv_group(const nas_rle_view *v, int32_t count, const uint8_t *q,
+                                         const int8_t *x, const nas_hwc *in, int32_t kw,
+                                         int32_t sx, int32_t iy0, int32_t ix0, int32_t n,
+                                         int32_t *acc) {
+    const int32_t cin = in->c, blk = v->block, kc = kw * cin;
+    const int32_t xrow = in->w * cin, ps = sx * cin;
+    int32_t e, k;
+    if (cin % blk == 0) {
+        /* d = column - c_lo, c_lo the first column of the first kernel row inside the
+         * input; the entry is inside iff d < c_n (unsigned: rows above wrap around) */
+        const int32_t ky_lo = iy0 < 0 ? -iy0 : 0, kx_lo = ix0 < 0 ? -ix0 : 0;
+        const int32_t kx_end = in->w - ix0 < kw ? in->w - ix0 : kw;
+        const uint32_t c_n = in->h - iy0 > ky_lo ? (uint32_t)((in->h - iy0 - ky_lo) * kc) : 0;
+        const uint32_t r_lo = (uint32_t)(kx_lo * cin);
+        const uint32_t r_n = kx_end > kx_lo ? (uint32_t)((kx_end - kx_lo) * cin) : 0;
+        /* pixel 0's tap of column d + c_lo (kernel row ky_lo + kr) is at input offset
+         * off + d + kr * gap */
+        const int32_t off = (iy0 + ky_lo) * xrow + ix0 * cin, gap = xrow - kc;
+        uint32_t d = 0u - (uint32_t)(ky_lo * kc);
+        if (n == NAS_RLE_PX) {
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#if NAS_USE_DSP
+            if (blk == 4) {
+                for (e = 0; e < count; e++) {
+                    d += (uint32_t)*q++ * 4u;
+                    if (d < c_n) {
+                        const int32_t kr = (int32_t)(d / (uint32_t)kc);
+                        const int8_t *xp = x + (off + (int32_t)d + kr * gap);
+                        const uint32_t wv = nas_load32(q);
+                        const int32_t w02 = __sxtb16((int8x4_t)wv), w13 = nas_sxtb16_odd(wv);
+                        uint32_t xv = nas_load32(xp);
+                        s0 = __smlad(__sxtb16((int8x4_t)xv), w02,
+                                     __smlad(nas_sxtb16_odd(xv), w13, s0));
+                        xv = nas_load32(xp + ps);
+                        s1 = __smlad(__sxtb16((int8x4_t)xv), w02,
+                                     __smlad(nas_sxtb16_odd(xv), w13, s1));
+                        xv = nas_load32(xp + 2 * ps);
+                        s2 = __smlad(__sxtb16((int8x4_t)xv), w02,
+                                     __smlad(nas_sxtb16_odd(xv), w13, s2));
+                        xv = nas_load32(xp + 3 * ps);
+                        s3 = __smlad(__sxtb16((int8x4_t)xv), w02,
+                                     __smlad(nas_sxtb16_odd(xv), w13, s3));
+                    }
+                    q += 4;
+                    d += 4u;
+                }
+            } else
+#endif
+            {
+                for (e = 0; e < count; e++) {
+                    d += (uint32_t)*q++ * (uint32_t)blk;
+                    if (d < c_n) {
+                        const int32_t kr = (int32_t)(d / (uint32_t)kc);
+                        const int8_t *xp = x + (off + (int32_t)d + kr * gap);
+                        for (k = 0; k < blk; k++) {
+                            const int32_t wk = nas_rle_w(q + k);
+                            s0 += (int32_t)xp[k] * wk;
+                            s1 += (int32_t)xp[ps + k] * wk;
+                            s2 += (int32_t)xp[2 * ps + k] * wk;
+                            s3 += (int32_t)xp[3 * ps + k] * wk;
+                        }
+                    }
+                    q += blk;
+                    d += (uint32_t)blk;
+                }
+            }
+            acc[0] += s0;
+            acc[1] += s1;
+            acc[2] += s2;
+            acc[3] += s3;
+        } else {
+            int32_t s0 = 0;
+            for (e = 0; e < count; e++) {
+                d += (uint32_t)*q++ * (uint32_t)blk;
+                if (d < c_n) {
+                    const uint32_t kr = d / (uint32_t)kc, r = d - kr * (uint32_t)kc;
+                    if (r - r_lo < r_n) {
+                        s0 = nas_rle_dot_block(x + (off + (int32_t)d + (int32_t)kr * gap), q,
+                                               blk, s0);
+                    }
+                }
+                q += blk;
+                d += (uint32_t)blk;
+            }
+            acc[0] += s0;
+        }
+    } else {
+        int32_t cursor = 0;
+        for (e = 0; e < count; e++) {
+            const int32_t c0 = (cursor += *q++) * blk;
+            const int32_t w = v->cols - c0 < blk ? v->cols - c0 : blk;
+            for (k = 0; k < w; k++) {
+                const int32_t col = c0 + k, ky = col / kc, r = col - ky * kc, kx = r / cin;
+                const int32_t iy = iy0 + ky;
+                if ((uint32_t)iy < (uint32_t)in->h) {
+                    nas_rle_tap(x + (iy * xrow + r - kx * cin), cin, in->w, ix0 + kx, sx, n,
+                                nas_rle_w(q + k), acc);
+                }
+            }
+            q += w;
+            cursor++;
+        }
+    }
+    return q;
+}
+
+/* Pixels ox_lo <= ox < ox_hi of an output row (stride sx, padding px, kernel width kw) have
+ * every tap inside the input along the width; *ox_hi is clamped to the output width, and both
+ * are set to `ow` when fewer than four pixels are inside. */
+static void nas_rle_inside(int32_t in_w, int32_t ow, int32_t kw, int32_t sx, int32_t px,
+                           int32_t *ox_lo, int32_t *ox_hi) {
+    const int32_t lo = (px + sx - 1) / sx;
+    int32_t hi = in_w - kw + px >= 0 ? (in_w - kw + px) / sx + 1 : 0;
+    hi = hi < ow ? hi : ow;
+    *ox_lo = hi - lo >= NAS_RLE_PX ? lo : ow;
+    *ox_hi = hi - lo >= NAS_RLE_PX ? hi : ow;
+}
+
+/* Output channel outer (its row of entries is found once and its requantization prepared
+ * once), then output rows, then pixels: those inside along the width in groups of four (the
+ * last group overlapping the one before when their count is not a multiple of four: a few
+ * outputs are computed twice, identically), the others one by one. */
+void nas_conv2d_rle_s8(const int8_t *x, const nas_hwc *in, const uint8_t *w,
+                       const int32_t *bias, const nas_requant *rq, const nas_window *win,
+                       const nas_hwc *out, int8_t *y) {
+    const nas_rle_view v = nas_rle_open(w);
+    const int32_t ow = out->w, oc = out->c, sx = win->stride[1], px = win->pad[1];
+    const uint8_t *row = v.entries;
+    int32_t o, oy, ox, t, n, a, b;
+    nas_rle_inside(in->w, ow, win->k[1], sx, px, &a, &b);
+    for (o = 0; o < oc; o++) {
+        const int32_t count = nas_rle_count(&v, o);
+        const nas_rq_prep m = nas_rq_prepare(nas_rle_rq(rq, o));
+        const uint8_t *next = row;
+        for (oy = 0; oy < out->h; oy++) {
+            const int32_t iy0 = oy * win->stride[0] - win->pad[0];
+            int8_t *yr = y + (size_t)oy * (size_t)ow * (size_t)oc + (size_t)o;
+            for (ox = 0; ox < ow; ox += n) {
+                int32_t acc[NAS_RLE_PX];
+                n = 1;
+                if (ox >= a && ox < b) {
+                    n = NAS_RLE_PX;
+                    if (ox + n > b) {
+                        ox = b - n;
+                    }
+                }
+                acc[0] = acc[1] = acc[2] = acc[3] = bias[o];
+                next = nas_rle_conv_group(&v, count, row, x, in, win->k[1], sx, iy0,
+                                          ox * sx - px, n, acc);
+                for (t = 0; t < n; t++) {
+                    yr[(size_t)(ox + t) * (size_t)oc] = nas_rle_requant(acc[t], &m);
+                }
+            }
+        }
+        row = next;
+    }
+}
+
+/* Kernel rows a coded depthwise channel may keep for the fast path (larger kernels take the
+ * weight-by-weight path). */
+#define NAS_RLE_DW_ROWS 8
+
+/* One output of a coded depthwise convolution, weight by weight (blocks that are not kernel
+ * rows, or kernels taller than NAS_RLE_DW_ROWS); *p walks past the channel's entries. */
+static int32_t nas_rle_dw_pixel(const nas_rle_view *v, int32_t count, const uint8_t **p,
+                                const int8_t *x, const nas_hwc *in, int32_t kw, int32_t iy0,
+                                int32_t ix0, int32_t acc) {
     const uint8_t *q = *p;
     int32_t e, k, cursor = 0;
     for (e = 0; e < count; e++) {
-        int32_t c0, w, i, t, kx, ky;
-        cursor += *q++;
-        c0 = cursor * v->block;
-        w = v->cols - c0 < v->block ? v->cols - c0 : v->block;
-        if (cin == 1 && v->block == kw) {
-            /* depthwise with one kernel row per block: the block index is the row */
-            const int32_t iy = iy0 + cursor;
-            if (iy >= 0 && iy < in->h) {
-                const int8_t *xr = x + (size_t)iy * (size_t)in->w * (size_t)in->c + (size_t)ch_off;
-                for (k = 0; k < w; k++) {
-                    const int32_t ix = ix0 + k;
-                    if (ix >= 0 && ix < in->w) {
-                        acc += (int32_t)xr[(size_t)ix * (size_t)in->c] * nas_rle_val(q[k]);
-                    }
-                }
-            }
-            q += w;
-            cursor++;
-            continue;
-        }
-        i = c0 % cin;
-        t = c0 / cin;
-        kx = t % kw;
-        ky = t / kw;
-        if (i + w <= cin) {
-            /* the block is w consecutive input channels at one kernel position */
-            const int32_t iy = iy0 + ky, ix = ix0 + kx;
-            if (iy >= 0 && iy < in->h && ix >= 0 && ix < in->w) {
-                const int8_t *xp = x + ((size_t)iy * (size_t)in->w + (size_t)ix) * (size_t)in->c +
-                                   (size_t)(ch_off + i);
-#if NAS_USE_DSP
-                if (w == 4) {
-                    const uint32_t xv = nas_load32(xp);
-                    acc = nas_mac4(__sxtb16((int8x4_t)xv), nas_sxtb16_odd(xv), nas_load32(q),
-                                   acc);
-                } else
-#endif
-                {
-                    for (k = 0; k < w; k++) {
-                        acc += (int32_t)xp[k] * nas_rle_val(q[k]);
-                    }
-                }
-            }
-            q += w;
-            cursor++;
-            continue;
-        }
+        const int32_t c0 = (cursor += *q++) * v->block;
+        const int32_t w = v->cols - c0 < v->block ? v->cols - c0 : v->block;
         for (k = 0; k < w; k++) {
-            const int32_t iy = iy0 + ky, ix = ix0 + kx;
-            if (iy >= 0 && iy < in->h && ix >= 0 && ix < in->w) {
-                acc += (int32_t)x[((size_t)iy * (size_t)in->w + (size_t)ix) * (size_t)in->c +
-                                  (size_t)(ch_off + i)] *
-                       nas_rle_val(q[k]);
-            }
-            if (++i == cin) {
-                i = 0;
-                if (++kx == kw) {
-                    kx = 0;
-                    ky++;
-                }
+            const int32_t ky = (c0 + k) / kw, iy = iy0 + ky, ix = ix0 + c0 + k - ky * kw;
+            if ((uint32_t)iy < (uint32_t)in->h && (uint32_t)ix < (uint32_t)in->w) {
+                acc += (int32_t)x[((size_t)iy * (size_t)in->w + (size_t)ix) * (size_t)in->c] *
+                       nas_rle_w(q + k);
             }
         }
         q += w;
@@ -224,39 +393,101 @@ static int32_t nas_rle_conv_pixel(const nas_rle_view *v, int32_t count, const ui
     return acc;
 }
 
-/* Both coded convolutions: a regular one reads all in->c channels at every kernel position
- * (row o = output channel o); a depthwise one reads channel o alone. */
-static void nas_conv2d_rle_any(const int8_t *x, const nas_hwc *in, const uint8_t *w,
-                               const int32_t *bias, const nas_requant *rq,
-                               const nas_window *win, const nas_hwc *out, int32_t depthwise,
-                               int8_t *y) {
-    const nas_rle_view v = nas_rle_open(w);
-    const int32_t cin = depthwise ? 1 : in->c;
-    int32_t oy, ox, o;
-    for (oy = 0; oy < out->h; oy++) {
-        for (ox = 0; ox < out->w; ox++) {
-            const int32_t iy0 = oy * win->stride[0] - win->pad[0];
-            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
-            int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)out->c;
-            const uint8_t *p = v.entries;
-            for (o = 0; o < out->c; o++) {
-                int32_t acc = nas_rle_conv_pixel(&v, nas_rle_count(&v, o), &p, x, in, cin,
-                                                 depthwise ? o : 0, win->k[1], iy0, ix0,
-                                                 bias[o]);
-                yp[o] = nas_requantize(acc, nas_rle_rq(rq, o));
-            }
-        }
-    }
-}
-
-void nas_conv2d_rle_s8(const int8_t *x, const nas_hwc *in, const uint8_t *w,
-                       const int32_t *bias, const nas_requant *rq, const nas_window *win,
-                       const nas_hwc *out, int8_t *y) {
-    nas_conv2d_rle_any(x, in, w, bias, rq, win, out, 0, y);
-}
-
+/* Channel outer: its entries (one per kept kernel row, block = kw as the generator codes it)
+ * are decoded once into a list of rows and their weights; per output row, the kept rows
+ * inside the input; then per pixel only the kept rows' MACs, four pixels at a time inside
+ * along the width (each weight loaded once for the four), else one pixel with its taps
+ * clipped to the input. */
 void nas_depthwise_conv2d_rle_s8(const int8_t *x, const nas_hwc *in, const uint8_t *w,
                                  const int32_t *bias, const nas_requant *rq,
                                  const nas_window *win, const nas_hwc *out, int8_t *y) {
-    nas_conv2d_rle_any(x, in, w, bias, rq, win, out, 1, y);
+    const nas_rle_view v = nas_rle_open(w);
+    const int32_t c = in->c, kw = win->k[1], sx = win->stride[1], px = win->pad[1];
+    const int32_t ow = out->w, ps = sx * c;
+    const size_t xrow = (size_t)in->w * (size_t)c;
+    const uint8_t *row = v.entries;
+    int32_t ch, oy, ox, e, j, k, a, b, n;
+    nas_rle_inside(in->w, ow, kw, sx, px, &a, &b);
+    for (ch = 0; ch < c; ch++) {
+        const int32_t count = nas_rle_count(&v, ch);
+        const nas_rq_prep m = nas_rq_prepare(nas_rle_rq(rq, ch));
+        int32_t kyr[NAS_RLE_DW_ROWS];
+        const uint8_t *wr[NAS_RLE_DW_ROWS];
+        const uint8_t *q = row;
+        if (v.block != kw || count > NAS_RLE_DW_ROWS) {
+            for (oy = 0; oy < out->h; oy++) {
+                for (ox = 0; ox < ow; ox++) {
+                    q = row;
+                    y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)c + (size_t)ch] =
+                        nas_rle_requant(nas_rle_dw_pixel(&v, count, &q, x + ch, in, kw,
+                                                      oy * win->stride[0] - win->pad[0],
+                                                      ox * sx - px, bias[ch]),
+                                     &m);
+                }
+            }
+            /* the end of the row's entries (also when there are no outputs) */
+            (void)nas_rle_dw_pixel(&v, count, &row, x, in, kw, -kw - in->h, 0, 0);
+            continue;
+        }
+        for (e = 0, k = 0; e < count; e++) {
+            k += *q++;
+            kyr[e] = k++;
+            wr[e] = q;
+            q += kw;
+        }
+        row = q;
+        for (oy = 0; oy < out->h; oy++) {
+            const int32_t iy0 = oy * win->stride[0] - win->pad[0];
+            const int8_t *xr[NAS_RLE_DW_ROWS]; /* channel ch of the kept rows inside */
+            const uint8_t *wa[NAS_RLE_DW_ROWS];
+            int8_t *yr = y + (size_t)oy * (size_t)ow * (size_t)c + (size_t)ch;
+            int32_t nr = 0;
+            for (e = 0; e < count; e++) {
+                if ((uint32_t)(iy0 + kyr[e]) < (uint32_t)in->h) {
+                    xr[nr] = x + (size_t)(iy0 + kyr[e]) * xrow + (size_t)ch;
+                    wa[nr++] = wr[e];
+                }
+            }
+            for (ox = 0; ox < ow; ox += n) {
+                const int32_t ix0 = ox * sx - px;
+                int32_t acc[NAS_RLE_PX], t;
+                if (ox >= a && ox < b) {
+                    int32_t s0 = bias[ch], s1 = s0, s2 = s0, s3 = s0;
+                    n = NAS_RLE_PX;
+                    if (ox + n > b) {
+                        ox = b - n;
+                    }
+                    for (j = 0; j < nr; j++) {
+                        const int8_t *xp = xr[j] + (size_t)(ox * sx - px) * (size_t)c;
+                        for (k = 0; k < kw; k++, xp += c) {
+                            const int32_t wk = nas_rle_w(wa[j] + k);
+                            s0 += (int32_t)xp[0] * wk;
+                            s1 += (int32_t)xp[ps] * wk;
+                            s2 += (int32_t)xp[2 * ps] * wk;
+                            s3 += (int32_t)xp[3 * ps] * wk;
+                        }
+                    }
+                    acc[0] = s0;
+                    acc[1] = s1;
+                    acc[2] = s2;
+                    acc[3] = s3;
+                } else {
+                    const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+                    const int32_t kx1 = in->w - ix0 < kw ? in->w - ix0 : kw;
+                    int32_t s0 = bias[ch];
+                    n = 1;
+                    for (j = 0; j < nr && kx0 < kx1; j++) {
+                        const int8_t *xp = xr[j] + (size_t)(ix0 + kx0) * (size_t)c;
+                        for (k = kx0; k < kx1; k++, xp += c) {
+                            s0 += (int32_t)xp[0] * nas_rle_w(wa[j] + k);
+                        }
+                    }
+                    acc[0] = s0;
+                }
+                for (t = 0; t < n; t++) {
+                    yr[(size_t)(ox + t) * (size_t)c] = nas_rle_requant(acc[t], &m);
+                }
+            }
+        }
+    }
 }

@@ -842,7 +842,7 @@ fn other_cases() -> Vec<Case> {
 }
 
 /// Instructions of the kernel classes that `refit` has no measurement for (Conv2d,
-/// depthwise, LayerNorm, GELU, Add, pooling, the per-call overhead), each in the cost model's
+/// depthwise, LayerNorm, GELU, Add, ReLU, pooling, the per-call overhead), each in the cost model's
 /// work unit (`cost::ops`), and the cycle-table entries they give: instructions per unit x the
 /// ASSUMED CPI (x `simd_width` for the MAC classes). Per target, over one-op graphs:
 ///
@@ -854,8 +854,7 @@ fn other_cases() -> Vec<Case> {
 /// * LayerNorm: `instructions = a elements + r rows`; the cost model has only a per-element
 ///   entry, so the per-row part (mean, variance, integer square root) is folded in at a
 ///   reference width of 64 (KWT-1): entry = `a + r / 64`.
-/// * GELU, Add (ReLU, which the cost model also prices with `add`, printed alone): `instructions
-///   = a elements + c` (`c` per call).
+/// * GELU, Add, ReLU: `instructions = a elements + c` (`c` per call).
 /// * Pooling: `instructions = a (outputs x k^2) + c` over the 2x2 / stride-2 max and average
 ///   pools (the cost model's pools); a 3x3 / stride-1 pool is printed, not fitted.
 /// * call_overhead: whole-inference instructions of chains of 1, 2, 4, 8 one-element ReLUs,
@@ -980,7 +979,7 @@ fn other_kernel_instruction_counts() {
         for (class, fits) in [
             ("gelu", &["gelu"][..]),
             ("add", &["add"][..]),
-            ("relu (priced as add)", &["relu"][..]),
+            ("relu", &["relu"][..]),
             ("pool", &["maxpool", "avgpool"][..]),
             ("maxpool 2x2/2", &["maxpool"][..]),
             ("avgpool 2x2/2", &["avgpool"][..]),
@@ -1001,7 +1000,7 @@ fn other_kernel_instruction_counts() {
                 cpi * a
             ));
             rate.insert(class, a);
-            if matches!(class, "gelu" | "add" | "pool") {
+            if matches!(class, "gelu" | "add" | "relu" | "pool") {
                 entries.push(format!("{class}: {:.1}", cpi * a));
             }
         }
@@ -1021,7 +1020,7 @@ fn other_kernel_instruction_counts() {
                 .map(|(c, _, total)| (c.units, 1.0, *total))
                 .collect::<Vec<_>>(),
         );
-        let relu = rate["relu (priced as add)"];
+        let relu = rate["relu"];
         let call = slope - relu;
         rows.push(format!(
             "| {t} | call_overhead | {call:.1} / node ({slope:.1} per one-element ReLU node less \

@@ -154,7 +154,8 @@ fn shipped_configs_parse() {
 
 /// Manual check of how fast a fixed single path learns Fashion-MNIST:
 /// `cargo test -p search --lib learning_curve -- --ignored --nocapture` (sequence-pooling
-/// head; `POOL=avg` for the average-pooling head).
+/// head; `POOL=avg` for the average-pooling head; `MB=n` MobileNetV2 blocks per stage, default 1;
+/// `ROUNDS=n` rounds of 50 steps, default 6).
 #[test]
 #[ignore]
 fn learning_curve_on_fashion_mnist() {
@@ -168,6 +169,13 @@ fn learning_curve_on_fashion_mnist() {
     let (m, s) = train.channel_stats();
     let tr = crate::data::ImageTensors::new(&train, &m, &s);
     let te = crate::data::ImageTensors::new(&test, &m, &s);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mb = vec![MobileNetArch { expansion: 2 }; env("MB", 1)];
     let arch = TinyFormerArch {
         input: [1, 28, 28],
         classes: 10,
@@ -175,7 +183,7 @@ fn learning_curve_on_fashion_mnist() {
             DotArch {
                 downsample: Downsample::ConvStride2,
                 channels: 12,
-                mobilenets: vec![MobileNetArch { expansion: 2 }],
+                mobilenets: mb.clone(),
                 transformers: vec![TransformerArch {
                     heads: 1,
                     mlp_ratio: 2,
@@ -185,7 +193,7 @@ fn learning_curve_on_fashion_mnist() {
             DotArch {
                 downsample: Downsample::ConvStride2,
                 channels: 20,
-                mobilenets: vec![MobileNetArch { expansion: 2 }],
+                mobilenets: mb.clone(),
                 transformers: vec![TransformerArch {
                     heads: 1,
                     mlp_ratio: 2,
@@ -213,7 +221,7 @@ fn learning_curve_on_fashion_mnist() {
         label_smoothing: 0.0,
     };
     let mut model = TinyFormer::init(&arch, 1, &device).unwrap();
-    for round in 0..6 {
+    for round in 0..env("ROUNDS", 6) as u64 {
         let (m2, _) = train_path(
             model,
             &arch,

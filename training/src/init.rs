@@ -47,11 +47,25 @@ pub fn linear(rng: &mut StdRng, d_in: usize, d_out: usize, bias: bool, device: &
     }
 }
 
-/// A `k x k` convolution (padding `pad`, `groups` groups) initialised as PyTorch's default:
-/// weights and bias uniform in +-1/sqrt(fan_in).
+/// How a convolution's weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvInit {
+    /// PyTorch's default: weights and bias uniform in +-1/sqrt(fan_in).
+    PyTorch,
+    /// He (Kaiming) uniform for a convolution followed by a ReLU: weights in
+    /// +-sqrt(6/fan_in), bias zero. Without normalization layers, PyTorch's default shrinks the
+    /// signal by about sqrt(6) per conv+ReLU, so a deep path starts almost dead.
+    He,
+    /// All zero: the last convolution of a residual branch, so that the block starts as the
+    /// identity (Goyal et al. 2017; Fixup) and stacked residual blocks do not blow the signal up.
+    Zero,
+}
+
+/// A `k x k` convolution (padding `pad`, `groups` groups) initialised as `how` says.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     rng: &mut StdRng,
+    how: ConvInit,
     cin: usize,
     cout: usize,
     k: usize,
@@ -60,11 +74,16 @@ pub fn conv2d(
     groups: usize,
     device: &Device,
 ) -> Conv2d {
-    let fan_in = cin / groups * k * k;
-    let bound = 1.0 / (fan_in as f64).sqrt();
+    let fan_in = (cin / groups * k * k) as f64;
+    let (w_bound, b_bound) = match how {
+        ConvInit::PyTorch => (1.0 / fan_in.sqrt(), 1.0 / fan_in.sqrt()),
+        ConvInit::He => ((6.0 / fan_in).sqrt(), 0.0),
+        ConvInit::Zero => (0.0, 0.0),
+    };
+    let shape = [cout, cin / groups, k, k];
     Conv2d {
-        weight: Param::from_tensor(uniform(rng, [cout, cin / groups, k, k], bound, device)),
-        bias: Some(Param::from_tensor(uniform(rng, [cout], bound, device))),
+        weight: Param::from_tensor(uniform(rng, shape, w_bound, device)),
+        bias: Some(Param::from_tensor(uniform(rng, [cout], b_bound, device))),
         stride: [stride, stride],
         kernel_size: [k, k],
         dilation: [1, 1],

@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use super::arch::{Downsample, Pooling};
 use crate::attention::SelfAttention;
 use crate::init;
+use crate::init::ConvInit::{He, PyTorch, Zero};
 
 /// The Downsample module: halves the feature map and sets the stage's channels.
 #[derive(Module, Debug)]
@@ -23,11 +24,11 @@ impl DownsampleBlock {
     pub fn new(rng: &mut StdRng, kind: Downsample, cin: usize, cout: usize, d: &Device) -> Self {
         match kind {
             Downsample::ConvStride2 => Self {
-                conv: init::conv2d(rng, cin, cout, 3, 2, 1, 1, d),
+                conv: init::conv2d(rng, He, cin, cout, 3, 2, 1, 1, d),
                 pool: None,
             },
             Downsample::ConvMaxPool => Self {
-                conv: init::conv2d(rng, cin, cout, 3, 1, 1, 1, d),
+                conv: init::conv2d(rng, He, cin, cout, 3, 1, 1, 1, d),
                 pool: Some(MaxPool2dConfig::new([2, 2]).init()),
             },
         }
@@ -62,9 +63,9 @@ impl MobileNetBlock {
     pub fn new(rng: &mut StdRng, c: usize, expansion: usize, d: &Device) -> Self {
         let e = c * expansion;
         Self {
-            expand: init::conv2d(rng, c, e, 1, 1, 0, 1, d),
-            dw: init::conv2d(rng, e, e, 3, 1, 1, e, d),
-            project: init::conv2d(rng, e, c, 1, 1, 0, 1, d),
+            expand: init::conv2d(rng, He, c, e, 1, 1, 0, 1, d),
+            dw: init::conv2d(rng, He, e, e, 3, 1, 1, e, d),
+            project: init::conv2d(rng, Zero, e, c, 1, 1, 0, 1, d),
         }
     }
 
@@ -129,13 +130,13 @@ impl TransformerModule {
         d: &Device,
     ) -> Self {
         Self {
-            local3: init::conv2d(rng, c, c, 3, 1, 1, 1, d),
-            local1: init::conv2d(rng, c, c, 1, 1, 0, 1, d),
+            local3: init::conv2d(rng, He, c, c, 3, 1, 1, 1, d),
+            local1: init::conv2d(rng, PyTorch, c, c, 1, 1, 0, 1, d),
             encoders: (0..encoders)
                 .map(|_| Encoder::new(rng, c, heads, mlp_ratio * c, d))
                 .collect(),
-            fuse1: init::conv2d(rng, c, c, 1, 1, 0, 1, d),
-            fuse3: init::conv2d(rng, c, c, 3, 1, 1, 1, d),
+            fuse1: init::conv2d(rng, He, c, c, 1, 1, 0, 1, d),
+            fuse3: init::conv2d(rng, Zero, c, c, 3, 1, 1, 1, d),
         }
     }
 

@@ -138,3 +138,42 @@ fn a_spos_step_updates_only_the_sampled_path() {
         &s1.down[1].conv.weight.val()
     ));
 }
+
+/// Without normalization layers the initialization decides whether a deep path starts alive:
+/// residual blocks start as the identity (zero last conv), and a He-initialized conv + ReLU
+/// keeps the signal's second moment instead of shrinking it about 6x as PyTorch's default does.
+#[test]
+fn residual_blocks_start_as_identity_and_conv_relu_keeps_the_signal() {
+    use burn::tensor::activation::relu;
+    use rand::SeedableRng;
+
+    use crate::init::{ConvInit, conv2d};
+    use modules::{MobileNetBlock, TransformerModule};
+
+    let device = Device::flex();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let x: Tensor<4> = crate::init::normal(&mut rng, [4, 16, 8, 8], 1.0, &device);
+    let same = |a: Tensor<4>, b: Tensor<4>| {
+        let d: f32 = (a - b).abs().max().into_scalar();
+        assert!(d < 1e-6, "block is not the identity at init: max diff {d}");
+    };
+    same(
+        MobileNetBlock::new(&mut rng, 16, 4, &device).forward(x.clone()),
+        x.clone(),
+    );
+    same(
+        TransformerModule::new(&mut rng, 16, 2, 2, 1, &device).forward(x.clone()),
+        x.clone(),
+    );
+
+    let second_moment = |t: Tensor<4>| -> f32 { t.powf_scalar(2.0).mean().into_scalar() };
+    let m_in = second_moment(x.clone());
+    for (how, lo, hi) in [(ConvInit::He, 0.6, 1.6), (ConvInit::PyTorch, 0.0, 0.35)] {
+        let conv = conv2d(&mut rng, how, 16, 16, 3, 1, 1, 1, &device);
+        let ratio = second_moment(relu(conv.forward(x.clone()))) / m_in;
+        assert!(
+            (lo..hi).contains(&ratio),
+            "{how:?}: E[relu(conv x)^2] / E[x^2] = {ratio}, expected in [{lo}, {hi})"
+        );
+    }
+}
