@@ -10,8 +10,11 @@
 //! is what the bundled runtime allocates: none for convolutions (no im2col), softmax and
 //! LayerNorm (a second pass recomputes instead of keeping an int32 row). With a [`Sparsity`](crate::graph::Sparsity), the weight matrix is
 //! stored blockwise run-length coded when `rle::predicted_size_bytes` is smaller than
-//! dense (TinyFormer's self-adaptive rule), its MACs scale by `1 - rho`, and it runs the
-//! sparse kernel class (the runtime's `nas_sparse.c`, which reads the coded stream in place).
+//! dense (TinyFormer's self-adaptive rule), its MACs scale by `1 - rho` (the stored MACs: those
+//! of the kept blocks), and it runs the sparse kernel class (the runtime's `nas_sparse.c`, which
+//! reads the coded stream in place), priced per stored MAC by the entry of that kernel:
+//! `sparse_mac` (Linear and pointwise), `sparse_conv_mac` (k x k Conv2d) or
+//! `sparse_depthwise_mac`, plus `requant` per output as for dense layers.
 
 use crate::error::CostError;
 use crate::graph::{Op, OpKind, RequantGranularity};
@@ -32,8 +35,13 @@ pub enum Work {
     Requant,
     Pool,
     Copy,
-    /// A MAC of a sparse kernel (nonzero blocks only).
+    /// A stored MAC (kept blocks only) of the sparse Linear kernel: coded Linear and coded
+    /// pointwise Conv2d.
     SparseMac,
+    /// A stored MAC of the coded k x k Conv2d kernel (not pointwise).
+    SparseConvMac,
+    /// A stored MAC of the coded depthwise Conv2d kernel.
+    SparseDepthwiseMac,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +86,8 @@ impl OpCost {
                     Work::Pool => n * c.pool,
                     Work::Copy => n * c.copy,
                     Work::SparseMac => n * c.sparse_mac,
+                    Work::SparseConvMac => n * c.sparse_conv_mac,
+                    Work::SparseDepthwiseMac => n * c.sparse_depthwise_mac,
                 }
             })
             .sum();
@@ -85,9 +95,15 @@ impl OpCost {
     }
 }
 
-/// The work unit of a weight layer's MACs: the sparse kernels' when its weights are coded.
+/// The work unit of a weight layer's MACs: when its weights are coded, the stored MACs of the
+/// sparse kernel of the same class (Linear, k x k Conv2d, depthwise).
 fn mac_work(coded: bool, dense: Work) -> Work {
-    if coded { Work::SparseMac } else { dense }
+    match (coded, dense) {
+        (false, w) => w,
+        (true, Work::ConvMac) => Work::SparseConvMac,
+        (true, Work::DepthwiseMac) => Work::SparseDepthwiseMac,
+        (true, _) => Work::SparseMac,
+    }
 }
 
 /// Bytes of one dyadic multiplier.
@@ -256,9 +272,9 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             // The runtime runs a pointwise convolution as a Linear over the pixels.
             let pointwise = k == 1 && stride == 1 && pad == 0;
             let (class, work) = match (pointwise, coded) {
-                (true, true) => (KernelClass::SparseLinear, Work::SparseMac),
+                (true, true) => (KernelClass::SparseLinear, mac_work(true, Work::LinearMac)),
                 (true, false) => (KernelClass::Linear, Work::LinearMac),
-                (false, true) => (KernelClass::SparseConv, Work::SparseMac),
+                (false, true) => (KernelClass::SparseConv, mac_work(true, Work::ConvMac)),
                 (false, false) => (KernelClass::Conv, Work::ConvMac),
             };
             OpCost {
@@ -426,5 +442,108 @@ mod tests {
         assert!(!c.sparse_coded);
         assert_eq!(c.class, KernelClass::Linear);
         assert_eq!(c.weight_bytes, 256 * 64 + 4 * 64 + 8);
+    }
+
+    fn conv(name: &str, kind: OpKind, sp: Option<Sparsity>) -> Op {
+        Op {
+            name: name.into(),
+            kind,
+            inputs: vec!["x".into()],
+            sparsity: sp,
+        }
+    }
+
+    /// Each coded weight layer is charged the sparse entry of the kernel it runs, per stored
+    /// MAC, plus `requant` per output: the Linear's (`sparse_mac`) for Linear and pointwise,
+    /// `sparse_conv_mac` for a k x k Conv2d, `sparse_depthwise_mac` for depthwise.
+    #[test]
+    fn coded_layers_are_charged_the_entry_of_their_kernel() {
+        let half = Some(Sparsity { rho: 0.5, block: 4 });
+        let conv2d = |k: usize, pad: usize| OpKind::Conv2d {
+            h: 8,
+            w: 8,
+            cin: 32,
+            cout: 32,
+            k,
+            stride: 1,
+            pad,
+        };
+        let dw = OpKind::DepthwiseConv2d {
+            h: 8,
+            w: 8,
+            c: 64,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let ops = [
+            ("fc", linear(half).kind, half),
+            ("pw", conv2d(1, 0), half),
+            ("conv", conv2d(3, 1), half),
+            (
+                "dw",
+                dw.clone(),
+                Some(Sparsity {
+                    rho: 2.0 / 3.0,
+                    block: 3,
+                }),
+            ),
+            ("conv-dense", conv2d(3, 1), None),
+            ("dw-dense", dw, None),
+        ];
+        let costs: Vec<OpCost> = ops
+            .iter()
+            .map(|(n, k, sp)| op_cost(&conv(n, k.clone(), *sp), None, Deploy::default()).unwrap())
+            .collect();
+        let expect = [
+            (KernelClass::SparseLinear, Work::SparseMac),
+            (KernelClass::SparseLinear, Work::SparseMac),
+            (KernelClass::SparseConv, Work::SparseConvMac),
+            (KernelClass::SparseDepthwise, Work::SparseDepthwiseMac),
+            (KernelClass::Conv, Work::ConvMac),
+            (KernelClass::Depthwise, Work::DepthwiseMac),
+        ];
+        for ((c, (n, _, _)), (class, work)) in costs.iter().zip(&ops).zip(expect) {
+            assert_eq!(c.class, class, "{n}");
+            assert_eq!(
+                c.sparse_coded,
+                c.class != KernelClass::Conv && c.class != KernelClass::Depthwise,
+                "{n}"
+            );
+            assert_eq!(
+                c.work,
+                vec![(work, c.macs), (Work::Requant, c.output_bytes)],
+                "{n}"
+            );
+        }
+        // stored MACs: the kept blocks' share of the dense MACs (padding taps included)
+        assert_eq!(costs[2].macs, 8 * 8 * 32 * 9 * 32 / 2);
+        assert_eq!(costs[3].macs, 8 * 8 * 64 * 9 / 3);
+        let base = crate::target::Target::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32l4.ron"),
+        )
+        .unwrap();
+        let cycles = |t: &Target| costs.iter().map(|c| c.cycles(t)).collect::<Vec<f64>>();
+        let before = cycles(&base);
+        // raising one entry by 1 cycle raises exactly the layers of its kernel, by their
+        // stored MACs (one worker core)
+        type Entry = fn(&mut crate::target::CycleTable) -> &mut f64;
+        let entries: [(Entry, &[usize]); 3] = [
+            (|c| &mut c.sparse_mac, &[0, 1]),
+            (|c| &mut c.sparse_conv_mac, &[2]),
+            (|c| &mut c.sparse_depthwise_mac, &[3]),
+        ];
+        for (entry, hit) in entries {
+            let mut t = base.clone();
+            *entry(&mut t.cycles) += 1.0;
+            for (i, (b, a)) in before.iter().zip(cycles(&t)).enumerate() {
+                let d = if hit.contains(&i) {
+                    costs[i].macs as f64
+                } else {
+                    0.0
+                };
+                assert!((a - b - d).abs() < 1e-6, "{}: {b} -> {a}", ops[i].0);
+            }
+        }
     }
 }

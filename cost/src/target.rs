@@ -27,7 +27,7 @@ pub enum KernelClass {
     Attention,
     /// Linear reading blockwise run-length coded weights (SparseEngine).
     SparseLinear,
-    /// Conv2d / pointwise reading coded weights.
+    /// k x k Conv2d reading coded weights (a coded pointwise Conv2d runs the sparse Linear).
     SparseConv,
     /// Depthwise Conv2d reading coded weights.
     SparseDepthwise,
@@ -74,9 +74,17 @@ pub struct CycleTable {
     pub requant: f64,
     pub pool: f64,
     pub copy: f64,
-    /// Cycles per stored MAC of the sparse kernels (weights run-length coded): per MAC, not
-    /// per SIMD instruction, since the decoding dominates.
+    /// Cycles per stored MAC of the sparse Linear kernel (weights run-length coded), which also
+    /// runs coded pointwise convolutions: per MAC, not per SIMD instruction, since the decoding
+    /// dominates. Stored MACs: the MACs of the kept blocks.
     pub sparse_mac: f64,
+    /// Cycles per stored MAC of the coded k x k Conv2d kernel (`nas_conv2d_rle_s8`; not
+    /// pointwise, which runs the Linear kernel at `sparse_mac`), besides `requant` per output.
+    pub sparse_conv_mac: f64,
+    /// Cycles per stored MAC of the coded depthwise Conv2d kernel
+    /// (`nas_depthwise_conv2d_rle_s8`), besides `requant` per output. Few stored MACs per
+    /// output, so its per-output loop overhead lands here.
+    pub sparse_depthwise_mac: f64,
     /// Fixed cycles per kernel call (prologue, pointer setup, fork/join on multi-core).
     pub call_overhead: f64,
 }
@@ -239,6 +247,8 @@ impl Target {
             ("cycles.pool", c.pool),
             ("cycles.copy", c.copy),
             ("cycles.sparse_mac", c.sparse_mac),
+            ("cycles.sparse_conv_mac", c.sparse_conv_mac),
+            ("cycles.sparse_depthwise_mac", c.sparse_depthwise_mac),
             ("cycles.call_overhead", c.call_overhead),
         ] {
             if !v.is_finite() || v < 0.0 {

@@ -459,22 +459,32 @@ fn block_sparse_linear(keep: usize) -> Graph {
     b.finish().unwrap()
 }
 
-/// A `k x k` convolution (or depthwise, `cin` = channels) over 8x8 with half of its blocks
-/// (blocks of 4 input channels; a depthwise layer keeps one kernel row of 3 per channel).
-fn block_sparse_conv(k: usize, cin: usize, cout: usize, depthwise: bool) -> Graph {
+/// A `k x k` convolution (or depthwise, `cin` = channels) over `hw x hw` keeping `keep.0` of
+/// every `keep.1` blocks (blocks of 4 input channels at one kernel position, block `blk` of
+/// output channel `row` kept when `(row + blk) % keep.1 < keep.0`; a depthwise layer keeps
+/// `keep.0` of its `k` kernel rows per channel, `keep.1` = `k`, channel `ch` from row `ch % k` on).
+fn block_sparse_conv(
+    k: usize,
+    hw: usize,
+    cin: usize,
+    cout: usize,
+    depthwise: bool,
+    keep: (usize, usize),
+) -> Graph {
     let mut r = Rng(11);
     let mut b = GraphBuilder::new();
-    b.input("x", &[8, 8, cin], 2f64.powi(-5)).unwrap();
+    b.input("x", &[hw, hw, cin], 2f64.powi(-5)).unwrap();
     let win = quant::graph::Window {
         k: [k, k],
         stride: [1, 1],
         pad: [k / 2, k / 2],
     };
     if depthwise {
-        // [kh, kw, c]: channel ch keeps kernel row ch % 3
+        assert_eq!(keep.1, k);
+        // [kh, kw, c]: channel ch keeps kernel rows ch % k .. ch % k + keep.0 (mod k)
         let mut w = r.i8s(k * k * cin);
         for (i, v) in w.iter_mut().enumerate() {
-            if i / (k * cin) != (i % cin) % k {
+            if (i / (k * cin) + k - (i % cin) % k) % k >= keep.0 {
                 *v = 0;
             }
         }
@@ -490,7 +500,7 @@ fn block_sparse_conv(k: usize, cin: usize, cout: usize, depthwise: bool) -> Grap
         .unwrap();
     } else {
         let w = pruned(&mut r, cout, k * k * cin, 4, |row, blk| {
-            (row + blk) % 2 == 0
+            (row + blk) % keep.1 < keep.0
         });
         b.conv2d(
             "conv",
@@ -507,9 +517,127 @@ fn block_sparse_conv(k: usize, cin: usize, cout: usize, depthwise: bool) -> Grap
     b.finish().unwrap()
 }
 
+/// One case of `sparse_kernel_instruction_counts`: the graph, the cost-model op it is (the same
+/// shape with the block sparsity of its pruning) and the cycle-table entry it enters.
+struct SparseCase {
+    label: &'static str,
+    graph: Graph,
+    op: cost::graph::OpKind,
+    sparsity: cost::graph::Sparsity,
+    /// `sparse_mac` (the Linear kernels: Linear, pointwise), `sparse_conv_mac`,
+    /// `sparse_depthwise_mac`.
+    entry: &'static str,
+}
+
+fn sparse_cases() -> Vec<SparseCase> {
+    use cost::graph::{OpKind, Sparsity};
+    let sp = |kept: f64, of: f64, block| Sparsity {
+        rho: 1.0 - kept / of,
+        block,
+    };
+    let conv = |hw, cin, cout, k| OpKind::Conv2d {
+        h: hw,
+        w: hw,
+        cin,
+        cout,
+        k,
+        stride: 1,
+        pad: k / 2,
+    };
+    let dw = |hw, c| OpKind::DepthwiseConv2d {
+        h: hw,
+        w: hw,
+        c,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let mut cases = Vec::new();
+    for (keep, label) in [
+        (3, "Linear 256->64 x16 tokens, 3/4 blocks"),
+        (2, "Linear 256->64 x16 tokens, 2/4 blocks"),
+        (1, "Linear 256->64 x16 tokens, 1/4 blocks"),
+    ] {
+        cases.push(SparseCase {
+            label,
+            graph: block_sparse_linear(keep),
+            op: OpKind::Linear {
+                tokens: 16,
+                in_features: 256,
+                out_features: 64,
+                bias: true,
+            },
+            sparsity: sp(keep as f64, 4.0, 4),
+            entry: "sparse_mac",
+        });
+    }
+    cases.push(SparseCase {
+        label: "pointwise 32->32 8x8, 2/4 blocks",
+        graph: block_sparse_conv(1, 8, 32, 32, false, (1, 2)),
+        op: conv(8, 32, 32, 1),
+        sparsity: sp(1.0, 2.0, 4),
+        entry: "sparse_mac",
+    });
+    cases.push(SparseCase {
+        label: "conv3x3 16->16 8x8, 2/4 blocks",
+        graph: block_sparse_conv(3, 8, 16, 16, false, (1, 2)),
+        op: conv(8, 16, 16, 3),
+        sparsity: sp(1.0, 2.0, 4),
+        entry: "sparse_conv_mac",
+    });
+    cases.push(SparseCase {
+        label: "conv3x3 8->16 16x16, 2/4 blocks",
+        graph: block_sparse_conv(3, 16, 8, 16, false, (1, 2)),
+        op: conv(16, 8, 16, 3),
+        sparsity: sp(1.0, 2.0, 4),
+        entry: "sparse_conv_mac",
+    });
+    cases.push(SparseCase {
+        label: "conv3x3 32->32 8x8, 3/4 blocks",
+        graph: block_sparse_conv(3, 8, 32, 32, false, (3, 4)),
+        op: conv(8, 32, 32, 3),
+        sparsity: sp(3.0, 4.0, 4),
+        entry: "sparse_conv_mac",
+    });
+    // a depthwise layer is coded only with one kernel row of 3 kept (2 rows: 10 bytes coded
+    // per channel against 9 dense)
+    for (hw, c, label) in [
+        (8, 32, "depthwise 3x3 32 ch 8x8, 1/3 rows"),
+        (16, 16, "depthwise 3x3 16 ch 16x16, 1/3 rows"),
+    ] {
+        cases.push(SparseCase {
+            label,
+            graph: block_sparse_conv(3, hw, c, c, true, (1, 3)),
+            op: dw(hw, c),
+            sparsity: sp(1.0, 3.0, 3),
+            entry: "sparse_depthwise_mac",
+        });
+    }
+    cases
+}
+
+/// Class of a function in a one-op graph of `sparse_kernel_instruction_counts`: `other_class`,
+/// with the coded kernels' static helpers (`nas_rle_*`, some shared by the three kernels)
+/// counted in the class of the one kernel the graph runs.
+fn sparse_class(f: &str, kernel: &'static str) -> &'static str {
+    if f.starts_with("nas_rle_") {
+        kernel
+    } else {
+        other_class(f)
+    }
+}
+
 /// The sparse kernels (`nas_sparse.c`) against the dense ones on the same block-pruned
 /// weights (one-layer graphs, whole inference counted): instructions per stored
-/// (nonzero-block) MAC and the speed-up, and the `sparse_mac` cycle entry they give.
+/// (kept-block) MAC and the speed-up, and the cycle-table entries they give, fitted as in
+/// `other_kernel_instruction_counts`: per target, the instructions of the layer's kernel class
+/// (`sparse_class`) less `requant` per output (fitted in the same run from the dense runs of the
+/// Linear-kernel cases: `a MACs + b outputs`), summed over the cases of an entry, over their
+/// stored MACs, x the ASSUMED CPI (per MAC, not per SIMD instruction: the cost model charges
+/// the sparse entries per stored MAC). Entries: `sparse_mac` (the sparse Linear kernel: Linear
+/// and pointwise layers), `sparse_conv_mac` (k x k Conv2d), `sparse_depthwise_mac`. The stored
+/// MACs are checked to be exactly the cost model's work units (`cost::ops::op_cost` of the same
+/// shape and block sparsity).
 #[test]
 fn sparse_kernel_instruction_counts() {
     let Some((targets, dir, plugin)) = setup() else {
@@ -520,69 +648,178 @@ fn sparse_kernel_instruction_counts() {
         ..Int8Options::default()
     };
     let sparse = Int8Options::default();
-    let cases = [
-        (
-            "Linear 256->64 x16 tokens, 3/4 blocks",
-            block_sparse_linear(3),
-        ),
-        (
-            "Linear 256->64 x16 tokens, 2/4 blocks",
-            block_sparse_linear(2),
-        ),
-        (
-            "Linear 256->64 x16 tokens, 1/4 blocks",
-            block_sparse_linear(1),
-        ),
-        (
-            "pointwise 32->32 8x8, 2/4 blocks",
-            block_sparse_conv(1, 32, 32, false),
-        ),
-        (
-            "conv3x3 16->16 8x8, 2/4 blocks",
-            block_sparse_conv(3, 16, 16, false),
-        ),
-        (
-            "depthwise 3x3 32 ch 8x8, 1/3 rows",
-            block_sparse_conv(3, 32, 32, true),
-        ),
-    ];
-    let mut fitted = Vec::new();
-    println!(
-        "| target | layer | dense MACs | stored MACs | dense instr | sparse instr | \
-         dense instr / MAC | sparse instr / stored MAC | dense / sparse |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for &t in &targets {
-        for (ci, (label, g)) in cases.iter().enumerate() {
-            let p = plan(g, &sparse).unwrap();
-            let coded = p.coded[0].as_ref().expect("pruned weights are coded");
-            let out = g.tensor(&g.nodes[0].output).unwrap();
-            let positions = (out.numel() / out.shape.last().unwrap()) as u64;
-            let stored = positions * export::sparse::coded_macs_per_position(coded);
-            let macs = node_macs(g, 0);
-            let tag = |v: &str| format!("sparse-{t}-{ci}-{v}");
-            let nd = count(g, &dense, t, &plugin, dir.path(), &tag("d")).total;
-            let ns = count(g, &sparse, t, &plugin, dir.path(), &tag("s")).total;
-            println!(
-                "| {t} | {label} | {macs} | {stored} | {nd} | {ns} | {:.2} | {:.2} | {:.2}x |",
-                nd as f64 / macs as f64,
-                ns as f64 / stored as f64,
-                nd as f64 / ns as f64
-            );
-            if ci == 1 {
-                fitted.push(format!(
-                    "{t}: sparse_mac = {:.2} instr/stored MAC x assumed CPI {} = {:.1} cycles",
-                    ns as f64 / stored as f64,
-                    assumed_cpi(t),
-                    ns as f64 / stored as f64 * assumed_cpi(t)
-                ));
-            }
-        }
+    let cases = sparse_cases();
+    // (stored MACs, outputs, kernel class) per case, the stored MACs checked against the cost
+    // model's work
+    let mut work = Vec::new();
+    for c in &cases {
+        let g = &c.graph;
+        let p = plan(g, &sparse).unwrap();
+        let coded = p.coded[0].as_ref().expect("pruned weights are coded");
+        let out = g.tensor(&g.nodes[0].output).unwrap();
+        let positions = (out.numel() / out.shape.last().unwrap()) as u64;
+        let stored = positions * export::sparse::coded_macs_per_position(coded);
+        let op = cost::graph::Op {
+            name: "l".into(),
+            kind: c.op.clone(),
+            inputs: vec!["x".into()],
+            sparsity: Some(c.sparsity),
+        };
+        let oc = cost::ops::op_cost(&op, None, cost::ops::Deploy::default()).unwrap();
+        let (kernel, unit) = match c.entry {
+            "sparse_mac" => ("linear", cost::ops::Work::SparseMac),
+            "sparse_conv_mac" => ("conv", cost::ops::Work::SparseConvMac),
+            _ => ("depthwise", cost::ops::Work::SparseDepthwiseMac),
+        };
+        assert!(
+            oc.sparse_coded,
+            "{}: the cost model stores it dense",
+            c.label
+        );
+        assert_eq!(
+            oc.work,
+            vec![
+                (unit, stored),
+                (cost::ops::Work::Requant, out.numel() as u64)
+            ],
+            "{}: cost-model work",
+            c.label
+        );
+        work.push((stored as f64, out.numel() as f64, kernel));
     }
     println!(
-        "\ncycle-table entry (the Linear with half the blocks kept):\n{}",
-        fitted.join("\n")
+        "| target | layer | dense MACs | stored MACs | outputs | dense instr | sparse instr | \
+         dense instr / MAC | sparse instr / stored MAC | dense / sparse | sparse kernel instr | \
+         kernel instr less requant / stored MAC |"
     );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    for &t in &targets {
+        // per case: (dense kernel-class instructions, sparse kernel-class instructions, line)
+        let mut meas = Vec::new();
+        for (ci, (c, &(stored, outs, kernel))) in cases.iter().zip(&work).enumerate() {
+            let g = &c.graph;
+            let macs = node_macs(g, 0);
+            let tag = |v: &str| format!("sparse-{t}-{ci}-{v}");
+            let class_instr = |o: &Int8Options, v: &str| {
+                let cnt = count(g, o, t, &plugin, dir.path(), &tag(v));
+                let mut m: BTreeMap<&str, u64> = BTreeMap::new();
+                for (f, &n) in &cnt.funcs {
+                    *m.entry(sparse_class(f, kernel)).or_insert(0) += n;
+                }
+                let n = m.get(kernel).copied().unwrap_or(0);
+                let other = m.get("other").copied().unwrap_or(0);
+                assert!(
+                    n > 0,
+                    "{t} {} ({v}): no {kernel} instructions: {m:?}",
+                    c.label
+                );
+                // nothing of another kernel class runs in a one-op graph
+                assert_eq!(n + other, cnt.total, "{t} {} ({v}): {m:?}", c.label);
+                (cnt.total, n as f64)
+            };
+            let (nd, kd) = class_instr(&dense, "d");
+            let (ns, ks) = class_instr(&sparse, "s");
+            meas.push((
+                macs as f64,
+                kd,
+                ks,
+                (label_row(t, c.label, macs, stored, outs, nd, ns)),
+            ));
+        }
+        // requant: the dense Linear kernel's per-output term, from the Linear-kernel cases
+        let cpi = assumed_cpi(t);
+        let simd = if t == Target::Rv32 { 1.0 } else { 2.0 };
+        let (lin, rq) = lsq2(
+            &meas
+                .iter()
+                .zip(&work)
+                .filter(|(_, w)| w.2 == "linear")
+                .map(|((macs, kd, _, _), &(_, outs, _))| (*macs, outs, *kd))
+                .collect::<Vec<_>>(),
+        );
+        for ((_, _, ks, line), &(stored, outs, _)) in meas.iter().zip(&work) {
+            println!("{line} {ks} | {:.2} |", (ks - rq * outs) / stored);
+        }
+        rows.push(format!(
+            "| {t} | dense Linear (reference) | {lin:.2} / MAC | requant {rq:.2} / output | {cpi} \
+             | (linear {:.1}, requant {:.1}: not written) |",
+            cpi * simd * lin,
+            cpi * rq
+        ));
+        let mut fitted = Vec::new();
+        for entry in ["sparse_mac", "sparse_conv_mac", "sparse_depthwise_mac"] {
+            let of: Vec<_> = meas
+                .iter()
+                .zip(&cases)
+                .zip(&work)
+                .filter(|((_, c), _)| c.entry == entry)
+                .map(|((m, _), w)| (m.2, w.0, w.1))
+                .collect();
+            let stored: f64 = of.iter().map(|o| o.1).sum();
+            let rest: f64 = of.iter().map(|(ks, _, outs)| ks - rq * outs).sum();
+            let a = rest / stored;
+            let per_case = of
+                .iter()
+                .map(|(ks, st, outs)| format!("{:.2}", (ks - rq * outs) / st))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // depthwise: 3 stored MACs per output in every case (one kernel row kept), so the
+            // per-MAC and per-output terms are inseparable
+            let free = if entry == "sparse_depthwise_mac" {
+                "inseparable".to_string()
+            } else {
+                let (fa, fb) = lsq2(
+                    &of.iter()
+                        .map(|&(ks, st, outs)| (st, outs, ks))
+                        .collect::<Vec<_>>(),
+                );
+                format!("free fit {fa:.2} / stored MAC + {fb:.1} / output")
+            };
+            let outs: f64 = of.iter().map(|o| o.2).sum();
+            let all: f64 = of.iter().map(|o| o.0).sum();
+            let e = cpi * a;
+            assert!(e.is_finite() && e > 0.0, "{t} {entry}: {e}");
+            rows.push(format!(
+                "| {t} | {entry} | {a:.2} / stored MAC (besides requant {rq:.2} / output; per \
+                 case {per_case}) | {free}; {:.1} / output in all | {cpi} | {e:.1} |",
+                all / outs
+            ));
+            fitted.push(format!("{entry}: {e:.1}"));
+        }
+        entries.push(format!("{t}: `{}`", fitted.join(", ")));
+    }
+    println!(
+        "\n| target | entry | kernel instructions per stored MAC | other terms | assumed CPI | \
+         new entry |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for r in &rows {
+        println!("{r}");
+    }
+    println!("\nfitted cycle-table entries (instructions x ASSUMED CPI):");
+    for e in &entries {
+        println!("{e}");
+    }
+}
+
+/// The start of a row of the sparse table (up to the sparse kernel's instructions).
+fn label_row(
+    t: Target,
+    label: &str,
+    macs: u64,
+    stored: f64,
+    outs: f64,
+    nd: u64,
+    ns: u64,
+) -> String {
+    format!(
+        "| {t} | {label} | {macs} | {stored} | {outs} | {nd} | {ns} | {:.2} | {:.2} | {:.2}x |",
+        nd as f64 / macs as f64,
+        ns as f64 / stored,
+        nd as f64 / ns as f64
+    )
 }
 
 /// Class of a runtime function for `other_kernel_instruction_counts` (by name, as `by_class`

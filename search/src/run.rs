@@ -58,18 +58,18 @@ fn derive(seed: u64, stage: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-struct Data {
-    train: ImageTensors,
-    valid: ImageTensors,
-    test: ImageTensors,
-    classes: usize,
-    class_names: Vec<String>,
+pub(crate) struct Data {
+    pub(crate) train: ImageTensors,
+    pub(crate) valid: ImageTensors,
+    pub(crate) test: ImageTensors,
+    pub(crate) classes: usize,
+    pub(crate) class_names: Vec<String>,
     /// Per-channel statistics the images are normalized with (from the training split).
-    mean: Vec<f32>,
-    std: Vec<f32>,
+    pub(crate) mean: Vec<f32>,
+    pub(crate) std: Vec<f32>,
 }
 
-fn load_data(cfg: &SearchConfig) -> Result<Data> {
+pub(crate) fn load_data(cfg: &SearchConfig) -> Result<Data> {
     let d = &cfg.data;
     let (train, test) = match &d.source {
         ImageData::FashionMnist { dir } => datasets::read_fashion_mnist(dir)?,
@@ -291,7 +291,7 @@ pub fn run_search(
                 seed ^ 1,
                 Some(PruneRun {
                     sparse: &sparse,
-                    schedule: agp(sp.prune_steps, sp.prune_frequency),
+                    schedule: agp_schedule(sp.prune_steps, sp.prune_frequency),
                 }),
                 Masks::default(),
                 device,
@@ -339,7 +339,7 @@ pub fn run_search(
             derive(cfg.seed, 7, 0),
             Some(PruneRun {
                 sparse: &c.sparse,
-                schedule: agp(sp.final_prune_steps.max(1), sp.prune_frequency),
+                schedule: agp_schedule(sp.final_prune_steps.max(1), sp.prune_frequency),
             }),
             Masks::default(),
             device,
@@ -466,12 +466,19 @@ fn unfinished(out: &Path) -> SearchOutcome {
     }
 }
 
-fn agp(steps: usize, frequency: usize) -> Schedule {
+/// AGP over a run of `steps` optimizer steps with a mask update every `frequency` steps. The
+/// last update falls inside the run, so every layer reaches its target while training and the
+/// last steps recover at it. (`Schedule::Agp::steps` counts mask updates, not optimizer steps:
+/// passing the run's length there left the layers at a fraction of their targets until a final
+/// one-shot jump with no recovery.)
+pub(crate) fn agp_schedule(steps: usize, frequency: usize) -> Schedule {
+    // a run no longer than the update interval still gets one update inside it
+    let frequency = frequency.clamp(1, steps.saturating_sub(1).max(1));
     Schedule::Agp {
         initial_sparsity: 0.0,
         start_step: 0,
-        frequency: frequency.max(1),
-        steps: steps.max(1),
+        frequency,
+        steps: (steps.saturating_sub(1) / frequency).max(1),
     }
 }
 

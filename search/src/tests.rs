@@ -152,6 +152,30 @@ fn shipped_configs_parse() {
     }
 }
 
+#[test]
+fn agp_schedule_reaches_every_target_inside_the_run() {
+    for (steps, frequency) in [(200, 10), (1500, 10), (4, 2), (7, 3), (10, 10)] {
+        let s = crate::run::agp_schedule(steps, frequency);
+        let end = s.end_step();
+        let at = |step| s.sparsity(0.6, step);
+        assert!(
+            end < steps && s.is_update(end),
+            "{steps} steps / every {frequency}: last update at {end}"
+        );
+        assert_eq!(at(end), 0.6, "{steps} steps / every {frequency}");
+        // cubic: most of the pruning happens early
+        let updates = end / frequency.min(end);
+        let mid = end / updates * (updates / 2);
+        if updates >= 2 {
+            assert!(
+                at(mid) > 0.45,
+                "{steps} / {frequency}: {} at {mid}",
+                at(mid)
+            );
+        }
+    }
+}
+
 /// Manual check of how fast a fixed single path learns Fashion-MNIST:
 /// `cargo test -p search --lib learning_curve -- --ignored --nocapture` (sequence-pooling
 /// head; `POOL=avg` for the average-pooling head; `MB=n` MobileNetV2 blocks per stage, default 1;
@@ -254,4 +278,91 @@ fn write_tiny_fixture() {
     write_idx(&dir.join("data"), "t10k", 100, 2).unwrap();
     let cfg = tiny_config(&dir.join("data"), &target());
     std::fs::write(dir.join("search.ron"), ron::to_string(&cfg).unwrap()).unwrap();
+}
+
+/// Diagnosis of SparseNAS candidates of a search folder: accuracy of a candidate after the
+/// dense steps, after one-shot pruning of all its layers and of each layer alone, and after
+/// masked training. `DIAG=runs/x CAND=0 cargo test -p search --lib diagnose -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn diagnose_candidates() {
+    use crate::train::{Masks, accuracy, prune_one_shot, train_path};
+    use burn::module::Module;
+    use training::tinyformer::{Supernet, TinyFormer};
+    let dir = std::path::PathBuf::from(std::env::var("DIAG").unwrap());
+    let cand: usize = std::env::var("CAND").map_or(0, |v| v.parse().unwrap());
+    let raw = std::fs::read_to_string(dir.join(STATE_FILE)).unwrap();
+    let state: SearchState = serde_json::from_str(&raw).unwrap();
+    let cfg = &state.config;
+    let data = crate::run::load_data(cfg).unwrap();
+    let device = Device::flex().autodiff();
+    let best = (0..state.supernets.len())
+        .max_by(|&a, &b| {
+            let f = |i: usize| state.supernets[i].avg_accuracy.unwrap_or(-1.0);
+            f(a).total_cmp(&f(b))
+        })
+        .unwrap();
+    let rec = &state.supernets[best];
+    let supernet = Supernet::init(&rec.config, 0, &device)
+        .unwrap()
+        .try_load_file(dir.join(rec.checkpoint.clone().unwrap()))
+        .unwrap();
+    let sp = &cfg.sparsenas;
+    let acc = |m: &TinyFormer| accuracy(m, &data.valid, 128, &device);
+    let c = &state.candidates[cand];
+    let m = supernet.extract(&rec.config, &c.path).unwrap();
+    let (m, _) = train_path(
+        m,
+        &c.arch,
+        &data.train,
+        &cfg.train,
+        sp.train_steps,
+        1,
+        None,
+        Masks::default(),
+        &device,
+    )
+    .unwrap();
+    println!(
+        "candidate {cand} (search {:?}): dense {:.3}",
+        c.accuracy,
+        acc(&m)
+    );
+    let all = prune_one_shot(m.clone(), &c.arch, &c.sparse).unwrap();
+    println!("one-shot, all layers: {:.3}", acc(&all));
+    for (name, s) in &c.sparse {
+        let one: crate::sparsity::SparseConfig = [(name.clone(), *s)].into_iter().collect();
+        let p = prune_one_shot(m.clone(), &c.arch, &one).unwrap();
+        println!("one-shot {name} {:?}: {:.3}", s, acc(&p));
+    }
+    let mut masks = Masks::default();
+    masks.update(&m, &c.arch, &c.sparse, |t| t).unwrap();
+    let mut p = masks.apply(m, &c.arch);
+    for round in 0..4 {
+        let (q, mk) = train_path(
+            p,
+            &c.arch,
+            &data.train,
+            &cfg.train,
+            50,
+            10 + round,
+            None,
+            masks,
+            &device,
+        )
+        .unwrap();
+        masks = mk;
+        p = q;
+        let (x, _) = data
+            .valid
+            .batch(&[0, 1], &device.clone().without_autodiff());
+        let logits = p.valid().forward(x);
+        println!(
+            "masked training {} steps: {:.3}, logits {}",
+            50 * (round + 1),
+            acc(&p),
+            logits
+        );
+    }
 }
