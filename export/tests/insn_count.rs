@@ -91,10 +91,20 @@ fn toolchain(t: Target) -> (&'static str, Vec<&'static str>, Vec<&'static str>) 
     }
 }
 
-/// One inference: total instructions and instructions per function (2-run minus 1-run).
+/// One inference: total instructions and instructions per function (2-run minus 1-run), and
+/// on the Cortex-M4 (`models_cycles`) the plugin's modelled cycles likewise (empty / 0
+/// elsewhere).
 struct Count {
     total: u64,
     funcs: BTreeMap<String, u64>,
+    cycles: u64,
+    func_cycles: BTreeMap<String, u64>,
+}
+
+/// Whether the plugin models cycles for `t` (`cycles=m4`: the Cortex-M4 timing table in
+/// export/tools/insn_count.c; the other targets get instruction counts only).
+fn models_cycles(t: Target) -> bool {
+    t == Target::CortexM4
 }
 
 /// `name lo hi` of every function of `elf` (the plugin's `ranges=` file).
@@ -161,9 +171,10 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
             .arg(&elf)
             .arg("-plugin")
             .arg(format!(
-                "{},lo=0,hi=0xffffffff,ranges={}",
+                "{},lo=0,hi=0xffffffff,ranges={}{}",
                 plugin.display(),
-                ranges.display()
+                ranges.display(),
+                if models_cycles(t) { ",cycles=m4" } else { "" }
             ))
             .args(["-d", "plugin"]))
         .unwrap();
@@ -174,22 +185,40 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
             .trim()
             .parse()
             .unwrap();
-        let mut funcs = BTreeMap::new();
-        for l in out.lines().filter_map(|l| l.strip_prefix("range ")) {
-            let (name, n) = l.rsplit_once(' ').unwrap();
-            *funcs.entry(name.to_string()).or_insert(0u64) += n.trim().parse::<u64>().unwrap();
-        }
-        counts.push(Count { total, funcs });
+        let per_func = |prefix: &str| {
+            let mut funcs = BTreeMap::new();
+            for l in out.lines().filter_map(|l| l.strip_prefix(prefix)) {
+                let (name, n) = l.rsplit_once(' ').unwrap();
+                *funcs.entry(name.to_string()).or_insert(0u64) += n.trim().parse::<u64>().unwrap();
+            }
+            funcs
+        };
+        let cycles = match out.lines().find_map(|l| l.strip_prefix("cycles ")) {
+            Some(c) => c.trim().parse().unwrap(),
+            None if models_cycles(t) => panic!("no modelled cycles in {out}"),
+            None => 0,
+        };
+        counts.push(Count {
+            total,
+            funcs: per_func("range "),
+            cycles,
+            func_cycles: per_func("rcycles "),
+        });
     }
-    let funcs = counts[1]
-        .funcs
-        .iter()
-        .map(|(f, &n)| (f.clone(), n - counts[0].funcs.get(f).copied().unwrap_or(0)))
-        .filter(|&(_, n)| n > 0)
-        .collect();
+    // saturating: `main` differs between the two programs (its loop), and a taken branch's
+    // refill is charged to the function of the branch, so its modelled cycles need not grow;
+    // the kernels' code is the same in both
+    let diff = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+        b.iter()
+            .map(|(f, &n)| (f.clone(), n.saturating_sub(a.get(f).copied().unwrap_or(0))))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    };
     Count {
         total: counts[1].total - counts[0].total,
-        funcs,
+        funcs: diff(&counts[0].funcs, &counts[1].funcs),
+        cycles: counts[1].cycles.saturating_sub(counts[0].cycles),
+        func_cycles: diff(&counts[0].func_cycles, &counts[1].func_cycles),
     }
 }
 
@@ -236,12 +265,12 @@ fn work(g: &Graph, opts: &Int8Options) -> Work {
     w
 }
 
-/// Instructions of one stage by kernel class: Linear (both layouts), MatMul, Softmax,
-/// Transpose (copy), the fused attention kernel (with the softmax and dot-product helpers it
-/// calls), and the rest (model_run, memcpy).
-fn by_class(c: &Count, fused: bool) -> BTreeMap<&'static str, u64> {
+/// Instructions (or modelled cycles: `funcs` = `Count::func_cycles`) of one stage by kernel
+/// class: Linear (both layouts), MatMul, Softmax, Transpose (copy), the fused attention kernel
+/// (with the softmax and dot-product helpers it calls), and the rest (model_run, memcpy).
+fn by_class(funcs: &BTreeMap<String, u64>, fused: bool) -> BTreeMap<&'static str, u64> {
     let mut m = BTreeMap::new();
-    for (f, &n) in &c.funcs {
+    for (f, &n) in funcs {
         let class = if f.contains("linear") {
             "linear"
         } else if f.contains("transpose") {
@@ -300,11 +329,19 @@ fn ratio(runs: &[Run], f: impl Fn(&Work, &BTreeMap<&str, u64>) -> (f64, f64)) ->
 /// One measured stage: its work and its instructions by class.
 type Run = (Work, BTreeMap<&'static str, u64>);
 
-/// The refit of a target's cycle-table entries from the measured stages (see the README):
-/// instructions per work unit, times the assumed CPI, MAC classes per MAC instruction
-/// (`simd` int8 MACs).
-fn refit(t: Target, simd: f64, runs: &[Run]) {
-    let cpi = assumed_cpi(t);
+/// Per work unit of the attention stages' classes (instructions, or modelled cycles when
+/// `runs` holds cycles): linear (per MAC), requant (per output), softmax, copy (per element),
+/// layer-wise MatMul and fused attention's products (per MAC).
+struct StageFit {
+    lin_mac: f64,
+    requant: f64,
+    softmax: f64,
+    copy: f64,
+    mm_layer: f64,
+    mm_fused: f64,
+}
+
+fn stage_fit(runs: &[Run]) -> StageFit {
     let get = |m: &BTreeMap<&str, u64>, k: &str| m.get(k).copied().unwrap_or(0) as f64;
     // Linear: instructions = a MACs + b outputs (the per-output part is the requantization
     // and block set-up: the cost model's `requant` work)
@@ -326,6 +363,29 @@ fn refit(t: Target, simd: f64, runs: &[Run]) {
             get(m, "attention") - softmax * w.att_softmax - requant * w.att_requant,
         )
     });
+    StageFit {
+        lin_mac,
+        requant,
+        softmax,
+        copy,
+        mm_layer,
+        mm_fused,
+    }
+}
+
+/// The refit of a target's cycle-table entries from the measured stages (see the README):
+/// instructions per work unit, times the assumed CPI, MAC classes per MAC instruction
+/// (`simd` int8 MACs).
+fn refit(t: Target, simd: f64, runs: &[Run]) {
+    let cpi = assumed_cpi(t);
+    let StageFit {
+        lin_mac,
+        requant,
+        softmax,
+        copy,
+        mm_layer,
+        mm_fused,
+    } = stage_fit(runs);
     println!(
         "| {t} | {:.2} | {:.2} | {:.2} (layer-wise MatMul: {:.2}) | {:.2} | {:.2} | {:.2} | \
          `linear: {:.1}, matmul: {:.1}, softmax: {:.1}, requant: {:.1}, copy: {:.1}` |",
@@ -341,6 +401,62 @@ fn refit(t: Target, simd: f64, runs: &[Run]) {
         cpi * softmax,
         cpi * requant,
         cpi * copy
+    );
+}
+
+/// One class of the modelled-cycle tables: `(class, work unit, instructions per unit, modelled
+/// cycles per unit, simd factor of its entry)`.
+type Modelled = (&'static str, &'static str, f64, f64, f64);
+
+/// Prints, for the classes of one fit, instructions and modelled cycles per work unit, the
+/// modelled CPI (cycles / instructions of that class) beside the assumed one, and the
+/// cycle-table entries both give (per unit x `simd` for the MAC classes).
+fn print_modelled(t: Target, what: &str, rows: &[Modelled]) {
+    let cpi = assumed_cpi(t);
+    println!(
+        "\n{t} modelled cycles ({what}; Cortex-M4 timing table of export/tools/insn_count.c)\n\n\
+         | class | work unit | instr / unit | modelled cycles / unit | modelled CPI | assumed CPI \
+         | entry (assumed CPI) | entry (modelled) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut entries = Vec::new();
+    for &(class, unit, i, c, simd) in rows {
+        println!(
+            "| {class} | {unit} | {i:.2} | {c:.2} | {:.3} | {cpi} | {:.1} | {:.1} |",
+            c / i,
+            cpi * simd * i,
+            simd * c
+        );
+        if !class.contains('(') {
+            entries.push(format!("{class}: {:.1}", simd * c));
+        }
+    }
+    println!(
+        "\nmodelled cycle-table entries ({t}, {what}): `{}`",
+        entries.join(", ")
+    );
+}
+
+/// The refit of `refit` on the modelled cycles (`cruns`) beside the instructions (`runs`).
+fn modelled_refit(t: Target, simd: f64, runs: &[Run], cruns: &[Run]) {
+    let (i, c) = (stage_fit(runs), stage_fit(cruns));
+    print_modelled(
+        t,
+        "attention stages",
+        &[
+            ("linear", "MAC", i.lin_mac, c.lin_mac, simd),
+            (
+                "matmul",
+                "MAC (fused attention)",
+                i.mm_fused,
+                c.mm_fused,
+                simd,
+            ),
+            ("matmul (layer-wise)", "MAC", i.mm_layer, c.mm_layer, simd),
+            ("softmax", "element", i.softmax, c.softmax, 1.0),
+            ("requant", "output", i.requant, c.requant, 1.0),
+            ("copy", "element", i.copy, c.copy, 1.0),
+        ],
     );
 }
 
@@ -377,8 +493,12 @@ fn attention_instruction_counts() {
         ..Int8Options::default()
     };
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+    // the same with modelled cycles (Cortex-M4 only)
+    let mut cruns: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut breakdown = String::new();
+    // modelled Cortex-M4 cycles of whole attention stages beside the paper's STM32L4 figures
+    let mut m4_cycles = String::new();
     println!("| shape | target | variant | MACs | instructions | instr/MAC | baseline / variant |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &(name, s, e, p, h) in &graphs::SHAPES {
@@ -408,7 +528,16 @@ fn attention_instruction_counts() {
                     n as f64 / macs as f64,
                     base as f64 / n as f64
                 );
-                let classes = by_class(&c, o.fuse_attention);
+                let classes = by_class(&c.funcs, o.fuse_attention);
+                if models_cycles(t) {
+                    cruns[ti].push((work(g, o), by_class(&c.func_cycles, o.fuse_attention)));
+                    m4_cycles.push_str(&format!(
+                        "| {name} | {v} | {macs} | {:.2}M | {:.2} | {} |\n",
+                        c.cycles as f64 / 1e6,
+                        macs as f64 / c.cycles as f64,
+                        paper_l4_cycles(name)
+                    ));
+                }
                 breakdown.push_str(&format!(
                     "| {name} | {t} | {v} | {} |\n",
                     ["linear", "matmul", "softmax", "copy", "attention", "other"]
@@ -430,6 +559,14 @@ fn attention_instruction_counts() {
             r.iter().sum::<f64>() / r.len() as f64
         );
     }
+    if !m4_cycles.is_empty() {
+        println!(
+            "\n| shape | variant | MACs | modelled Cortex-M4 cycles | MACs / cycle | paper Table 4, \
+             STM32L4 cycles: ours / CMSIS-NN |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- |");
+        print!("{m4_cycles}");
+    }
     println!(
         "\n| shape | target | variant | linear | matmul | softmax | transpose | fused attention | other |"
     );
@@ -443,6 +580,22 @@ fn attention_instruction_counts() {
     for (t, r) in targets.iter().zip(&runs) {
         let simd = if *t == Target::Rv32 { 1.0 } else { 2.0 };
         refit(*t, simd, r);
+    }
+    for ((t, r), c) in targets.iter().zip(&runs).zip(&cruns) {
+        if models_cycles(*t) {
+            modelled_refit(*t, 2.0, r, c);
+        }
+    }
+}
+
+/// pulp-transformer Table 4, STM32L4 (Cortex-M4) cycles of the attention block: their best
+/// kernel / the CMSIS-NN baseline (measured on the board, so flash wait states included).
+fn paper_l4_cycles(shape: &str) -> &'static str {
+    match shape {
+        "eegformer" => "39.71M / 60.17M",
+        "ecgformer" => "3.28M / 5.75M",
+        "trformer" => "1.18M / 1.71M",
+        _ => "-",
     }
 }
 
@@ -695,9 +848,13 @@ fn sparse_kernel_instruction_counts() {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut rows = Vec::new();
     let mut entries = Vec::new();
+    let mut modelled = Vec::new();
     for &t in &targets {
         // per case: (dense kernel-class instructions, sparse kernel-class instructions, line)
         let mut meas = Vec::new();
+        // per case: (MACs, dense and sparse kernel-class instructions, the same in modelled
+        // cycles: Cortex-M4 only, else 0)
+        let mut cmeas = Vec::new();
         for (ci, (c, &(stored, outs, kernel))) in cases.iter().zip(&work).enumerate() {
             let g = &c.graph;
             let macs = node_macs(g, 0);
@@ -717,10 +874,17 @@ fn sparse_kernel_instruction_counts() {
                 );
                 // nothing of another kernel class runs in a one-op graph
                 assert_eq!(n + other, cnt.total, "{t} {} ({v}): {m:?}", c.label);
-                (cnt.total, n as f64)
+                let cyc: u64 = cnt
+                    .func_cycles
+                    .iter()
+                    .filter(|(f, _)| sparse_class(f, kernel) == kernel)
+                    .map(|(_, &n)| n)
+                    .sum();
+                (cnt.total, n as f64, cyc as f64)
             };
-            let (nd, kd) = class_instr(&dense, "d");
-            let (ns, ks) = class_instr(&sparse, "s");
+            let (nd, kd, kd_c) = class_instr(&dense, "d");
+            let (ns, ks, ks_c) = class_instr(&sparse, "s");
+            cmeas.push((macs as f64, kd, ks, kd_c, ks_c));
             meas.push((
                 macs as f64,
                 kd,
@@ -789,6 +953,9 @@ fn sparse_kernel_instruction_counts() {
             fitted.push(format!("{entry}: {e:.1}"));
         }
         entries.push(format!("{t}: `{}`", fitted.join(", ")));
+        if models_cycles(t) {
+            modelled.push((t, sparse_modelled(simd, &cases, &work, &cmeas)));
+        }
     }
     println!(
         "\n| target | entry | kernel instructions per stored MAC | other terms | assumed CPI | \
@@ -802,6 +969,57 @@ fn sparse_kernel_instruction_counts() {
     for e in &entries {
         println!("{e}");
     }
+    for (t, rows) in &modelled {
+        print_modelled(*t, "sparse kernels", rows);
+    }
+}
+
+/// Per case of `sparse_kernel_instruction_counts`: MACs, dense and sparse kernel-class
+/// instructions, dense and sparse kernel-class modelled cycles.
+type SparseMeas = (f64, f64, f64, f64, f64);
+
+/// The sparse entries' fit of `sparse_kernel_instruction_counts` on instructions and on
+/// modelled cycles side by side (`cmeas` per case: MACs, dense and sparse kernel-class
+/// instructions, dense and sparse kernel-class modelled cycles): `requant` from the dense
+/// Linear-kernel cases (`a MACs + b outputs`), then per entry `sum(kernel - requant x
+/// outputs) / sum(stored MACs)`.
+fn sparse_modelled(
+    simd: f64,
+    cases: &[SparseCase],
+    work: &[(f64, f64, &str)],
+    cmeas: &[SparseMeas],
+) -> Vec<Modelled> {
+    let fit = |dense: fn(&SparseMeas) -> f64, sparse: fn(&SparseMeas) -> f64| {
+        let (lin, rq) = lsq2(
+            &cmeas
+                .iter()
+                .zip(work)
+                .filter(|(_, w)| w.2 == "linear")
+                .map(|(m, w)| (m.0, w.1, dense(m)))
+                .collect::<Vec<_>>(),
+        );
+        let mut v = vec![lin, rq];
+        for entry in ["sparse_mac", "sparse_conv_mac", "sparse_depthwise_mac"] {
+            let (mut rest, mut stored) = (0.0, 0.0);
+            for ((m, c), w) in cmeas.iter().zip(cases).zip(work) {
+                if c.entry == entry {
+                    rest += sparse(m) - rq * w.1;
+                    stored += w.0;
+                }
+            }
+            v.push(rest / stored);
+        }
+        v
+    };
+    let i = fit(|m| m.1, |m| m.2);
+    let c = fit(|m| m.3, |m| m.4);
+    vec![
+        ("linear (reference)", "MAC", i[0], c[0], simd),
+        ("requant (reference)", "output", i[1], c[1], 1.0),
+        ("sparse_mac", "stored MAC", i[2], c[2], 1.0),
+        ("sparse_conv_mac", "stored MAC", i[3], c[3], 1.0),
+        ("sparse_depthwise_mac", "stored MAC", i[4], c[4], 1.0),
+    ]
 }
 
 /// The start of a row of the sparse table (up to the sparse kernel's instructions).
@@ -1112,9 +1330,14 @@ fn other_kernel_instruction_counts() {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut summaries = Vec::new();
+    // per target with modelled cycles: the modelled-cycle rows, the per-case lines
+    let mut modelled = Vec::new();
+    let mut per_case = String::new();
     for &t in &targets {
         // (case, instructions of its class, whole-inference instructions)
         let mut meas: Vec<(&Case, f64, f64)> = Vec::new();
+        // the same in modelled cycles (Cortex-M4 only)
+        let mut cmeas: Vec<(&Case, f64, f64)> = Vec::new();
         for (ci, c) in cases.iter().enumerate() {
             let tag = format!("other-{t}-{ci}");
             let cnt = count(&c.graph, &opts, t, &plugin, dir.path(), &tag);
@@ -1149,123 +1372,47 @@ fn other_kernel_instruction_counts() {
                 shown / c.units
             );
             meas.push((c, n, cnt.total as f64));
+            if models_cycles(t) {
+                let mut mc: BTreeMap<&str, u64> = BTreeMap::new();
+                for (f, &n) in &cnt.func_cycles {
+                    *mc.entry(other_class(f)).or_insert(0) += n;
+                }
+                let cn = mc.get(class).copied().unwrap_or(0) as f64;
+                let (si, sc) = if c.fit == "call" {
+                    (cnt.total as f64, cnt.cycles as f64)
+                } else {
+                    (n, cn)
+                };
+                per_case.push_str(&format!(
+                    "| {t} | {} | {} | {si} | {sc} | {:.2} | {:.3} |\n",
+                    c.fit,
+                    c.label,
+                    sc / c.units,
+                    sc / si
+                ));
+                cmeas.push((c, cn, cnt.cycles as f64));
+            }
         }
-        let of = |fit: &[&str]| -> Vec<(&Case, f64, f64)> {
-            meas.iter()
-                .filter(|(c, _, _)| fit.contains(&c.fit))
-                .copied()
-                .collect()
-        };
         let cpi = assumed_cpi(t);
         let simd = if t == Target::Rv32 { 1.0 } else { 2.0 };
-        let (lin, rq) = lsq2(
-            &of(&["linear"])
-                .iter()
-                .map(|(c, n, _)| (c.units, c.outputs, *n))
-                .collect::<Vec<_>>(),
-        );
-        let mut rows = vec![format!(
-            "| {t} | linear (reference) | {lin:.2} / MAC | requant {rq:.2} / output | {cpi} | \
-             (linear {:.1}, requant {:.1}: not written) |",
-            cpi * simd * lin,
-            cpi * rq
-        )];
-        let mut entries = Vec::new();
-        for class in ["conv", "depthwise"] {
-            let m = of(&[class]);
-            let macs: f64 = m.iter().map(|(c, _, _)| c.units).sum();
-            let rest: f64 = m.iter().map(|(c, n, _)| n - rq * c.outputs).sum();
-            let a = rest / macs;
-            let free = if class == "conv" {
-                let (fa, fb) = lsq2(
-                    &m.iter()
-                        .map(|(c, n, _)| (c.units, c.outputs, *n))
-                        .collect::<Vec<_>>(),
-                );
-                format!("free fit {fa:.2} / MAC + {fb:.1} / output")
-            } else {
-                let outs: f64 = m.iter().map(|(c, _, _)| c.outputs).sum();
-                let all: f64 = m.iter().map(|(_, n, _)| n).sum();
-                format!("{:.1} / output in all", all / outs)
-            };
-            let e = cpi * simd * a;
-            rows.push(format!(
-                "| {t} | {class} | {a:.2} / MAC (besides requant {rq:.2} / output) | {free} | \
-                 {cpi} | {e:.1} |"
-            ));
-            entries.push(format!("{class}: {e:.1}"));
-        }
-        for class in ["layernorm", "scaled-layernorm"] {
-            let (a, r) = lsq2(
-                &of(&[class])
-                    .iter()
-                    .map(|(c, n, _)| (c.units, c.rows, *n))
-                    .collect::<Vec<_>>(),
-            );
-            let e = cpi * (a + r / 64.0);
-            rows.push(format!(
-                "| {t} | {class} | {a:.2} / element | {r:.1} / row (= {:.2} / element at width \
-                 64) | {cpi} | {e:.1} |",
-                r / 64.0
-            ));
-            if class == "layernorm" {
-                entries.push(format!("layernorm: {e:.1}"));
+        let fit = other_fit(t, cpi, simd, &meas);
+        if models_cycles(t) {
+            let cfit = other_fit(t, 1.0, simd, &cmeas);
+            let mut rows = Vec::new();
+            for (&(class, i, _), &(_, c, _)) in fit.units.iter().zip(&cfit.units) {
+                let (unit, f) = match class {
+                    "conv" | "depthwise" | "linear (reference)" => ("MAC", simd),
+                    "layernorm" => ("element (+ row / 64)", 1.0),
+                    "pool" => ("outputs x k^2", 1.0),
+                    "call_overhead" => ("node", 1.0),
+                    "requant (reference)" => ("output", 1.0),
+                    _ => ("element", 1.0),
+                };
+                rows.push((class, unit, i, c, f));
             }
+            modelled.push((t, rows));
         }
-        let mut rate = BTreeMap::new();
-        for (class, fits) in [
-            ("gelu", &["gelu"][..]),
-            ("add", &["add"][..]),
-            ("relu", &["relu"][..]),
-            ("pool", &["maxpool", "avgpool"][..]),
-            ("maxpool 2x2/2", &["maxpool"][..]),
-            ("avgpool 2x2/2", &["avgpool"][..]),
-        ] {
-            let (a, c) = lsq2(
-                &of(fits)
-                    .iter()
-                    .map(|(cs, n, _)| (cs.units, 1.0, *n))
-                    .collect::<Vec<_>>(),
-            );
-            let unit = if class.contains("pool") {
-                "outputs x k^2"
-            } else {
-                "element"
-            };
-            rows.push(format!(
-                "| {t} | {class} | {a:.2} / {unit} | {c:.0} / call | {cpi} | {:.1} |",
-                cpi * a
-            ));
-            rate.insert(class, a);
-            if matches!(class, "gelu" | "add" | "relu" | "pool") {
-                entries.push(format!("{class}: {:.1}", cpi * a));
-            }
-        }
-        for fit in ["maxpool-3x3", "avgpool-3x3"] {
-            for (c, n, _) in of(&[fit]) {
-                rows.push(format!(
-                    "| {t} | {fit} (not fitted) | {:.2} / outputs x k^2 | {:.1} / output | {cpi} \
-                     | - |",
-                    n / c.units,
-                    n / c.outputs
-                ));
-            }
-        }
-        let (slope, base) = lsq2(
-            &of(&["call"])
-                .iter()
-                .map(|(c, _, total)| (c.units, 1.0, *total))
-                .collect::<Vec<_>>(),
-        );
-        let relu = rate["relu"];
-        let call = slope - relu;
-        rows.push(format!(
-            "| {t} | call_overhead | {call:.1} / node ({slope:.1} per one-element ReLU node less \
-             {relu:.2} for its element) | {base:.0} fixed per inference | {cpi} | {:.1} |",
-            cpi * call
-        ));
-        entries.push(format!("call_overhead: {:.1}", cpi * call));
-        summaries.push((rows, format!("{t}: `{}`", entries.join(", "))));
+        summaries.push((fit.rows, fit.entries));
     }
     println!(
         "\n| target | class | instructions per work unit | other terms | assumed CPI | new entry |"
@@ -1279,5 +1426,157 @@ fn other_kernel_instruction_counts() {
     println!("\nfitted cycle-table entries (instructions x ASSUMED CPI):");
     for (_, e) in &summaries {
         println!("{e}");
+    }
+    if !per_case.is_empty() {
+        println!(
+            "\n| target | fit | graph | class instructions | class modelled cycles | \
+             modelled cycles / unit | modelled CPI |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        print!("{per_case}");
+    }
+    for (t, rows) in &modelled {
+        print_modelled(*t, "one-op graphs", rows);
+    }
+}
+
+/// The fits of `other_kernel_instruction_counts` for target `t` from `meas` (per case: the
+/// case, its class's instructions (or modelled cycles), whole-inference instructions (or
+/// cycles)), entries = per unit x `cpi` (x `simd` for conv / depthwise).
+struct OtherFit {
+    /// Rows of the summary table.
+    rows: Vec<String>,
+    /// "target: `entries`".
+    entries: String,
+    /// `(class, per work unit, entry)` of every entry, then Linear's per-MAC and per-output
+    /// (requant) terms.
+    units: Vec<(&'static str, f64, f64)>,
+}
+
+fn other_fit(t: Target, cpi: f64, simd: f64, meas: &[(&Case, f64, f64)]) -> OtherFit {
+    let mut units = Vec::new();
+    let of = |fit: &[&str]| -> Vec<(&Case, f64, f64)> {
+        meas.iter()
+            .filter(|(c, _, _)| fit.contains(&c.fit))
+            .copied()
+            .collect()
+    };
+    let (lin, rq) = lsq2(
+        &of(&["linear"])
+            .iter()
+            .map(|(c, n, _)| (c.units, c.outputs, *n))
+            .collect::<Vec<_>>(),
+    );
+    let mut rows = vec![format!(
+        "| {t} | linear (reference) | {lin:.2} / MAC | requant {rq:.2} / output | {cpi} | \
+         (linear {:.1}, requant {:.1}: not written) |",
+        cpi * simd * lin,
+        cpi * rq
+    )];
+    let mut entries = Vec::new();
+    for class in ["conv", "depthwise"] {
+        let m = of(&[class]);
+        let macs: f64 = m.iter().map(|(c, _, _)| c.units).sum();
+        let rest: f64 = m.iter().map(|(c, n, _)| n - rq * c.outputs).sum();
+        let a = rest / macs;
+        let free = if class == "conv" {
+            let (fa, fb) = lsq2(
+                &m.iter()
+                    .map(|(c, n, _)| (c.units, c.outputs, *n))
+                    .collect::<Vec<_>>(),
+            );
+            format!("free fit {fa:.2} / MAC + {fb:.1} / output")
+        } else {
+            let outs: f64 = m.iter().map(|(c, _, _)| c.outputs).sum();
+            let all: f64 = m.iter().map(|(_, n, _)| n).sum();
+            format!("{:.1} / output in all", all / outs)
+        };
+        let e = cpi * simd * a;
+        rows.push(format!(
+            "| {t} | {class} | {a:.2} / MAC (besides requant {rq:.2} / output) | {free} | \
+             {cpi} | {e:.1} |"
+        ));
+        entries.push(format!("{class}: {e:.1}"));
+        units.push((class, a, e));
+    }
+    for class in ["layernorm", "scaled-layernorm"] {
+        let (a, r) = lsq2(
+            &of(&[class])
+                .iter()
+                .map(|(c, n, _)| (c.units, c.rows, *n))
+                .collect::<Vec<_>>(),
+        );
+        let e = cpi * (a + r / 64.0);
+        rows.push(format!(
+            "| {t} | {class} | {a:.2} / element | {r:.1} / row (= {:.2} / element at width \
+             64) | {cpi} | {e:.1} |",
+            r / 64.0
+        ));
+        if class == "layernorm" {
+            entries.push(format!("layernorm: {e:.1}"));
+            units.push(("layernorm", a + r / 64.0, e));
+        }
+    }
+    let mut rate = BTreeMap::new();
+    for (class, fits) in [
+        ("gelu", &["gelu"][..]),
+        ("add", &["add"][..]),
+        ("relu", &["relu"][..]),
+        ("pool", &["maxpool", "avgpool"][..]),
+        ("maxpool 2x2/2", &["maxpool"][..]),
+        ("avgpool 2x2/2", &["avgpool"][..]),
+    ] {
+        let (a, c) = lsq2(
+            &of(fits)
+                .iter()
+                .map(|(cs, n, _)| (cs.units, 1.0, *n))
+                .collect::<Vec<_>>(),
+        );
+        let unit = if class.contains("pool") {
+            "outputs x k^2"
+        } else {
+            "element"
+        };
+        rows.push(format!(
+            "| {t} | {class} | {a:.2} / {unit} | {c:.0} / call | {cpi} | {:.1} |",
+            cpi * a
+        ));
+        rate.insert(class, a);
+        if matches!(class, "gelu" | "add" | "relu" | "pool") {
+            entries.push(format!("{class}: {:.1}", cpi * a));
+            units.push((class, a, cpi * a));
+        }
+    }
+    for fit in ["maxpool-3x3", "avgpool-3x3"] {
+        for (c, n, _) in of(&[fit]) {
+            rows.push(format!(
+                "| {t} | {fit} (not fitted) | {:.2} / outputs x k^2 | {:.1} / output | {cpi} \
+                 | - |",
+                n / c.units,
+                n / c.outputs
+            ));
+        }
+    }
+    let (slope, base) = lsq2(
+        &of(&["call"])
+            .iter()
+            .map(|(c, _, total)| (c.units, 1.0, *total))
+            .collect::<Vec<_>>(),
+    );
+    let relu = rate["relu"];
+    let call = slope - relu;
+    rows.push(format!(
+        "| {t} | call_overhead | {call:.1} / node ({slope:.1} per one-element ReLU node less \
+         {relu:.2} for its element) | {base:.0} fixed per inference | {cpi} | {:.1} |",
+        cpi * call
+    ));
+    entries.push(format!("call_overhead: {:.1}", cpi * call));
+    units.push(("call_overhead", call, cpi * call));
+    units.push(("linear (reference)", lin, cpi * simd * lin));
+    units.push(("requant (reference)", rq, cpi * rq));
+    OtherFit {
+        rows,
+        entries: format!("{t}: `{}`", entries.join(", ")),
+        units,
     }
 }
