@@ -157,6 +157,22 @@ fn shipped_fashion_mnist_config_runs_offline() {
         fin["resources"]["flash_bytes"], fin["int8"]["flash_bytes"],
         "{fin}"
     );
+    // The search trains what it ranks: with this seed the candidates reach 44-59 % after their
+    // short selection runs and the winner 74 % (chance: 10 %). A schedule that left the pruned
+    // layers at a fraction of their targets until a final one-shot jump gave 16-29 % and 54.5 %.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("state.json")).unwrap())
+            .unwrap();
+    let accs: Vec<f64> = state["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["accuracy"].as_f64())
+        .collect();
+    let mean = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
+    assert!(mean > 0.4, "candidate accuracies {accs:?}");
+    let test = fin["test_accuracy"].as_f64().unwrap();
+    assert!(test > 0.6, "{fin}");
     for f in [
         "pareto.md",
         "pareto.svg",
