@@ -17,6 +17,11 @@ pub enum ImageData {
     FashionMnist { dir: PathBuf },
     /// CIFAR-10 binary batches (`data_batch_1.bin` ... `test_batch.bin`).
     Cifar10 { dir: PathBuf },
+    /// Key-word spotting: a speech data set as `nas train` describes it (a Speech Commands
+    /// folder or key words synthesized in Rust), each clip's MFCC spectrogram (frames x
+    /// coefficients, 98 x 40 by default) one single-channel image. Its own train / validation /
+    /// test lists are used; the sample counts below cap them (a seeded random subset).
+    Speech(training::speech_data::DataSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

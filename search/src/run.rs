@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pruning::schedule::Schedule;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::Serialize;
 use training::tinyformer::{Supernet, SupernetConfig, save_tinyformer};
 
@@ -74,6 +75,7 @@ pub(crate) fn load_data(cfg: &SearchConfig) -> Result<Data> {
     let (train, test) = match &d.source {
         ImageData::FashionMnist { dir } => datasets::read_fashion_mnist(dir)?,
         ImageData::Cifar10 { dir } => datasets::read_cifar10(dir)?,
+        ImageData::Speech(spec) => return load_speech(cfg, spec),
     };
     let mut train: ImageSet = match d.train_samples {
         Some(n) if n + d.valid_samples < train.len() => train.subset(n + d.valid_samples, cfg.seed),
@@ -100,6 +102,97 @@ pub(crate) fn load_data(cfg: &SearchConfig) -> Result<Data> {
         test: ImageTensors::new(&test, &mean, &std),
         mean,
         std,
+    })
+}
+
+/// MFCC spectrograms as one-channel `[1, frames, coefficients]` images, standardized with the
+/// training split's mean and standard deviation (one channel: one pair).
+fn load_speech(cfg: &SearchConfig, spec: &training::speech_data::DataSpec) -> Result<Data> {
+    use training::data::SampleSource;
+    let d = &cfg.data;
+    let splits = spec.load(false)?;
+    // Every DoT stage halves the map, so each side must be a multiple of 2^stages: the last
+    // frames / coefficients beyond one are dropped (98 x 40 MFCC -> 96 x 40 for two stages).
+    let m = 1usize << cfg.supernet_space.dims.len();
+    let (frames, coeffs) = (
+        splits.frames - splits.frames % m,
+        splits.features - splits.features % m,
+    );
+    if frames == 0 || coeffs == 0 {
+        return Err(SearchError::Search(format!(
+            "speech data: {} x {} spectrograms are smaller than the {m} x {m} that {} stages need",
+            splits.frames,
+            splits.features,
+            cfg.supernet_space.dims.len()
+        )));
+    }
+    if (frames, coeffs) != (splits.frames, splits.features) {
+        tracing::info!(
+            from = ?(splits.frames, splits.features),
+            to = ?(frames, coeffs),
+            "spectrograms cropped to a multiple of 2^stages"
+        );
+    }
+    let read = |src: &dyn SampleSource,
+                cap: Option<usize>,
+                stream: u64|
+     -> Result<(Vec<f32>, Vec<usize>)> {
+        let mut order: Vec<usize> = (0..src.len()).collect();
+        if cap.is_some_and(|n| n < order.len()) {
+            order.shuffle(&mut StdRng::seed_from_u64(derive(cfg.seed, 8, stream)));
+            order.truncate(cap.unwrap_or(0));
+        }
+        let mut values = Vec::with_capacity(order.len() * frames * coeffs);
+        let mut labels = Vec::with_capacity(order.len());
+        for i in order {
+            let (x, y) = src.sample(i, None)?;
+            for row in x.chunks(splits.features).take(frames) {
+                values.extend_from_slice(&row[..coeffs]);
+            }
+            labels.push(y);
+        }
+        Ok((values, labels))
+    };
+    let (mut train, train_labels) = read(splits.train.as_ref(), d.train_samples, 0)?;
+    let (mut valid, valid_labels) = read(splits.valid.as_ref(), Some(d.valid_samples), 1)?;
+    let (mut test, test_labels) = read(splits.test.as_ref(), d.test_samples, 2)?;
+    if train_labels.is_empty() || valid_labels.is_empty() || test_labels.is_empty() {
+        return Err(SearchError::Search(format!(
+            "speech data: {} training, {} validation, {} test clips; every split needs some",
+            train_labels.len(),
+            valid_labels.len(),
+            test_labels.len()
+        )));
+    }
+    let n = train.len() as f64;
+    let mean = train.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = train
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let std = var.sqrt().max(1e-6);
+    for v in train
+        .iter_mut()
+        .chain(valid.iter_mut())
+        .chain(test.iter_mut())
+    {
+        *v = ((*v as f64 - mean) / std) as f32;
+    }
+    let shape = [1, frames, coeffs];
+    let tensors = |values, labels| ImageTensors {
+        shape,
+        values,
+        labels,
+    };
+    Ok(Data {
+        classes: splits.labels.len(),
+        class_names: splits.labels.clone(),
+        train: tensors(train, train_labels),
+        valid: tensors(valid, valid_labels),
+        test: tensors(test, test_labels),
+        mean: vec![mean as f32],
+        std: vec![std as f32],
     })
 }
 

@@ -147,7 +147,7 @@ fn config_errors_name_the_field() {
 #[test]
 fn shipped_configs_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-    for name in ["fashion_mnist.ron", "cifar10.ron"] {
+    for name in ["fashion_mnist.ron", "cifar10.ron", "speech_search.ron"] {
         SearchConfig::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
@@ -365,4 +365,41 @@ fn diagnose_candidates() {
             logits
         );
     }
+}
+
+/// A speech data set becomes one-channel MFCC images: cropped so that every stage halves an
+/// even map (98 frames -> 96 for two stages), standardized with the training statistics, the
+/// data set's own splits and labels.
+#[test]
+fn speech_clips_become_standardized_spectrogram_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_config(dir.path(), &target());
+    cfg.data = DataConfig {
+        source: ImageData::Speech(training::speech_data::DataSpec::SyntheticKeywords {
+            folder: dir.path().join("kw"),
+            words: Some(vec!["yes".into(), "no".into(), "up".into()]),
+            per_word: 30,
+            seed: 4,
+            task: datasets::Task::Keywords(vec!["yes".into(), "no".into(), "up".into()]),
+            augment: Default::default(),
+            mfcc: Default::default(),
+        }),
+        train_samples: None,
+        valid_samples: 5,
+        test_samples: None,
+    };
+    let data = crate::run::load_data(&cfg).unwrap();
+    assert_eq!(data.train.shape, [1, 96, 40]);
+    assert_eq!(data.classes, 5, "{:?}", data.class_names);
+    assert!(data.valid.len() <= 5 && !data.valid.is_empty() && !data.test.is_empty());
+    let v = &data.train.values;
+    assert_eq!(v.len(), data.train.len() * 96 * 40);
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
+    assert!(
+        mean.abs() < 1e-3 && (var - 1.0).abs() < 1e-3,
+        "{mean} {var}"
+    );
+    assert!(data.train.labels.iter().all(|&l| l < 5));
+    assert_eq!((data.mean.len(), data.std.len()), (1, 1));
 }

@@ -132,6 +132,16 @@ impl TinyFormerArch {
                     "stages[{i}]: the feature map is {h}x{w}, too small to downsample"
                 ));
             }
+            // A stride-2 convolution rounds an odd side up, a 2x2 max pool down: only even
+            // sides give every downsample the same, halved map.
+            if h % 2 != 0 || w % 2 != 0 {
+                return bad(format!(
+                    "stages[{i}]: the feature map is {h}x{w}; each stage halves it, so every side \
+                     must be even there (input {:?}: make height and width multiples of {})",
+                    self.input,
+                    1usize << self.stages.len()
+                ));
+            }
             h /= 2;
             w /= 2;
             for (j, m) in s.mobilenets.iter().enumerate() {
@@ -433,5 +443,19 @@ pub(crate) mod tests {
         let text = ron::to_string(&arch).unwrap();
         let back: TinyFormerArch = ron::from_str(&text).unwrap();
         assert_eq!(arch, back);
+    }
+
+    #[test]
+    fn odd_feature_maps_are_refused_before_a_stage() {
+        let mut a = small_arch();
+        a.input = [1, 98, 40];
+        a.stages = vec![a.stages[0].clone(), a.stages[0].clone()];
+        let e = a.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("stages[1]") && e.contains("49x20") && e.contains("multiples of 4"),
+            "{e}"
+        );
+        a.input = [1, 96, 40];
+        a.validate().unwrap();
     }
 }
