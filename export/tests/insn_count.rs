@@ -205,20 +205,25 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
             func_cycles: per_func("rcycles "),
         });
     }
-    // saturating: `main` differs between the two programs (its loop), and a taken branch's
-    // refill is charged to the function of the branch, so its modelled cycles need not grow;
-    // the kernels' code is the same in both
-    let diff = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+    let diff = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>, sub: fn(u64, u64) -> u64| {
         b.iter()
-            .map(|(f, &n)| (f.clone(), n.saturating_sub(a.get(f).copied().unwrap_or(0))))
+            .map(|(f, &n)| (f.clone(), sub(n, a.get(f).copied().unwrap_or(0))))
             .filter(|&(_, n)| n > 0)
             .collect()
     };
     Count {
         total: counts[1].total - counts[0].total,
-        funcs: diff(&counts[0].funcs, &counts[1].funcs),
+        // a function's instructions never shrink from one run to two (an underflow panics)
+        funcs: diff(&counts[0].funcs, &counts[1].funcs, |n, m| n - m),
+        // saturating: `main` differs between the two programs (its loop), and a taken branch's
+        // refill is charged to the function of the branch, so its modelled cycles need not
+        // grow; the kernels' code is the same in both
         cycles: counts[1].cycles.saturating_sub(counts[0].cycles),
-        func_cycles: diff(&counts[0].func_cycles, &counts[1].func_cycles),
+        func_cycles: diff(
+            &counts[0].func_cycles,
+            &counts[1].func_cycles,
+            u64::saturating_sub,
+        ),
     }
 }
 

@@ -138,9 +138,9 @@ fn load_speech(cfg: &SearchConfig, spec: &training::speech_data::DataSpec) -> Re
                 stream: u64|
      -> Result<(Vec<f32>, Vec<usize>)> {
         let mut order: Vec<usize> = (0..src.len()).collect();
-        if cap.is_some_and(|n| n < order.len()) {
+        if let Some(n) = cap.filter(|&n| n < order.len()) {
             order.shuffle(&mut StdRng::seed_from_u64(derive(cfg.seed, 8, stream)));
-            order.truncate(cap.unwrap_or(0));
+            order.truncate(n);
         }
         let mut values = Vec::with_capacity(order.len() * frames * coeffs);
         let mut labels = Vec::with_capacity(order.len());
