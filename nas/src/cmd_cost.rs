@@ -56,7 +56,7 @@ pub fn cost_config(
 ) -> Result<cost::kwt::KwtConfig> {
     if m.heads * m.dim_head != m.dim {
         bail!(
-            "the cost model supports KWTs whose heads x dim_head equals dim; this one has {} x {} != {}",
+            "the analytic KWT model supports KWTs whose heads x dim_head equals dim; this one has {} x {} != {} (cost its quantized model instead: --int8 model.int8; a KWT search writes that figure per layer in best/cost.txt)",
             m.heads,
             m.dim_head,
             m.dim

@@ -28,20 +28,21 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: SearchArgs) -> Result<()> {
-    let cfg = SearchConfig::load(&args.config)?;
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading search config {}", args.config.display()))?;
     let device = args.backend.device()?.autodiff();
     let opts = SearchOptions {
         progress: !args.quiet,
         stop_after: args.stop_after,
     };
+    if search::kwt::config::is_kwt_config(&text) {
+        return run_kwt(&args, &device, &opts);
+    }
+    let cfg = SearchConfig::load(&args.config)?;
     let outcome = run_search(&cfg, &args.out, &device, &opts)
         .with_context(|| format!("search {}", args.config.display()))?;
     if !outcome.finished {
-        println!(
-            "stopped after {} evaluations; state saved in {} (run the same command to resume)",
-            args.stop_after.unwrap_or(0),
-            args.out.display()
-        );
+        stopped(&args);
         return Ok(());
     }
     if let Some(f) = &outcome.final_model {
@@ -54,17 +55,62 @@ pub fn run(args: SearchArgs) -> Result<()> {
             f.resources.flash_bytes,
             f.resources.latency_ms
         );
-        println!(
-            "int8 (integer-only, interpreter): test {:.2} %; exported C: arena {} B, flash {} B",
-            100.0 * f.int8.test_accuracy,
-            f.int8.arena_bytes,
-            f.int8.flash_bytes
-        );
+        print_int8(&f.int8);
     }
+    print_front(outcome.pareto.len(), &args.out, "best/ with model.int8");
+    Ok(())
+}
+
+fn stopped(args: &SearchArgs) {
     println!(
-        "Pareto front: {} candidates; results in {} (pareto.md, pareto.svg, summary.json, best/ with model.int8)",
-        outcome.pareto.len(),
+        "stopped after {} evaluations; state saved in {} (run the same command to resume)",
+        args.stop_after.unwrap_or(0),
         args.out.display()
     );
+}
+
+/// The KWT search (a config with a `kwt_space`).
+fn run_kwt(args: &SearchArgs, device: &burn::tensor::Device, opts: &SearchOptions) -> Result<()> {
+    let cfg = search::kwt::KwtSearchConfig::load(&args.config)?;
+    let outcome = search::kwt::run_kwt_search(&cfg, &args.out, device, opts)
+        .with_context(|| format!("KWT search {}", args.config.display()))?;
+    if !outcome.finished {
+        stopped(args);
+        return Ok(());
+    }
+    if let Some(f) = &outcome.final_model {
+        println!(
+            "best KWT (candidate {}): valid {:.2} %, test {:.2} % (float), {:.0} % sparse; peak SRAM {} B, flash {} B, latency {:.1} ms",
+            f.candidate,
+            100.0 * f.valid_accuracy,
+            100.0 * f.test_accuracy,
+            100.0 * f.global_sparsity,
+            f.resources.sram_bytes,
+            f.resources.flash_bytes,
+            f.resources.latency_ms
+        );
+        print_int8(&f.int8);
+    }
+    print_front(
+        outcome.pareto.len(),
+        &args.out,
+        "best/ with model.int8 and model.bpk",
+    );
     Ok(())
+}
+
+fn print_int8(int8: &search::state::Int8Record) {
+    println!(
+        "int8 (integer-only, interpreter): test {:.2} %; exported C: arena {} B, flash {} B",
+        100.0 * int8.test_accuracy,
+        int8.arena_bytes,
+        int8.flash_bytes
+    );
+}
+
+fn print_front(front: usize, out: &std::path::Path, best: &str) {
+    println!(
+        "Pareto front: {front} candidates; results in {} (pareto.md, pareto.svg, summary.json, {best})",
+        out.display()
+    );
 }

@@ -188,3 +188,70 @@ fn shipped_fashion_mnist_config_runs_offline() {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
 }
+
+/// A KWT search config (one with a `kwt_space`) runs the KWT search; its best model is read
+/// by `nas eval` (same int8 accuracy) and `nas export` (same arena as the search reported).
+#[test]
+fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron");
+    let cfg = search::fixtures::tiny_kwt_config(tmp.path(), &target);
+    let cfg_path = tmp.path().join("kwt.ron");
+    std::fs::write(&cfg_path, ron::to_string(&cfg).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    let o = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("best KWT"), "{stdout}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let fin = &summary["final_model"];
+    let int8_acc = fin["int8"]["test_accuracy"].as_f64().unwrap();
+
+    let o = nas()
+        .args(["eval", "--int8"])
+        .arg(out.join("best/model.int8"))
+        .arg("--data")
+        .arg(tmp.path().join("kw"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains(&format!("{:.2}", 100.0 * int8_acc)),
+        "search said {int8_acc}: {text}"
+    );
+
+    let o = nas()
+        .args(["export", "--model"])
+        .arg(out.join("best/model.int8"))
+        .arg("--target")
+        .arg(&target)
+        .arg("--out")
+        .arg(tmp.path().join("c"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
+    assert_eq!(arena, fin["resources"]["sram_bytes"].as_u64().unwrap());
+    assert!(text.contains(&format!("{arena} B")), "{text}");
+}

@@ -78,6 +78,52 @@ pub struct SparseSpace {
     pub sparsities: Vec<f64>,
 }
 
+/// Reads a RON config and checks it with `validate`; errors name the file.
+pub(crate) fn load_ron<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl Fn(&T) -> std::result::Result<(), String>,
+) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| SearchError::io(path, e))?;
+    let cfg: T = ron::from_str(&text).map_err(|e| SearchError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    validate(&cfg).map_err(|message| SearchError::Config {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok(cfg)
+}
+
+impl SparseSpace {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.block_sizes.is_empty() || self.block_sizes.iter().any(|b| ![2, 4].contains(b)) {
+            return Err(format!(
+                "sparse_space.block_sizes = {:?}: choose from 2 and 4",
+                self.block_sizes
+            ));
+        }
+        if self.sparsities.is_empty() || self.sparsities.iter().any(|r| !(0.0..1.0).contains(r)) {
+            return Err(format!(
+                "sparse_space.sparsities = {:?}: each must be in [0, 1)",
+                self.sparsities
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl BudgetConfig {
+    /// The limits on `target` (the target's own where the budget does not tighten them).
+    pub fn limits(&self, target: &cost::target::Target) -> crate::cost_graph::Limits {
+        crate::cost_graph::Limits {
+            sram_bytes: self.sram_bytes.unwrap_or(target.arena_limit()),
+            flash_bytes: self.flash_bytes.unwrap_or(target.flash_bytes),
+            latency_ms: self.latency_ms,
+        }
+    }
+}
+
 /// Alg. 1 and the Eq. 1-3 adjustment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +136,18 @@ pub struct AnalysisConfig {
     pub accept: f64,
     /// Adjustment rounds tried while the probability is below `accept`.
     pub max_adjustments: usize,
+}
+
+impl AnalysisConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.lambda_lo > 0.0 && self.lambda_lo < self.lambda_up) {
+            return Err("analysis: need 0 < lambda_lo < lambda_up".into());
+        }
+        if !(0.0..=1.0).contains(&self.accept) {
+            return Err("analysis.accept must be in [0, 1]".into());
+        }
+        Ok(())
+    }
 }
 
 /// Optimizer settings shared by every training run of the search.
@@ -154,16 +212,7 @@ impl SearchConfig {
     /// Reads and validates a config; relative paths inside it are resolved against the
     /// current directory (as the CLI documents).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| SearchError::io(path, e))?;
-        let cfg: SearchConfig = ron::from_str(&text).map_err(|e| SearchError::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        cfg.validate().map_err(|message| SearchError::Config {
-            path: path.to_path_buf(),
-            message,
-        })?;
-        Ok(cfg)
+        load_ron(path, Self::validate)
     }
 
     /// Checks every field; the message names the field.
@@ -200,26 +249,8 @@ impl SearchConfig {
         if s.heads.contains(&0) || s.last_linear.contains(&0) {
             return Err("supernet_space.heads and last_linear must be > 0".into());
         }
-        let sp = &self.sparse_space;
-        if sp.block_sizes.is_empty() || sp.block_sizes.iter().any(|b| ![2, 4].contains(b)) {
-            return Err(format!(
-                "sparse_space.block_sizes = {:?}: choose from 2 and 4",
-                sp.block_sizes
-            ));
-        }
-        if sp.sparsities.is_empty() || sp.sparsities.iter().any(|r| !(0.0..1.0).contains(r)) {
-            return Err(format!(
-                "sparse_space.sparsities = {:?}: each must be in [0, 1)",
-                sp.sparsities
-            ));
-        }
-        let a = &self.analysis;
-        if !(a.lambda_lo > 0.0 && a.lambda_lo < a.lambda_up) {
-            return Err("analysis: need 0 < lambda_lo < lambda_up".into());
-        }
-        if !(0.0..=1.0).contains(&a.accept) {
-            return Err("analysis.accept must be in [0, 1]".into());
-        }
+        self.sparse_space.validate()?;
+        self.analysis.validate()?;
         let t = &self.train;
         if t.batch_size == 0 || t.lr <= 0.0 || !(0.0..1.0).contains(&t.label_smoothing) {
             return Err("train: batch_size > 0, lr > 0 and label_smoothing in [0, 1)".into());

@@ -11,13 +11,21 @@ use training::tinyformer::{Downsample, Pooling, TinyFormerArch};
 use crate::error::Result;
 use crate::sparsity::SparseConfig;
 
-struct Builder<'a> {
-    b: GraphBuilder,
+/// A cost graph under construction whose named ops take their sparsity from `sparse`.
+pub(crate) struct Builder<'a> {
+    pub(crate) b: GraphBuilder,
     sparse: &'a SparseConfig,
 }
 
-impl Builder<'_> {
-    fn op(&mut self, name: &str, kind: OpKind, inputs: &[&str]) -> String {
+impl<'a> Builder<'a> {
+    /// A graph named `name` with per-channel requantization, as the search's PTQ deploys it.
+    pub(crate) fn new(name: &str, sparse: &'a SparseConfig) -> Self {
+        let mut b = GraphBuilder::new(name);
+        b.requant(RequantGranularity::PerChannel);
+        Self { b, sparse }
+    }
+
+    pub(crate) fn op(&mut self, name: &str, kind: OpKind, inputs: &[&str]) -> String {
         let out = self.b.op(name, kind, inputs);
         if let Some(s) = self.sparse.get(name) {
             self.b.sparsity(Sparsity {
@@ -58,7 +66,14 @@ impl Builder<'_> {
         self.op(name, OpKind::Relu { elems }, &[x])
     }
 
-    fn linear(&mut self, name: &str, x: &str, tokens: usize, i: usize, o: usize) -> String {
+    pub(crate) fn linear(
+        &mut self,
+        name: &str,
+        x: &str,
+        tokens: usize,
+        i: usize,
+        o: usize,
+    ) -> String {
         self.op(
             name,
             OpKind::Linear {
@@ -77,11 +92,7 @@ impl Builder<'_> {
 /// TinyFormer's attention as MHSA; `export` fuses it) and the output projection; per-channel
 /// requantization (the search's PTQ uses per-channel weight scales).
 pub fn tinyformer_graph(arch: &TinyFormerArch, sparse: &SparseConfig) -> Result<Graph> {
-    let mut g = Builder {
-        b: GraphBuilder::new("tinyformer"),
-        sparse,
-    };
-    g.b.requant(RequantGranularity::PerChannel);
+    let mut g = Builder::new("tinyformer", sparse);
     let [mut cin, h0, w0] = arch.input;
     let mut x = g.b.input("image", (cin * h0 * w0) as u64);
     let (mut h, mut w) = (h0, w0);
@@ -275,7 +286,16 @@ pub fn evaluate(
     target: &Target,
     limits: &Limits,
 ) -> Result<(Resources, Estimate)> {
-    let est = estimate(&tinyformer_graph(arch, sparse)?, target)?;
+    evaluate_graph(&tinyformer_graph(arch, sparse)?, target, limits)
+}
+
+/// Estimates `graph` on `target` and names every limit it breaks.
+pub fn evaluate_graph(
+    graph: &Graph,
+    target: &Target,
+    limits: &Limits,
+) -> Result<(Resources, Estimate)> {
+    let est = estimate(graph, target)?;
     let latency_ms = est.latency_s * 1e3;
     let mut violations = Vec::new();
     if est.peak_sram_bytes > limits.sram_bytes {

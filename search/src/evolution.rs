@@ -22,7 +22,7 @@ pub fn parent(scored: &[(usize, f64)], rng: &mut StdRng) -> Option<usize> {
     Some(s[rng.random_range(0..top)].0)
 }
 
-fn maybe<T: Copy>(rng: &mut StdRng, current: T, choices: &[T]) -> T {
+pub(crate) fn maybe<T: Copy>(rng: &mut StdRng, current: T, choices: &[T]) -> T {
     if rng.random_bool(MUTATION) {
         choices[rng.random_range(0..choices.len())]
     } else {

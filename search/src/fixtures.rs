@@ -1,12 +1,14 @@
 //! A tiny synthetic data set in the Fashion-MNIST idx format and a search config sized for it,
-//! for tests (here and in the CLI's) and quick demonstrations.
+//! and a tiny KWT search on synthesized key words, for tests (here and in the CLI's) and quick demonstrations.
 
 use std::path::Path;
 
 use training::tinyformer::ChoiceSpace;
+use training::{DataSpec, TrainerConfig};
 
 use crate::config::*;
 use crate::error::{Result, SearchError};
+use crate::kwt::config::{CandidateStage, CompressionStage, KwtSearchConfig, KwtSpace};
 
 /// Writes `<prefix>-images-idx3-ubyte` and `<prefix>-labels-idx1-ubyte` with `n` 12x12 images
 /// in 10 classes: class k lights a 3x3 patch at one of ten positions, on seeded noise.
@@ -108,6 +110,73 @@ pub fn tiny_config(data: &Path, target: &Path) -> SearchConfig {
             prune_frequency: 2,
             final_prune_steps: 6,
             final_finetune_steps: 4,
+        },
+    }
+}
+
+/// A KWT search that finishes in seconds: three synthesized key words (60 clips each) in
+/// `dir/kw`, one-block KWTs of width 8-12, every prunable layer 50-75 % sparse, a 40 KB SRAM
+/// and 60 KB flash budget on `target`.
+pub fn tiny_kwt_config(dir: &Path, target: &Path) -> KwtSearchConfig {
+    let trainer = |epochs| TrainerConfig {
+        epochs,
+        batch_size: 16,
+        learning_rate: 3e-3,
+        final_learning_rate: 1e-4,
+        warmup_epochs: 0,
+        weight_decay: 0.01,
+        label_smoothing: 0.1,
+        seed: 0,
+        augment: false,
+        checkpoint_every_steps: 0,
+        eval_batch_size: 64,
+        distillation: None,
+    };
+    KwtSearchConfig {
+        seed: 5,
+        data: DataSpec::SyntheticKeywords {
+            folder: dir.join("kw"),
+            words: Some(vec!["yes".into(), "no".into(), "up".into()]),
+            per_word: 60,
+            seed: 2,
+            task: datasets::Task::Keywords(vec!["yes".into(), "no".into(), "up".into()]),
+            augment: Default::default(),
+            mfcc: Default::default(),
+        },
+        budget: BudgetConfig {
+            target: target.to_path_buf(),
+            sram_bytes: Some(40_000),
+            flash_bytes: Some(60_000),
+            latency_ms: None,
+        },
+        kwt_space: KwtSpace {
+            dims: vec![8, 12],
+            depths: vec![1],
+            heads: vec![1, 2],
+            dim_heads: vec![4, 8],
+            mlp_ratios: vec![1, 2],
+        },
+        sparse_space: SparseSpace {
+            block_sizes: vec![2, 4],
+            sparsities: vec![0.5, 0.75],
+        },
+        analysis: AnalysisConfig {
+            samples: 30,
+            lambda_lo: 0.05,
+            lambda_up: 2.8,
+            accept: 0.9,
+            max_adjustments: 1,
+        },
+        candidates: CandidateStage {
+            iterations: 3,
+            population: 2,
+            trainer: trainer(6),
+            prune_frequency: 4,
+        },
+        compression: CompressionStage {
+            trainer: trainer(10),
+            prune_frequency: 4,
+            calibration_samples: 16,
         },
     }
 }

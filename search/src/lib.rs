@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod evolution;
 pub mod fixtures;
+pub mod kwt;
 pub mod pareto;
 pub mod run;
 pub mod space;

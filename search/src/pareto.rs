@@ -6,13 +6,35 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::cost_graph::Resources;
 use crate::error::{Result, SearchError};
 use crate::state::CandidateRecord;
 
+/// What the front compares of one candidate (of any search space).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Validation accuracy; `None` for a candidate that was not evaluated.
+    pub accuracy: Option<f64>,
+    pub resources: Resources,
+    /// Weights left after pruning (plus the other parameters).
+    pub params: usize,
+}
+
+/// The TinyFormer search's candidates as rows.
+pub fn rows(c: &[CandidateRecord]) -> Vec<Row> {
+    c.iter()
+        .map(|r| Row {
+            accuracy: r.accuracy,
+            resources: r.resources.clone(),
+            params: crate::sparsity::effective_parameters(&r.arch, &r.sparse),
+        })
+        .collect()
+}
+
 /// Indices of the candidates no other candidate dominates (at least as accurate and as cheap in
 /// every resource, strictly better in one). Only evaluated (fitting) candidates take part.
-pub fn front(c: &[CandidateRecord]) -> Vec<usize> {
-    let key = |r: &CandidateRecord| {
+pub fn front(c: &[Row]) -> Vec<usize> {
+    let key = |r: &Row| {
         r.accuracy.map(|a| {
             (
                 a,
@@ -41,7 +63,7 @@ pub fn front(c: &[CandidateRecord]) -> Vec<usize> {
 }
 
 /// A Markdown table of the front.
-pub fn table(c: &[CandidateRecord], front: &[usize]) -> String {
+pub fn table(c: &[Row], front: &[usize]) -> String {
     let mut s = String::from(
         "| candidate | valid acc % | SRAM B | flash B | latency ms | MACs | params |\n|---|---|---|---|---|---|---|\n",
     );
@@ -55,17 +77,17 @@ pub fn table(c: &[CandidateRecord], front: &[usize]) -> String {
             r.resources.flash_bytes,
             r.resources.latency_ms,
             r.resources.macs,
-            crate::sparsity::effective_parameters(&r.arch, &r.sparse)
+            r.params
         );
     }
     s
 }
 
 /// One plotted resource of a candidate.
-type Axis = fn(&CandidateRecord) -> f64;
+type Axis = fn(&Row) -> f64;
 
 /// Accuracy against SRAM, flash and latency: every evaluated candidate, the front highlighted.
-pub fn plot(c: &[CandidateRecord], front: &[usize], path: &Path) -> Result<()> {
+pub fn plot(c: &[Row], front: &[usize], path: &Path) -> Result<()> {
     let err = |e: String| SearchError::Search(format!("plot {}: {e}", path.display()));
     let root = SVGBackend::new(path, (1200, 400)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;

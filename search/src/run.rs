@@ -49,7 +49,7 @@ pub struct SearchOutcome {
 }
 
 /// Seeds of independent random streams: (search seed, stage, index).
-fn derive(seed: u64, stage: u64, index: u64) -> u64 {
+pub(crate) fn derive(seed: u64, stage: u64, index: u64) -> u64 {
     // splitmix64 of a mix of the three, so neighbouring indices give unrelated streams.
     let mut z = seed
         .wrapping_add(stage.wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -196,7 +196,7 @@ fn load_speech(cfg: &SearchConfig, spec: &training::speech_data::DataSpec) -> Re
     })
 }
 
-fn bar(len: usize, done: usize, msg: &str, show: bool) -> ProgressBar {
+pub(crate) fn bar(len: usize, done: usize, msg: &str, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
@@ -209,11 +209,44 @@ fn bar(len: usize, done: usize, msg: &str, show: bool) -> ProgressBar {
     pb
 }
 
+/// Alg. 1 with the Eq. 1-3 adjustment: analyses `space` and adjusts it while the acceptance
+/// probability stays under `cfg.accept`, at most `cfg.max_adjustments` times. `analyse` returns
+/// (probability, evaluated, accepted) and the analysis record. Returns every analysis and the
+/// space the search goes on with.
+pub(crate) fn analysis_rounds<S: Clone, A>(
+    space: &S,
+    cfg: &crate::config::AnalysisConfig,
+    seed: u64,
+    mut analyse: impl FnMut(&S, &mut StdRng) -> Result<((f64, usize, usize), A)>,
+    adjust: impl Fn(&S, &A) -> S,
+) -> Result<(Vec<A>, S)> {
+    let mut space = space.clone();
+    let mut analyses = Vec::new();
+    for round in 0..=cfg.max_adjustments {
+        let mut rng = StdRng::seed_from_u64(derive(seed, 1, round as u64));
+        let ((probability, evaluated, accepted), a) = analyse(&space, &mut rng)?;
+        tracing::info!(
+            round,
+            probability,
+            evaluated,
+            accepted,
+            "search-space analysis"
+        );
+        let next = adjust(&space, &a);
+        analyses.push(a);
+        if probability >= cfg.accept || round == cfg.max_adjustments {
+            break;
+        }
+        space = next;
+    }
+    Ok((analyses, space))
+}
+
 /// Counts the budget of evaluations an interrupted test run may spend.
-struct Budget(Option<usize>);
+pub(crate) struct Budget(pub(crate) Option<usize>);
 
 impl Budget {
-    fn spend(&mut self) -> bool {
+    pub(crate) fn spend(&mut self) -> bool {
         match &mut self.0 {
             Some(0) => false,
             Some(n) => {
@@ -235,11 +268,7 @@ pub fn run_search(
     std::fs::create_dir_all(out).map_err(|e| SearchError::io(out, e))?;
     let mut state = SearchState::load_or_new(out, cfg)?;
     let target = Target::load(&cfg.budget.target)?;
-    let limits = Limits {
-        sram_bytes: cfg.budget.sram_bytes.unwrap_or(target.arena_limit()),
-        flash_bytes: cfg.budget.flash_bytes.unwrap_or(target.flash_bytes),
-        latency_ms: cfg.budget.latency_ms,
-    };
+    let limits = cfg.budget.limits(&target);
     let data = load_data(cfg)?;
     let input = data.train.shape;
     tracing::info!(
@@ -252,34 +281,26 @@ pub fn run_search(
 
     // Alg. 1 and the Eq. 1-3 adjustment.
     if state.space.is_none() {
-        let mut space = cfg.supernet_space.clone();
-        for round in 0..=cfg.analysis.max_adjustments {
-            let mut rng = StdRng::seed_from_u64(derive(cfg.seed, 1, round as u64));
-            let a = analyse(
-                &space,
-                &cfg.sparse_space,
-                &cfg.analysis,
-                input,
-                data.classes,
-                &target,
-                &limits,
-                &mut rng,
-            )?;
-            tracing::info!(
-                round,
-                probability = a.probability,
-                evaluated = a.evaluated,
-                accepted = a.accepted,
-                "search-space analysis"
-            );
-            let accept = a.probability >= cfg.analysis.accept;
-            let next = adjust_space(&space, &a);
-            state.analyses.push(a);
-            if accept || round == cfg.analysis.max_adjustments {
-                break;
-            }
-            space = next;
-        }
+        let (analyses, space) = analysis_rounds(
+            &cfg.supernet_space,
+            &cfg.analysis,
+            cfg.seed,
+            |space, rng| {
+                let a = analyse(
+                    space,
+                    &cfg.sparse_space,
+                    &cfg.analysis,
+                    input,
+                    data.classes,
+                    &target,
+                    &limits,
+                    rng,
+                )?;
+                Ok(((a.probability, a.evaluated, a.accepted), a))
+            },
+            adjust_space,
+        )?;
+        state.analyses = analyses;
         state.space = Some(space);
         state.save(out)?;
     }
@@ -459,12 +480,13 @@ pub fn run_search(
         state.final_model = Some(fin);
         state.save(out)?;
     }
-    let front = pareto::front(&state.candidates);
+    let rows = pareto::rows(&state.candidates);
+    let front = pareto::front(&rows);
     write_atomic(
         &out.join("pareto.md"),
-        pareto::table(&state.candidates, &front).as_bytes(),
+        pareto::table(&rows, &front).as_bytes(),
     )?;
-    pareto::plot(&state.candidates, &front, &out.join("pareto.svg"))?;
+    pareto::plot(&rows, &front, &out.join("pareto.svg"))?;
     write_summary(out, &state, &front)?;
     Ok(SearchOutcome {
         finished: true,
@@ -528,14 +550,14 @@ fn quantize_and_place(
 }
 
 /// The limit each violation line names (`SRAM`, `flash`, `latency`).
-fn violation_kinds(violations: &[String]) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn violation_kinds(violations: &[String]) -> impl Iterator<Item = String> + '_ {
     violations
         .iter()
         .map(|v| v.split_whitespace().next().unwrap_or("?").to_string())
 }
 
 /// `(index, score)` of the evaluated entries.
-fn scored(scores: impl Iterator<Item = Option<f64>>) -> Vec<(usize, f64)> {
+pub(crate) fn scored(scores: impl Iterator<Item = Option<f64>>) -> Vec<(usize, f64)> {
     scores
         .enumerate()
         .filter_map(|(k, a)| a.map(|a| (k, a)))
@@ -543,7 +565,7 @@ fn scored(scores: impl Iterator<Item = Option<f64>>) -> Vec<(usize, f64)> {
 }
 
 /// The best-scoring index; ties go to the earliest.
-fn best(scored: &[(usize, f64)]) -> Option<usize> {
+pub(crate) fn best(scored: &[(usize, f64)]) -> Option<usize> {
     scored
         .iter()
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
@@ -700,7 +722,7 @@ fn write_best(
     Ok(())
 }
 
-fn write_ron<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_ron<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = ron::ser::to_string_pretty(value, ron::ser::PrettyConfig::default())
         .map_err(|e| SearchError::Search(format!("{}: {e}", path.display())))?;
     write_atomic(path, text.as_bytes())

@@ -49,6 +49,53 @@ pub struct Analysis {
     pub params: Vec<usize>,
 }
 
+/// Alg. 1's tally: samples within the memory and storage limits, and those whose effective
+/// parameter count lies in [lambda_lo, lambda_up] x the memory limit.
+#[derive(Debug, Default)]
+pub struct Acceptance {
+    lo: f64,
+    hi: f64,
+    pub evaluated: usize,
+    pub accepted: usize,
+    pub params: Vec<usize>,
+}
+
+impl Acceptance {
+    pub fn new(cfg: &AnalysisConfig, limits: &Limits) -> Self {
+        Self {
+            lo: cfg.lambda_lo * limits.sram_bytes as f64,
+            hi: cfg.lambda_up * limits.sram_bytes as f64,
+            ..Default::default()
+        }
+    }
+
+    /// Counts one sample. Alg. 1 checks memory and storage only; latency is the search's own
+    /// extra limit.
+    pub fn add(
+        &mut self,
+        res: &crate::cost_graph::Resources,
+        limits: &Limits,
+        params: impl FnOnce() -> usize,
+    ) {
+        if res.sram_bytes <= limits.sram_bytes && res.flash_bytes <= limits.flash_bytes {
+            self.evaluated += 1;
+            let n = params();
+            self.params.push(n);
+            if (self.lo..=self.hi).contains(&(n as f64)) {
+                self.accepted += 1;
+            }
+        }
+    }
+
+    pub fn probability(&self) -> f64 {
+        if self.evaluated == 0 {
+            0.0
+        } else {
+            self.accepted as f64 / self.evaluated as f64
+        }
+    }
+}
+
 /// Alg. 1: samples (supernet, path, sparsity) triples and counts the acceptable ones.
 #[allow(clippy::too_many_arguments)]
 pub fn analyse(
@@ -61,35 +108,21 @@ pub fn analyse(
     limits: &Limits,
     rng: &mut StdRng,
 ) -> Result<Analysis> {
-    let (mut evaluated, mut accepted, mut params) = (0, 0, Vec::new());
-    let lo = cfg.lambda_lo * limits.sram_bytes as f64;
-    let hi = cfg.lambda_up * limits.sram_bytes as f64;
+    let mut tally = Acceptance::new(cfg, limits);
     for _ in 0..cfg.samples {
         let sup = sample_supernet(space, input, classes, rng);
         let arch = sup.arch(&sup.sample_path(rng))?;
         let sp = sample(&arch, sparse, rng);
         let (res, _) = evaluate(&arch, &sp, target, limits)?;
-        // Alg. 1 checks memory and storage only; latency is the search's own extra limit.
-        if res.sram_bytes <= limits.sram_bytes && res.flash_bytes <= limits.flash_bytes {
-            evaluated += 1;
-            let n = effective_parameters(&arch, &sp);
-            params.push(n);
-            if (lo..=hi).contains(&(n as f64)) {
-                accepted += 1;
-            }
-        }
+        tally.add(&res, limits, || effective_parameters(&arch, &sp));
     }
     Ok(Analysis {
         space: space.clone(),
         sampled: cfg.samples,
-        evaluated,
-        accepted,
-        probability: if evaluated == 0 {
-            0.0
-        } else {
-            accepted as f64 / evaluated as f64
-        },
-        params,
+        evaluated: tally.evaluated,
+        accepted: tally.accepted,
+        probability: tally.probability(),
+        params: tally.params,
     })
 }
 
@@ -98,18 +131,29 @@ pub fn analyse(
 /// setting's candidates. Results are rounded to multiples of `multiple` (at least one
 /// multiple), deduplicated and sorted.
 pub fn adjust_dims(xs: &[usize], a: &Analysis, multiple: usize) -> Vec<usize> {
-    if xs.is_empty() || a.params.is_empty() {
+    adjust_values(xs, a.probability, &a.params, multiple)
+}
+
+/// [`adjust_dims`] from an analysis' acceptance probability and effective parameter counts
+/// (any search space's).
+pub fn adjust_values(
+    xs: &[usize],
+    probability: f64,
+    params: &[usize],
+    multiple: usize,
+) -> Vec<usize> {
+    if xs.is_empty() || params.is_empty() {
         return xs.to_vec();
     }
-    let k = a.probability + 0.1;
+    let k = probability + 0.1;
     let mean_x = xs.iter().sum::<usize>() as f64 / xs.len() as f64;
     let (x_min, x_max) = (
         *xs.iter().min().unwrap_or(&0) as f64,
         *xs.iter().max().unwrap_or(&0) as f64,
     );
-    let n_min = *a.params.iter().min().unwrap_or(&0) as f64;
-    let n_max = *a.params.iter().max().unwrap_or(&0) as f64;
-    let n_mean = a.params.iter().sum::<usize>() as f64 / a.params.len() as f64;
+    let n_min = *params.iter().min().unwrap_or(&0) as f64;
+    let n_max = *params.iter().max().unwrap_or(&0) as f64;
+    let n_mean = params.iter().sum::<usize>() as f64 / params.len() as f64;
     let frac = if n_max > n_min {
         (n_mean - n_min) / (n_max - n_min)
     } else {
