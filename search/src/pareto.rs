@@ -62,6 +62,17 @@ pub fn front(c: &[Row]) -> Vec<usize> {
         .collect()
 }
 
+/// The candidate the compression stage takes: the most accurate one on the front, so that of
+/// equally accurate candidates the one no other beats on cost wins (remaining ties: the
+/// earliest).
+pub fn winner(c: &[Row]) -> Option<usize> {
+    front(c)
+        .into_iter()
+        .filter_map(|i| c[i].accuracy.map(|a| (i, a)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
+}
+
 /// A Markdown table of the front.
 pub fn table(c: &[Row], front: &[usize]) -> String {
     let mut s = String::from(
@@ -146,4 +157,42 @@ fn bounds(v: &[f64]) -> (f64, f64) {
     }
     let pad = ((hi - lo) * 0.1).max(1e-3);
     (lo - pad, hi + pad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(acc: f64, sram: u64) -> Row {
+        Row {
+            accuracy: Some(acc),
+            resources: Resources {
+                sram_bytes: sram,
+                peak_op: String::new(),
+                flash_bytes: 1000,
+                latency_ms: 1.0,
+                macs: 0,
+                violations: vec![],
+            },
+            params: 0,
+        }
+    }
+
+    /// Of two equally accurate candidates the cheaper one wins, even when it came later; an
+    /// unevaluated candidate never does.
+    #[test]
+    fn the_winner_is_the_most_accurate_candidate_on_the_front() {
+        let mut rows = vec![row(0.9, 3000), row(0.8, 1000), row(0.9, 2000)];
+        assert_eq!(front(&rows), vec![1, 2]);
+        assert_eq!(winner(&rows), Some(2));
+        rows.push(Row {
+            accuracy: None,
+            ..row(1.0, 10)
+        });
+        assert_eq!(winner(&rows), Some(2));
+        rows[0].resources.sram_bytes = 2000;
+        // identical candidates: the earliest
+        assert_eq!(winner(&rows), Some(0));
+        assert_eq!(winner(&[]), None);
+    }
 }

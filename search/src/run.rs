@@ -434,13 +434,12 @@ pub fn run_search(
 
     // Compression stage: AGP pruning and fine-tuning of the winner.
     if state.final_model.is_none() {
-        let winner =
-            best(&scored(state.candidates.iter().map(|r| r.accuracy))).ok_or_else(|| {
-                SearchError::Search(format!(
-                    "none of the {} SparseNAS candidates fits the budget",
-                    state.candidates.len()
-                ))
-            })?;
+        let winner = pareto::winner(&pareto::rows(&state.candidates)).ok_or_else(|| {
+            SearchError::Search(format!(
+                "none of the {} SparseNAS candidates fits the budget",
+                state.candidates.len()
+            ))
+        })?;
         let c = state.candidates[winner].clone();
         let model = supernet.extract(&sup_cfg, &c.path)?;
         let steps = sp.final_prune_steps + sp.final_finetune_steps;

@@ -28,7 +28,7 @@ use crate::cost_graph::{Limits, Resources};
 use crate::error::{Result, SearchError};
 use crate::evolution::parent;
 use crate::pareto::{self, Row};
-use crate::run::{Budget, agp_schedule, analysis_rounds, best, derive, scored, write_ron};
+use crate::run::{Budget, agp_schedule, analysis_rounds, derive, scored, write_ron};
 use crate::sparsity::SparseConfig;
 use crate::state::{Int8Record, STATE_FILE, write_atomic};
 use crate::{SearchOptions, run::violation_kinds};
@@ -297,8 +297,7 @@ pub fn run_kwt_search(
         if !budget.spend() {
             return Ok(unfinished(out));
         }
-        let scores = scored(state.candidates.iter().map(|c| Some(c.valid_accuracy)));
-        let Some(w) = best(&scores) else {
+        let Some(w) = pareto::winner(&rows) else {
             return Err(SearchError::Search("no candidate was trained".into()));
         };
         let c = state.candidates[w].clone();
