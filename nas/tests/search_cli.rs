@@ -216,6 +216,60 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let fin = &summary["final_model"];
+
+    // kill -9 inside a candidate's training (once its first epoch checkpoint is written), then
+    // resume: the same candidates, accuracies and final model
+    let killed = tmp.path().join("killed");
+    let mut child = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&killed)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut killed_in = None;
+    while start.elapsed() < Duration::from_secs(300) {
+        let run = std::fs::read_dir(killed.join("candidates"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("state.json").is_file() && !p.join("summary.json").is_file());
+        if let Some(run) = run {
+            child.kill().unwrap(); // SIGKILL
+            killed_in = Some(run);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.wait().unwrap();
+    let run = killed_in.expect("never saw a candidate mid-training");
+    assert!(
+        !killed.join("best").exists(),
+        "killed too late to test anything"
+    );
+    eprintln!("killed while training {}", run.display());
+    let st = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&killed)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let kwt_answer = |dir: &Path| {
+        let mut s: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap())
+                .unwrap();
+        for c in s["candidates"].as_array_mut().unwrap() {
+            c.as_object_mut().unwrap().remove("train_seconds");
+        }
+        serde_json::json!({ "candidates": s["candidates"], "final_model": s["final_model"] })
+    };
+    assert_eq!(kwt_answer(&killed), kwt_answer(&out));
+
     let int8_acc = fin["int8"]["test_accuracy"].as_f64().unwrap();
 
     let o = nas()
