@@ -67,13 +67,20 @@ pub struct KwtSearchConfig {
 }
 
 /// Whether the RON text is a KWT search configuration (it has a `kwt_space` field) rather than
-/// a TinyFormer one. Text that does not parse is left to the TinyFormer loader's message.
+/// a TinyFormer one. Text that does not parse is told apart by a `kwt_space:` outside line
+/// comments, so that its syntax error comes from the loader it was written for.
 pub fn is_kwt_config(text: &str) -> bool {
     match ron::from_str::<ron::Value>(text) {
         Ok(ron::Value::Map(m)) => m
             .keys()
             .any(|k| matches!(k, ron::Value::String(s) if s == "kwt_space")),
-        _ => false,
+        Ok(_) => false,
+        Err(_) => text.lines().any(|l| {
+            let code = l.split("//").next().unwrap_or("");
+            code.split("kwt_space")
+                .skip(1)
+                .any(|rest| rest.trim_start().starts_with(':'))
+        }),
     }
 }
 

@@ -263,6 +263,10 @@ fn configs_are_told_apart_and_errors_name_the_field() {
         &ron::ser::to_string_pretty(&tiny, Default::default()).unwrap()
     ));
     assert!(!is_kwt_config("not ron at all ("));
+    // a syntax error still goes to the KWT loader, whose message names the problem
+    let broken = text.replacen("seed:", "seed", 1);
+    assert!(is_kwt_config(&broken));
+    assert!(!is_kwt_config("(seed 1, // kwt_space: later\n)"));
 
     let path = dir.path().join("c.ron");
     std::fs::write(&path, text.replace("depths", "depth")).unwrap();
