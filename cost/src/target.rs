@@ -2,10 +2,12 @@
 //!
 //! The per-kernel cycle figures in those files started as *initial estimates* (derived from the
 //! MAC/cycle figures of pulp-transformer Table 4 and typical CMSIS-NN / PULP-NN kernels). On the
-//! Cortex-M4/M7 and RV32 targets every entry is now refit from instruction counts of the
-//! exported C kernels under QEMU times an assumed CPI (`export/tests/insn_count.rs` prints the
-//! fits; method in experiments/export/README.md); GAP9 takes the RV32 figures except its
-//! cluster `call_overhead`.
+//! Cortex-M4/M7 and RV32 targets every entry is now refit from QEMU runs of the exported C
+//! kernels (`export/tests/insn_count.rs` prints the fits; method in
+//! experiments/export/README.md): Cortex-M4 and RV32 from instructions charged with the
+//! Cortex-M4 TRM's and the CV32E40P manual's cycle counts (modelled, not measured on silicon),
+//! Cortex-M7 from instruction counts times an assumed CPI. GAP9 takes the RV32 figures for the
+//! kernel classes it has no estimate of its own for.
 
 use crate::error::CostError;
 use serde::{Deserialize, Serialize};

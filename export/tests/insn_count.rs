@@ -92,8 +92,8 @@ fn toolchain(t: Target) -> (&'static str, Vec<&'static str>, Vec<&'static str>) 
 }
 
 /// One inference: total instructions and instructions per function (2-run minus 1-run), and
-/// on the Cortex-M4 (`models_cycles`) the plugin's modelled cycles likewise (empty / 0
-/// elsewhere).
+/// on the targets with a cycle model (`models_cycles`: Cortex-M4, RV32) the plugin's modelled
+/// cycles likewise (empty / 0 elsewhere).
 struct Count {
     total: u64,
     funcs: BTreeMap<String, u64>,
@@ -101,10 +101,34 @@ struct Count {
     func_cycles: BTreeMap<String, u64>,
 }
 
-/// Whether the plugin models cycles for `t` (`cycles=m4`: the Cortex-M4 timing table in
-/// export/tools/insn_count.c; the other targets get instruction counts only).
+/// The plugin's cycle model for `t` (export/tools/insn_count.c): `cycles=m4`, the Cortex-M4
+/// TRM's timing table, on the M4; `cycles=rv32`, the CV32E40P user manual's, on RV32; none on
+/// the M7 (instruction counts only).
+fn cycle_model(t: Target) -> Option<&'static str> {
+    match t {
+        Target::CortexM4 => Some("m4"),
+        Target::Rv32 => Some("rv32"),
+        _ => None,
+    }
+}
+
+/// Whether the plugin models cycles for `t` (`cycle_model`).
 fn models_cycles(t: Target) -> bool {
-    t == Target::CortexM4
+    cycle_model(t).is_some()
+}
+
+/// The core whose timing table models `t`'s cycles (for the printed tables).
+fn modelled_core(t: Target) -> &'static str {
+    match t {
+        Target::Rv32 => "CV32E40P",
+        _ => "Cortex-M4",
+    }
+}
+
+/// MAC classes' entries are per MAC instruction: `simd_width` int8 MACs (2 on Cortex-M, 1 on
+/// RV32).
+fn simd_of(t: Target) -> f64 {
+    if t == Target::Rv32 { 1.0 } else { 2.0 }
 }
 
 /// `name lo hi` of every function of `elf` (the plugin's `ranges=` file).
@@ -140,12 +164,17 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
     let len: usize = g.inputs.iter().map(|i| g.tensor(i).unwrap().numel()).sum();
     let x = Rng(5).i8s(len);
     let vals: Vec<String> = x.iter().map(|v| v.to_string()).collect();
+    // the run count is read from a volatile: the 1-run and 2-run programs have the same code,
+    // so every function has the same address in both (a constant bound made `main` 14 bytes
+    // longer on RV32 for 2 runs, moving every kernel by 2 bytes, which changes the CV32E40P
+    // model's cycles: a taken branch to a non-word-aligned 32-bit instruction costs one more)
     let main = format!(
         "#include <stdio.h>\n#include \"model.h\"\n\
          static const int8_t in[MODEL_INPUT_LEN] = {{{}}};\n\
          static int8_t out[MODEL_OUTPUT_LEN];\n\
+         static volatile int reps = REPS;\n\
          int main(void) {{ int r, i, s = 0;\n\
-         for (r = 0; r < REPS; r++) model_run(in, out);\n\
+         for (r = 0; r < reps; r++) model_run(in, out);\n\
          for (i = 0; i < MODEL_OUTPUT_LEN; i++) s += out[i];\n\
          printf(\"sum %d\\n\", s); return 0; }}\n",
         vals.join(",")
@@ -174,7 +203,9 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
                 "{},lo=0,hi=0xffffffff,ranges={}{}",
                 plugin.display(),
                 ranges.display(),
-                if models_cycles(t) { ",cycles=m4" } else { "" }
+                cycle_model(t)
+                    .map(|m| format!(",cycles={m}"))
+                    .unwrap_or_default()
             ))
             .args(["-d", "plugin"]))
         .unwrap();
@@ -211,7 +242,7 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
             .filter(|&(_, n)| n > 0)
             .collect()
     };
-    Count {
+    let c = Count {
         total: counts[1].total - counts[0].total,
         // a function's instructions never shrink from one run to two (an underflow panics)
         funcs: diff(&counts[0].funcs, &counts[1].funcs, |n, m| n - m),
@@ -224,7 +255,19 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
             &counts[1].func_cycles,
             u64::saturating_sub,
         ),
+    };
+    if t == Target::Rv32 {
+        // every RV32 instruction costs at least one CV32E40P cycle; the stalls, multi-cycle
+        // instructions and taken branches of these kernels stay well under 3 cycles each on
+        // average
+        assert!(
+            c.cycles >= c.total && c.cycles <= 3 * c.total,
+            "{tag}: {} modelled cycles for {} instructions",
+            c.cycles,
+            c.total
+        );
     }
+    c
 }
 
 /// Work of one stage as the cost model prices it, from the schedule actually exported.
@@ -419,9 +462,10 @@ type Modelled = (&'static str, &'static str, f64, f64, f64);
 fn print_modelled(t: Target, what: &str, rows: &[Modelled]) {
     let cpi = assumed_cpi(t);
     println!(
-        "\n{t} modelled cycles ({what}; Cortex-M4 timing table of export/tools/insn_count.c)\n\n\
+        "\n{t} modelled cycles ({what}; {} timing table of export/tools/insn_count.c)\n\n\
          | class | work unit | instr / unit | modelled cycles / unit | modelled CPI | assumed CPI \
-         | entry (assumed CPI) | entry (modelled) |"
+         | entry (assumed CPI) | entry (modelled) |",
+        modelled_core(t)
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut entries = Vec::new();
@@ -483,6 +527,172 @@ fn setup() -> Option<(Vec<Target>, tempfile::TempDir, std::path::PathBuf)> {
     Some((targets, dir, plugin))
 }
 
+/// Hand-written RV32 loops (no compressed instructions where the timing must not depend on
+/// the assembler, `norelax` so that calls stay `auipc` + `jalr`) whose CV32E40P cycles follow
+/// from the user manual's table: `kern(n)` runs `n` iterations of a load, a use of it (load
+/// data hazard, +1), MUL (1), MULHU (5), ADDI and a branch taken `n - 1` times (3, not taken
+/// 1), then DIVU (`RV_DIV`), `la` (AUIPC + ADDI) and `jr` of the register just written (2 +
+/// 1, jalr data hazard) and `ret` (2): `13 n + 7 + RV_DIV` cycles, `6 n + 7` instructions.
+/// `kern_mis(n)` is the loop alone after a 2-byte `c.li`, so its head (a 32-bit LW) is not
+/// word-aligned: each taken branch costs 4, `14 n + 1` cycles, `6 n + 3` instructions.
+/// `kern_ret` is a lone `ret` reading the `ra` its caller's `jalr` just wrote (2 + 1, the
+/// hazard across two translation blocks). `kern_page` loads into `t1` as the last instruction
+/// of a 4 KiB page and uses it as the first of the next (QEMU ends a translation block at a
+/// page boundary): MV, LW, ADD + 1 and RET, 6 cycles, 4 instructions. `main` calls the four
+/// through `auipc ra` + `jalr` (a jalr data hazard each).
+const RV32_LOOPS: &str = "
+    .text
+    .option norelax
+    .option norvc
+    .balign 4
+    .globl main
+    .type main, @function
+main:
+    addi sp, sp, -16
+    sw ra, 12(sp)
+    sw zero, 0(sp)
+    li a0, 10
+    call kern
+    li a0, 10
+    call kern_mis
+    call kern_ret
+    call kern_page
+    lw ra, 12(sp)
+    addi sp, sp, 16
+    li a0, 0
+    ret
+    .size main, .-main
+
+    .balign 4
+    .globl kern
+    .type kern, @function
+kern:
+    li t0, 0
+    mv t2, sp
+1:  lw t1, 0(t2)
+    add t0, t0, t1
+    mul t3, t0, t0
+    mulhu t3, t0, t0
+    addi a0, a0, -1
+    bnez a0, 1b
+    divu t3, t0, t2
+    la t4, 2f
+    jr t4
+2:  ret
+    .size kern, .-kern
+
+    .balign 4
+    .globl kern_ret
+    .type kern_ret, @function
+kern_ret:
+    ret
+    .size kern_ret, .-kern_ret
+
+    .balign 4
+    .globl kern_mis
+    .type kern_mis, @function
+kern_mis:
+    .option rvc
+    c.li t0, 0
+    .option norvc
+    mv t2, sp
+1:  lw t1, 0(t2)
+    add t0, t0, t1
+    mul t3, t0, t0
+    mulhu t3, t0, t0
+    addi a0, a0, -1
+    bnez a0, 1b
+    ret
+    .size kern_mis, .-kern_mis
+
+    .balign 4096
+    .skip 4088
+    .globl kern_page
+    .type kern_page, @function
+kern_page:
+    mv t2, sp
+    lw t1, 0(t2)
+    add t0, t0, t1
+    ret
+    .size kern_page, .-kern_page
+";
+
+/// The CV32E40P model's fixed division time (`RV_DIV` in export/tools/insn_count.c).
+const RV_DIV: u64 = 19;
+
+/// `cycles=rv32` on `RV32_LOOPS`: the exact cycles of the manual's table, `div=N` overriding
+/// the division's, and instruction counts identical with and without the cycle model.
+#[test]
+fn rv32_cycle_model_on_known_loops() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    if !targets.contains(&Target::Rv32) {
+        return;
+    }
+    let (cc, flags, qemu) = toolchain(Target::Rv32);
+    let src = dir.path().join("loops.S");
+    let elf = dir.path().join("loops.elf");
+    std::fs::write(&src, RV32_LOOPS).unwrap();
+    sh(Command::new(cc).args(&flags).arg(&src).arg("-o").arg(&elf)).unwrap();
+    let ranges = dir.path().join("loops.ranges");
+    std::fs::write(&ranges, function_ranges(Target::Rv32, &elf)).unwrap();
+    // per function: (instructions, modelled cycles), and the plugin's "range" lines
+    let run = |opts: &str| {
+        let out = sh(Command::new("timeout")
+            .arg("60")
+            .args(&qemu)
+            .args(["-nographic", "-semihosting", "-kernel"])
+            .arg(&elf)
+            .arg("-plugin")
+            .arg(format!(
+                "{},lo=0,hi=0xffffffff,ranges={}{opts}",
+                plugin.display(),
+                ranges.display()
+            ))
+            .args(["-d", "plugin"]))
+        .unwrap();
+        let get = |prefix: &str, f: &str| -> u64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(f)?.strip_prefix(' '))
+                .map_or(0, |n| n.trim().parse().unwrap())
+        };
+        let funcs: BTreeMap<&str, (u64, u64)> =
+            ["main", "kern", "kern_mis", "kern_ret", "kern_page"]
+                .into_iter()
+                .map(|f| (f, (get("range ", f), get("rcycles ", f))))
+                .collect();
+        let counts: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with("insns ") || l.starts_with("range "))
+            .map(String::from)
+            .collect();
+        (funcs, counts)
+    };
+    let n = 10;
+    let (plain, plain_counts) = run("");
+    let (m, counts) = run(",cycles=rv32");
+    let (m3, counts3) = run(",cycles=rv32,div=3");
+    assert_eq!(
+        counts, plain_counts,
+        "instruction counts change with the cycle model"
+    );
+    assert_eq!(counts3, plain_counts);
+    assert_eq!(plain["kern"].0, 6 * n + 7);
+    assert_eq!(plain["kern_mis"].0, 6 * n + 3);
+    assert_eq!(m["kern"], (6 * n + 7, 13 * n + 7 + RV_DIV));
+    assert_eq!(m3["kern"], (6 * n + 7, 13 * n + 7 + 3));
+    assert_eq!(m["kern_mis"], (6 * n + 3, 14 * n + 1));
+    assert_eq!(m["kern_ret"], (1, 3));
+    assert_eq!(m["kern_page"], (4, 6));
+    // 17 instructions, four of them calls through a register written just before (2 + 1);
+    // `ret` returns into the C start-up code, which may add 1 (a non-word-aligned 32-bit
+    // instruction there)
+    assert_eq!(m["main"].0, 17);
+    assert!((26..=27).contains(&m["main"].1), "main: {:?}", m["main"]);
+    println!("RV32 known loops (n = {n}): {m:?}");
+}
+
 #[test]
 fn attention_instruction_counts() {
     let Some((targets, dir, plugin)) = setup() else {
@@ -498,12 +708,15 @@ fn attention_instruction_counts() {
         ..Int8Options::default()
     };
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
-    // the same with modelled cycles (Cortex-M4 only)
+    // the same with modelled cycles (targets with a cycle model: M4, RV32)
     let mut cruns: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut breakdown = String::new();
-    // modelled Cortex-M4 cycles of whole attention stages beside the paper's STM32L4 figures
-    let mut m4_cycles = String::new();
+    // the same in modelled cycles, with each class's modelled CPI
+    let mut cbreakdown = String::new();
+    // modelled cycles of whole attention stages per target (M4: beside the paper's STM32L4
+    // figures)
+    let mut stage_cycles: Vec<String> = vec![String::new(); targets.len()];
     println!("| shape | target | variant | MACs | instructions | instr/MAC | baseline / variant |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &(name, s, e, p, h) in &graphs::SHAPES {
@@ -535,12 +748,41 @@ fn attention_instruction_counts() {
                 );
                 let classes = by_class(&c.funcs, o.fuse_attention);
                 if models_cycles(t) {
-                    cruns[ti].push((work(g, o), by_class(&c.func_cycles, o.fuse_attention)));
-                    m4_cycles.push_str(&format!(
-                        "| {name} | {v} | {macs} | {:.2}M | {:.2} | {} |\n",
+                    let cclasses = by_class(&c.func_cycles, o.fuse_attention);
+                    // every class costs at least its instructions (RV32: one cycle each)
+                    if t == Target::Rv32 {
+                        for (k, &n) in &classes {
+                            let cyc = cclasses.get(k).copied().unwrap_or(0);
+                            assert!(cyc >= n, "{tag} {k}: {cyc} cycles < {n} instructions");
+                        }
+                    }
+                    cbreakdown.push_str(&format!(
+                        "| {name} | {t} | {v} | {} |\n",
+                        ["linear", "matmul", "softmax", "copy", "attention", "other"]
+                            .iter()
+                            .map(|k| {
+                                let n = classes.get(k).copied().unwrap_or(0);
+                                let cyc = cclasses.get(k).copied().unwrap_or(0);
+                                if n == 0 {
+                                    format!("{cyc}")
+                                } else {
+                                    format!("{cyc} ({:.3})", cyc as f64 / n as f64)
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    ));
+                    cruns[ti].push((work(g, o), cclasses));
+                    stage_cycles[ti].push_str(&format!(
+                        "| {name} | {v} | {macs} | {n} | {:.2}M | {:.3} | {:.2} |{}\n",
                         c.cycles as f64 / 1e6,
+                        c.cycles as f64 / n as f64,
                         macs as f64 / c.cycles as f64,
-                        paper_l4_cycles(name)
+                        if t == Target::CortexM4 {
+                            format!(" {} |", paper_l4_cycles(name))
+                        } else {
+                            String::new()
+                        }
                     ));
                 }
                 breakdown.push_str(&format!(
@@ -564,31 +806,51 @@ fn attention_instruction_counts() {
             r.iter().sum::<f64>() / r.len() as f64
         );
     }
-    if !m4_cycles.is_empty() {
+    for (t, rows) in targets.iter().zip(&stage_cycles) {
+        if rows.is_empty() {
+            continue;
+        }
+        // the paper measured the STM32L4 (Cortex-M4) only
+        let (paper, sep) = if *t == Target::CortexM4 {
+            (
+                " paper Table 4, STM32L4 cycles: ours / CMSIS-NN |",
+                " --- |",
+            )
+        } else {
+            ("", "")
+        };
         println!(
-            "\n| shape | variant | MACs | modelled Cortex-M4 cycles | MACs / cycle | paper Table 4, \
-             STM32L4 cycles: ours / CMSIS-NN |"
+            "\n| shape | variant | MACs | instructions | modelled {} cycles ({t}) | modelled CPI \
+             | MACs / cycle |{paper}",
+            modelled_core(*t)
         );
-        println!("| --- | --- | --- | --- | --- | --- |");
-        print!("{m4_cycles}");
+        println!("| --- | --- | --- | --- | --- | --- | --- |{sep}");
+        print!("{rows}");
     }
     println!(
         "\n| shape | target | variant | linear | matmul | softmax | transpose | fused attention | other |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     print!("{breakdown}");
+    if !cbreakdown.is_empty() {
+        println!(
+            "\n| shape | target | variant | modelled cycles (CPI): linear | matmul | softmax | \
+             transpose | fused attention | other |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        print!("{cbreakdown}");
+    }
     println!(
         "\n| target | assumed CPI | linear instr/MAC | matmul instr/MAC (fused attention) | \
          softmax instr/elem | requant instr/output | copy instr/elem | fitted cycle table |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (t, r) in targets.iter().zip(&runs) {
-        let simd = if *t == Target::Rv32 { 1.0 } else { 2.0 };
-        refit(*t, simd, r);
+        refit(*t, simd_of(*t), r);
     }
     for ((t, r), c) in targets.iter().zip(&runs).zip(&cruns) {
         if models_cycles(*t) {
-            modelled_refit(*t, 2.0, r, c);
+            modelled_refit(*t, simd_of(*t), r, c);
         }
     }
 }
@@ -858,7 +1120,7 @@ fn sparse_kernel_instruction_counts() {
         // per case: (dense kernel-class instructions, sparse kernel-class instructions, line)
         let mut meas = Vec::new();
         // per case: (MACs, dense and sparse kernel-class instructions, the same in modelled
-        // cycles: Cortex-M4 only, else 0)
+        // cycles: targets with a cycle model only, else 0)
         let mut cmeas = Vec::new();
         for (ci, (c, &(stored, outs, kernel))) in cases.iter().zip(&work).enumerate() {
             let g = &c.graph;
@@ -899,7 +1161,7 @@ fn sparse_kernel_instruction_counts() {
         }
         // requant: the dense Linear kernel's per-output term, from the Linear-kernel cases
         let cpi = assumed_cpi(t);
-        let simd = if t == Target::Rv32 { 1.0 } else { 2.0 };
+        let simd = simd_of(t);
         let (lin, rq) = lsq2(
             &meas
                 .iter()
@@ -1341,7 +1603,7 @@ fn other_kernel_instruction_counts() {
     for &t in &targets {
         // (case, instructions of its class, whole-inference instructions)
         let mut meas: Vec<(&Case, f64, f64)> = Vec::new();
-        // the same in modelled cycles (Cortex-M4 only)
+        // the same in modelled cycles (targets with a cycle model only)
         let mut cmeas: Vec<(&Case, f64, f64)> = Vec::new();
         for (ci, c) in cases.iter().enumerate() {
             let tag = format!("other-{t}-{ci}");
@@ -1399,7 +1661,7 @@ fn other_kernel_instruction_counts() {
             }
         }
         let cpi = assumed_cpi(t);
-        let simd = if t == Target::Rv32 { 1.0 } else { 2.0 };
+        let simd = simd_of(t);
         let fit = other_fit(t, cpi, simd, &meas);
         if models_cycles(t) {
             let cfit = other_fit(t, 1.0, simd, &cmeas);

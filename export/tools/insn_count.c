@@ -12,9 +12,11 @@
  *
  * With `cycles=m4` (Thumb-2 guests only) it also models Cortex-M4 cycles and prints
  * "cycles <n>" (for [lo, hi)) and one "rcycles <name> <cycles>" line per range; the instruction
- * counts are unchanged. `verbose=1` lists (once, at translation) the mnemonics the model does not
- * know and charges 1 cycle ("unknown <mnemonic>"); `verbose=2` also every translated instruction
- * ("insn <addr> <kind> <cycles> <disassembly>", the refill not included).
+ * counts are unchanged. `cycles=rv32` (RV32IMC guests) does the same with the CV32E40P model
+ * below. `div=N` sets the cycles of a division (either model; defaults 7 and 19). `verbose=1`
+ * lists (once, at translation) the mnemonics the model does not know and charges 1 cycle
+ * ("unknown <mnemonic>"); `verbose=2` also every translated instruction ("insn <addr> <kind>
+ * <cycles> <disassembly>", the refill / taken-branch and target penalties not included).
  *
  * The Cortex-M4 model: each executed instruction is classified from its disassembly
  * (qemu_plugin_insn_disas, capstone syntax) and charged the cycle count of the Cortex-M4
@@ -50,8 +52,45 @@
  *       core registers 2, others 1
  *   conditional instructions skipped in an IT block: charged as if executed
  *
+ * With `cycles=rv32` (RV32IMC guests) it models the cycles of the OpenHW CV32E40P core (the
+ * RI5CY lineage of GAP9's cores) instead, same output lines. Each executed instruction is
+ * classified from QEMU's RISC-V disassembly (compressed instructions are shown, and charged,
+ * as their 32-bit forms, which the core's IF stage pre-decodes them into) and charged the
+ * CV32E40P User Manual's cycle counts (docs/source/pipeline.rst, "Pipeline Details": table
+ * "Cycle counts per instruction type" and section "Hazards"; cv32e40p v1.8). Zero stall on the
+ * instruction and data interfaces, as the table assumes.
+ *
+ *   integer computational (RV32I ALU, LUI, AUIPC, NOP, pseudo-instructions), FENCE, ECALL,
+ *   EBREAK, WFI, MRET ...................................................... 1
+ *   MUL ..................................................................... 1
+ *   MULH, MULHSU, MULHU ..................................................... 5
+ *   DIV, DIVU, REM, REMU ........................................... RV_DIV = 19
+ *       (manual: 3..35, 3 + the leading zero (sign) bits of the divisor, 35 for a zero
+ *       divisor; the plugin cannot see the operands (no register access in plugin API v1):
+ *       19 = a 16-bit divisor, the middle of the range; `div=N` overrides it)
+ *   load (LB, LH, LW, LBU, LHU) .............................................. 1
+ *       + 1 when the next instruction executed reads its destination (manual, Hazards: load
+ *       data hazard); misaligned transfers (2) are not modelled
+ *   store (SB, SH, SW) ....................................................... 1
+ *   jump (JAL, JALR, J, JR, RET, CALL, TAIL) ................................... 2
+ *       + 1 when the target is a non-word-aligned 32-bit (non-RVC) instruction
+ *       + 1 for a JALR whose base register is written by the instruction executed just
+ *         before it (manual, Hazards: jalr data hazard)
+ *   branch not taken ......................................................... 1
+ *   branch taken ................................................ 3, or 4 when the
+ *       target is a non-word-aligned 32-bit instruction. "Taken" = the next executed
+ *       translation block does not start at the branch's fall-through address, as for the
+ *       Cortex-M4 refill; the extra cycles are charged to the function of the branch/jump.
+ *   CSR access: 4 for mstatus, mepc, mtvec, mcause, mcycle(h), minstret(h), mhpmcounter*(h),
+ *       mcountinhibit, mhpmevent*, dcsr, dpc, dscratch0/1; 1 for the others
+ *   FENCE.I ................................................................. 2
+ *   The hazards are found from the registers in the disassembly: statically between two
+ *   instructions of a translation block, at run time (the per-block callback) between the last
+ *   instruction of a block and the first of the next one executed. A stall is charged to the
+ *   function of the instruction that waits.
+ *
  * Overhead: one inline add per instruction (and range) for the cycles, one C callback per
- * executed translation block that ends in a branch.
+ * executed translation block.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -89,7 +128,9 @@ void qemu_plugin_outs(const char *string);
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 static uint64_t lo, hi = UINT64_MAX, count, cycles;
-static int model_m4, verbose;
+static int verbose;
+/* the cycle model: none, `cycles=m4`, `cycles=rv32` */
+static enum { MODEL_NONE, MODEL_M4, MODEL_RV32 } model;
 
 #define MAX_RANGES 4096
 static struct {
@@ -101,6 +142,12 @@ static int n_ranges;
 /* Cortex-M4 timing parameters (see the table above) */
 #define M4_REFILL 2
 #define M4_DIV 7
+/* CV32E40P timing parameters (see the table above): a taken branch costs RV_TAKEN more than a
+ * not-taken one; RV_DIV for a division or remainder */
+#define RV_TAKEN 2
+#define RV_DIV 19
+/* the division's cycles (M4_DIV or RV_DIV unless `div=N`) */
+static int div_cycles = -1;
 
 static void load_ranges(const char *path) {
     FILE *f = fopen(path, "r");
@@ -324,7 +371,7 @@ static struct cls classify(const char *disas, int *known) {
         return c;
     }
     if (is(m, "sdiv", 0) || is(m, "udiv", 0)) {
-        c.base = M4_DIV;
+        c.base = div_cycles;
         return c;
     }
     /* the single-cycle rest; instructions writing the PC take the refill too */
@@ -368,28 +415,273 @@ static struct cls classify(const char *disas, int *known) {
     return c;
 }
 
-/* a translation block that ends in a possible branch: where it would fall through, and the
- * counters its refill is charged to */
+/* ---- CV32E40P (RV32IMC) classification ---- */
+
+enum rv_kind { RV_ALU, RV_LOAD, RV_BRANCH, RV_JUMP };
+
+struct rv_cls {
+    int base;          /* cycles, stalls and taken-branch / target penalties excluded */
+    enum rv_kind kind; /* RV_BRANCH: conditional; RV_JUMP: always transfers control */
+    int rd;            /* register written, -1 when none (or x0) */
+    uint32_t srcs;     /* bit mask of the registers read */
+    int jalr_base;     /* RV_JUMP through a register: that register, else -1 */
+};
+
+/* number of a RISC-V register name (ABI or xN) at p, -1 if none; *len = its length */
+static int rv_reg(const char *p, size_t *len) {
+    static const char *const abi[32] = {"zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2",
+                                        "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5",
+                                        "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7",
+                                        "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6"};
+    size_t n = 0;
+    int r;
+    while (isalnum((unsigned char)p[n])) {
+        n++;
+    }
+    *len = n;
+    for (r = 0; r < 32; r++) {
+        if (strlen(abi[r]) == n && strncmp(p, abi[r], n) == 0) {
+            return r;
+        }
+    }
+    if (n == 2 && strncmp(p, "fp", 2) == 0) {
+        return 8;
+    }
+    if (n >= 2 && n <= 3 && p[0] == 'x' && isdigit((unsigned char)p[1]) &&
+        (n == 2 || isdigit((unsigned char)p[2]))) {
+        r = atoi(p + 1);
+        return r < 32 ? r : -1;
+    }
+    return -1;
+}
+
+/* whether mnemonic m is one of the NULL-terminated list */
+static int rv_in(const char *m, const char *const *list) {
+    for (; *list; list++) {
+        if (strcmp(m, *list) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* the CSRs whose access takes 4 cycles (manual table, "CSR Access") */
+static int rv_slow_csr(const char *ops) {
+    static const char *const slow[] = {"mstatus", "mepc", "mtvec", "mcause", "mcycle",
+                                       "minstret", "mhpmcounter", "mcountinhibit",
+                                       "mhpmevent", "dcsr", "dpc", "dscratch", NULL};
+    const char *const *s;
+    for (s = slow; *s; s++) {
+        const char *p = strstr(ops, *s);
+        if (p && (p == ops || !isalnum((unsigned char)p[-1]))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Classifies one line of QEMU's RISC-V disassembly: "<encoding in hex>  <mnemonic>  <operands>
+ * [# <target>]", operands comma-separated, loads and stores as "imm(base)". */
+static struct rv_cls rv_classify(const char *disas, int *known) {
+    static const char *const alu[] = {
+        "lui", "auipc", "addi", "slti", "sltiu", "xori", "ori", "andi", "slli", "srli",
+        "srai", "add", "sub", "sll", "slt", "sltu", "xor", "srl", "sra", "or", "and", "nop",
+        "mv", "li", "not", "neg", "seqz", "snez", "sltz", "sgtz", "fence", "fence.tso",
+        "pause", "ecall", "ebreak", "wfi", "mret", "unimp", "illegal", NULL};
+    static const char *const loads[] = {"lb", "lh", "lw", "lbu", "lhu", NULL};
+    static const char *const stores[] = {"sb", "sh", "sw", NULL};
+    static const char *const branches[] = {"beq", "bne", "blt", "bge", "bltu", "bgeu",
+                                           "beqz", "bnez", "blez", "bgez", "bltz", "bgtz",
+                                           "ble", "bleu", "bgt", "bgtu", NULL};
+    static const char *const mulh[] = {"mulh", "mulhsu", "mulhu", NULL};
+    static const char *const divs[] = {"div", "divu", "rem", "remu", NULL};
+    struct rv_cls c = {1, RV_ALU, -1, 0, -1};
+    char m[32], ops[96];
+    int regs[8], n_regs = 0, has_rd = 1, i;
+    size_t n = 0, len;
+    const char *p = disas;
+    *known = 1;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    /* the encoding: 4 or 8 hex digits (no RV32IMC mnemonic is one) */
+    while (isxdigit((unsigned char)p[n])) {
+        n++;
+    }
+    if ((n == 4 || n == 8) && (p[n] == ' ' || p[n] == '\t')) {
+        p += n;
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+    }
+    for (n = 0; p[n] && p[n] != ' ' && p[n] != '\t' && n < sizeof m - 1; n++) {
+        m[n] = (char)tolower((unsigned char)p[n]);
+    }
+    m[n] = 0;
+    p += n;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    for (n = 0; p[n] && p[n] != '#' && n < sizeof ops - 1; n++) {
+        ops[n] = p[n];
+    }
+    ops[n] = 0;
+    /* register operands in order (a register name starts the operand or follows '(') */
+    for (p = ops; *p && n_regs < 8;) {
+        if ((p == ops || p[-1] == ',' || p[-1] == '(' || p[-1] == ' ') &&
+            isalpha((unsigned char)*p)) {
+            int r = rv_reg(p, &len);
+            if (r >= 0) {
+                regs[n_regs++] = r;
+            }
+            p += len ? len : 1;
+        } else {
+            p++;
+        }
+    }
+    if (rv_in(m, loads)) {
+        c.kind = RV_LOAD;
+    } else if (rv_in(m, stores)) {
+        has_rd = 0;
+    } else if (rv_in(m, branches)) {
+        c.kind = RV_BRANCH;
+        has_rd = 0;
+    } else if (strcmp(m, "mul") == 0) {
+        c.base = 1;
+    } else if (rv_in(m, mulh)) {
+        c.base = 5;
+    } else if (rv_in(m, divs)) {
+        c.base = div_cycles;
+    } else if (strcmp(m, "j") == 0 || strcmp(m, "jal") == 0 || strcmp(m, "call") == 0 ||
+               strcmp(m, "tail") == 0) {
+        /* "jal offset" writes ra; "jal rd,offset" rd; "j" / "tail" nothing */
+        c.kind = RV_JUMP;
+        c.base = 2;
+        has_rd = 0;
+        if ((strcmp(m, "jal") == 0 || strcmp(m, "call") == 0) && n_regs == 0) {
+            c.rd = 1;
+        } else if (strcmp(m, "jal") == 0 && n_regs > 0) {
+            c.rd = regs[0];
+        }
+        n_regs = 0; /* no register read */
+    } else if (strcmp(m, "jr") == 0 || strcmp(m, "ret") == 0 || strcmp(m, "jalr") == 0) {
+        c.kind = RV_JUMP;
+        c.base = 2;
+        has_rd = 0;
+        if (strcmp(m, "ret") == 0) {
+            regs[0] = 1;
+            n_regs = 1;
+        }
+        if (strcmp(m, "jalr") == 0 && n_regs >= 2) {
+            /* "jalr rd,rs1,imm" or "jalr rd,imm(rs1)" */
+            c.rd = regs[0];
+            regs[0] = regs[1];
+            n_regs = 1;
+        } else if (strcmp(m, "jalr") == 0) {
+            c.rd = 1; /* "jalr rs1": rd = ra */
+        }
+        c.jalr_base = n_regs > 0 ? regs[0] : -1;
+    } else if (strcmp(m, "fence.i") == 0) {
+        c.base = 2;
+        has_rd = 0;
+    } else if (strncmp(m, "csr", 3) == 0 || strncmp(m, "rd", 2) == 0) {
+        /* csrr / csrrw / csrrs / csrrc (+i) write rd; csrw / csrs / csrc (+i) do not;
+         * rdcycle & co. read the user counters (1 cycle) */
+        c.base = rv_slow_csr(ops) ? 4 : 1;
+        has_rd = strncmp(m, "rd", 2) == 0 || strcmp(m, "csrr") == 0 ||
+                 strncmp(m, "csrr", 4) == 0;
+        *known = strncmp(m, "rd", 2) != 0 || strncmp(m, "rdcycle", 7) == 0 ||
+                 strncmp(m, "rdtime", 6) == 0 || strncmp(m, "rdinstret", 9) == 0;
+    } else {
+        *known = rv_in(m, alu);
+        if (strcmp(m, "nop") == 0 || strcmp(m, "fence") == 0 || strcmp(m, "ecall") == 0 ||
+            strcmp(m, "ebreak") == 0 || strcmp(m, "wfi") == 0 || strcmp(m, "mret") == 0) {
+            has_rd = 0;
+        }
+    }
+    for (i = 0; i < n_regs; i++) {
+        if (i == 0 && has_rd) {
+            c.rd = regs[0];
+        } else {
+            c.srcs |= (uint32_t)1 << regs[i];
+        }
+    }
+    if (c.rd == 0) {
+        c.rd = -1; /* x0 is never written */
+    }
+    c.srcs &= ~(uint32_t)1;
+    return c;
+}
+
+/* a translation block: its start, whether its first instruction is a 32-bit one at a
+ * non-word-aligned address (CV32E40P: a jump or taken branch to it costs 1 more), and, when it
+ * ends in a possible control transfer, where it would fall through and the counters the
+ * refill is charged to. CV32E40P: also what the hazards between the last instruction of one
+ * executed block and the first of the next need (a block also ends without a branch, at a
+ * page boundary or QEMU's block size limit, between two adjacent instructions). */
+enum tail_kind { TAIL_NONE, TAIL_BRANCH, TAIL_JUMP };
+
 struct tb_tail {
     uint64_t start, fallthrough;
     uint64_t *range_cycles; /* NULL: outside every range */
     int in_lo_hi;
+    enum tail_kind kind; /* TAIL_BRANCH: charged when taken; TAIL_JUMP: always taken (rv32) */
+    int misaligned32;
+    /* rv32: the last instruction's destination, and that of a load (-1: none / not a load) */
+    int last_rd, last_load_rd;
+    /* rv32: the first instruction's sources, jalr base register (-1: not a jalr) and the
+     * counters a stall before it is charged to */
+    uint32_t first_srcs;
+    int first_jalr_base;
+    uint64_t *first_range_cycles;
+    int first_in_lo_hi;
 };
 
 static struct tb_tail *prev_tail;
 
+static void charge_tail(const struct tb_tail *t, uint64_t n) {
+    if (t->range_cycles) {
+        *t->range_cycles += n;
+    }
+    if (t->in_lo_hi) {
+        cycles += n;
+    }
+}
+
 static void on_tb_exec(unsigned int vcpu, void *ud) {
     struct tb_tail *t = ud;
     (void)vcpu;
-    if (prev_tail && prev_tail->fallthrough != t->start) {
-        if (prev_tail->range_cycles) {
-            *prev_tail->range_cycles += M4_REFILL;
-        }
-        if (prev_tail->in_lo_hi) {
-            cycles += M4_REFILL;
+    if (prev_tail) {
+        int taken = prev_tail->fallthrough != t->start;
+        if (model == MODEL_M4) {
+            if (taken) {
+                charge_tail(prev_tail, M4_REFILL);
+            }
+        } else {
+            uint64_t stall = 0;
+            if (prev_tail->kind == TAIL_JUMP) {
+                if (t->misaligned32) {
+                    charge_tail(prev_tail, 1);
+                }
+            } else if (prev_tail->kind == TAIL_BRANCH && taken) {
+                charge_tail(prev_tail, RV_TAKEN + (uint64_t)t->misaligned32);
+            }
+            /* the hazards of two instructions executed one after the other in two blocks */
+            if (prev_tail->last_load_rd > 0 && ((t->first_srcs >> prev_tail->last_load_rd) & 1)) {
+                stall++;
+            }
+            if (t->first_jalr_base > 0 && prev_tail->last_rd == t->first_jalr_base) {
+                stall++;
+            }
+            if (stall && t->first_range_cycles) {
+                *t->first_range_cycles += stall;
+            }
+            if (stall && t->first_in_lo_hi) {
+                cycles += stall;
+            }
         }
     }
-    prev_tail = t->fallthrough ? t : NULL;
+    prev_tail = model == MODEL_RV32 || t->kind != TAIL_NONE ? t : NULL;
 }
 
 static void report_unknown(const char *disas) {
@@ -424,12 +716,35 @@ static int range_of(uint64_t a) {
     return -1;
 }
 
+/* registers the modelled cycles `cyc` of instruction `insn` (in [lo, hi) when `in`, in range
+ * `r` when r >= 0) */
+static void add_cycles(struct qemu_plugin_insn *insn, uint64_t cyc, int in, int r) {
+    if (cyc && in) {
+        qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &cycles, cyc);
+    }
+    if (cyc && r >= 0) {
+        qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
+                                                   &ranges[r].cycles, cyc);
+    }
+}
+
+static void dump_insn(uint64_t a, int kind, uint64_t cyc, const char *d) {
+    char buf[160];
+    snprintf(buf, sizeof buf, "insn %" PRIx64 " %d %" PRIu64 " %s\n", a, kind, cyc, d ? d : "?");
+    qemu_plugin_outs(buf);
+}
+
 static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     size_t i, n = qemu_plugin_tb_n_insns(tb);
     struct cls prev = {1, K_ALU, -1, 0};
+    struct rv_cls rprev = {1, RV_ALU, -1, 0, -1};
     size_t prev_size = 4;
     struct tb_tail *tail = NULL;
     (void)id;
+    if (model != MODEL_NONE) {
+        tail = calloc(1, sizeof *tail); /* fallthrough 0, TAIL_NONE: ends in no branch */
+        tail->start = qemu_plugin_tb_vaddr(tb);
+    }
     for (i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t a = qemu_plugin_insn_vaddr(insn);
@@ -441,7 +756,7 @@ static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
             qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
                                                        &ranges[r].count, 1);
         }
-        if (model_m4) {
+        if (model == MODEL_M4) {
             char *d = qemu_plugin_insn_disas(insn);
             int known;
             struct cls c = classify(d ? d : "", &known);
@@ -457,35 +772,62 @@ static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
                 cyc = 0; /* folded onto the preceding 16-bit instruction */
             }
             if (verbose > 1) {
-                char buf[160];
-                snprintf(buf, sizeof buf, "insn %" PRIx64 " %d %" PRIu64 " %s\n", a, (int)c.kind,
-                         cyc, d ? d : "?");
-                qemu_plugin_outs(buf);
+                dump_insn(a, (int)c.kind, cyc, d);
             }
             free(d);
-            if (cyc && in) {
-                qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
-                                                           &cycles, cyc);
-            }
-            if (cyc && r >= 0) {
-                qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
-                                                           &ranges[r].cycles, cyc);
-            }
+            add_cycles(insn, cyc, in, r);
             if (c.kind == K_BRANCH && i == n - 1) {
-                tail = calloc(1, sizeof *tail);
+                tail->kind = TAIL_BRANCH;
                 tail->fallthrough = a + qemu_plugin_insn_size(insn);
                 tail->range_cycles = r >= 0 ? &ranges[r].cycles : NULL;
                 tail->in_lo_hi = in;
             }
             prev = c;
             prev_size = qemu_plugin_insn_size(insn);
+        } else if (model == MODEL_RV32) {
+            char *d = qemu_plugin_insn_disas(insn);
+            const char *ds = d ? d : "";
+            int known;
+            struct rv_cls c = rv_classify(ds, &known);
+            uint64_t cyc = (uint64_t)c.base;
+            if (verbose && !known) {
+                /* the mnemonic, past the encoding */
+                const char *q = ds + strspn(ds, " \t");
+                q += strspn(q, "0123456789abcdefABCDEF");
+                report_unknown(q + strspn(q, " \t"));
+            }
+            if (i == 0) {
+                tail->misaligned32 = qemu_plugin_insn_size(insn) == 4 && (a & 3) != 0;
+                tail->first_srcs = c.srcs;
+                tail->first_jalr_base = c.jalr_base;
+                tail->first_range_cycles = r >= 0 ? &ranges[r].cycles : NULL;
+                tail->first_in_lo_hi = in;
+            }
+            if (i == n - 1) {
+                tail->last_rd = c.rd;
+                tail->last_load_rd = c.kind == RV_LOAD ? c.rd : -1;
+            }
+            if (i > 0 && rprev.kind == RV_LOAD && rprev.rd > 0 && ((c.srcs >> rprev.rd) & 1)) {
+                cyc++; /* load data hazard: waits one cycle for the load's data */
+            }
+            if (i > 0 && c.jalr_base > 0 && rprev.rd == c.jalr_base) {
+                cyc++; /* jalr data hazard */
+            }
+            if (verbose > 1) {
+                dump_insn(a, (int)c.kind, cyc, d);
+            }
+            free(d);
+            add_cycles(insn, cyc, in, r);
+            if ((c.kind == RV_BRANCH || c.kind == RV_JUMP) && i == n - 1) {
+                tail->kind = c.kind == RV_BRANCH ? TAIL_BRANCH : TAIL_JUMP;
+                tail->fallthrough = a + qemu_plugin_insn_size(insn);
+                tail->range_cycles = r >= 0 ? &ranges[r].cycles : NULL;
+                tail->in_lo_hi = in;
+            }
+            rprev = c;
         }
     }
-    if (model_m4) {
-        if (!tail) {
-            tail = calloc(1, sizeof *tail); /* fallthrough 0: ends in no branch */
-        }
-        tail->start = qemu_plugin_tb_vaddr(tb);
+    if (tail) {
         qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_NO_REGS, tail);
     }
 }
@@ -497,14 +839,14 @@ static void at_exit_report(qemu_plugin_id_t id, void *p) {
     (void)p;
     snprintf(buf, sizeof buf, "insns %" PRIu64 "\n", count);
     qemu_plugin_outs(buf);
-    if (model_m4) {
+    if (model != MODEL_NONE) {
         snprintf(buf, sizeof buf, "cycles %" PRIu64 "\n", cycles);
         qemu_plugin_outs(buf);
     }
     for (r = 0; r < n_ranges; r++) {
         snprintf(buf, sizeof buf, "range %.63s %" PRIu64 "\n", ranges[r].name, ranges[r].count);
         qemu_plugin_outs(buf);
-        if (model_m4) {
+        if (model != MODEL_NONE) {
             snprintf(buf, sizeof buf, "rcycles %.63s %" PRIu64 "\n", ranges[r].name,
                      ranges[r].cycles);
             qemu_plugin_outs(buf);
@@ -525,10 +867,17 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
         } else if (strncmp(argv[i], "ranges=", 7) == 0) {
             load_ranges(argv[i] + 7);
         } else if (strcmp(argv[i], "cycles=m4") == 0) {
-            model_m4 = 1;
+            model = MODEL_M4;
+        } else if (strcmp(argv[i], "cycles=rv32") == 0) {
+            model = MODEL_RV32;
+        } else if (strncmp(argv[i], "div=", 4) == 0) {
+            div_cycles = atoi(argv[i] + 4);
         } else if (strncmp(argv[i], "verbose=", 8) == 0) {
             verbose = atoi(argv[i] + 8);
         }
+    }
+    if (div_cycles < 0) {
+        div_cycles = model == MODEL_RV32 ? RV_DIV : M4_DIV;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb);
     qemu_plugin_register_atexit_cb(id, at_exit_report, NULL);

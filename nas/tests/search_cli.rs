@@ -1,5 +1,6 @@
 //! `nas search` end to end: a real kill -9 in the middle of a search, then a resume, gives the
-//! same answer as an uninterrupted run; the shipped Fashion-MNIST config runs offline.
+//! same answer as an uninterrupted run (TinyFormer and KWT searches); the shipped Fashion-MNIST
+//! config runs offline; a KWT search's best model is read by `nas eval` and `nas export`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
