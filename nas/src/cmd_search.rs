@@ -1,4 +1,5 @@
-//! `nas search`: TinyFormer's SuperNAS + SparseNAS under a target MCU's budget.
+//! `nas search`: TinyFormer's SuperNAS + SparseNAS under a target MCU's budget, or the same
+//! selection loop over Keyword Transformers for a config with a `kwt_space`.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,8 @@ use crate::backend::Backend;
 
 #[derive(Args)]
 pub struct SearchArgs {
-    /// Search configuration (RON), e.g. configs/fashion_mnist.ron.
+    /// Search configuration (RON): a TinyFormer search (e.g. configs/fashion_mnist.ron) or, with
+    /// a `kwt_space`, a Keyword Transformer search (configs/kwt_search.ron).
     #[arg(long)]
     config: PathBuf,
     /// Results folder (the search state lives there too; running again resumes).

@@ -95,7 +95,9 @@ mod tests {
             if path.extension().is_some_and(|e| e == "ron") {
                 // Search configs (`nas search`) share the folder with training run configs.
                 let text = std::fs::read_to_string(&path).unwrap();
-                if text.contains("supernet_space:") {
+                if search::kwt::config::is_kwt_config(&text) {
+                    search::kwt::KwtSearchConfig::load(&path).unwrap();
+                } else if text.contains("supernet_space:") {
                     search::SearchConfig::load(&path).unwrap();
                 } else {
                     RunConfig::load(&path).unwrap();
