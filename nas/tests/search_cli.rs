@@ -15,6 +15,48 @@ fn nas() -> Command {
     c
 }
 
+/// `nas search --quiet --config cfg --out out` to the end.
+fn search(cfg: &Path, out: &Path) {
+    let st = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Starts `nas search` on `cfg` into `out` and SIGKILLs it as soon as `ready(out)` gives a
+/// value (polled every `poll`), which it returns.
+fn kill_search_when<T>(
+    cfg: &Path,
+    out: &Path,
+    poll: Duration,
+    ready: impl Fn(&Path) -> Option<T>,
+) -> T {
+    let mut child = nas()
+        .args(["search", "--quiet", "--config"])
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut seen = None;
+    while start.elapsed() < Duration::from_secs(300) {
+        if let Some(v) = ready(out) {
+            child.kill().unwrap(); // SIGKILL
+            seen = Some(v);
+            break;
+        }
+        std::thread::sleep(poll);
+    }
+    child.wait().unwrap();
+    seen.expect("the search never reached the point to kill it at")
+}
+
 fn answer(dir: &Path) -> Value {
     let s: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
@@ -43,51 +85,20 @@ fn kill_9_mid_search_then_resume_gives_the_same_answer() {
     std::fs::write(&cfg_path, ron::to_string(&cfg).unwrap()).unwrap();
 
     let whole = tmp.path().join("whole");
-    let st = nas()
-        .args(["search", "--quiet", "--config"])
-        .arg(&cfg_path)
-        .arg("--out")
-        .arg(&whole)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    search(&cfg_path, &whole);
 
     let killed = tmp.path().join("killed");
-    let mut child = nas()
-        .args(["search", "--quiet", "--config"])
-        .arg(&cfg_path)
-        .arg("--out")
-        .arg(&killed)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let mut interrupted_after = None;
-    while start.elapsed() < Duration::from_secs(300) {
-        if let Ok(text) = std::fs::read_to_string(killed.join("state.json"))
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && v["supernets"].as_array().is_some_and(|a| !a.is_empty())
-        {
-            child.kill().unwrap(); // SIGKILL
-            interrupted_after = Some(v["supernets"].as_array().unwrap().len());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait().unwrap();
-    let n = interrupted_after.expect("the search never wrote its state");
+    let n = kill_search_when(&cfg_path, &killed, Duration::from_millis(20), |out| {
+        let text = std::fs::read_to_string(out.join("state.json")).ok()?;
+        let v = serde_json::from_str::<Value>(&text).ok()?;
+        let n = v["supernets"].as_array()?.len();
+        (n > 0).then_some(n)
+    });
     assert!(
         n < cfg.supernas.iterations,
         "killed too late to test anything"
     );
-    let st = nas()
-        .args(["search", "--quiet", "--config"])
-        .arg(&cfg_path)
-        .arg("--out")
-        .arg(&killed)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    search(&cfg_path, &killed);
     assert_eq!(answer(&killed), answer(&whole));
 
     // `nas cost` reads the best model's files: the cost model's figure for the architecture and
@@ -221,45 +232,20 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     // kill -9 inside a candidate's training (once its first epoch checkpoint is written), then
     // resume: the same candidates, accuracies and final model
     let killed = tmp.path().join("killed");
-    let mut child = nas()
-        .args(["search", "--quiet", "--config"])
-        .arg(&cfg_path)
-        .arg("--out")
-        .arg(&killed)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let mut killed_in = None;
-    while start.elapsed() < Duration::from_secs(300) {
-        let run = std::fs::read_dir(killed.join("candidates"))
+    let run = kill_search_when(&cfg_path, &killed, Duration::from_millis(2), |out| {
+        std::fs::read_dir(out.join("candidates"))
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.join("state.json").is_file() && !p.join("summary.json").is_file());
-        if let Some(run) = run {
-            child.kill().unwrap(); // SIGKILL
-            killed_in = Some(run);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.wait().unwrap();
-    let run = killed_in.expect("never saw a candidate mid-training");
+            .find(|p| p.join("state.json").is_file() && !p.join("summary.json").is_file())
+    });
     assert!(
         !killed.join("best").exists(),
         "killed too late to test anything"
     );
     eprintln!("killed while training {}", run.display());
-    let st = nas()
-        .args(["search", "--quiet", "--config"])
-        .arg(&cfg_path)
-        .arg("--out")
-        .arg(&killed)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    search(&cfg_path, &killed);
     let kwt_answer = |dir: &Path| {
         let mut s: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap())
