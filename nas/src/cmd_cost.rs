@@ -18,8 +18,10 @@ pub struct CostArgs {
     /// A TinyFormer single-path architecture (the `arch.ron` of `nas search`'s best/ folder).
     #[arg(long, conflicts_with_all = ["preset", "int8"])]
     arch: Option<PathBuf>,
-    /// Per-layer sparsity of --arch (the search's `sparsity.ron`); without it: dense.
-    #[arg(long, requires = "arch")]
+    /// Per-layer sparsity (a search's `best/sparsity.ron`) of --arch, or of --model for a KWT
+    /// (then the KWT is costed as the exporter deploys it: fused MHSA attention, pruned layers
+    /// run-length coded); without it: dense.
+    #[arg(long, conflicts_with_all = ["preset", "int8"])]
     sparsity: Option<PathBuf>,
     /// An integer model: the exporter's own arena and flash figures for it on the target.
     #[arg(long, conflicts_with = "preset")]
@@ -136,6 +138,14 @@ pub fn run(args: CostArgs) -> Result<()> {
         (None, None) => bail!("give --model FILE, --preset NAME, --arch FILE or --int8 FILE"),
     };
     model.validate()?;
+    if let Some(path) = &args.sparsity {
+        // a searched (or pruned) KWT: the deployed graph, as the KWT search costs it
+        let pruning: pruning::PruningConfig = read_ron(path)?;
+        let sparse = search::kwt::space::sparse_from_pruning(&model, &pruning)
+            .map_err(|e| anyhow::anyhow!("sparsity {}: {e}", path.display()))?;
+        let graph = search::kwt::cost::kwt_graph(&model, &sparse)?;
+        return report(&cost::estimate::estimate(&graph, &target)?, &args);
+    }
     let variant = match args.attention {
         Attention::Mhsa => AttentionVariant::Mhsa,
         Attention::Fwsa => AttentionVariant::Fwsa,

@@ -277,6 +277,32 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
         "search said {int8_acc}: {text}"
     );
 
+    // `nas cost` on the best KWT's files: the search's cost-model figures
+    let o = nas()
+        .args(["cost", "--target"])
+        .arg(&target)
+        .arg("--model")
+        .arg(out.join("best/model.ron"))
+        .arg("--sparsity")
+        .arg(out.join("best/sparsity.ron"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let sram = fin["resources"]["sram_bytes"].as_u64().unwrap();
+    let flash = fin["resources"]["flash_bytes"].as_u64().unwrap();
+    assert!(
+        text.contains(&format!("arena: head-tail {sram} B"))
+            || text.contains(&format!("best-fit {sram} B")),
+        "{sram}: {text}"
+    );
+    let kib = format!("flash {:.1} KiB", flash as f64 / 1024.0);
+    assert!(text.contains(&kib), "{kib}: {text}");
+
     let o = nas()
         .args(["export", "--model"])
         .arg(out.join("best/model.int8"))

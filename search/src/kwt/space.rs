@@ -173,6 +173,52 @@ fn parent_has(parent: &KwtConfig, name: &str) -> bool {
     layer_infos(parent).iter().any(|l| l.name == name)
 }
 
+/// The per-layer sparsity a pruning configuration (a KWT search's `best/sparsity.ron`, or the
+/// `pruning` section of a `nas prune` config) gives a KWT of `cfg`, keyed as the cost graph
+/// reads it. Attention projections must stay dense: the deployed graph costs them dense.
+pub fn sparse_from_pruning(
+    cfg: &KwtConfig,
+    pruning: &pruning::PruningConfig,
+) -> std::result::Result<SparseConfig, String> {
+    let infos = layer_infos(cfg);
+    if let Some(name) = pruning
+        .layers
+        .keys()
+        .find(|n| !infos.iter().any(|l| &l.name == *n))
+    {
+        return Err(format!(
+            "layer `{name}` is not a layer of this KWT (known: {})",
+            infos
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut out = SparseConfig::new();
+    for info in &infos {
+        let rule = pruning.layers.get(&info.name).unwrap_or(&pruning.default);
+        if rule.sparsity <= 0.0 {
+            continue;
+        }
+        if !prunable(&info.name) {
+            return Err(format!(
+                "layer `{}` is {:.0} % sparse, but attention projections are costed dense (the                  fused attention kernel reads dense weights); cost the quantized model instead                  with --int8",
+                info.name,
+                100.0 * rule.sparsity
+            ));
+        }
+        out.insert(
+            info.name.clone(),
+            LayerSparsity {
+                block: rule.block,
+                sparsity: rule.sparsity,
+            },
+        );
+    }
+    Ok(out)
+}
+
 /// Trainable parameters of a KWT of `cfg` (the input standardization is not trained).
 pub fn parameters(cfg: &KwtConfig) -> usize {
     let (d, m, i) = (cfg.dim, cfg.mlp_dim, cfg.heads * cfg.dim_head);

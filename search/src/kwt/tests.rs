@@ -315,3 +315,45 @@ fn shipped_kwt_search_config_parses() {
     assert!(is_kwt_config(&text));
     KwtSearchConfig::load(&path).unwrap();
 }
+
+/// The pruning configuration the search writes reads back as the candidate's sparsity; pruned
+/// attention projections are refused with a pointer to `--int8`.
+#[test]
+fn written_sparsity_reads_back_and_pruned_attention_is_refused() {
+    let cfg = model(INPUT, 32, 2, 2, 16, 64);
+    let mut rng = StdRng::seed_from_u64(9);
+    let space = SparseSpace {
+        block_sizes: vec![2, 4],
+        sparsities: vec![0.0, 0.5, 0.75],
+    };
+    let sparse = sample_sparsity(&cfg, &space, &mut rng);
+    assert!(!sparse.is_empty());
+    let written = pruning_config(&sparse, 100, 10);
+    assert_eq!(
+        super::space::sparse_from_pruning(&cfg, &written).unwrap(),
+        sparse
+    );
+    let mut p = written.clone();
+    p.layers.insert(
+        "blocks.1.attn.qkv".into(),
+        pruning::LayerRule {
+            sparsity: 0.5,
+            block: 4,
+        },
+    );
+    let e = super::space::sparse_from_pruning(&cfg, &p).unwrap_err();
+    assert!(
+        e.contains("blocks.1.attn.qkv") && e.contains("--int8"),
+        "{e}"
+    );
+    let mut p = written;
+    p.layers.insert(
+        "blocks.7.mlp.fc1".into(),
+        pruning::LayerRule {
+            sparsity: 0.5,
+            block: 4,
+        },
+    );
+    let e = super::space::sparse_from_pruning(&cfg, &p).unwrap_err();
+    assert!(e.contains("blocks.7.mlp.fc1") && e.contains("known"), "{e}");
+}
