@@ -57,6 +57,18 @@ fn kill_search_when<T>(
     seen.expect("the search never reached the point to kill it at")
 }
 
+/// Runs `nas` with `args`, asserts success and returns its standard output.
+fn nas_ok(args: &[&std::ffi::OsStr]) -> String {
+    let o = nas().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "nas {args:?}: {text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text
+}
+
 fn answer(dir: &Path) -> Value {
     let s: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
@@ -105,17 +117,16 @@ fn kill_9_mid_search_then_resume_gives_the_same_answer() {
     // sparsity, and the exporter's for the integer model, as the search recorded them.
     let fin = &answer(&whole)["final_model"];
     let best = whole.join("best");
-    let o = nas()
-        .args(["cost", "--target"])
-        .arg(&target)
-        .arg("--arch")
-        .arg(best.join("arch.ron"))
-        .arg("--sparsity")
-        .arg(best.join("sparsity.ron"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{text}");
+    let (arch, sparsity) = (best.join("arch.ron"), best.join("sparsity.ron"));
+    let text = nas_ok(&[
+        "cost".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+        "--arch".as_ref(),
+        arch.as_os_str(),
+        "--sparsity".as_ref(),
+        sparsity.as_os_str(),
+    ]);
     let sram = fin["resources"]["sram_bytes"].as_u64().unwrap();
     assert!(text.contains(&format!("{sram}")), "{text}");
     let o = nas()
@@ -278,21 +289,16 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     );
 
     // `nas cost` on the best KWT's files: the search's cost-model figures
-    let o = nas()
-        .args(["cost", "--target"])
-        .arg(&target)
-        .arg("--model")
-        .arg(out.join("best/model.ron"))
-        .arg("--sparsity")
-        .arg(out.join("best/sparsity.ron"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (model, sparsity) = (out.join("best/model.ron"), out.join("best/sparsity.ron"));
+    let text = nas_ok(&[
+        "cost".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--sparsity".as_ref(),
+        sparsity.as_os_str(),
+    ]);
     let sram = fin["resources"]["sram_bytes"].as_u64().unwrap();
     let flash = fin["resources"]["flash_bytes"].as_u64().unwrap();
     assert!(
