@@ -172,10 +172,9 @@ pub fn run_kwt_search(
             adjust_space,
         )?;
         state.analyses = analyses;
-        if let Some(a) = state.analyses.iter().find(|a| a.evaluated > 0) {
-            tracing::debug!(evaluated = a.evaluated, "space can meet the budget");
-        } else {
-            let a = state.analyses.last();
+        if state.analyses.iter().all(|a| a.evaluated == 0) {
+            let smallest =
+                |f: fn(&KwtAnalysis) -> u64| state.analyses.iter().map(f).min().unwrap_or_default();
             return Err(SearchError::Search(format!(
                 "no sampled KWT of the space fits the budget of {}: SRAM {} B, flash {} B; the \
                  smallest reached were SRAM {} B and flash {} B (make kwt_space smaller or allow \
@@ -183,8 +182,8 @@ pub fn run_kwt_search(
                 target.name,
                 limits.sram_bytes,
                 limits.flash_bytes,
-                a.map_or(0, |a| a.smallest_sram),
-                a.map_or(0, |a| a.smallest_flash),
+                smallest(|a| a.smallest_sram),
+                smallest(|a| a.smallest_flash),
             )));
         }
         state.space = Some(space);
