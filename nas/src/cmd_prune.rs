@@ -190,7 +190,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
     let data = config.data.load(config.trainer.augment)?;
     let options = TrainOptions {
         progress: !args.quiet,
-        stop_after_steps: None,
+        ..Default::default()
     };
 
     let Some(sweep) = &config.sweep else {

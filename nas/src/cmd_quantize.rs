@@ -215,7 +215,7 @@ fn qat(
     let device = args.backend.device()?;
     let options = TrainOptions {
         progress: !args.quiet,
-        stop_after_steps: None,
+        ..Default::default()
     };
     tracing::info!(
         epochs = trainer.epochs,

@@ -61,7 +61,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     )?;
     let options = TrainOptions {
         progress: !args.quiet,
-        stop_after_steps: None,
+        ..Default::default()
     };
     match training::train(
         &model,

@@ -11,6 +11,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use cost::report::{svg::write_memory_svg, table::layer_table};
 use cost::target::Target;
+use indicatif::MultiProgress;
 use pruning::{LayerRule, PruningConfig, PruningHook, Score};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -28,7 +29,7 @@ use crate::cost_graph::{Limits, Resources};
 use crate::error::{Result, SearchError};
 use crate::evolution::parent;
 use crate::pareto::{self, Row};
-use crate::run::{Budget, agp_schedule, analysis_rounds, derive, scored, write_ron};
+use crate::run::{Budget, agp_schedule, analysis_rounds, bar, derive, scored, write_ron};
 use crate::sparsity::SparseConfig;
 use crate::state::{Int8Record, STATE_FILE, write_atomic};
 use crate::{SearchOptions, run::violation_kinds};
@@ -193,6 +194,17 @@ pub fn run_kwt_search(
 
     // Selection: evolutionary sampling, cost check, short training with AGP.
     let stage = &cfg.candidates;
+    let group = opts.progress.then(MultiProgress::new);
+    let overall = bar(
+        stage.iterations,
+        state.candidates.len(),
+        "candidates",
+        opts.progress,
+    );
+    let overall = match &group {
+        Some(g) => g.add(overall),
+        None => overall,
+    };
     for k in state.candidates.len()..stage.iterations {
         if !budget.spend() {
             return Ok(unfinished(out));
@@ -240,22 +252,26 @@ pub fn run_kwt_search(
                  {rejected:?})"
             )));
         };
-        if opts.progress {
-            eprintln!(
-                "KWT candidate {}/{}: dim {} depth {} heads {}x{} mlp {}, {:.0} % sparse; \
-                 SRAM {} B, flash {} B, {:.1} ms",
-                k + 1,
-                stage.iterations,
-                model.dim,
-                model.depth,
-                model.heads,
-                model.dim_head,
-                model.mlp_dim,
-                100.0 * global_sparsity(&model, &sparse),
-                resources.sram_bytes,
-                resources.flash_bytes,
-                resources.latency_ms
-            );
+        let line = format!(
+            "KWT candidate {}/{}: dim {} depth {} heads {}x{} mlp {}, {:.0} % sparse; SRAM {} B, \
+             flash {} B, {:.1} ms",
+            k + 1,
+            stage.iterations,
+            model.dim,
+            model.depth,
+            model.heads,
+            model.dim_head,
+            model.mlp_dim,
+            100.0 * global_sparsity(&model, &sparse),
+            resources.sram_bytes,
+            resources.flash_bytes,
+            resources.latency_ms
+        );
+        // above the bars; plain lines when stderr is not a terminal; nothing with --quiet
+        if !overall.is_hidden() {
+            overall.println(line);
+        } else if opts.progress {
+            eprintln!("{line}");
         }
         let run = PathBuf::from("candidates").join(format!("{k:03}"));
         let started = Instant::now();
@@ -269,7 +285,7 @@ pub fn run_kwt_search(
             &data,
             &out.join(&run),
             device,
-            opts.progress,
+            group.as_ref(),
         )?;
         tracing::info!(
             candidate = k,
@@ -287,7 +303,9 @@ pub fn run_kwt_search(
             train_seconds: started.elapsed().as_secs_f64(),
         });
         state.save(out)?;
+        overall.inc(1);
     }
+    overall.finish_and_clear();
 
     // Compression of the winner, then PTQ.
     let rows = rows(&state.candidates);
@@ -310,7 +328,7 @@ pub fn run_kwt_search(
             &data,
             &out.join("final"),
             device,
-            opts.progress,
+            group.as_ref(),
         )?;
         let best_dir = out.join("best");
         std::fs::create_dir_all(&best_dir).map_err(|e| SearchError::io(&best_dir, e))?;
@@ -415,7 +433,7 @@ fn train_candidate(
     data: &DataSplits,
     dir: &Path,
     device: &Device,
-    progress: bool,
+    bars: Option<&MultiProgress>,
 ) -> Result<RunSummary> {
     let mut tcfg = trainer.clone();
     tcfg.seed = seed;
@@ -426,8 +444,9 @@ fn train_candidate(
         hook = hook.starting_from(s);
     }
     let options = TrainOptions {
-        progress,
-        stop_after_steps: None,
+        progress: bars.is_some(),
+        bars: bars.cloned(),
+        ..Default::default()
     };
     match train_with_hook(model, &tcfg, data, dir, device, &options, &mut hook)? {
         TrainOutcome::Finished(s) => Ok(*s),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -42,6 +42,8 @@ pub struct TrainOptions {
     /// Stop (after writing a checkpoint) once this many optimizer steps have been taken in
     /// total, as an interruption would; the next call resumes from there.
     pub stop_after_steps: Option<usize>,
+    /// Draw the epoch bar inside this group (a caller with its own bar, e.g. a search).
+    pub bars: Option<MultiProgress>,
 }
 
 /// What a [`StepHook`] learns when training starts.
@@ -421,10 +423,10 @@ pub fn train_with_hook(
         let epoch = state.epoch;
         let epoch_start = Instant::now();
         let order = epoch_order(n, cfg.seed, epoch);
-        let bar = if options.progress {
-            ProgressBar::new(per_epoch as u64)
-        } else {
-            ProgressBar::hidden()
+        let bar = match (&options.bars, options.progress) {
+            (Some(group), true) => group.add(ProgressBar::new(per_epoch as u64)),
+            (None, true) => ProgressBar::new(per_epoch as u64),
+            (_, false) => ProgressBar::hidden(),
         };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
@@ -502,6 +504,9 @@ pub fn train_with_hook(
             }
         }
         bar.finish_and_clear();
+        if let Some(group) = &options.bars {
+            group.remove(&bar);
+        }
 
         let valid = evaluate(
             &model.valid(),
