@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use quant::Graph;
 use quant::ptq::{Estimator, PtqOptions, PtqReport, evaluate_int8, quantize_kwt};
-use training::{DataSplits, KwtConfig, SampleSource, TrainOptions};
+use training::{DataSplits, KwtConfig, TrainOptions};
 
 use crate::backend::Backend;
 use crate::cmd_eval::SpeechTask;
@@ -113,7 +113,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         calibration_samples: args.calibration_samples,
         ..PtqOptions::default()
     };
-    let samples = calibration_set(data.train.as_ref(), args.calibration_samples)?;
+    let samples =
+        training::data::evenly_spaced_samples(data.train.as_ref(), args.calibration_samples)?;
     tracing::info!(samples = samples.len(), estimator = %opts.estimator, "calibrating");
     let (ptq_graph, ptq_report) = quantize_kwt(&model, &config, &samples, &opts)
         .with_context(|| format!("quantizing {}", args.checkpoint.display()))?;
@@ -356,21 +357,6 @@ fn write_outputs(out: &Path, graph: &Graph, report: &PtqReport) -> Result<()> {
         graph.nodes.len()
     );
     Ok(())
-}
-
-/// `count` evenly spaced training samples (un-augmented): covers every class without a
-/// random draw.
-fn calibration_set(source: &dyn SampleSource, count: usize) -> Result<Vec<Vec<f32>>> {
-    let n = source.len();
-    if n == 0 || count == 0 {
-        bail!(
-            "calibration needs at least one training sample (the split has {n}, asked for {count})"
-        );
-    }
-    let take = n.min(count);
-    (0..take)
-        .map(|i| Ok(source.sample(i * n / take, None)?.0))
-        .collect()
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {

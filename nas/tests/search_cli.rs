@@ -16,15 +16,14 @@ fn nas() -> Command {
 }
 
 /// `nas search --quiet --config cfg --out out` to the end.
-fn search(cfg: &Path, out: &Path) {
-    let st = nas()
-        .args(["search", "--quiet", "--config"])
-        .arg(cfg)
-        .arg("--out")
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(st.success());
+fn search(cfg: &Path, out: &Path) -> String {
+    run_ok(
+        nas()
+            .args(["search", "--quiet", "--config"])
+            .arg(cfg)
+            .arg("--out")
+            .arg(out),
+    )
 }
 
 /// Starts `nas search` on `cfg` into `out` and SIGKILLs it as soon as `ready(out)` gives a
@@ -57,13 +56,13 @@ fn kill_search_when<T>(
     seen.expect("the search never reached the point to kill it at")
 }
 
-/// Runs `nas` with `args`, asserts success and returns its standard output.
-fn nas_ok(args: &[&std::ffi::OsStr]) -> String {
-    let o = nas().args(args).output().unwrap();
+/// Runs a `nas` command, asserts success and returns its standard output.
+fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
-        "nas {args:?}: {text}{}",
+        "{cmd:?}: {text}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
     text
@@ -117,27 +116,24 @@ fn kill_9_mid_search_then_resume_gives_the_same_answer() {
     // sparsity, and the exporter's for the integer model, as the search recorded them.
     let fin = &answer(&whole)["final_model"];
     let best = whole.join("best");
-    let (arch, sparsity) = (best.join("arch.ron"), best.join("sparsity.ron"));
-    let text = nas_ok(&[
-        "cost".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-        "--arch".as_ref(),
-        arch.as_os_str(),
-        "--sparsity".as_ref(),
-        sparsity.as_os_str(),
-    ]);
+    let text = run_ok(
+        nas()
+            .args(["cost", "--target"])
+            .arg(&target)
+            .arg("--arch")
+            .arg(best.join("arch.ron"))
+            .arg("--sparsity")
+            .arg(best.join("sparsity.ron")),
+    );
     let sram = fin["resources"]["sram_bytes"].as_u64().unwrap();
     assert!(text.contains(&format!("{sram}")), "{text}");
-    let o = nas()
-        .args(["cost", "--target"])
-        .arg(&target)
-        .arg("--int8")
-        .arg(best.join("model.int8"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{text}");
+    let text = run_ok(
+        nas()
+            .args(["cost", "--target"])
+            .arg(&target)
+            .arg("--int8")
+            .arg(best.join("model.int8")),
+    );
     let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
     assert!(text.contains(&format!("arena {arena} B")), "{text}");
 }
@@ -149,23 +145,7 @@ fn shipped_fashion_mnist_config_runs_offline() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let o = nas()
-        .args([
-            "search",
-            "--quiet",
-            "--config",
-            "configs/fashion_mnist.ron",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = search(Path::new("configs/fashion_mnist.ron"), out.path());
     assert!(stdout.contains("best model"), "{stdout}");
     // The cost model's SRAM and flash of the winner equal the exported model's.
     let summary: serde_json::Value =
@@ -222,19 +202,7 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     let cfg_path = tmp.path().join("kwt.ron");
     std::fs::write(&cfg_path, ron::to_string(&cfg).unwrap()).unwrap();
     let out = tmp.path().join("out");
-    let o = nas()
-        .args(["search", "--quiet", "--config"])
-        .arg(&cfg_path)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = search(&cfg_path, &out);
     assert!(stdout.contains("best KWT"), "{stdout}");
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
@@ -270,18 +238,12 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
 
     let int8_acc = fin["int8"]["test_accuracy"].as_f64().unwrap();
 
-    let o = nas()
-        .args(["eval", "--int8"])
-        .arg(out.join("best/model.int8"))
-        .arg("--data")
-        .arg(tmp.path().join("kw"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
+    let text = run_ok(
+        nas()
+            .args(["eval", "--int8"])
+            .arg(out.join("best/model.int8"))
+            .arg("--data")
+            .arg(tmp.path().join("kw")),
     );
     assert!(
         text.contains(&format!("{:.2}", 100.0 * int8_acc)),
@@ -289,16 +251,15 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     );
 
     // `nas cost` on the best KWT's files: the search's cost-model figures
-    let (model, sparsity) = (out.join("best/model.ron"), out.join("best/sparsity.ron"));
-    let text = nas_ok(&[
-        "cost".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--sparsity".as_ref(),
-        sparsity.as_os_str(),
-    ]);
+    let text = run_ok(
+        nas()
+            .args(["cost", "--target"])
+            .arg(&target)
+            .arg("--model")
+            .arg(out.join("best/model.ron"))
+            .arg("--sparsity")
+            .arg(out.join("best/sparsity.ron")),
+    );
     let sram = fin["resources"]["sram_bytes"].as_u64().unwrap();
     let flash = fin["resources"]["flash_bytes"].as_u64().unwrap();
     assert!(
@@ -309,20 +270,14 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     let kib = format!("flash {:.1} KiB", flash as f64 / 1024.0);
     assert!(text.contains(&kib), "{kib}: {text}");
 
-    let o = nas()
-        .args(["export", "--model"])
-        .arg(out.join("best/model.int8"))
-        .arg("--target")
-        .arg(&target)
-        .arg("--out")
-        .arg(tmp.path().join("c"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
+    let text = run_ok(
+        nas()
+            .args(["export", "--model"])
+            .arg(out.join("best/model.int8"))
+            .arg("--target")
+            .arg(&target)
+            .arg("--out")
+            .arg(tmp.path().join("c")),
     );
     let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
     assert_eq!(arena, fin["resources"]["sram_bytes"].as_u64().unwrap());

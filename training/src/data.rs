@@ -67,6 +67,31 @@ impl Batch {
     }
 }
 
+/// At most `count` (at least one) evenly spaced indices of a split of `n` samples: they cover a
+/// split ordered by class without a random draw.
+pub fn evenly_spaced(n: usize, count: usize) -> Vec<usize> {
+    let take = n.min(count.max(1));
+    (0..take).map(|i| i * n / take).collect()
+}
+
+/// The un-augmented values of `count` evenly spaced samples of `source` (all of them when it
+/// has fewer), e.g. to calibrate quantization.
+pub fn evenly_spaced_samples(
+    source: &dyn SampleSource,
+    count: usize,
+) -> Result<Vec<Vec<f32>>, TrainingError> {
+    let n = source.len();
+    if n == 0 || count == 0 {
+        return Err(TrainingError::Data(format!(
+            "calibration needs at least one training sample (the split has {n}, asked for {count})"
+        )));
+    }
+    evenly_spaced(n, count)
+        .into_iter()
+        .map(|i| Ok(source.sample(i, None)?.0))
+        .collect()
+}
+
 /// Gathers `indices` of `source` (in parallel: feature extraction dominates on CPU).
 /// `augment_seed` gives sample `i` of the batch the seed `augment_seed + index`.
 pub fn make_batch(

@@ -83,8 +83,7 @@ pub fn feature_stats(
     if n == 0 {
         return Err(TrainingError::Data("the training split is empty".into()));
     }
-    let take = n.min(max_samples.max(1));
-    let indices: Vec<usize> = (0..take).map(|i| i * n / take).collect();
+    let indices = crate::data::evenly_spaced(n, max_samples);
     let mut sum = vec![0f64; features];
     let mut sum_sq = vec![0f64; features];
     for chunk in indices.chunks(256) {
@@ -100,7 +99,7 @@ pub fn feature_stats(
             }
         }
     }
-    let count = (take * frames) as f64;
+    let count = (indices.len() * frames) as f64;
     let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
     let std = sum_sq
         .iter()

@@ -459,16 +459,7 @@ fn train_candidate(
 
 /// Optimizer steps of a training run (the trainer keeps the last, smaller batch).
 fn run_steps(trainer: &training::TrainerConfig, data: &DataSplits) -> usize {
-    trainer.epochs * data.train.len().div_ceil(trainer.batch_size.max(1))
-}
-
-/// `count` evenly spaced, un-augmented training clips.
-fn calibration(data: &DataSplits, count: usize) -> Result<Vec<Vec<f32>>> {
-    let n = data.train.len();
-    let take = n.min(count).max(1);
-    (0..take)
-        .map(|i| Ok(data.train.sample(i * n / take, None)?.0))
-        .collect()
+    trainer.epochs * training::trainer::steps_per_epoch(data.train.len(), trainer.batch_size)
 }
 
 fn quantize_and_place(
@@ -481,7 +472,7 @@ fn quantize_and_place(
 ) -> Result<Int8Record> {
     let (model, kcfg) = training::load_checkpoint(checkpoint, &device.clone().without_autodiff())?;
     let ptq = |e: quant::ptq::PtqError| SearchError::Search(format!("int8 quantization: {e}"));
-    let samples = calibration(data, calibration_samples)?;
+    let samples = training::data::evenly_spaced_samples(data.train.as_ref(), calibration_samples)?;
     let opts = quant::ptq::PtqOptions {
         calibration_samples: samples.len(),
         ..Default::default()

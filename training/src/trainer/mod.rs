@@ -135,7 +135,8 @@ pub enum TrainOutcome {
     },
 }
 
-fn steps_per_epoch(samples: usize, batch: usize) -> usize {
+/// Optimizer steps of one epoch over `samples` in batches of `batch`.
+pub fn steps_per_epoch(samples: usize, batch: usize) -> usize {
     // The last, smaller batch is kept: no training sample is silently dropped.
     samples.div_ceil(batch)
 }
