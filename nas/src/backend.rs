@@ -1,6 +1,6 @@
 //! The compute backend, chosen at run time.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,7 +31,7 @@ fn wgpu_device() -> Result<Device> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Result<Device> {
-    bail!(
+    anyhow::bail!(
         "this `nas` was built without the wgpu backend; rebuild with `cargo build --release -p nas --features wgpu`, or use --backend flex"
     )
 }

@@ -1,5 +1,6 @@
 //! `nas`: find, train, compress and deploy tiny transformers for microcontrollers.
 
+mod allocator;
 mod backend;
 mod cmd_bench;
 mod cmd_cost;
@@ -59,10 +60,13 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // The GPU runtime logs every kernel autotuning at info; the user's job is ours.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,cubecl=warn,wgpu=warn,naga=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
+    allocator::tune_for_training();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => cmd_train::run(args),

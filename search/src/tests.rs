@@ -147,7 +147,12 @@ fn config_errors_name_the_field() {
 #[test]
 fn shipped_configs_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-    for name in ["fashion_mnist.ron", "cifar10.ron", "speech_search.ron"] {
+    for name in [
+        "fashion_mnist.ron",
+        "cifar10.ron",
+        "speech_search.ron",
+        "../experiments/gpu/fashion_mnist_gpu.ron",
+    ] {
         SearchConfig::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
