@@ -5,9 +5,10 @@
 //! Cortex-M4/M7 and RV32 targets every entry is now refit from QEMU runs of the exported C
 //! kernels (`export/tests/insn_count.rs` prints the fits; method in
 //! experiments/export/README.md): Cortex-M4 and RV32 from instructions charged with the
-//! Cortex-M4 TRM's and the CV32E40P manual's cycle counts (modelled, not measured on silicon),
-//! Cortex-M7 from instruction counts times an assumed CPI. GAP9 takes the RV32 figures for the
-//! kernel classes it has no estimate of its own for.
+//! Cortex-M4 TRM's and the CV32E40P manual's cycle counts, Cortex-M7 from the executed
+//! instructions scheduled on a dual-issue pipeline model built from public measurements (ARM
+//! publishes no M7 timing); all three modelled, not measured on silicon. GAP9 takes the RV32
+//! figures for the kernel classes it has no estimate of its own for.
 
 use crate::error::CostError;
 use serde::{Deserialize, Serialize};

@@ -92,8 +92,8 @@ fn toolchain(t: Target) -> (&'static str, Vec<&'static str>, Vec<&'static str>) 
 }
 
 /// One inference: total instructions and instructions per function (2-run minus 1-run), and
-/// on the targets with a cycle model (`models_cycles`: Cortex-M4, RV32) the plugin's modelled
-/// cycles likewise (empty / 0 elsewhere).
+/// on the targets with a cycle model (`models_cycles`: Cortex-M4, Cortex-M7, RV32) the plugin's
+/// modelled cycles likewise (empty / 0 elsewhere).
 struct Count {
     total: u64,
     funcs: BTreeMap<String, u64>,
@@ -102,11 +102,12 @@ struct Count {
 }
 
 /// The plugin's cycle model for `t` (export/tools/insn_count.c): `cycles=m4`, the Cortex-M4
-/// TRM's timing table, on the M4; `cycles=rv32`, the CV32E40P user manual's, on RV32; none on
-/// the M7 (instruction counts only).
+/// TRM's timing table, on the M4; `cycles=m7`, a dual-issue pipeline model from public
+/// measurements, on the M7; `cycles=rv32`, the CV32E40P user manual's, on RV32.
 fn cycle_model(t: Target) -> Option<&'static str> {
     match t {
         Target::CortexM4 => Some("m4"),
+        Target::CortexM7 => Some("m7"),
         Target::Rv32 => Some("rv32"),
         _ => None,
     }
@@ -117,10 +118,11 @@ fn models_cycles(t: Target) -> bool {
     cycle_model(t).is_some()
 }
 
-/// The core whose timing table models `t`'s cycles (for the printed tables).
+/// The core whose timing model gives `t`'s cycles (for the printed tables).
 fn modelled_core(t: Target) -> &'static str {
     match t {
         Target::Rv32 => "CV32E40P",
+        Target::CortexM7 => "Cortex-M7",
         _ => "Cortex-M4",
     }
 }
@@ -262,6 +264,16 @@ fn count(g: &Graph, opts: &Int8Options, t: Target, plugin: &Path, dir: &Path, ta
         // average
         assert!(
             c.cycles >= c.total && c.cycles <= 3 * c.total,
+            "{tag}: {} modelled cycles for {} instructions",
+            c.cycles,
+            c.total
+        );
+    }
+    if t == Target::CortexM7 {
+        // the M7 issues at most two instructions a cycle; stalls, multi-cycle instructions and
+        // mispredicted branches stay well under 3 cycles an instruction on average
+        assert!(
+            2 * c.cycles >= c.total && c.cycles <= 3 * c.total,
             "{tag}: {} modelled cycles for {} instructions",
             c.cycles,
             c.total
@@ -617,28 +629,27 @@ kern_page:
     .size kern_page, .-kern_page
 ";
 
-/// The CV32E40P model's fixed division time (`RV_DIV` in export/tools/insn_count.c).
-const RV_DIV: u64 = 19;
+/// (instructions, modelled cycles) per function, and the plugin's "insns" / "range" lines.
+type LoopRun<'a> = (BTreeMap<&'a str, (u64, u64)>, Vec<String>);
 
-/// `cycles=rv32` on `RV32_LOOPS`: the exact cycles of the manual's table, `div=N` overriding
-/// the division's, and instruction counts identical with and without the cycle model.
-#[test]
-fn rv32_cycle_model_on_known_loops() {
-    let Some((targets, dir, plugin)) = setup() else {
-        return;
-    };
-    if !targets.contains(&Target::Rv32) {
-        return;
-    }
-    let (cc, flags, qemu) = toolchain(Target::Rv32);
-    let src = dir.path().join("loops.S");
-    let elf = dir.path().join("loops.elf");
-    std::fs::write(&src, RV32_LOOPS).unwrap();
+/// Builds the hand-written assembly `asm` for `t` and returns a runner: given extra plugin
+/// options (e.g. `,cycles=m7`), it runs the program under QEMU and returns (instructions,
+/// modelled cycles) per function of `names`, and the plugin's "insns" / "range" lines.
+fn known_loops<'a>(
+    t: Target,
+    dir: &Path,
+    plugin: &'a Path,
+    asm: &str,
+    names: &'a [&'a str],
+) -> impl Fn(&str) -> LoopRun<'a> + 'a {
+    let (cc, flags, qemu) = toolchain(t);
+    let src = dir.join("loops.S");
+    let elf = dir.join("loops.elf");
+    std::fs::write(&src, asm).unwrap();
     sh(Command::new(cc).args(&flags).arg(&src).arg("-o").arg(&elf)).unwrap();
-    let ranges = dir.path().join("loops.ranges");
-    std::fs::write(&ranges, function_ranges(Target::Rv32, &elf)).unwrap();
-    // per function: (instructions, modelled cycles), and the plugin's "range" lines
-    let run = |opts: &str| {
+    let ranges = dir.join("loops.ranges");
+    std::fs::write(&ranges, function_ranges(t, &elf)).unwrap();
+    move |opts: &str| {
         let out = sh(Command::new("timeout")
             .arg("60")
             .args(&qemu)
@@ -657,18 +668,35 @@ fn rv32_cycle_model_on_known_loops() {
                 .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(f)?.strip_prefix(' '))
                 .map_or(0, |n| n.trim().parse().unwrap())
         };
-        let funcs: BTreeMap<&str, (u64, u64)> =
-            ["main", "kern", "kern_mis", "kern_ret", "kern_page"]
-                .into_iter()
-                .map(|f| (f, (get("range ", f), get("rcycles ", f))))
-                .collect();
-        let counts: Vec<String> = out
+        let funcs = names
+            .iter()
+            .map(|&f| (f, (get("range ", f), get("rcycles ", f))))
+            .collect();
+        let counts = out
             .lines()
             .filter(|l| l.starts_with("insns ") || l.starts_with("range "))
             .map(String::from)
             .collect();
         (funcs, counts)
+    }
+}
+
+/// The CV32E40P model's fixed division time (`RV_DIV` in export/tools/insn_count.c).
+const RV_DIV: u64 = 19;
+
+/// `cycles=rv32` on `RV32_LOOPS`: the exact cycles of the manual's table, `div=N` overriding
+/// the division's, and instruction counts identical with and without the cycle model.
+#[test]
+fn rv32_cycle_model_on_known_loops() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
     };
+    if !targets.contains(&Target::Rv32) {
+        return;
+    }
+    let names = ["main", "kern", "kern_mis", "kern_ret", "kern_page"];
+    // per function: (instructions, modelled cycles), and the plugin's "range" lines
+    let run = known_loops(Target::Rv32, dir.path(), &plugin, RV32_LOOPS, &names);
     let n = 10;
     let (plain, plain_counts) = run("");
     let (m, counts) = run(",cycles=rv32");
@@ -693,6 +721,165 @@ fn rv32_cycle_model_on_known_loops() {
     println!("RV32 known loops (n = {n}): {m:?}");
 }
 
+/// Hand-written Thumb-2 loops whose Cortex-M7 cycles follow from the rules of `cycles=m7`
+/// (export/tools/insn_count.c, "The Cortex-M7 model"). Every branch runs cold (each function is
+/// called once): a call, a return and the first taken back-edge are mispredicted (8 cycles
+/// each), later back-edges are predicted taken, the loop exit is mispredicted.
+///
+/// * `kern_alu(n)`: EOR, EOR of its result (a late-ALU result: the chain does not dual-issue),
+///   beside it an independent ADD; ADD r5 in the early ALU with a dependent ADD of r5 beside it
+///   (0-cycle forwarding); SUBS with the BNE beside it: 4 cycles an iteration, plus 8 (first
+///   back-edge) + 8 (exit) + BX LR 1 + 8 (its misprediction): `4 n + 25`.
+/// * `kern_ld(n)`: LDRB, an ADD of it (byte load to ALU: 2, a stall), beside it an LDR of a word
+///   that holds its own address, an LDR through it (load to address: 3), SUBS beside it, BNE:
+///   7 cycles from a cold start, 6 when the first LDRB pairs with a predicted BNE:
+///   `7 + 8 + 7 + 6 (n - 2) + 8 + 1 + 8 = 6 n + 27`.
+/// * `kern_mac(n)`: two post-incremented LDRs (different base registers: no pair), SXTB16 of
+///   the second (read early: 2 after the load), SXTB16 ROR #8 (DSP: never the younger op),
+///   SMLAD beside it (its multiplicands: 2 after an LDR, 1 after an ALU op), SMLAD
+///   accumulating the first (accumulator chain: 1), SUBS beside it, BNE: `6 n + 27` as above.
+/// * `kern_misc`: PUSH of 4 (2 cycles), LDR [sp] and LDR [sp, #4] (same base, banks differ:
+///   one cycle), LDR [sp, #8] and LDR [sp, #17] (same bank: two; the second is not word-aligned,
+///   3 more when it executes), LDRD (alone, 1), SDIV of the LDRD's registers (alone, `DIV`), ADD
+///   of its result, POP of 4 (2), BX LR (1 + 8): `DIV + 21`.
+/// * `main`: PUSH of 9 (5); MOVS + BL (1, + 8); MOVS + LDR, BL (2 + 8); MOVS + LDR, MOV of the
+///   loaded register + BL (2 + 8); BL (1 + 8); MOVS, POP of 9 with the PC (1 + 5 + 8): 57.
+const M7_LOOPS: &str = "
+    .syntax unified
+    .thumb
+    .text
+    .balign 4
+    .globl main
+    .type main, %function
+    .thumb_func
+main:
+    push {r4, r5, r6, r7, r8, r9, r10, r11, lr}
+    movs r0, #10
+    bl kern_alu
+    movs r0, #10
+    ldr r2, =chase
+    bl kern_ld
+    movs r0, #10
+    ldr r2, =buf
+    mov r4, r2
+    bl kern_mac
+    bl kern_misc
+    movs r0, #0
+    pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}
+    .ltorg
+    .size main, .-main
+
+    .balign 4
+    .globl kern_alu
+    .type kern_alu, %function
+    .thumb_func
+kern_alu:
+1:  eor.w r1, r1, r2
+    eor.w r1, r1, r3
+    add.w r4, r4, #1
+    add.w r5, r5, #1
+    add.w r6, r6, r5
+    subs r0, r0, #1
+    bne 1b
+    bx lr
+    .size kern_alu, .-kern_alu
+
+    .balign 4
+    .globl kern_ld
+    .type kern_ld, %function
+    .thumb_func
+kern_ld:
+1:  ldrb.w r1, [r2]
+    add.w r3, r3, r1
+    ldr.w r12, [r2]
+    ldr.w r1, [r12]
+    subs r0, r0, #1
+    bne 1b
+    bx lr
+    .size kern_ld, .-kern_ld
+
+    .balign 4
+    .globl kern_mac
+    .type kern_mac, %function
+    .thumb_func
+kern_mac:
+1:  ldr r1, [r2], #4
+    ldr r3, [r4], #4
+    sxtb16 r6, r3
+    sxtb16 r7, r3, ror #8
+    smlad r5, r1, r6, r5
+    smlad r5, r1, r7, r5
+    subs r0, r0, #1
+    bne 1b
+    bx lr
+    .size kern_mac, .-kern_mac
+
+    .balign 4
+    .globl kern_misc
+    .type kern_misc, %function
+    .thumb_func
+kern_misc:
+    push {r4, r5, r6, r7}
+    ldr r4, [sp]
+    ldr r5, [sp, #4]
+    ldr r6, [sp, #8]
+    ldr.w r7, [sp, #17]
+    ldrd r4, r5, [sp]
+    sdiv r6, r4, r5
+    add.w r7, r6, #1
+    pop {r4, r5, r6, r7}
+    bx lr
+    .size kern_misc, .-kern_misc
+
+    .data
+    .balign 8
+chase:
+    .word chase
+    .bss
+    .balign 8
+buf:
+    .space 64
+";
+
+/// The Cortex-M7 model's fixed division time (`M7_DIV` in export/tools/insn_count.c).
+const M7_DIV: u64 = 7;
+
+/// `cycles=m7` on `M7_LOOPS`: the exact cycles of the model's rules, `div=N` overriding the
+/// division's, and instruction counts identical with and without the cycle model.
+#[test]
+fn m7_cycle_model_on_known_loops() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    if !targets.contains(&Target::CortexM7) {
+        return;
+    }
+    let names = ["main", "kern_alu", "kern_ld", "kern_mac", "kern_misc"];
+    // per function: (instructions, modelled cycles), and the plugin's "insns" / "range" lines
+    let run = known_loops(Target::CortexM7, dir.path(), &plugin, M7_LOOPS, &names);
+    let n = 10;
+    let (plain, plain_counts) = run("");
+    let (m, counts) = run(",cycles=m7");
+    let (m3, counts3) = run(",cycles=m7,div=3");
+    assert_eq!(
+        counts, plain_counts,
+        "instruction counts change with the cycle model"
+    );
+    assert_eq!(counts3, plain_counts);
+    assert_eq!(plain["kern_alu"].0, 7 * n + 1);
+    assert_eq!(m["kern_alu"], (7 * n + 1, 4 * n + 25));
+    assert_eq!(m["kern_ld"], (6 * n + 1, 6 * n + 27));
+    assert_eq!(m["kern_mac"], (8 * n + 1, 6 * n + 27));
+    assert_eq!(m["kern_misc"], (10, M7_DIV + 21));
+    assert_eq!(m3["kern_misc"], (10, 3 + 21));
+    assert_eq!(m["main"], (13, 57));
+    // the division's time moves kern_misc only
+    for f in ["main", "kern_alu", "kern_ld", "kern_mac"] {
+        assert_eq!(m3[f], m[f], "{f}");
+    }
+    println!("M7 known loops (n = {n}): {m:?}");
+}
+
 #[test]
 fn attention_instruction_counts() {
     let Some((targets, dir, plugin)) = setup() else {
@@ -711,6 +898,8 @@ fn attention_instruction_counts() {
     // the same with modelled cycles (targets with a cycle model: M4, RV32)
     let mut cruns: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    // the same in modelled cycles (targets with a cycle model)
+    let mut cratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut breakdown = String::new();
     // the same in modelled cycles, with each class's modelled CPI
     let mut cbreakdown = String::new();
@@ -730,6 +919,7 @@ fn attention_instruction_counts() {
             ];
             let mut base = 0;
             let mut best: f64 = 0.0;
+            let (mut cbase, mut cbest) = (0, 0.0f64);
             for (v, g, o) in variants {
                 let macs = estimate(g, &tgt, o).unwrap().1.macs;
                 let tag = format!("{name}-{t}-{}", v.split(' ').next().unwrap());
@@ -738,8 +928,10 @@ fn attention_instruction_counts() {
                 assert!(n > 0);
                 if base == 0 {
                     base = n;
+                    cbase = c.cycles;
                 } else {
                     best = best.max(base as f64 / n as f64);
+                    cbest = cbest.max(cbase as f64 / c.cycles.max(1) as f64);
                 }
                 println!(
                     "| {name} S={s} E={e} P={p} H={h} | {t} | {v} | {macs} | {n} | {:.2} | {:.2}x |",
@@ -796,6 +988,9 @@ fn attention_instruction_counts() {
                 runs[ti].push((work(g, o), classes));
             }
             ratios[ti].push(best);
+            if models_cycles(t) {
+                cratios[ti].push(cbest);
+            }
         }
     }
     println!();
@@ -805,6 +1000,16 @@ fn attention_instruction_counts() {
             r.iter().map(|x| format!("{x:.2}x")).collect::<Vec<_>>(),
             r.iter().sum::<f64>() / r.len() as f64
         );
+    }
+    for (t, r) in targets.iter().zip(&cratios) {
+        if !r.is_empty() {
+            println!(
+                "{t}: best fused / baseline per shape in modelled {} cycles {:?}, average {:.2}x",
+                modelled_core(*t),
+                r.iter().map(|x| format!("{x:.3}x")).collect::<Vec<_>>(),
+                r.iter().sum::<f64>() / r.len() as f64
+            );
+        }
     }
     for (t, rows) in targets.iter().zip(&stage_cycles) {
         if rows.is_empty() {

@@ -13,10 +13,14 @@
  * With `cycles=m4` (Thumb-2 guests only) it also models Cortex-M4 cycles and prints
  * "cycles <n>" (for [lo, hi)) and one "rcycles <name> <cycles>" line per range; the instruction
  * counts are unchanged. `cycles=rv32` (RV32IMC guests) does the same with the CV32E40P model
- * below. `div=N` sets the cycles of a division (either model; defaults 7 and 19). `verbose=1`
- * lists (once, at translation) the mnemonics the model does not know and charges 1 cycle
- * ("unknown <mnemonic>"); `verbose=2` also every translated instruction ("insn <addr> <kind>
- * <cycles> <disassembly>", the refill / taken-branch and target penalties not included).
+ * below, `cycles=m7` (Thumb-2) with the Cortex-M7 dual-issue model below. `div=N` sets the
+ * cycles of a division (every model; defaults M4 7, RV32 19, M7 7). `verbose=1` lists (once, at
+ * translation) the mnemonics the model does not know and charges 1 cycle ("unknown
+ * <mnemonic>"); `verbose=2` also every translated instruction ("insn <addr> <kind> <cycles>
+ * <disassembly>", the refill / taken-branch and target penalties not included; for `cycles=m7`
+ * kind = the U_* unit bits, cycles = the issue cycles); `verbose=3` (m7) also traces every
+ * executed instruction's issue ("m7 <addr> t=<cycle> older|younger +<cycles charged>") and
+ * every misprediction.
  *
  * The Cortex-M4 model: each executed instruction is classified from its disassembly
  * (qemu_plugin_insn_disas, capstone syntax) and charged the cycle count of the Cortex-M4
@@ -89,11 +93,91 @@
  *   instruction of a block and the first of the next one executed. A stall is charged to the
  *   function of the instruction that waits.
  *
+ * With `cycles=m7` (Thumb-2 guests) it models the Cortex-M7's in-order dual-issue pipeline,
+ * same output lines. ARM publishes no per-instruction timing for the M7: the rules come from
+ * public measurements, [Q] "Cortex-M7 instruction cycle counts, timings, and dual-issue
+ * combinations", www.quinapalus.com/cm7cycles.html (STM32H730, caches on), [J] jnk0le,
+ * github.com/jnk0le/random, "pipeline cycle test/doc/cortex_m7.md" (STM32H743, DWT cycle
+ * counter), [T] a Mastodon note on M7 dual-issue restrictions (mastodawn.com, tag CortexM7),
+ * and where they say nothing from Arm's compiler scheduling model [L]
+ * llvm/lib/Target/ARM/ARMScheduleM7.td, or an ASSUMPTION (marked). Zero wait-state memory
+ * (TCM or cache hits), as for the M4. The instructions are decoded at translation (operands
+ * from the disassembly) and issued at run time, block by block (the per-block callback), on a
+ * pipeline state carried across blocks: each instruction's issue cycle, the cycle each
+ * register's value becomes usable, the branch predictor.
+ *
+ *   issue: in program order, at most two a cycle [Q][J]. An instruction issues as the
+ *     "younger" op beside the one before it (the "older" op) when that one issued alone in
+ *     its cycle, neither issues alone (below), the pair's resources allow and its operands
+ *     are ready in that cycle; else as an older op in the first later cycle its operands are
+ *     ready. If the older op stalls, neither issues [T]. An instruction is charged the cycles
+ *     it adds to the schedule, stalls included (0 as a younger op).
+ *   pair resources: one store [J]; two loads only from the same base register at immediate
+ *     offsets whose bit 2 differs ([J]: two loads pair iff they access different (even / odd
+ *     word) banks; the plugin sees no addresses: loads from other bases are ASSUMED to
+ *     conflict); a load beside an ALU op, a MAC, a store or a branch [Q][J]; one multiply /
+ *     MAC [Q][J], never beside a store [J]; one "shifted" op [T][J]: an inline-shifted
+ *     register operand, a 32-bit instruction's constant that is not 8 bits, a byte pattern
+ *     (0x00XY00XY, 0xXY00XY00, 0xXYXYXYXY) or ADDW / SUBW's 12 bits, bit field, extend,
+ *     REV / RBIT, PKH, SSAT / USAT, QDADD / QDSUB; DSP / SIMD / bit-field ops (those, CLZ, SIMD
+ *     and saturating add / sub, SEL, USAD8) only as the older op [T][J]; one branch (ASSUMED);
+ *     one VFP arithmetic op [J]. Plain shifts pair with anything (ASSUMED: [J] finds some
+ *     shift + shifted-operand pairs unreliable); MACs pair with DSP ops [J].
+ *   alone (no pair), issue cycles: LDM / STM / PUSH / POP, VLDM / VSTM / VPUSH / VPOP of N
+ *     words: ceil(N / 2) [J]; LDRD / STRD 1 [J][L]; SDIV / UDIV DIV = 7 ([L]; the plugin cannot
+ *     see the operands; `div=N`); TBB / TBH 2 [L]; MRS, MSR, barriers, CPS, SVC, BKPT, UDF,
+ *     WFI, CLREX, LDREX / STREX [L]; VMOV of two core registers, 64-bit VLDR / VSTR [J];
+ *     VDIV 16, VSQRT 14 [J]. Everything else 1 (NOP and IT included: they take a slot [J]).
+ *   operand latency, producer's issue to consumer's issue (0: the younger op of the same
+ *     cycle may read it) by the operand's use: normal (late ALU, compare, MAC / DIV operands
+ *     not listed, the flags), early (an inline-shifted register, the source of an extend /
+ *     bit field / REV / RBIT / PKH / SSAT), address (base and index of a load / store),
+ *     multiplicand, accumulator; a store's data never waits [J]:
+ *                                                  normal early address multipl. accum.
+ *     ADD / SUB / MOV / MOVW / MOVT / ADR of registers or plain constants, shifts by an
+ *       immediate, REV / RBIT, issued as the older op with their sources ready a cycle
+ *       early (the early ALU [J]; [T]'s paired dependent ADDs) .... 0     1      1       0       0
+ *     other ALU results, VMOV to a core register ................ 1     2      2       1       0
+ *     SSAT / USAT, Q* add / sub, USAD8 [L] ....................... 2     3      3       2       1
+ *     LDR (word) [J]; load to address 3 [Q] ...................... 1     2      3       2       0
+ *     LDRB / LDRH / LDRSB / LDRSH: one more [J] .................. 2     3      3       2       1
+ *     base writeback of a load / store [J][L] .................... 0     1      1       0       0
+ *     multiply / MAC (one more than ALU; MACs chain on the
+ *       accumulator every cycle) [Q][J] .......................... 2     3      3       2       1
+ *     VFP results 3, VFMA-type 5, VMLA-type 6 [J]; LDM / DIV results as LDR / ALU at the
+ *     instruction's last cycle. The flags: 1 from any setter (2 from a MAC; no 0-cycle
+ *     forwarding [J]), read by ADC / SBC / RRX and the conditional instructions of an IT block.
+ *   branches: predicted, so a conditional branch waits for neither the flags nor CBZ / CBNZ's
+ *     register; a branch predicted correctly costs its issue slot only and the instruction
+ *     after it (at the target when taken) may pair with it ([J]: a predicted taken branch can
+ *     dual-issue with the target's first instruction; not-taken with the next); a mispredicted
+ *     one delays the next instruction to MISPREDICT = 8 cycles after the branch's (last)
+ *     issue cycle ([J]; 6 when the flags are set 3+ cycles before: not modelled), charged to
+ *     the branch's function. Predictor (ASSUMED: [J] and [Q] measure penalties, not the
+ *     predictor): per branch address a 2-bit counter, cold = weakly not taken, and the last
+ *     target; predicted taken when the counter is 2 or 3, and then to the last target. So a
+ *     loop's back-edge is predicted after its first taken execution and its exit is
+ *     mispredicted once a run; every taken branch's first execution (cold) is mispredicted;
+ *     returns are predicted to the last caller (no return stack ASSUMED). "Taken" = the next
+ *     executed translation block does not start at the branch's fall-through address.
+ *   unaligned loads: an LDR / LDRH / LDRSH whose address is not aligned (seen when it
+ *     executes: a memory callback on these loads only) costs 3 more cycles, 4 as the younger op
+ *     [J] (halfwords ASSUMED alike); charged to it, and everything issued after it moves by as
+ *     much (applied after its block was scheduled, so the stall is not re-paired).
+ *   Left out: fetch and alignment effects ([J]'s "slippery" pairs, loop-entry alignment,
+ *     16-bit instruction pairing walls), unaligned stores and store-buffer stalls (5+ stores in
+ *     a row, byte and halfword stores [J]), bank conflicts the plugin cannot see (loads from two
+ *     different bases never pair here; [J]: they pair when their words are in different
+ *     banks), STM's 8-byte alignment cycle, the VFP's special cases, division's
+ *     operand-dependent time, cache misses, interrupts.
+ *
  * Overhead: one inline add per instruction (and range) for the cycles, one C callback per
- * executed translation block.
+ * executed translation block (m7: the cycles are added in that callback, a loop over the
+ * block's decoded instructions; plus one C callback per executed LDR / LDRH / LDRSH).
  */
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +192,10 @@ enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_CB_R_REGS, QEMU_
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
 typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
+typedef uint32_t qemu_plugin_meminfo_t;
+enum qemu_plugin_mem_rw { QEMU_PLUGIN_MEM_R = 1, QEMU_PLUGIN_MEM_W, QEMU_PLUGIN_MEM_RW };
+typedef void (*qemu_plugin_vcpu_mem_cb_t)(unsigned int vcpu_index, qemu_plugin_meminfo_t info,
+                                          uint64_t vaddr, void *userdata);
 
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
@@ -121,6 +209,12 @@ void qemu_plugin_register_vcpu_insn_exec_inline(struct qemu_plugin_insn *insn,
 void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb,
                                           qemu_plugin_vcpu_udata_cb_t cb,
                                           enum qemu_plugin_cb_flags flags, void *userdata);
+void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn,
+                                      qemu_plugin_vcpu_mem_cb_t cb,
+                                      enum qemu_plugin_cb_flags flags,
+                                      enum qemu_plugin_mem_rw rw, void *userdata);
+unsigned int qemu_plugin_mem_size_shift(qemu_plugin_meminfo_t info);
+bool qemu_plugin_mem_is_store(qemu_plugin_meminfo_t info);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb,
                                     void *userdata);
 void qemu_plugin_outs(const char *string);
@@ -129,8 +223,8 @@ __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 static uint64_t lo, hi = UINT64_MAX, count, cycles;
 static int verbose;
-/* the cycle model: none, `cycles=m4`, `cycles=rv32` */
-static enum { MODEL_NONE, MODEL_M4, MODEL_RV32 } model;
+/* the cycle model: none, `cycles=m4`, `cycles=rv32`, `cycles=m7` */
+static enum { MODEL_NONE, MODEL_M4, MODEL_RV32, MODEL_M7 } model;
 
 #define MAX_RANGES 4096
 static struct {
@@ -261,6 +355,23 @@ static int list_len(const char *ops, int *has_pc) {
     return n * words;
 }
 
+/* Skips the disassembly's leading blanks (advancing *disas) and copies its mnemonic, lower
+ * case, into m[cap]; returns the mnemonic's length (the operands start there). */
+static size_t read_mnemonic(const char **disas, char *m, size_t cap) {
+    const char *d = *disas;
+    size_t i = 0;
+    while (*d == ' ' || *d == '\t') {
+        d++;
+    }
+    while (d[i] && d[i] != ' ' && d[i] != '\t' && i < cap - 1) {
+        m[i] = (char)tolower((unsigned char)d[i]);
+        i++;
+    }
+    m[i] = 0;
+    *disas = d;
+    return i;
+}
+
 static struct cls classify(const char *disas, int *known) {
     char m[32];
     const char *ops;
@@ -268,14 +379,7 @@ static struct cls classify(const char *disas, int *known) {
     struct cls c = {1, K_ALU, -1, 0};
     int has_pc, dst;
     *known = 1;
-    while (*disas == ' ' || *disas == '\t') {
-        disas++;
-    }
-    while (disas[i] && disas[i] != ' ' && disas[i] != '\t' && i < sizeof m - 1) {
-        m[i] = (char)tolower((unsigned char)disas[i]);
-        i++;
-    }
-    m[i] = 0;
+    i = read_mnemonic(&disas, m, sizeof m);
     ops = disas + i;
     while (*ops == ' ' || *ops == '\t') {
         ops++;
@@ -613,6 +717,924 @@ static struct rv_cls rv_classify(const char *disas, int *known) {
     return c;
 }
 
+/* ---- Cortex-M7 (in-order dual issue) ---- */
+
+/* what an instruction occupies (m7_insn.unit; the pair rules of the table above) */
+#define U_LOAD 1u
+#define U_STORE 2u
+#define U_MAC 4u     /* multiply / multiply-accumulate: one a cycle, never beside a store */
+#define U_SHIFT 8u   /* "shifted" op: one a cycle */
+#define U_DSP 16u    /* DSP / SIMD / bit-field op: the older op of a pair only */
+#define U_BRANCH 32u /* may write the PC: one a cycle; resolved against the next block */
+#define U_FP 64u     /* VFP arithmetic: one a cycle */
+#define U_SINGLE 128u /* issues alone */
+
+/* who wrote a register (producer) and how an operand is read (consumer): m7_lat */
+enum { PR_ALU_E, PR_ALU, PR_ALU2, PR_LD, PR_LDB, PR_WB, PR_MUL, PR_FP, PR_FP5, PR_FP6, N_PR };
+enum { CO_LATE, CO_EARLY, CO_AGU, CO_MUL, CO_ACC, N_CO };
+
+/* cycles from the producer's issue to the earliest issue of a consumer (0: the younger op of
+ * the same cycle); the latency table of the header comment */
+static const int8_t m7_lat[N_PR][N_CO] = {
+    /*           late early address multiplicand accumulator */
+    /* ALU_E */ {0, 1, 1, 0, 0},
+    /* ALU   */ {1, 2, 2, 1, 0},
+    /* ALU2  */ {2, 3, 3, 2, 1},
+    /* LD    */ {1, 2, 3, 2, 0},
+    /* LDB   */ {2, 3, 3, 2, 1},
+    /* WB    */ {0, 1, 1, 0, 0},
+    /* MUL   */ {2, 3, 3, 2, 1},
+    /* FP    */ {3, 3, 3, 3, 3},
+    /* FP5   */ {5, 5, 5, 5, 5},
+    /* FP6   */ {6, 6, 6, 6, 6},
+};
+
+/* register ids: r0-r15 0-15, the APSR flags 16, the FPSCR flags 17, s0-s31 32-63 (d<n> is
+ * s<2n> and s<2n+1>) */
+#define M7_FLAGS 16
+#define M7_FPFLAGS 17
+#define M7_S0 32
+#define M7_NREG 64
+#define M7_MAXSRC 10
+
+/* Cortex-M7 timing parameters (see the table above) */
+#define M7_MISPREDICT 8
+#define M7_DIV 7
+
+/* one decoded instruction */
+struct m7_insn {
+    uint64_t addr;
+    uint64_t *range_cycles; /* NULL: outside every range */
+    int in_lo_hi;
+    uint64_t dst;      /* registers written (bit = id) */
+    uint8_t unit;      /* U_* */
+    uint8_t occ;       /* issue cycles (>= 1) */
+    uint8_t dst_delay; /* the results are produced this many cycles after the issue */
+    uint8_t prod;      /* producer class of the results */
+    uint8_t early_ok;  /* ADD/SUB/MOV-type: runs in the early ALU as the older op */
+    uint8_t sets_flags;
+    uint8_t n_src;
+    int8_t wb;        /* base register written back (PR_WB), -1: none */
+    int8_t bank_base; /* load at an immediate offset from this base, no writeback; else -1 */
+    int32_t bank_off;
+    uint8_t may_unalign; /* LDR / LDRH / LDRSH: its address is checked when it executes */
+    uint8_t younger;     /* run time: issued as the younger op, at cycle t */
+    int64_t t;
+    uint8_t src[M7_MAXSRC], cons[M7_MAXSRC];
+};
+
+/* a register name (the whole of t): its id, *second = the other half of a d register, or -1 */
+static int m7_regid(const char *t, int *second) {
+    static const char *const names[] = {"sb", "sl", "fp", "ip", "sp", "lr", "pc"};
+    size_t i, n = strlen(t);
+    *second = -1;
+    if (n >= 2 && n <= 3 && strspn(t + 1, "0123456789") == n - 1) {
+        int v = atoi(t + 1);
+        if (t[0] == 'r' && v < 16) {
+            return v;
+        }
+        if (t[0] == 's' && v < 32) {
+            return M7_S0 + v;
+        }
+        if (t[0] == 'd' && v < 16) {
+            *second = M7_S0 + 2 * v + 1;
+            return M7_S0 + 2 * v;
+        }
+        return -1;
+    }
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(t, names[i]) == 0) {
+            return 9 + (int)i;
+        }
+    }
+    if (strncmp(t, "apsr", 4) == 0) {
+        return M7_FLAGS;
+    }
+    if (strcmp(t, "fpscr") == 0) {
+        return M7_FPFLAGS;
+    }
+    return -1;
+}
+
+/* one operand of the disassembly */
+struct m7_op {
+    char kind;          /* 'r' register, 'i' immediate, 'm' memory, 'l' list, 's' shift, '?' */
+    int r, r2;          /* 'r': id (r2: a d register's second half, else -1); 's': the shift
+                         * register, -1: by an immediate */
+    int64_t imm;        /* 'i'; 'm': the immediate offset (0 without one) */
+    int base, index;    /* 'm': registers, -1 when none */
+    int wb, has_shift;  /* 'm': pre-indexed writeback ("]!"), index shifted */
+    uint64_t mask;      /* 'l': the registers listed, the PC left out */
+    int words, pc;      /* 'l': words listed (2 per d register), whether the PC is */
+};
+
+static void m7_trim(char *t) {
+    size_t n = strlen(t);
+    while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t')) {
+        t[--n] = 0;
+    }
+}
+
+/* splits the operands at the commas outside [] and {} (at most `max` operands) */
+static int m7_split(const char *ops, char tok[][96], int max) {
+    int n = 0, depth = 0;
+    size_t k = 0;
+    const char *p;
+    while (*ops == ' ' || *ops == '\t') {
+        ops++;
+    }
+    if (!*ops) {
+        return 0;
+    }
+    for (p = ops; *p; p++) {
+        if (*p == ',' && depth == 0) {
+            tok[n][k] = 0;
+            if (n == max - 1) {
+                break;
+            }
+            n++;
+            k = 0;
+            continue;
+        }
+        if (*p == '[' || *p == '{') {
+            depth++;
+        } else if (*p == ']' || *p == '}') {
+            depth--;
+        }
+        if (k == 0 && (*p == ' ' || *p == '\t')) {
+            continue;
+        }
+        if (k < 95) {
+            tok[n][k++] = *p;
+        }
+    }
+    tok[n][k] = 0;
+    for (k = 0; k <= (size_t)n; k++) {
+        m7_trim(tok[k]);
+    }
+    return n + 1;
+}
+
+static int m7_is_shift(const char *t) {
+    static const char *const s[] = {"lsl", "lsr", "asr", "ror", "rrx"};
+    size_t i;
+    for (i = 0; i < 5; i++) {
+        if (strncmp(t, s[i], 3) == 0 && (t[3] == 0 || t[3] == ' ')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Copies what follows the opening bracket t[0] up to `close` (or the end) into in[96];
+ * returns the closing bracket (NULL when missing). */
+static const char *m7_bracketed(const char *t, char close, char in[96]) {
+    const char *e = strchr(t, close);
+    size_t n = e ? (size_t)(e - t - 1) : strlen(t + 1);
+    if (n > 95) {
+        n = 95;
+    }
+    memcpy(in, t + 1, n);
+    in[n] = 0;
+    return e;
+}
+
+static struct m7_op m7_operand(const char *t) {
+    struct m7_op o;
+    int second;
+    memset(&o, 0, sizeof o);
+    o.kind = '?';
+    o.r = o.r2 = o.base = o.index = -1;
+    if (t[0] == '#') {
+        o.kind = 'i';
+        o.imm = strtoll(t + 1, NULL, 0);
+    } else if (t[0] == '[') {
+        char in[96], sub[4][96];
+        const char *e = m7_bracketed(t, ']', in);
+        int k, i;
+        o.kind = 'm';
+        o.wb = e && e[1] == '!';
+        k = m7_split(in, sub, 4);
+        for (i = 0; i < k; i++) {
+            if (sub[i][0] == '#') {
+                o.imm = strtoll(sub[i] + 1, NULL, 0);
+            } else if (m7_is_shift(sub[i])) {
+                o.has_shift = 1;
+            } else if (i == 0) {
+                o.base = m7_regid(sub[i], &second);
+            } else {
+                o.index = m7_regid(sub[i], &second);
+            }
+        }
+    } else if (t[0] == '{') {
+        char in[96], sub[17][96];
+        int k, i;
+        m7_bracketed(t, '}', in);
+        o.kind = 'l';
+        k = m7_split(in, sub, 17);
+        for (i = 0; i < k; i++) {
+            int r = m7_regid(sub[i], &second);
+            if (r == 15) {
+                o.pc = 1;
+                o.words++;
+            } else if (r >= 0) {
+                o.mask |= (uint64_t)1 << r;
+                o.words++;
+                if (second >= 0) {
+                    o.mask |= (uint64_t)1 << second;
+                    o.words++;
+                }
+            }
+        }
+    } else if (m7_is_shift(t)) {
+        o.kind = 's';
+        o.r = t[3] == ' ' && t[4] != '#' ? m7_regid(t + 4, &second) : -1;
+    } else {
+        char r[16];
+        size_t n = strlen(t);
+        if (n > 0 && n < sizeof r && t[n - 1] == '!') {
+            memcpy(r, t, n - 1);
+            r[n - 1] = 0;
+            o.wb = 1; /* "rn!" of LDM / STM */
+            t = r;
+        }
+        o.r = m7_regid(t, &o.r2);
+        if (o.r >= 0) {
+            o.kind = 'r';
+        }
+    }
+    return o;
+}
+
+/* a plain data-processing constant [J]: 8 bits, or a byte pattern 0x00XY00XY, 0xXY00XY00,
+ * 0xXYXYXYXY; anything else a 32-bit instruction encodes is a shifted 8-bit value */
+static int m7_plain_imm(int64_t v) {
+    uint32_t u = (uint32_t)v;
+    return u <= 0xff || u == (u & 0xff) * 0x10001u || u == (u & 0xff00) * 0x10001u ||
+           u == (u & 0xff) * 0x01010101u;
+}
+
+static void m7_src(struct m7_insn *x, int r, int cons) {
+    if (r >= 0 && r != 15 && x->n_src < M7_MAXSRC) {
+        x->src[x->n_src] = (uint8_t)r;
+        x->cons[x->n_src++] = (uint8_t)cons;
+    }
+}
+
+/* The base register of a load/store multiple: its address operand, written back with `!`;
+ * PUSH/POP (no register operand first) use and write back SP. */
+static void m7_multi_base(struct m7_insn *x, const struct m7_op *base) {
+    if (base->kind == 'r') {
+        m7_src(x, base->r, CO_AGU);
+        if (base->wb) {
+            x->wb = (int8_t)base->r;
+        }
+    } else {
+        m7_src(x, 13, CO_AGU);
+        x->wb = 13;
+    }
+}
+
+static void m7_src_op(struct m7_insn *x, const struct m7_op *o, int cons) {
+    if (o->kind == 'r') {
+        m7_src(x, o->r, cons);
+        m7_src(x, o->r2, cons);
+    }
+}
+
+static void m7_dst(struct m7_insn *x, const struct m7_op *o) {
+    if (o->kind == 'r') {
+        if (o->r >= 0 && o->r != 15) {
+            x->dst |= (uint64_t)1 << o->r;
+        }
+        if (o->r2 >= 0) {
+            x->dst |= (uint64_t)1 << o->r2;
+        }
+    }
+}
+
+/* whether mnemonic m is `base` with an optional "s" (when s_ok) and condition; *s, *cond: which */
+static int m7_is(const char *m, const char *base, int s_ok, int *s, int *cond) {
+    size_t n = strlen(base);
+    int has_s = 0;
+    if (strncmp(m, base, n) != 0) {
+        return 0;
+    }
+    m += n;
+    if (s_ok && *m == 's' && suffix_ok(m + 1, 0)) {
+        has_s = 1;
+        m++;
+    } else if (!suffix_ok(m, 0)) {
+        return 0;
+    }
+    *s = has_s;
+    *cond = *m != 0 && strcmp(m, "al") != 0;
+    return 1;
+}
+
+/* whether m is one of the NULL-terminated bases (no "s"); *cond as m7_is */
+static int m7_in(const char *m, const char *const *bases, int *cond) {
+    int s;
+    for (; *bases; bases++) {
+        if (m7_is(m, *bases, 0, &s, cond)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* the memory operand of a load / store: the address registers (AGU), writeback and the bank
+ * pairing information; `post` is the operand after it (post-indexed), if any */
+static void m7_mem(struct m7_insn *x, const struct m7_op *mem, const struct m7_op *post,
+                   int load) {
+    m7_src(x, mem->base, CO_AGU);
+    m7_src(x, mem->index, CO_AGU);
+    if (post) {
+        m7_src_op(x, post, CO_AGU);
+    }
+    if ((mem->wb || post) && mem->base >= 0 && mem->base != 15) {
+        x->wb = (int8_t)mem->base;
+    }
+    if (load && !mem->wb && !post && mem->index < 0 && mem->base >= 0 && mem->base != 15) {
+        x->bank_base = (int8_t)mem->base;
+        x->bank_off = (int32_t)mem->imm;
+    }
+}
+
+/* Classifies one instruction from its capstone disassembly (`size` bytes); *it_left counts the
+ * instructions still to come in an IT block (conditional: they read the flags) */
+static void m7_classify(const char *disas, size_t size, struct m7_insn *x, int *known,
+                        int *it_left) {
+    static const char *const dp3[] = {"add", "adc", "sub", "sbc", "rsb", "and", "orr", "orn",
+                                      "eor", "bic", NULL};
+    static const char *const cmps[] = {"cmp", "cmn", "tst", "teq", NULL};
+    static const char *const shifts[] = {"lsl", "lsr", "asr", "ror", NULL};
+    static const char *const mul3[] = {"mul", "smulbb", "smulbt", "smultb", "smultt", "smulwb",
+                                       "smulwt", "smuad", "smuadx", "smusd", "smusdx", "smmul",
+                                       "smmulr", NULL};
+    static const char *const mac4[] = {"mla", "mls", "smlabb", "smlabt", "smlatb", "smlatt",
+                                       "smlawb", "smlawt", "smlad", "smladx", "smlsd", "smlsdx",
+                                       "smmla", "smmlar", "smmls", "smmlsr", NULL};
+    static const char *const mull[] = {"smull", "umull", NULL};
+    static const char *const mlal[] = {"smlal", "umlal", "umaal", "smlalbb", "smlalbt",
+                                       "smlaltb", "smlaltt", "smlald", "smlaldx", "smlsld",
+                                       "smlsldx", NULL};
+    static const char *const ext[] = {"sxtb", "sxth", "uxtb", "uxth", "sxtb16", "uxtb16",
+                                      "rev", "rev16", "revsh", "rbit", NULL};
+    static const char *const exta[] = {"sxtab", "sxtah", "uxtab", "uxtah", "sxtab16",
+                                       "uxtab16", NULL};
+    static const char *const simd[] = {
+        "sadd8", "sadd16", "ssub8", "ssub16", "sasx", "ssax", "uadd8", "uadd16", "usub8",
+        "usub16", "uasx", "usax", "shadd8", "shadd16", "shsub8", "shsub16", "shasx", "shsax",
+        "uhadd8", "uhadd16", "uhsub8", "uhsub16", "uhasx", "uhsax", "sel", NULL};
+    static const char *const qsimd[] = {"qadd", "qsub", "qadd8", "qadd16", "qsub8", "qsub16",
+                                        "qasx", "qsax", "uqadd8", "uqadd16", "uqsub8",
+                                        "uqsub16", "uqasx", "uqsax", "usad8", "usada8", NULL};
+    static const char *const loads[] = {"ldr", "ldrt", "ldrex", NULL};
+    static const char *const loadsb[] = {"ldrb", "ldrh", "ldrsb", "ldrsh", "ldrbt", "ldrht",
+                                         "ldrsbt", "ldrsht", "ldrexb", "ldrexh", NULL};
+    static const char *const stores[] = {"str", "strb", "strh", "strt", "strbt", "strht", NULL};
+    static const char *const ldms[] = {"ldm", "ldmia", "ldmfd", "ldmdb", "ldmea", "pop", NULL};
+    static const char *const stms[] = {"stm", "stmia", "stmea", "stmdb", "stmfd", "push",
+                                       NULL};
+    static const char *const singles[] = {"mrs", "msr", "dmb", "dsb", "isb", "cpsid",
+                                          "cpsie", "svc", "bkpt", "udf", "clrex", "wfi",
+                                          "strex", "strexb", "strexh", NULL};
+    static const char *const nops[] = {"nop", "yield", "wfe", "sev", NULL};
+    char m[32], lops[160], tok[6][96];
+    struct m7_op o[6];
+    const char *ops;
+    size_t i = 0;
+    int n, s = 0, cond = 0, in_it = *it_left > 0, k;
+    memset(x, 0, sizeof *x);
+    x->occ = 1;
+    x->prod = PR_ALU;
+    x->wb = -1;
+    x->bank_base = -1;
+    *known = 1;
+    if (in_it) {
+        (*it_left)--;
+    }
+    i = read_mnemonic(&disas, m, sizeof m);
+    for (k = 0; disas[i + (size_t)k] && k < (int)sizeof lops - 1; k++) {
+        lops[k] = (char)tolower((unsigned char)disas[i + (size_t)k]);
+    }
+    lops[k] = 0;
+    ops = lops;
+    {
+        char *dot = strchr(m, '.'); /* width (.w / .n) or VFP type (.f32): not needed */
+        if (dot) {
+            *dot = 0;
+        }
+    }
+    n = m7_split(ops, tok, 6);
+    for (k = 0; k < n; k++) {
+        o[k] = m7_operand(tok[k]);
+    }
+    for (; k < 6; k++) {
+        o[k] = m7_operand("");
+    }
+    if (m[0] == 'v') {
+        int two_core = 0, fp_regs = 0;
+        for (k = 0; k < n; k++) {
+            if (o[k].kind == 'r' && o[k].r < 16) {
+                two_core++;
+            } else if (o[k].kind == 'r' && o[k].r >= M7_S0) {
+                fp_regs++;
+            }
+        }
+        if (strcmp(m, "vldr") == 0 || strcmp(m, "vstr") == 0) {
+            int ld = m[1] == 'l';
+            x->unit = ld ? U_LOAD : U_STORE;
+            x->prod = PR_LD;
+            if (ld) {
+                m7_dst(x, &o[0]);
+            }
+            m7_mem(x, &o[1], NULL, ld);
+            if (o[0].r2 >= 0) {
+                x->unit |= U_SINGLE; /* 64-bit VLDR / VSTR [J] */
+                x->bank_base = -1;
+            }
+        } else if (strncmp(m, "vldm", 4) == 0 || strncmp(m, "vstm", 4) == 0 ||
+                   strcmp(m, "vpush") == 0 || strcmp(m, "vpop") == 0) {
+            const struct m7_op *l = o[0].kind == 'l' ? &o[0] : &o[1];
+            int ld = m[1] == 'l' || strcmp(m, "vpop") == 0;
+            x->unit = U_SINGLE | (ld ? U_LOAD : U_STORE);
+            x->occ = (uint8_t)(l->words > 2 ? (l->words + 1) / 2 : 1);
+            x->dst_delay = (uint8_t)(x->occ - 1);
+            x->prod = PR_LD;
+            if (ld) {
+                x->dst = l->mask;
+            }
+            m7_multi_base(x, &o[0]);
+        } else if (strcmp(m, "vdiv") == 0 || strcmp(m, "vsqrt") == 0) {
+            x->unit = U_SINGLE | U_FP;
+            x->occ = m[1] == 'd' ? 16 : 14;
+            x->dst_delay = (uint8_t)(x->occ - 1);
+            x->prod = PR_FP;
+            m7_dst(x, &o[0]);
+            for (k = 1; k < n; k++) {
+                m7_src_op(x, &o[k], CO_LATE);
+            }
+        } else if (strcmp(m, "vmov") == 0 && two_core >= 2) {
+            /* two core registers <-> a d register / two s registers: alone [J] */
+            int to_core = o[0].kind == 'r' && o[0].r < 16;
+            x->unit = U_SINGLE;
+            x->prod = PR_FP;
+            for (k = 0; k < n; k++) {
+                int core = o[k].kind == 'r' && o[k].r < 16;
+                if (core == to_core) {
+                    m7_dst(x, &o[k]);
+                } else {
+                    m7_src_op(x, &o[k], CO_LATE);
+                }
+            }
+        } else if (strcmp(m, "vmov") == 0 && n == 2 && o[0].kind == 'r' && o[0].r < 16) {
+            /* core <- s register: an ALU-like result [J] */
+            m7_dst(x, &o[0]);
+            m7_src_op(x, &o[1], CO_LATE);
+        } else if (strcmp(m, "vmov") == 0 && n == 2 && o[1].kind == 'r' && o[1].r < 16) {
+            x->prod = PR_FP; /* s register <- core: 3 [J] */
+            m7_dst(x, &o[0]);
+            m7_src_op(x, &o[1], CO_LATE);
+        } else if (strcmp(m, "vmrs") == 0 || strcmp(m, "vmsr") == 0) {
+            x->unit = U_SINGLE;
+            if (m[2] == 'r') {
+                if (o[0].kind == 'r' && o[0].r == M7_FLAGS) {
+                    x->sets_flags = 1;
+                } else {
+                    m7_dst(x, &o[0]);
+                }
+                m7_src(x, M7_FPFLAGS, CO_LATE);
+            } else {
+                m7_src_op(x, &o[1], CO_LATE);
+            }
+        } else {
+            /* VFP arithmetic, one pipe: latency 3, VFMA-type 5, VMLA-type 6 [J] */
+            int acc = strcmp(m, "vmla") == 0 || strcmp(m, "vmls") == 0 ||
+                      strcmp(m, "vnmla") == 0 || strcmp(m, "vnmls") == 0;
+            int fma = strncmp(m, "vfma", 4) == 0 || strncmp(m, "vfms", 4) == 0 ||
+                      strncmp(m, "vfnm", 4) == 0;
+            int cmp = strncmp(m, "vcmp", 4) == 0;
+            x->unit = U_FP;
+            x->prod = acc ? PR_FP6 : fma ? PR_FP5 : PR_FP;
+            if (cmp) {
+                x->dst = (uint64_t)1 << M7_FPFLAGS;
+            } else {
+                m7_dst(x, &o[0]);
+            }
+            for (k = cmp ? 0 : 1; k < n; k++) {
+                m7_src_op(x, &o[k], CO_LATE);
+            }
+            if (acc || fma) {
+                m7_src_op(x, &o[0], CO_LATE);
+            }
+            *known = fp_regs > 0 || cmp;
+        }
+        if (in_it) {
+            m7_src(x, M7_FLAGS, CO_LATE);
+        }
+        return;
+    }
+    /* IT: a slot of its own; the next 1-4 instructions are conditional */
+    if (m[0] == 'i' && m[1] == 't' && strspn(m + 2, "te") == strlen(m + 2) && strlen(m) <= 5) {
+        *it_left = (int)strlen(m) - 1;
+        return;
+    }
+    if (m7_is(m, "bl", 0, &s, &cond) || m7_is(m, "blx", 0, &s, &cond)) {
+        x->unit = U_BRANCH;
+        x->dst = (uint64_t)1 << 14;
+        return;
+    }
+    if (m7_is(m, "b", 0, &s, &cond) || m7_is(m, "bx", 0, &s, &cond) ||
+        m7_is(m, "cbz", 0, &s, &cond) || m7_is(m, "cbnz", 0, &s, &cond)) {
+        /* predicted: neither the flags nor a register operand are waited for */
+        x->unit = U_BRANCH;
+        return;
+    }
+    if (m7_is(m, "tbb", 0, &s, &cond) || m7_is(m, "tbh", 0, &s, &cond)) {
+        x->unit = U_BRANCH | U_LOAD | U_SINGLE;
+        x->occ = 2;
+        m7_mem(x, &o[0], NULL, 0);
+        return;
+    }
+    if (m7_in(m, ldms, &cond) || m7_in(m, stms, &cond)) {
+        const struct m7_op *l = o[0].kind == 'l' ? &o[0] : &o[1];
+        int ld = m7_in(m, ldms, &cond);
+        x->unit = U_SINGLE | (ld ? U_LOAD : U_STORE);
+        x->occ = (uint8_t)(l->words > 2 ? (l->words + 1) / 2 : 1);
+        x->dst_delay = (uint8_t)(x->occ - 1);
+        x->prod = PR_LD;
+        if (ld) {
+            x->dst = l->mask;
+            if (l->pc) {
+                x->unit |= U_BRANCH;
+            }
+        }
+        m7_multi_base(x, &o[0]);
+        goto done;
+    }
+    if (m7_is(m, "ldrd", 0, &s, &cond) || m7_is(m, "strd", 0, &s, &cond)) {
+        int ld = m[0] == 'l';
+        x->unit = U_SINGLE | (ld ? U_LOAD : U_STORE);
+        x->prod = PR_LD;
+        if (ld) {
+            m7_dst(x, &o[0]);
+            m7_dst(x, &o[1]);
+        }
+        m7_mem(x, &o[2], n > 3 ? &o[3] : NULL, 0);
+        goto done;
+    }
+    if (m7_in(m, loads, &cond) || m7_in(m, loadsb, &cond)) {
+        x->unit = U_LOAD;
+        x->prod = m7_in(m, loads, &cond) ? PR_LD : PR_LDB;
+        m7_dst(x, &o[0]);
+        if (o[0].r == 15) {
+            x->unit |= U_BRANCH;
+        }
+        m7_mem(x, &o[1], n > 2 ? &o[2] : NULL, 1);
+        if (strncmp(m, "ldrex", 5) == 0) {
+            x->unit |= U_SINGLE;
+        } else {
+            x->may_unalign = x->prod == PR_LD || strchr(m + 3, 'h') != NULL; /* LDR*, LDR(S)H* */
+        }
+        goto done;
+    }
+    if (m7_in(m, stores, &cond)) {
+        x->unit = U_STORE; /* the data is read late: it never waits [J] */
+        m7_mem(x, &o[1], n > 2 ? &o[2] : NULL, 0);
+        goto done;
+    }
+    if (m7_is(m, "pld", 0, &s, &cond) || m7_is(m, "pli", 0, &s, &cond)) {
+        x->unit = U_LOAD;
+        m7_mem(x, &o[0], NULL, 0);
+        return;
+    }
+    if (m7_is(m, "sdiv", 0, &s, &cond) || m7_is(m, "udiv", 0, &s, &cond)) {
+        x->unit = U_SINGLE;
+        x->occ = (uint8_t)(div_cycles < 1 ? 1 : div_cycles > 255 ? 255 : div_cycles);
+        x->dst_delay = (uint8_t)(x->occ - 1);
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[n == 3 ? 1 : 0], CO_LATE);
+        m7_src_op(x, &o[n - 1], CO_LATE);
+        goto done;
+    }
+    if (m7_in(m, mul3, &cond) || m7_is(m, "mul", 1, &s, &cond)) {
+        x->unit = U_MAC;
+        x->prod = PR_MUL;
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[n == 3 ? 1 : 0], CO_MUL);
+        m7_src_op(x, &o[n - 1], CO_MUL);
+        goto done;
+    }
+    if (m7_in(m, mac4, &cond)) {
+        x->unit = U_MAC;
+        x->prod = PR_MUL;
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[1], CO_MUL);
+        m7_src_op(x, &o[2], CO_MUL);
+        m7_src_op(x, &o[3], CO_ACC);
+        goto done;
+    }
+    if (m7_in(m, mull, &cond) || m7_is(m, "smull", 1, &s, &cond) ||
+        m7_is(m, "umull", 1, &s, &cond) || m7_in(m, mlal, &cond) ||
+        m7_is(m, "smlal", 1, &s, &cond) || m7_is(m, "umlal", 1, &s, &cond)) {
+        int acc = m[2] == 'l' || m[2] == 'a'; /* smlal*, umlal, umaal, smlsld */
+        acc = acc || strncmp(m, "smlsld", 6) == 0;
+        x->unit = U_MAC;
+        x->prod = PR_MUL;
+        m7_dst(x, &o[0]);
+        m7_dst(x, &o[1]);
+        m7_src_op(x, &o[2], CO_MUL);
+        m7_src_op(x, &o[3], CO_MUL);
+        if (acc) {
+            m7_src_op(x, &o[0], CO_ACC);
+            m7_src_op(x, &o[1], CO_ACC);
+        }
+        goto done;
+    }
+    if (m7_in(m, ext, &cond)) {
+        /* extend, REV, RBIT: the source is read early [J]; REV / RBIT forward like the
+         * early ALU [J] */
+        x->unit = U_DSP | U_SHIFT;
+        x->early_ok = m[0] == 'r';
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[n >= 2 ? 1 : 0], CO_EARLY);
+        goto done;
+    }
+    if (m7_in(m, exta, &cond)) {
+        x->unit = U_DSP | U_SHIFT;
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[1], CO_LATE);
+        m7_src_op(x, &o[2], CO_EARLY);
+        goto done;
+    }
+    if (m7_is(m, "ubfx", 0, &s, &cond) || m7_is(m, "sbfx", 0, &s, &cond) ||
+        m7_is(m, "bfi", 0, &s, &cond) || m7_is(m, "bfc", 0, &s, &cond)) {
+        x->unit = U_DSP | U_SHIFT;
+        m7_dst(x, &o[0]);
+        if (m[0] == 'b') {
+            m7_src_op(x, &o[0], CO_LATE); /* the bits kept */
+        }
+        if (m[2] != 'c') {
+            m7_src_op(x, &o[1], CO_EARLY);
+        }
+        goto done;
+    }
+    if (m7_is(m, "pkhbt", 0, &s, &cond) || m7_is(m, "pkhtb", 0, &s, &cond)) {
+        x->unit = U_DSP | U_SHIFT;
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[1], m[3] == 't' ? CO_EARLY : CO_LATE);
+        m7_src_op(x, &o[2], CO_EARLY);
+        goto done;
+    }
+    if (m7_is(m, "ssat", 0, &s, &cond) || m7_is(m, "usat", 0, &s, &cond) ||
+        m7_is(m, "ssat16", 0, &s, &cond) || m7_is(m, "usat16", 0, &s, &cond)) {
+        x->unit = U_DSP | U_SHIFT;
+        x->prod = PR_ALU2;
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[2], CO_EARLY);
+        goto done;
+    }
+    if (m7_is(m, "qdadd", 0, &s, &cond) || m7_is(m, "qdsub", 0, &s, &cond)) {
+        x->unit = U_DSP | U_SHIFT;
+        x->prod = PR_ALU2;
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[1], CO_EARLY);
+        m7_src_op(x, &o[2], CO_EARLY);
+        goto done;
+    }
+    if (m7_in(m, simd, &cond) || m7_in(m, qsimd, &cond)) {
+        x->unit = U_DSP;
+        x->prod = m7_in(m, qsimd, &cond) ? PR_ALU2 : PR_ALU;
+        m7_dst(x, &o[0]);
+        for (k = 1; k < n; k++) {
+            m7_src_op(x, &o[k], CO_LATE);
+        }
+        if (strcmp(m, "sel") == 0) {
+            m7_src(x, M7_FLAGS, CO_LATE); /* the GE flags */
+        }
+        goto done;
+    }
+    if (m7_is(m, "clz", 0, &s, &cond)) {
+        x->unit = U_DSP;
+        m7_dst(x, &o[0]);
+        m7_src_op(x, &o[1], CO_LATE);
+        goto done;
+    }
+    if (m7_in(m, singles, &cond)) {
+        x->unit = U_SINGLE;
+        if (m[0] == 'm' && m[1] == 'r') {
+            m7_dst(x, &o[0]);
+        } else if (m[0] == 'm') {
+            m7_src_op(x, &o[1], CO_LATE);
+            x->sets_flags = 1;
+        } else if (strncmp(m, "strex", 5) == 0) {
+            x->unit |= U_STORE;
+            m7_dst(x, &o[0]);
+            m7_mem(x, &o[2], NULL, 0);
+        }
+        return;
+    }
+    if (m7_in(m, nops, &cond)) {
+        return;
+    }
+    if (m7_is(m, "movw", 0, &s, &cond) || m7_is(m, "movt", 0, &s, &cond) ||
+        m7_is(m, "adr", 0, &s, &cond)) {
+        x->early_ok = 1;
+        m7_dst(x, &o[0]);
+        if (m[3] == 't') {
+            m7_src_op(x, &o[0], CO_LATE);
+        }
+        goto done;
+    }
+    if (m7_in(m, cmps, &cond)) {
+        /* compare: no result but the flags */
+        m7_src_op(x, &o[0], CO_LATE);
+        if (o[1].kind == 'i' && size == 4 && !m7_plain_imm(o[1].imm)) {
+            x->unit |= U_SHIFT;
+        }
+        m7_src_op(x, &o[1], o[2].kind == 's' ? CO_EARLY : CO_LATE);
+        if (o[2].kind == 's') {
+            x->unit |= U_SHIFT;
+            m7_src(x, o[2].r, CO_EARLY);
+        }
+        x->sets_flags = 1;
+        goto done;
+    }
+    {
+        int is_dp = 0, is_mov = 0, is_shift = 0, w = 0, j;
+        for (j = 0; dp3[j] && !is_dp; j++) {
+            is_dp = m7_is(m, dp3[j], 1, &s, &cond);
+        }
+        if (!is_dp && (m7_is(m, "addw", 0, &s, &cond) || m7_is(m, "subw", 0, &s, &cond))) {
+            is_dp = w = 1;
+        }
+        if (!is_dp) {
+            is_mov = m7_is(m, "mov", 1, &s, &cond) || m7_is(m, "mvn", 1, &s, &cond) ||
+                     m7_is(m, "neg", 1, &s, &cond);
+        }
+        if (!is_dp && !is_mov) {
+            for (j = 0; shifts[j] && !is_shift; j++) {
+                is_shift = m7_is(m, shifts[j], 1, &s, &cond);
+            }
+            is_shift = is_shift || m7_is(m, "rrx", 1, &s, &cond);
+        }
+        if (is_dp || is_mov) {
+            /* rd, [rn,] operand2 [, shift] */
+            int op2 = is_mov ? 1 : n >= 3 && o[2].kind != 's' ? 2 : 1;
+            int shifted = o[op2 + 1].kind == 's';
+            m7_dst(x, &o[0]);
+            if (is_dp) {
+                m7_src_op(x, &o[op2 == 2 ? 1 : 0], CO_LATE);
+            }
+            m7_src_op(x, &o[op2], shifted ? CO_EARLY : CO_LATE);
+            if (shifted) {
+                x->unit |= U_SHIFT;
+                m7_src(x, o[op2 + 1].r, CO_EARLY);
+            }
+            if (o[op2].kind == 'i' && size == 4 && !w && !m7_plain_imm(o[op2].imm)) {
+                x->unit |= U_SHIFT;
+            }
+            /* ADD, SUB, MOV of registers or plain constants run in the early ALU [J] */
+            x->early_ok = !(x->unit & U_SHIFT) &&
+                          (m[0] == 'a' ? m[1] == 'd' && m[2] == 'd'
+                                       : m[0] == 's' ? m[1] == 'u'
+                                                     : m[0] == 'm' && m[1] == 'o');
+            if (m7_is(m, "adc", 1, &s, &cond) || m7_is(m, "sbc", 1, &s, &cond)) {
+                m7_src(x, M7_FLAGS, CO_LATE);
+            }
+            if (o[0].r == 15) {
+                x->unit |= U_BRANCH;
+            }
+            goto done;
+        }
+        if (is_shift) {
+            /* rd, rm, #n | rd, rm, rs | rd, rs (rd shifted by rs) | rd, #n */
+            m7_dst(x, &o[0]);
+            if (n == 2 && o[1].kind == 'r' && m[1] != 'r') {
+                m7_src_op(x, &o[0], CO_LATE);
+            }
+            for (k = 1; k < n; k++) {
+                m7_src_op(x, &o[k], CO_LATE);
+            }
+            x->early_ok = m[1] != 'r' && o[n - 1].kind == 'i'; /* shift by an immediate [J] */
+            if (m[1] == 'r') {
+                m7_src(x, M7_FLAGS, CO_LATE); /* RRX reads the carry */
+            }
+            goto done;
+        }
+    }
+    /* unknown: 1 slot, the first register written, the others read */
+    *known = 0;
+    m7_dst(x, &o[0]);
+    for (k = 1; k < n; k++) {
+        m7_src_op(x, &o[k], CO_LATE);
+    }
+    return;
+done:
+    if (s && !in_it) {
+        x->sets_flags = 1;
+    }
+    if (in_it || cond) {
+        m7_src(x, M7_FLAGS, CO_LATE);
+    }
+}
+
+/* the run-time pipeline state, carried across translation blocks (one vCPU) */
+static int64_t m7_end;                 /* first cycle after the issue of everything so far */
+static int64_t m7_last;                /* last issue cycle of the last instruction */
+static const struct m7_insn *m7_older; /* the older op of cycle m7_end - 1 while a younger op
+                                        * may still join it, else NULL */
+static int64_t m7_t[M7_NREG];          /* per register: its producer's issue (+ dst_delay) */
+static uint8_t m7_k[M7_NREG];          /* and class */
+
+/* the branch predictor: per branch address a 2-bit counter and the last target */
+#define M7_BP_BITS 16
+static struct {
+    uint64_t addr, target;
+    uint8_t ctr, used;
+} m7_bp[1 << M7_BP_BITS];
+
+/* whether b may issue beside a as the younger op of a cycle (resources only) */
+static int m7_pair_ok(const struct m7_insn *a, const struct m7_insn *b) {
+    unsigned fa = a->unit, fb = b->unit;
+    if (((fa | fb) & U_SINGLE) || (fb & U_DSP)) {
+        return 0;
+    }
+    if (fa & fb & (U_STORE | U_MAC | U_SHIFT | U_BRANCH | U_FP)) {
+        return 0;
+    }
+    if (((fa & U_MAC) && (fb & U_STORE)) || ((fa & U_STORE) && (fb & U_MAC))) {
+        return 0;
+    }
+    if ((fa & fb & U_LOAD) && !(a->bank_base >= 0 && a->bank_base == b->bank_base &&
+                                ((a->bank_off ^ b->bank_off) & 4))) {
+        return 0;
+    }
+    return 1;
+}
+
+static void m7_charge(uint64_t *range_cycles, int in_lo_hi, int64_t n) {
+    if (n > 0 && range_cycles) {
+        *range_cycles += (uint64_t)n;
+    }
+    if (n > 0 && in_lo_hi) {
+        cycles += (uint64_t)n;
+    }
+}
+
+/* issues x after everything before it, charging it the cycles it adds */
+static void m7_issue(struct m7_insn *x) {
+    int64_t ready = INT64_MIN, early = INT64_MIN, t, cost = 0;
+    int i, younger = 0, pk = x->prod;
+    uint64_t d;
+    for (i = 0; i < x->n_src; i++) {
+        int r = x->src[i];
+        int64_t a = m7_t[r] + m7_lat[m7_k[r]][x->cons[i]];
+        int64_t e = m7_t[r] + m7_lat[m7_k[r]][CO_EARLY];
+        ready = a > ready ? a : ready;
+        early = e > early ? e : early;
+    }
+    if (m7_older && m7_pair_ok(m7_older, x) && ready <= m7_end - 1) {
+        t = m7_end - 1;
+        younger = 1;
+        m7_older = NULL;
+    } else {
+        t = ready > m7_end ? ready : m7_end;
+        cost = t + x->occ - m7_end;
+        m7_end = t + x->occ;
+        m7_older = (x->unit & U_SINGLE) || x->occ > 1 ? NULL : x;
+    }
+    if (x->early_ok && !younger && early <= t) {
+        pk = PR_ALU_E; /* ran in the early ALU: a younger op of the same cycle may use it */
+    }
+    if (x->wb >= 0) {
+        m7_t[x->wb] = t;
+        m7_k[x->wb] = PR_WB;
+    }
+    for (d = x->dst, i = 0; d; d >>= 1, i++) {
+        if (d & 1) {
+            m7_t[i] = t + x->dst_delay;
+            m7_k[i] = (uint8_t)pk;
+        }
+    }
+    if (x->sets_flags) {
+        m7_t[M7_FLAGS] = t + x->dst_delay;
+        m7_k[M7_FLAGS] = (uint8_t)(pk == PR_ALU_E ? PR_ALU : pk); /* no 0-cycle flags [J] */
+    }
+    m7_last = t + x->occ - 1;
+    x->t = t;
+    x->younger = (uint8_t)younger;
+    m7_charge(x->range_cycles, x->in_lo_hi, cost);
+    if (verbose > 2) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "m7 %" PRIx64 " t=%" PRId64 " %s +%" PRId64 "\n", x->addr, t,
+                 younger ? "younger" : "older", cost);
+        qemu_plugin_outs(buf);
+    }
+}
+
 /* a translation block: its start, whether its first instruction is a 32-bit one at a
  * non-word-aligned address (CV32E40P: a jump or taken branch to it costs 1 more), and, when it
  * ends in a possible control transfer, where it would fall through and the counters the
@@ -635,6 +1657,10 @@ struct tb_tail {
     int first_jalr_base;
     uint64_t *first_range_cycles;
     int first_in_lo_hi;
+    /* m7: the block's decoded instructions, and the address of its last (the branch) */
+    struct m7_insn *m7;
+    size_t m7_n;
+    uint64_t branch_addr;
 };
 
 static struct tb_tail *prev_tail;
@@ -648,9 +1674,84 @@ static void charge_tail(const struct tb_tail *t, uint64_t n) {
     }
 }
 
+/* m7: a load checked for alignment has executed (after its block was scheduled): when its
+ * address is not aligned, it and everything after it move by the penalty (+3, +4 as the
+ * younger op [J]), charged to it */
+static void m7_on_load(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr,
+                       void *ud) {
+    struct m7_insn *x = ud;
+    int64_t pen = x->younger ? 4 : 3;
+    int r;
+    (void)vcpu;
+    if (qemu_plugin_mem_is_store(info) ||
+        !(vaddr & (((uint64_t)1 << qemu_plugin_mem_size_shift(info)) - 1))) {
+        return;
+    }
+    for (r = 0; r < M7_NREG; r++) {
+        if (m7_t[r] >= x->t) {
+            m7_t[r] += pen;
+        }
+    }
+    m7_end += pen;
+    m7_last += pen;
+    m7_older = NULL;
+    m7_charge(x->range_cycles, x->in_lo_hi, pen);
+    if (verbose > 2) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "m7 unaligned %" PRIx64 " +%" PRId64 "\n", x->addr, pen);
+        qemu_plugin_outs(buf);
+    }
+}
+
+/* m7: the branch ending block p against the block executed next (starting at `next`): a
+ * mispredicted one delays everything after it to M7_MISPREDICT cycles after its issue cycle,
+ * charged to the branch's function; a predicted one lets the next instruction pair with it */
+static void m7_resolve(const struct tb_tail *p, uint64_t next) {
+    size_t i = (size_t)(p->branch_addr >> 1) & (((size_t)1 << M7_BP_BITS) - 1);
+    int taken = next != p->fallthrough, predicted, miss;
+    if (!m7_bp[i].used || m7_bp[i].addr != p->branch_addr) {
+        m7_bp[i].used = 1;
+        m7_bp[i].addr = p->branch_addr;
+        m7_bp[i].target = 0;
+        m7_bp[i].ctr = 1; /* cold: weakly not taken */
+    }
+    predicted = m7_bp[i].ctr >= 2;
+    miss = predicted != taken || (taken && m7_bp[i].target != next);
+    if (taken) {
+        m7_bp[i].ctr += m7_bp[i].ctr < 3;
+        m7_bp[i].target = next;
+    } else {
+        m7_bp[i].ctr -= m7_bp[i].ctr > 0;
+    }
+    if (miss) {
+        int64_t e = m7_last + 1 + M7_MISPREDICT;
+        if (e > m7_end) {
+            charge_tail(p, (uint64_t)(e - m7_end));
+            m7_end = e;
+        }
+        m7_older = NULL;
+        if (verbose > 2) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "m7 mispredict %" PRIx64 "\n", p->branch_addr);
+            qemu_plugin_outs(buf);
+        }
+    }
+}
+
 static void on_tb_exec(unsigned int vcpu, void *ud) {
     struct tb_tail *t = ud;
     (void)vcpu;
+    if (model == MODEL_M7) {
+        size_t i;
+        if (prev_tail) {
+            m7_resolve(prev_tail, t->start);
+        }
+        for (i = 0; i < t->m7_n; i++) {
+            m7_issue(&t->m7[i]);
+        }
+        prev_tail = t->kind != TAIL_NONE ? t : NULL;
+        return;
+    }
     if (prev_tail) {
         int taken = prev_tail->fallthrough != t->start;
         if (model == MODEL_M4) {
@@ -740,10 +1841,15 @@ static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     struct rv_cls rprev = {1, RV_ALU, -1, 0, -1};
     size_t prev_size = 4;
     struct tb_tail *tail = NULL;
+    int it_left = 0;
     (void)id;
     if (model != MODEL_NONE) {
         tail = calloc(1, sizeof *tail); /* fallthrough 0, TAIL_NONE: ends in no branch */
         tail->start = qemu_plugin_tb_vaddr(tb);
+    }
+    if (model == MODEL_M7) {
+        tail->m7 = calloc(n ? n : 1, sizeof *tail->m7);
+        tail->m7_n = n;
     }
     for (i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
@@ -825,6 +1931,35 @@ static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
                 tail->in_lo_hi = in;
             }
             rprev = c;
+        } else if (model == MODEL_M7) {
+            char *d = qemu_plugin_insn_disas(insn);
+            struct m7_insn *x = &tail->m7[i];
+            int known;
+            m7_classify(d ? d : "", qemu_plugin_insn_size(insn), x, &known, &it_left);
+            x->addr = a;
+            x->range_cycles = r >= 0 ? &ranges[r].cycles : NULL;
+            x->in_lo_hi = in;
+            if (verbose && !known) {
+                report_unknown(d ? d : "?");
+            }
+            if (verbose > 1) {
+                /* kind: the unit bits (U_*); cycles: the issue cycles (occupancy) */
+                dump_insn(a, (int)x->unit, x->occ, d);
+            }
+            if (x->may_unalign) {
+                /* MEM_RW, stores skipped: a MEM_R callback got the stores, not the loads,
+                 * under QEMU 7.2 here (tried) */
+                qemu_plugin_register_vcpu_mem_cb(insn, m7_on_load, QEMU_PLUGIN_CB_NO_REGS,
+                                                 QEMU_PLUGIN_MEM_RW, x);
+            }
+            free(d);
+            if ((x->unit & U_BRANCH) && i == n - 1) {
+                tail->kind = TAIL_BRANCH;
+                tail->fallthrough = a + qemu_plugin_insn_size(insn);
+                tail->range_cycles = x->range_cycles;
+                tail->in_lo_hi = in;
+                tail->branch_addr = a;
+            }
         }
     }
     if (tail) {
@@ -870,6 +2005,8 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
             model = MODEL_M4;
         } else if (strcmp(argv[i], "cycles=rv32") == 0) {
             model = MODEL_RV32;
+        } else if (strcmp(argv[i], "cycles=m7") == 0) {
+            model = MODEL_M7;
         } else if (strncmp(argv[i], "div=", 4) == 0) {
             div_cycles = atoi(argv[i] + 4);
         } else if (strncmp(argv[i], "verbose=", 8) == 0) {
@@ -877,7 +2014,10 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
         }
     }
     if (div_cycles < 0) {
-        div_cycles = model == MODEL_RV32 ? RV_DIV : M4_DIV;
+        div_cycles = model == MODEL_RV32 ? RV_DIV : model == MODEL_M7 ? M7_DIV : M4_DIV;
+    }
+    for (i = 0; i < M7_NREG; i++) {
+        m7_t[i] = -16; /* every register ready at the start */
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb);
     qemu_plugin_register_atexit_cb(id, at_exit_report, NULL);
