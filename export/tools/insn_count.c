@@ -981,13 +981,27 @@ static void m7_src(struct m7_insn *x, int r, int cons) {
     }
 }
 
-/* The base register of a load/store multiple: its address operand, written back with `!`;
- * PUSH/POP (no register operand first) use and write back SP. */
-static void m7_multi_base(struct m7_insn *x, const struct m7_op *base) {
-    if (base->kind == 'r') {
-        m7_src(x, base->r, CO_AGU);
-        if (base->wb) {
-            x->wb = (int8_t)base->r;
+/* A load/store multiple (LDM/STM/PUSH/POP and their VFP forms; o: the operands, the register
+ * list first or second): issues alone for ceil(N/2) cycles for N words (1 for N <= 2), the loaded
+ * registers ready with the last; a loaded PC makes it a branch. The base register is the
+ * address operand, written back with `!`; PUSH/POP (no register operand first) use and write
+ * back SP. */
+static void m7_multiple(struct m7_insn *x, const struct m7_op *o, int ld) {
+    const struct m7_op *l = o[0].kind == 'l' ? &o[0] : &o[1];
+    x->unit = U_SINGLE | (ld ? U_LOAD : U_STORE);
+    x->occ = (uint8_t)(l->words > 2 ? (l->words + 1) / 2 : 1);
+    x->dst_delay = (uint8_t)(x->occ - 1);
+    x->prod = PR_LD;
+    if (ld) {
+        x->dst = l->mask;
+        if (l->pc) {
+            x->unit |= U_BRANCH;
+        }
+    }
+    if (o[0].kind == 'r') {
+        m7_src(x, o[0].r, CO_AGU);
+        if (o[0].wb) {
+            x->wb = (int8_t)o[0].r;
         }
     } else {
         m7_src(x, 13, CO_AGU);
@@ -1157,16 +1171,7 @@ static void m7_classify(const char *disas, size_t size, struct m7_insn *x, int *
             }
         } else if (strncmp(m, "vldm", 4) == 0 || strncmp(m, "vstm", 4) == 0 ||
                    strcmp(m, "vpush") == 0 || strcmp(m, "vpop") == 0) {
-            const struct m7_op *l = o[0].kind == 'l' ? &o[0] : &o[1];
-            int ld = m[1] == 'l' || strcmp(m, "vpop") == 0;
-            x->unit = U_SINGLE | (ld ? U_LOAD : U_STORE);
-            x->occ = (uint8_t)(l->words > 2 ? (l->words + 1) / 2 : 1);
-            x->dst_delay = (uint8_t)(x->occ - 1);
-            x->prod = PR_LD;
-            if (ld) {
-                x->dst = l->mask;
-            }
-            m7_multi_base(x, &o[0]);
+            m7_multiple(x, o, m[1] == 'l' || strcmp(m, "vpop") == 0);
         } else if (strcmp(m, "vdiv") == 0 || strcmp(m, "vsqrt") == 0) {
             x->unit = U_SINGLE | U_FP;
             x->occ = m[1] == 'd' ? 16 : 14;
@@ -1259,19 +1264,7 @@ static void m7_classify(const char *disas, size_t size, struct m7_insn *x, int *
         return;
     }
     if (m7_in(m, ldms, &cond) || m7_in(m, stms, &cond)) {
-        const struct m7_op *l = o[0].kind == 'l' ? &o[0] : &o[1];
-        int ld = m7_in(m, ldms, &cond);
-        x->unit = U_SINGLE | (ld ? U_LOAD : U_STORE);
-        x->occ = (uint8_t)(l->words > 2 ? (l->words + 1) / 2 : 1);
-        x->dst_delay = (uint8_t)(x->occ - 1);
-        x->prod = PR_LD;
-        if (ld) {
-            x->dst = l->mask;
-            if (l->pc) {
-                x->unit |= U_BRANCH;
-            }
-        }
-        m7_multi_base(x, &o[0]);
+        m7_multiple(x, o, m7_in(m, ldms, &cond));
         goto done;
     }
     if (m7_is(m, "ldrd", 0, &s, &cond) || m7_is(m, "strd", 0, &s, &cond)) {
