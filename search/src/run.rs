@@ -224,7 +224,7 @@ pub(crate) fn analysis_rounds<S: Clone, A>(
 ) -> Result<(Vec<A>, S)> {
     let mut space = space.clone();
     let mut analyses = Vec::new();
-    let mut best: Option<(f64, S)> = None;
+    let mut best = (f64::NEG_INFINITY, space.clone());
     for round in 0..=cfg.max_adjustments {
         let mut rng = StdRng::seed_from_u64(derive(seed, 1, round as u64));
         let ((probability, evaluated, accepted), a) = analyse(&space, &mut rng)?;
@@ -237,15 +237,15 @@ pub(crate) fn analysis_rounds<S: Clone, A>(
         );
         let next = adjust(&space, &a);
         analyses.push(a);
-        if best.as_ref().is_none_or(|(p, _)| probability > *p) {
-            best = Some((probability, space.clone()));
+        if probability > best.0 {
+            best = (probability, space.clone());
         }
         if probability >= cfg.accept || round == cfg.max_adjustments {
             break;
         }
         space = next;
     }
-    let (probability, chosen) = best.map_or((0.0, space), |b| b);
+    let (probability, chosen) = best;
     if analyses.len() > 1 {
         tracing::info!(probability, "search space chosen by the analysis");
     }
