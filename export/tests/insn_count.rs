@@ -721,6 +721,107 @@ fn rv32_cycle_model_on_known_loops() {
     println!("RV32 known loops (n = {n}): {m:?}");
 }
 
+/// Hand-written Thumb-2 loops whose Cortex-M4 cycles follow from the rules of `cycles=m4`
+/// (export/tools/insn_count.c, "The Cortex-M4 model"; P = 2, the refill of a taken branch).
+/// `kern_al(n)` and `kern_un(n)` run the same `n` iterations of three groups of three
+/// loads / stores, each group after a NOP (so its first access costs 2, the other two 1,
+/// pipelined behind it: 4 a group), SUBS (1) and BNE (1, + P taken `n - 1` times); then BX LR
+/// (1 + P): `16 + 3 + 1 + 1 = 21` an iteration, `21 n + 2 (n - 1) + 3 = 23 n + 1` cycles,
+/// `17 n + 1` instructions. `kern_al`'s accesses are aligned. `kern_un`'s are at `buf` + 1, 2,
+/// 3 (+ 16 for the stores; `buf` is 8-aligned), with the TRM 3.3.1 unaligned penalties on top:
+/// LDR at 1, 2, 3: 2 + 1 + 2 (a word at an odd address 2 more, at 2 mod 4 one more); STR
+/// likewise 5; LDRH at 1, LDRSH at 2 (aligned), LDRSH at 3: 1 + 0 + 1 (a halfword at an odd
+/// address one more); STRH likewise 2: 14 more an iteration, `37 n + 1`. `main`: PUSH of 2 (3), LDR literal (2), MOVS (1), BL (1 + P),
+/// the same again (2 + 1 + 3), MOVS (1), POP of 2 with the PC (3 + P): 21 cycles, 9
+/// instructions. Each function is 64-byte aligned and under 64 bytes, so no translation block
+/// is split by a page boundary (the pipelining stops at one).
+const M4_LOOPS: &str = r"
+    .syntax unified
+    .thumb
+    .text
+    .balign 64
+    .globl main
+    .type main, %function
+    .thumb_func
+main:
+    push {r4, lr}
+    ldr r0, =buf
+    movs r1, #10
+    bl kern_al
+    ldr r0, =buf
+    movs r1, #10
+    bl kern_un
+    movs r0, #0
+    pop {r4, pc}
+    .ltorg
+    .size main, .-main
+
+    @ one kernel: three word loads, word stores, halfword loads, halfword stores (each group
+    @ after a NOP) at the given offsets from r0, r1 iterations
+    .macro kern name, l0, l1, l2, s0, s1, s2, h0, h1, h2, t0, t1, t2
+    .balign 64
+    .globl \name
+    .type \name, %function
+    .thumb_func
+\name:
+1:  ldr.w r2, [r0, #\l0]
+    ldr.w r3, [r0, #\l1]
+    ldr.w r12, [r0, #\l2]
+    nop
+    str.w r2, [r0, #\s0]
+    str.w r3, [r0, #\s1]
+    str.w r12, [r0, #\s2]
+    nop
+    ldrh.w r2, [r0, #\h0]
+    ldrsh.w r3, [r0, #\h1]
+    ldrsh.w r12, [r0, #\h2]
+    nop
+    strh.w r2, [r0, #\t0]
+    strh.w r3, [r0, #\t1]
+    strh.w r12, [r0, #\t2]
+    subs r1, r1, #1
+    bne 1b
+    bx lr
+    .size \name, .-\name
+    .endm
+
+    kern kern_al, 0, 4, 8, 16, 20, 24, 0, 2, 4, 16, 18, 20
+    kern kern_un, 1, 2, 3, 17, 18, 19, 1, 2, 3, 17, 18, 19
+
+    .bss
+    .balign 8
+buf:
+    .space 64
+";
+
+/// `cycles=m4` on `M4_LOOPS`: the exact cycles of the TRM's rules, unaligned word and halfword
+/// loads and stores included, and instruction counts identical with and without the model.
+#[test]
+fn m4_cycle_model_on_known_loops() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    if !targets.contains(&Target::CortexM4) {
+        return;
+    }
+    let names = ["main", "kern_al", "kern_un"];
+    // per function: (instructions, modelled cycles), and the plugin's "insns" / "range" lines
+    let run = known_loops(Target::CortexM4, dir.path(), &plugin, M4_LOOPS, &names);
+    let n = 10;
+    let (plain, plain_counts) = run("");
+    let (m, counts) = run(",cycles=m4");
+    assert_eq!(
+        counts, plain_counts,
+        "instruction counts change with the cycle model"
+    );
+    assert_eq!(plain["kern_al"].0, 17 * n + 1);
+    assert_eq!(m["kern_al"], (17 * n + 1, 23 * n + 1));
+    // the unaligned penalties: 5 (LDR at +1, +2, +3) + 5 (STR) + 2 (LDRH/LDRSH) + 2 (STRH)
+    assert_eq!(m["kern_un"], (17 * n + 1, 23 * n + 1 + (5 + 5 + 2 + 2) * n));
+    assert_eq!(m["main"], (9, 21));
+    println!("M4 known loops (n = {n}): {m:?}");
+}
+
 /// Hand-written Thumb-2 loops whose Cortex-M7 cycles follow from the rules of `cycles=m7`
 /// (export/tools/insn_count.c, "The Cortex-M7 model"). Every branch runs cold (each function is
 /// called once): a call, a return and the first taken back-edge are mispredicted (8 cycles

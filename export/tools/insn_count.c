@@ -17,10 +17,10 @@
  * cycles of a division (every model; defaults M4 7, RV32 19, M7 7). `verbose=1` lists (once, at
  * translation) the mnemonics the model does not know and charges 1 cycle ("unknown
  * <mnemonic>"); `verbose=2` also every translated instruction ("insn <addr> <kind> <cycles>
- * <disassembly>", the refill / taken-branch and target penalties not included; for `cycles=m7`
- * kind = the U_* unit bits, cycles = the issue cycles); `verbose=3` (m7) also traces every
- * executed instruction's issue ("m7 <addr> t=<cycle> older|younger +<cycles charged>") and
- * every misprediction.
+ * <disassembly>", the refill / taken-branch, target and unaligned penalties not included; for
+ * `cycles=m7` kind = the U_* unit bits, cycles = the issue cycles); `verbose=3` (m7) also
+ * traces every executed instruction's issue ("m7 <addr> t=<cycle> older|younger +<cycles
+ * charged>") and every misprediction.
  *
  * The Cortex-M4 model: each executed instruction is classified from its disassembly
  * (qemu_plugin_insn_disas, capstone syntax) and charged the cycle count of the Cortex-M4
@@ -40,6 +40,19 @@
  *       (TRM: "neighboring load and store single instructions can pipeline their address
  *       and data phases"). Simplified: STR-after-STR pipelines too, register-offset and
  *       writeback forms are treated alike, and no pipelining across a branch.
+ *   unaligned LDR/STR single: + 1 or + 2 on the cycles above (2, or 1 when pipelined)
+ *       (TRM 3.3.1, "Load/store timings": "Unaligned word or halfword loads or stores add
+ *       penalty cycles. A byte aligned halfword load or store adds one extra cycle to perform
+ *       the operation as two bytes. A halfword aligned word load or store adds one extra cycle
+ *       to perform the operation as two halfwords. A byte-aligned word load or store adds two
+ *       extra cycles to perform the operation as a byte, a halfword, and a byte."):
+ *         LDR/STR (word) at an address = 2 mod 4 ............................. + 1
+ *         LDR/STR (word) at an odd address ................................... + 2
+ *         LDRH/LDRSH/STRH at an odd address .................................. + 1
+ *       (and their T forms), seen when the access executes: a memory callback on these
+ *       instructions only, as for the M7's unaligned loads, charged to the instruction.
+ *       LDRD/STRD, LDM/STM, LDREX/STREX and VLDR/VSTR must be aligned on the M4 (else a
+ *       fault): no penalty.
  *   LDRD/STRD ............................................................. 1+N = 3
  *   LDM/STM/PUSH/POP (N registers), VLDM/VSTM/VPUSH/VPOP (N words) .............. 1+N
  *   B, BL, BX, BLX, CBZ, CBNZ ............................. 1, + P when taken (1+P)
@@ -173,7 +186,8 @@
  *
  * Overhead: one inline add per instruction (and range) for the cycles, one C callback per
  * executed translation block (m7: the cycles are added in that callback, a loop over the
- * block's decoded instructions; plus one C callback per executed LDR / LDRH / LDRSH).
+ * block's decoded instructions); one C callback per executed LDR / LDRH / LDRSH (m7), and per
+ * executed LDR / LDRH / LDRSH / STR / STRH (m4).
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -243,6 +257,31 @@ static int n_ranges;
 /* the division's cycles (M4_DIV or RV_DIV unless `div=N`) */
 static int div_cycles = -1;
 
+/* adds n modelled cycles (when n > 0) to a range's counter (NULL: outside every range) and,
+ * when in_lo_hi, to [lo, hi)'s */
+static void charge(uint64_t *range_cycles, int in_lo_hi, int64_t n) {
+    if (n > 0 && range_cycles) {
+        *range_cycles += (uint64_t)n;
+    }
+    if (n > 0 && in_lo_hi) {
+        cycles += (uint64_t)n;
+    }
+}
+
+/* ---- unaligned accesses (m4, m7): seen when they execute ---- */
+
+/* calls cb(..., ud) at every execution of insn's memory access */
+static void watch_access(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_mem_cb_t cb, void *ud) {
+    /* MEM_RW, the callback tells stores by qemu_plugin_mem_is_store: a MEM_R callback got the
+     * stores, not the loads, under QEMU 7.2 here (tried) */
+    qemu_plugin_register_vcpu_mem_cb(insn, cb, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_RW, ud);
+}
+
+/* an access's address modulo its size: 0 when aligned */
+static unsigned misalignment(qemu_plugin_meminfo_t info, uint64_t vaddr) {
+    return (unsigned)(vaddr & (((uint64_t)1 << qemu_plugin_mem_size_shift(info)) - 1));
+}
+
 static void load_ranges(const char *path) {
     FILE *f = fopen(path, "r");
     char name[64];
@@ -268,6 +307,7 @@ struct cls {
     enum kind kind; /* K_LS: load/store single (pipelining); K_BRANCH: may write the PC */
     int load_dst;   /* K_LS loads: destination register number, else -1 */
     int addr_regs;  /* K_LS: bit mask of the registers the address is formed from */
+    int may_unalign; /* LDR / LDRH / LDRSH / STR / STRH (and T forms): may be unaligned */
 };
 
 static const char *const conds[] = {"eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs",
@@ -376,7 +416,7 @@ static struct cls classify(const char *disas, int *known) {
     char m[32];
     const char *ops;
     size_t i = 0;
-    struct cls c = {1, K_ALU, -1, 0};
+    struct cls c = {1, K_ALU, -1, 0, 0};
     int has_pc, dst;
     *known = 1;
     i = read_mnemonic(&disas, m, sizeof m);
@@ -461,6 +501,8 @@ static struct cls classify(const char *disas, int *known) {
         c.kind = K_LS;
         c.load_dst = dst;
         c.addr_regs = bracket_regs(ops);
+        c.may_unalign = is(m, "ldr", 0) || is(m, "ldrh", 0) || is(m, "ldrsh", 0) ||
+                        is(m, "ldrt", 0) || is(m, "ldrht", 0) || is(m, "ldrsht", 0);
         if (dst == 15) {
             c.kind = K_BRANCH; /* LDR PC: 2 + P, not pipelined */
         }
@@ -472,6 +514,8 @@ static struct cls classify(const char *disas, int *known) {
         c.base = 2;
         c.kind = K_LS;
         c.addr_regs = bracket_regs(ops);
+        c.may_unalign = is(m, "str", 0) || is(m, "strh", 0) || is(m, "strt", 0) ||
+                        is(m, "strht", 0);
         return c;
     }
     if (is(m, "sdiv", 0) || is(m, "udiv", 0)) {
@@ -1568,15 +1612,6 @@ static int m7_pair_ok(const struct m7_insn *a, const struct m7_insn *b) {
     return 1;
 }
 
-static void m7_charge(uint64_t *range_cycles, int in_lo_hi, int64_t n) {
-    if (n > 0 && range_cycles) {
-        *range_cycles += (uint64_t)n;
-    }
-    if (n > 0 && in_lo_hi) {
-        cycles += (uint64_t)n;
-    }
-}
-
 /* issues x after everything before it, charging it the cycles it adds */
 static void m7_issue(struct m7_insn *x) {
     int64_t ready = INT64_MIN, early = INT64_MIN, t, cost = 0;
@@ -1619,7 +1654,7 @@ static void m7_issue(struct m7_insn *x) {
     m7_last = t + x->occ - 1;
     x->t = t;
     x->younger = (uint8_t)younger;
-    m7_charge(x->range_cycles, x->in_lo_hi, cost);
+    charge(x->range_cycles, x->in_lo_hi, cost);
     if (verbose > 2) {
         char buf[96];
         snprintf(buf, sizeof buf, "m7 %" PRIx64 " t=%" PRId64 " %s +%" PRId64 "\n", x->addr, t,
@@ -1659,12 +1694,7 @@ struct tb_tail {
 static struct tb_tail *prev_tail;
 
 static void charge_tail(const struct tb_tail *t, uint64_t n) {
-    if (t->range_cycles) {
-        *t->range_cycles += n;
-    }
-    if (t->in_lo_hi) {
-        cycles += n;
-    }
+    charge(t->range_cycles, t->in_lo_hi, (int64_t)n);
 }
 
 /* m7: a load checked for alignment has executed (after its block was scheduled): when its
@@ -1676,8 +1706,7 @@ static void m7_on_load(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t v
     int64_t pen = x->younger ? 4 : 3;
     int r;
     (void)vcpu;
-    if (qemu_plugin_mem_is_store(info) ||
-        !(vaddr & (((uint64_t)1 << qemu_plugin_mem_size_shift(info)) - 1))) {
+    if (qemu_plugin_mem_is_store(info) || !misalignment(info, vaddr)) {
         return;
     }
     for (r = 0; r < M7_NREG; r++) {
@@ -1688,12 +1717,32 @@ static void m7_on_load(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t v
     m7_end += pen;
     m7_last += pen;
     m7_older = NULL;
-    m7_charge(x->range_cycles, x->in_lo_hi, pen);
+    charge(x->range_cycles, x->in_lo_hi, pen);
     if (verbose > 2) {
         char buf[64];
         snprintf(buf, sizeof buf, "m7 unaligned %" PRIx64 " +%" PRId64 "\n", x->addr, pen);
         qemu_plugin_outs(buf);
     }
+}
+
+/* m4: a load / store that may be unaligned has executed (TRM 3.3.1): a word at an address
+ * = 2 mod 4 costs 1 more (two halfwords), at an odd address 2 more (a byte, a halfword and a
+ * byte), a halfword at an odd address 1 more (two bytes); charged to it. ud = m4_where(...) */
+static void m4_on_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr,
+                         void *ud) {
+    unsigned off = misalignment(info, vaddr);
+    uintptr_t w = (uintptr_t)ud;
+    int r = (int)(w >> 1) - 1;
+    (void)vcpu;
+    if (off) {
+        charge(r >= 0 ? &ranges[r].cycles : NULL, (int)(w & 1),
+               (off & 1) && qemu_plugin_mem_size_shift(info) == 2 ? 2 : 1);
+    }
+}
+
+/* m4_on_access's userdata: where an instruction's cycles go (range r, -1: none; in [lo, hi)) */
+static void *m4_where(int r, int in) {
+    return (void *)(((uintptr_t)(r + 1) << 1) | (uintptr_t)(in != 0));
 }
 
 /* m7: the branch ending block p against the block executed next (starting at `next`): a
@@ -1830,7 +1879,7 @@ static void dump_insn(uint64_t a, int kind, uint64_t cyc, const char *d) {
 
 static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     size_t i, n = qemu_plugin_tb_n_insns(tb);
-    struct cls prev = {1, K_ALU, -1, 0};
+    struct cls prev = {1, K_ALU, -1, 0, 0};
     struct rv_cls rprev = {1, RV_ALU, -1, 0, -1};
     size_t prev_size = 4;
     struct tb_tail *tail = NULL;
@@ -1875,6 +1924,9 @@ static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
             }
             free(d);
             add_cycles(insn, cyc, in, r);
+            if (c.may_unalign && (in || r >= 0)) {
+                watch_access(insn, m4_on_access, m4_where(r, in));
+            }
             if (c.kind == K_BRANCH && i == n - 1) {
                 tail->kind = TAIL_BRANCH;
                 tail->fallthrough = a + qemu_plugin_insn_size(insn);
@@ -1940,10 +1992,7 @@ static void on_tb(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
                 dump_insn(a, (int)x->unit, x->occ, d);
             }
             if (x->may_unalign) {
-                /* MEM_RW, stores skipped: a MEM_R callback got the stores, not the loads,
-                 * under QEMU 7.2 here (tried) */
-                qemu_plugin_register_vcpu_mem_cb(insn, m7_on_load, QEMU_PLUGIN_CB_NO_REGS,
-                                                 QEMU_PLUGIN_MEM_RW, x);
+                watch_access(insn, m7_on_load, x); /* the stores skipped there */
             }
             free(d);
             if ((x->unit & U_BRANCH) && i == n - 1) {
