@@ -112,6 +112,21 @@ const REQUANT_BYTES: u64 = 8;
 /// Flash of one softmax exponent table (256 int32 i-exp values, indexed by `max - x`).
 pub const SOFTMAX_LUT_BYTES: u64 = 256 * 4;
 
+/// Row stride, in bytes, of the fused attention's V operand as its projection writes it: the
+/// Weight-Reuse layout `[H P, S]`, each row rounded up to a word so that every row the `A V`
+/// step loads word by word starts word aligned (an unaligned LDR costs the Cortex-M7 3-4 cycles,
+/// the M4 1-2), where that adds at most 1/16 to the operand: SRAM is the harder limit, and
+/// short rows have few words to misalign (S = 5 would grow by 60 % to save about 1 % of the
+/// stage's cycles; S = 81 grows by 3.7 % and saves about 8 % on the M7).
+pub fn wrl_row(seq: usize) -> usize {
+    let padded = seq.next_multiple_of(4);
+    if (padded - seq) * 16 <= seq {
+        padded
+    } else {
+        seq
+    }
+}
+
 /// How the deployed model stores its constants (the graph-wide settings of
 /// [`crate::graph::Graph`]); the default is the exporter's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -211,10 +211,13 @@ int32_t nas_iexp_eval(const nas_iexp *e, int32_t q);
 void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
                    const nas_requant *rq, const nas_linear_dims *d, int8_t *y);
 
-/* The same, output transposed: y[o, r] (Weight-Reuse layout, pulp-transformer 4.6.2: the
- * V projection written [H P, S] so that the fused attention's A V reads V^T rows). */
+/* The same, output transposed: y[o * y_row + r] (Weight-Reuse layout, pulp-transformer 4.6.2:
+ * the V projection written [H P, S] so that the fused attention's A V reads V^T rows). Rows
+ * are y_row >= rows bytes apart: the exporter pads them to a word so that every V^T row
+ * starts word aligned for the SIMD loads (the padding bytes are never written or read). */
 void nas_linear_wrl_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
-                       const nas_requant *rq, const nas_linear_dims *d, int8_t *y);
+                       const nas_requant *rq, const nas_linear_dims *d, int32_t y_row,
+                       int8_t *y);
 
 /* Batched a x b (or a x b^T), y = requant(sum_k (a + a_offset) b). */
 void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,

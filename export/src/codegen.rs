@@ -12,7 +12,7 @@ use quant::{Dyadic, Graph, Op, Requant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ExportError, Result, io_err};
-use crate::plan::{Exec, FusedAttention, Int8Options, Int8Plan, Storage, View};
+use crate::plan::{Exec, FusedAttention, Int8Options, Int8Plan, Storage, View, wrl_row};
 
 /// The bundled C runtime, copied into every exported project.
 pub const RUNTIME_FILES: [(&str, &str); 5] = [
@@ -351,20 +351,26 @@ pub fn generate_with(
                 let coded = g.weights(&format!("{p}_w"), weight, plan.coded[i].as_ref());
                 g.i32s(&format!("{p}_b"), bias);
                 g.requant(&p, requant);
+                let rows = numel(&node.inputs[0]) / in_features;
                 g.param(format!(
-                    "static const nas_linear_dims {p}_d = {{{}, {in_features}, {out_features}}};",
-                    numel(&node.inputs[0]) / in_features
+                    "static const nas_linear_dims {p}_d = {{{rows}, {in_features}, {out_features}}};"
                 ));
                 // the V projection of a fused attention writes V^T (Weight-Reuse layout; the
                 // plan never codes its weights)
-                let f = if coded {
-                    "nas_linear_rle_s8"
+                if coded {
+                    g.call(format!(
+                        "nas_linear_rle_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"
+                    ));
                 } else if plan.wrl.contains(&i) {
-                    "nas_linear_wrl_s8"
+                    g.call(format!(
+                        "nas_linear_wrl_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {}, {y})",
+                        wrl_row(rows)
+                    ));
                 } else {
-                    "nas_linear_s8"
-                };
-                g.call(format!("{f}({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"));
+                    g.call(format!(
+                        "nas_linear_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"
+                    ));
+                }
             }
             Op::MatMul {
                 transpose_b,

@@ -31,7 +31,8 @@
 //! `A = softmax(X W* X^T)`, is written in quant's op set) is read from `X` directly (head
 //! stride 0): the FWSA kernel. A value operand projected by a private Linear is written by that
 //! Linear transposed, `[H P, T]` (the Weight-Reuse layout of pulp-transformer 4.6.2,
-//! `nas_linear_wrl_s8`), so the `A V` products read contiguous rows.
+//! `nas_linear_wrl_s8`), so the `A V` products read contiguous rows; each row is padded to a
+//! word ([`wrl_row`]) so that those rows start word aligned.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -54,6 +55,9 @@ pub const DYADIC_BYTES: u64 = 8;
 
 /// Bytes of a softmax exponent table in flash (256 int32).
 pub use cost::ops::SOFTMAX_LUT_BYTES;
+
+/// Row stride of the transposed V projection (the cost model's rule, shared).
+pub use cost::ops::wrl_row;
 
 /// Schedule options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,8 +137,8 @@ pub struct FusedAttention {
     /// The node where the kernel runs (the last covered node).
     pub anchor: usize,
     /// The Linear node projecting `V`, when it writes its output transposed (the Weight-Reuse
-    /// layout `[H P, T]` of pulp-transformer 4.6.2): `v` is then read `v.row == 1`, the `A V`
-    /// reduction contiguous.
+    /// layout `[H P, T]` of pulp-transformer 4.6.2, rows [`wrl_row`]`(T)` bytes apart): `v` is
+    /// then read `v.row == 1`, the `A V` reduction contiguous.
     pub v_wrl: Option<usize>,
 }
 
@@ -409,9 +413,9 @@ impl<'a> Ctx<'a> {
                     return Some((
                         View {
                             tensor: view.tensor.clone(),
-                            head: p * keys,
+                            head: p * wrl_row(keys),
                             row: 1,
-                            inner: keys,
+                            inner: wrl_row(keys),
                         },
                         prod,
                     ));
@@ -708,10 +712,17 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                 if opts.softmax_lut && matches!(node.op, Op::Softmax(_)) {
                     node_weight_bytes[step] += SOFTMAX_LUT_BYTES;
                 }
+                let elems = match &node.op {
+                    // transposed V rows padded to a word (`wrl_row`)
+                    Op::Linear { out_features, .. } if wrl.contains(&step) => {
+                        out_features * wrl_row(numel[node.output.as_str()] / out_features)
+                    }
+                    _ => numel[node.output.as_str()],
+                };
                 storage.insert(node.output.clone(), Storage::Arena(buffers.len()));
                 buffers.push(Buffer {
                     name: node.output.clone(),
-                    bytes: align(numel[node.output.as_str()] as u64),
+                    bytes: align(elems as u64),
                     start: step,
                     end: step,
                     kind: BufferKind::Output,

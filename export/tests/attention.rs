@@ -7,7 +7,7 @@ mod common;
 
 use common::attention::{SHAPES, fwsa, mhsa};
 use common::{Rng, available, samples, tiny_cnn, tiny_transformer};
-use export::plan::{Int8Options, plan};
+use export::plan::{Int8Options, plan, wrl_row};
 use export::{ExportLimits, Target, generate_with, verify_with};
 use quant::Graph;
 
@@ -21,10 +21,20 @@ fn check(g: &Graph, targets: &[Target], random: usize, seed: u64, fwsa: bool) {
     assert_eq!(fused.fused.len(), 1, "the attention chain must be fused");
     assert_eq!(fused.fused[0].fwsa, fwsa);
     // the V projection writes V^T (Weight-Reuse layout): A V reads contiguous rows
-    assert!(
-        fused.fused[0].v_wrl.is_some(),
-        "V must be projected in the WRL layout"
+    let fa = &fused.fused[0];
+    let lin = fa.v_wrl.expect("V must be projected in the WRL layout");
+    // ... with its rows padded to a word: every V^T row the A V step loads starts aligned
+    let row = wrl_row(fa.keys);
+    assert_eq!(
+        (fa.v.row, fa.v.inner, fa.v.head),
+        (1, row, fa.v_inner * row)
     );
+    let v_out = &g.nodes[lin].output;
+    let export::plan::Storage::Arena(b) = fused.storage[v_out] else {
+        panic!("the V projection must write the arena");
+    };
+    assert_eq!(fused.buffers[b].bytes as usize, fa.heads * fa.v_inner * row);
+    assert_eq!(fused.arena_offset(v_out).unwrap() % 4, 0);
     let ts = available(targets);
     if ts.is_empty() {
         return;

@@ -4,9 +4,9 @@
 //! together (no in-place reuse). Kernel scratch is live only during its op. Every buffer is
 //! rounded up to [`ALIGN`] bytes, as the exporter places them (word loads of the kernels).
 
-use crate::graph::Graph;
-use crate::ops::OpCost;
-use std::collections::HashMap;
+use crate::graph::{Graph, OpKind};
+use crate::ops::{OpCost, wrl_row};
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BufferKind {
@@ -50,6 +50,7 @@ pub fn buffers(graph: &Graph, costs: &[OpCost]) -> Vec<Buffer> {
             op: 0,
         });
     }
+    let padded = padded_values(graph);
     let mut consumed = vec![false; out.len() + graph.ops.len()];
     for (step, (op, cost)) in graph.ops.iter().zip(costs).enumerate() {
         for t in &op.inputs {
@@ -71,7 +72,12 @@ pub fn buffers(graph: &Graph, costs: &[OpCost]) -> Vec<Buffer> {
         index.insert(&op.name, out.len());
         out.push(Buffer {
             name: op.name.clone(),
-            bytes: align(cost.output_bytes),
+            bytes: align(
+                padded
+                    .get(op.name.as_str())
+                    .copied()
+                    .unwrap_or(cost.output_bytes),
+            ),
             start: step,
             end: step,
             kind: BufferKind::Output,
@@ -85,6 +91,36 @@ pub fn buffers(graph: &Graph, costs: &[OpCost]) -> Vec<Buffer> {
         }
     }
     out
+}
+
+/// Bytes of the V operands of fused attention cores that their projection writes transposed
+/// with word-padded rows (`[H P, wrl_row(S)]`), as the exporter does: a Linear's output read
+/// only by an `AttentionCore`, as its third input.
+fn padded_values(graph: &Graph) -> HashMap<&str, u64> {
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for op in &graph.ops {
+        for t in &op.inputs {
+            *readers.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let linear: HashSet<&str> = graph
+        .ops
+        .iter()
+        .filter(|op| matches!(op.kind, OpKind::Linear { .. }))
+        .map(|op| op.name.as_str())
+        .collect();
+    graph
+        .ops
+        .iter()
+        .filter_map(|op| match op.kind {
+            OpKind::AttentionCore { seq, heads, proj } => {
+                let v = op.inputs.get(2)?.as_str();
+                (linear.contains(v) && readers.get(v) == Some(&1))
+                    .then(|| (v, (heads * proj * wrl_row(seq)) as u64))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Live bytes at each of `steps` steps.
@@ -114,4 +150,62 @@ pub fn lower_bound(buffers: &[Buffer]) -> (u64, usize) {
         .enumerate()
         .map(|(i, b)| (b, i))
         .fold((0, 0), |acc, x| if x.0 > acc.0 { x } else { acc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::GraphBuilder;
+    use crate::ops::{Deploy, op_cost};
+
+    /// Attention over `seq` tokens, 2 heads of 4: Q, K, V projections (seq x 8) and the fused
+    /// core; with `share_v` the V projection also feeds the output layer.
+    fn attention(seq: usize, share_v: bool) -> Vec<Buffer> {
+        let mut g = GraphBuilder::new("attn");
+        let x = g.input("x", 8 * seq as u64);
+        let lin = |g: &mut GraphBuilder, name: &str, x: &str| {
+            let kind = OpKind::Linear {
+                tokens: seq,
+                in_features: 8,
+                out_features: 8,
+                bias: true,
+            };
+            g.op(name, kind, &[x])
+        };
+        let q = lin(&mut g, "q", &x);
+        let k = lin(&mut g, "k", &x);
+        let v = lin(&mut g, "v", &x);
+        let core = OpKind::AttentionCore {
+            seq,
+            heads: 2,
+            proj: 4,
+        };
+        let a = g.op("core", core, &[&q, &k, &v]);
+        let add = OpKind::Add { elems: 8 * seq };
+        g.op("out", add, &[&a, if share_v { &v } else { &x }]);
+        let graph = g.build().unwrap();
+        let costs: Vec<OpCost> = graph
+            .ops
+            .iter()
+            .map(|op| op_cost(op, None, Deploy::default()).unwrap())
+            .collect();
+        buffers(&graph, &costs)
+    }
+
+    fn bytes(buffers: &[Buffer], name: &str) -> u64 {
+        buffers.iter().find(|b| b.name == name).unwrap().bytes
+    }
+
+    #[test]
+    fn a_private_value_projection_gets_word_padded_transposed_rows() {
+        let b = attention(19, false);
+        // [H P, S] = 8 rows of 19 bytes, each padded to 20
+        assert_eq!(bytes(&b, "v"), 160);
+        assert_eq!(bytes(&b, "q"), 152);
+        assert_eq!(bytes(&b, "k"), 152);
+        // a V read by another op stays row-major and unpadded (the exporter keeps it so)
+        assert_eq!(bytes(&attention(19, true), "v"), 152);
+        // short rows are not padded (5 -> 8 would add 60 %)
+        assert_eq!(bytes(&attention(5, false), "v"), 40);
+    }
 }

@@ -58,8 +58,9 @@ fn parameters_and_layers_match_the_model() {
 fn cost_model_equals_the_exported_int8_model() {
     let device = Device::default();
     let target = cost::target::Target::load(target_path()).unwrap();
+    // 19 tokens with the class token: the V projection's rows are padded (19 -> 20)
     let small = InputShape {
-        frames: 20,
+        frames: 18,
         features: 12,
         classes: 4,
     };
