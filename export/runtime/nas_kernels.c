@@ -408,6 +408,76 @@ void nas_requant_s8(const int8_t *x, int32_t n, nas_dyadic d, int8_t *y) {
     }
 }
 
+/* Division by a divisor fixed over a row (softmax's sum, LayerNorm's std) as a multiply:
+ * floor(n / d) for 0 <= n < 2^31 and 2 <= d < 2^31 is floor(n m / 2^(31 + l)) with
+ * l = ceil(log2 d) and m = ceil(2^(31 + l) / d) < 2^32 (Granlund & Montgomery, "Division by
+ * invariant integers using multiplication", 1994, Thm 4.2 with N = 31: exact for every such n),
+ * computed as the high word of n m shifted right by l - 1. Preparing m costs two 32-bit
+ * divisions per row and buys a multiply instead of a division per element (SDIV 7 cycles on
+ * the M7, DIV 19 on the CV32E40P); rows shorter than NAS_RECIP_MIN_LEN keep the division. */
+#define NAS_RECIP_MIN_LEN 8
+typedef struct {
+    uint32_t m;
+    int32_t sh;
+} nas_recip;
+
+/* floor(2^63 / v) for 2^31 < v < 2^32, by long division in base 2^16 (Knuth's algorithm D:
+ * each quotient digit estimated from the divisor's high digit with one 32-bit division, then
+ * corrected at most twice) instead of a software 64-bit division. */
+static uint32_t nas_div_2p63(uint32_t v) {
+    const uint32_t b = 0x10000u, v1 = v >> 16, v0 = v & 0xffffu;
+    uint32_t q1, q0, r, rem;
+    /* digit 1: (2^15 b) / v1; the dividend's next digit is 0 */
+    q1 = 0x80000000u / v1;
+    r = 0x80000000u - q1 * v1;
+    while (q1 >= b || q1 * v0 > (r << 16)) {
+        q1--;
+        r += v1;
+        if (r >= b) {
+            break;
+        }
+    }
+    /* partial remainder 2^47 - q1 v (< v: exact in 32-bit wrapping arithmetic) */
+    rem = 0u - q1 * v;
+    /* digit 0: rem b / v, the dividend's last digit 0 */
+    q0 = rem / v1;
+    r = rem - q0 * v1;
+    while (q0 >= b || q0 * v0 > (r << 16)) {
+        q0--;
+        r += v1;
+        if (r >= b) {
+            break;
+        }
+    }
+    return (q1 << 16) | q0;
+}
+
+static nas_recip nas_recip_prepare(uint32_t d) {
+    nas_recip r;
+    int32_t l = 1;
+    while (l < 31 && ((uint32_t)1 << l) < d) {
+        l++;
+    }
+    r.sh = l - 1;
+    /* d = 2^l: m = 2^31 exactly; else 2^(31+l) / d = 2^63 / (d 2^(32-l)) is not an integer,
+     * so its ceiling is its floor + 1 */
+    r.m = (d & (d - 1)) == 0 ? 0x80000000u : nas_div_2p63(d << (32 - l)) + 1;
+    return r;
+}
+
+static inline uint32_t nas_recip_div(uint32_t n, nas_recip r) {
+    return (uint32_t)(((uint64_t)n * r.m) >> 32) >> r.sh;
+}
+
+/* nas_div_round(n, d) for the d of r: (|n| + d / 2) / d with n's sign (|n| + d / 2 < 2^31),
+ * without a branch on the sign (half the values of a row are negative: a mispredicted branch
+ * would cost more than the division saved). */
+static inline int32_t nas_recip_div_round(int32_t n, int32_t half, nas_recip r) {
+    const uint32_t s = (uint32_t)-(int32_t)(n < 0); /* all ones when negative */
+    const uint32_t a = ((uint32_t)n ^ s) - s;       /* |n| */
+    return (int32_t)((nas_recip_div(a + (uint32_t)half, r) ^ s) - s);
+}
+
 /* d_i = x_i - max, shifted into the internal scale (quant::ISoftmax::eval_row). */
 static int32_t nas_softmax_exp(const nas_softmax_params *p, int32_t xi, int32_t m) {
     int32_t d = xi - m;
@@ -428,13 +498,22 @@ static void nas_softmax_row(const int8_t *xr, const nas_softmax_params *p, uint8
         m = xr[i] > m ? xr[i] : m;
     }
     if (p->lut) {
-        const int32_t *e = p->lut + m; /* e[-x_i] = lut[m - x_i], m - x_i in 0..255 */
+        const int32_t *lut = p->lut; /* e_i = lut[m - x_i], m - x_i in 0..255 */
         for (i = 0; i < n; i++) {
-            sum += e[-(int32_t)xr[i]];
+            sum += lut[m - xr[i]];
         }
         half = sum / 2;
+        /* one loop per case (table or i-exp, reciprocal or division): no branch per element */
+        if (n >= NAS_RECIP_MIN_LEN && sum > 1) {
+            const nas_recip r = nas_recip_prepare((uint32_t)sum);
+            for (i = 0; i < n; i++) {
+                uint32_t v = nas_recip_div((uint32_t)(lut[m - xr[i]] * 256 + half), r);
+                yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ (uint32_t)flip);
+            }
+            return;
+        }
         for (i = 0; i < n; i++) {
-            int32_t v = (e[-(int32_t)xr[i]] * 256 + half) / sum;
+            int32_t v = (lut[m - xr[i]] * 256 + half) / sum;
             yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ flip);
         }
         return;
@@ -443,8 +522,17 @@ static void nas_softmax_row(const int8_t *xr, const nas_softmax_params *p, uint8
         sum += nas_softmax_exp(p, xr[i], m);
     }
     half = sum / 2;
+    if (n >= NAS_RECIP_MIN_LEN && sum > 1) {
+        const nas_recip r = nas_recip_prepare((uint32_t)sum);
+        for (i = 0; i < n; i++) {
+            /* recompute e_i instead of storing an int32 row (identical value) */
+            uint32_t v =
+                nas_recip_div((uint32_t)(nas_softmax_exp(p, xr[i], m) * 256 + half), r);
+            yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ (uint32_t)flip);
+        }
+        return;
+    }
     for (i = 0; i < n; i++) {
-        /* recompute e_i instead of storing an int32 row (identical value) */
         int32_t v = (nas_softmax_exp(p, xr[i], m) * 256 + half) / sum;
         yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ flip);
     }
@@ -481,22 +569,40 @@ static void nas_norm_stats(const int8_t *x, const nas_layernorm_params *p, int32
     *std = s < 1 ? 1 : s;
 }
 
-/* normalize_row, second half: element i of the normalised row (x_norm * 2^G). */
+/* normalize_row, second half: element i of the normalised row (x_norm * 2^G); r is std's
+ * reciprocal when recip (nas_recip_prepare), else unused. */
 static int32_t nas_norm_value(const int8_t *x, int32_t i, const nas_layernorm_params *p,
-                              int32_t mu, int32_t std) {
+                              int32_t mu, int32_t std, int32_t recip, nas_recip r) {
     int32_t c = (int32_t)x[i] * 16 - mu;
-    return nas_div_round(c * ((int32_t)1 << (p->g - p->r / 2)), std);
+    int32_t n = c * ((int32_t)1 << (p->g - p->r / 2));
+    return recip ? nas_recip_div_round(n, std / 2, r) : nas_div_round(n, std);
+}
+
+/* Whether a row of len values divides by std through its reciprocal (see nas_recip): only
+ * where a division is slow next to a multiply (RV32: the CV32E40P's DIV takes 19 cycles). On
+ * Cortex-M (SDIV 2-12 cycles) the reciprocal's extra instructions in this register-starved
+ * loop cost as much as the division on the M7 and more on the M4 (modelled: LayerNorm 59.0 /
+ * 90.7 cycles per element with it, 59.1 / 85.4 without; RV32 93.3 against 104.1). */
+#define NAS_NORM_RECIP (!NAS_USE_DSP)
+static int32_t nas_norm_recip(int32_t len, int32_t std, nas_recip *r) {
+    if (!NAS_NORM_RECIP || len < NAS_RECIP_MIN_LEN || std < 2) {
+        return 0;
+    }
+    *r = nas_recip_prepare((uint32_t)std);
+    return 1;
 }
 
 /* quant::IntLayerNorm::eval_row_ibert */
 void nas_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_params *p, int8_t *y) {
-    int32_t r, i, mu, std, lim = (int32_t)1 << (p->g + 8);
+    int32_t r, i, mu, std, recip, lim = (int32_t)1 << (p->g + 8);
+    nas_recip inv = {0, 0};
     for (r = 0; r < rows; r++) {
         const int8_t *xr = x + (size_t)r * (size_t)p->len;
         int8_t *yr = y + (size_t)r * (size_t)p->len;
         nas_norm_stats(xr, p, &mu, &std);
+        recip = nas_norm_recip(p->len, std, &inv);
         for (i = 0; i < p->len; i++) {
-            int32_t n = nas_norm_value(xr, i, p, mu, std);
+            int32_t n = nas_norm_value(xr, i, p, mu, std, recip, inv);
             n = n < -lim ? -lim : (n > lim ? lim : n);
             yr[i] = nas_requantize(n * p->gamma[i] + p->beta[i], p->requant);
         }
@@ -510,13 +616,15 @@ static int32_t nas_sat16(int32_t v) {
 /* quant::IntLayerNorm::eval_row_scaled */
 void nas_scaled_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_params *p,
                              int8_t *y) {
-    int32_t r, i, mu, std;
+    int32_t r, i, mu, std, recip;
+    nas_recip inv = {0, 0};
     for (r = 0; r < rows; r++) {
         const int8_t *xr = x + (size_t)r * (size_t)p->len;
         int8_t *yr = y + (size_t)r * (size_t)p->len;
         nas_norm_stats(xr, p, &mu, &std);
+        recip = nas_norm_recip(p->len, std, &inv);
         for (i = 0; i < p->len; i++) {
-            int32_t n = nas_sat16(nas_norm_value(xr, i, p, mu, std));
+            int32_t n = nas_sat16(nas_norm_value(xr, i, p, mu, std, recip, inv));
             int32_t v = nas_sat16(n * p->gamma[i] + p->beta[i]);
             yr[i] = nas_requantize(v, p->requant);
         }
