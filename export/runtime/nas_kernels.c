@@ -595,6 +595,7 @@ static int32_t nas_norm_recip(int32_t len, int32_t std, nas_recip *r) {
 /* quant::IntLayerNorm::eval_row_ibert */
 void nas_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_params *p, int8_t *y) {
     int32_t r, i, mu, std, recip, lim = (int32_t)1 << (p->g + 8);
+    const nas_rq_prep q = nas_rq_prepare(p->requant);
     nas_recip inv = {0, 0};
     for (r = 0; r < rows; r++) {
         const int8_t *xr = x + (size_t)r * (size_t)p->len;
@@ -604,7 +605,7 @@ void nas_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_params 
         for (i = 0; i < p->len; i++) {
             int32_t n = nas_norm_value(xr, i, p, mu, std, recip, inv);
             n = n < -lim ? -lim : (n > lim ? lim : n);
-            yr[i] = nas_requantize(n * p->gamma[i] + p->beta[i], p->requant);
+            yr[i] = nas_rq_apply(n * p->gamma[i] + p->beta[i], &q);
         }
     }
 }
@@ -617,6 +618,7 @@ static int32_t nas_sat16(int32_t v) {
 void nas_scaled_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_params *p,
                              int8_t *y) {
     int32_t r, i, mu, std, recip;
+    const nas_rq_prep q = nas_rq_prepare(p->requant);
     nas_recip inv = {0, 0};
     for (r = 0; r < rows; r++) {
         const int8_t *xr = x + (size_t)r * (size_t)p->len;
@@ -626,7 +628,7 @@ void nas_scaled_layernorm_s8(const int8_t *x, int32_t rows, const nas_layernorm_
         for (i = 0; i < p->len; i++) {
             int32_t n = nas_sat16(nas_norm_value(xr, i, p, mu, std, recip, inv));
             int32_t v = nas_sat16(n * p->gamma[i] + p->beta[i]);
-            yr[i] = nas_requantize(v, p->requant);
+            yr[i] = nas_rq_apply(v, &q);
         }
     }
 }

@@ -28,6 +28,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -143,7 +146,12 @@ static inline int8_t nas_sat8(int64_t x) {
 }
 
 static inline int8_t nas_sat8_32(int32_t x) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    /* one SSAT (GCC compiles the clamp below to two compares and two branches) */
+    return (int8_t)__ssat(x, 8);
+#else
     return (int8_t)(x < -128 ? -128 : (x > 127 ? 127 : x));
+#endif
 }
 
 /* quant::Dyadic::requantize: sat8(floor((acc m + 2^(s-1)) / 2^s)). The 32x32->64 product is
