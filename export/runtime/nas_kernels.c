@@ -414,7 +414,8 @@ void nas_requant_s8(const int8_t *x, int32_t n, nas_dyadic d, int8_t *y) {
  * invariant integers using multiplication", 1994, Thm 4.2 with N = 31: exact for every such n),
  * computed as the high word of n m shifted right by l - 1. Preparing m costs two 32-bit
  * divisions per row and buys a multiply instead of a division per element (SDIV 7 cycles on
- * the M7, DIV 19 on the CV32E40P); rows shorter than NAS_RECIP_MIN_LEN keep the division. */
+ * the M7, DIV 19 on the CV32E40P); rows shorter than NAS_RECIP_MIN_LEN keep the division
+ * (there the preparation's two divisions cannot pay off; the bound itself is not tuned). */
 #define NAS_RECIP_MIN_LEN 8
 typedef struct {
     uint32_t m;
@@ -470,8 +471,8 @@ static inline uint32_t nas_recip_div(uint32_t n, nas_recip r) {
 }
 
 /* nas_div_round(n, d) for the d of r: (|n| + d / 2) / d with n's sign (|n| + d / 2 < 2^31),
- * without a branch on the sign (half the values of a row are negative: a mispredicted branch
- * would cost more than the division saved). */
+ * without a branch on the sign (about half the values of a row are negative: a data-dependent
+ * branch would cost more than the division saved). */
 static inline int32_t nas_recip_div_round(int32_t n, int32_t half, nas_recip r) {
     const uint32_t s = (uint32_t)-(int32_t)(n < 0); /* all ones when negative */
     const uint32_t a = ((uint32_t)n ^ s) - s;       /* |n| */
