@@ -380,10 +380,12 @@ void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
 void nas_add_s8(const int8_t *a, const int8_t *b, int32_t n, const nas_add_params *p,
                 int8_t *y) {
     int32_t i;
+    /* the rounding constant hoisted: s = 0 adds 0 and shifts by 0 (same values) */
+    const int32_t ma = p->ma, mb = p->mb, s = p->s;
+    const int32_t round = s == 0 ? 0 : (int32_t)1 << (s - 1);
     for (i = 0; i < n; i++) {
-        int32_t acc = (int32_t)a[i] * p->ma + (int32_t)b[i] * p->mb;
-        int32_t r = p->s == 0 ? acc : nas_asr32(acc + ((int32_t)1 << (p->s - 1)), p->s);
-        y[i] = nas_sat8(r);
+        int32_t acc = (int32_t)a[i] * ma + (int32_t)b[i] * mb;
+        y[i] = nas_sat8_32(nas_asr32(acc + round, s));
     }
 }
 
@@ -690,30 +692,53 @@ void nas_mean_rows_s8(const int8_t *x, int32_t n, int32_t c, int8_t *y) {
     }
 }
 
-/* quant::kernels::conv2d */
+/* quant::kernels::conv2d. Blocks of 4 output channels share each loaded input tap (the 1x4
+ * dot product of Linear, its 4 weight rows kh kw ic bytes apart: the SIMD path on Cortex-M),
+ * the remaining channels one at a time; the window is clipped to the input once per pixel
+ * (padding contributes 0). */
 void nas_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w, const int32_t *bias,
                    const nas_requant *rq, const nas_window *win, const nas_hwc *out,
                    int8_t *y) {
-    int32_t oy, ox, o, ky, kx;
-    const int32_t kh = win->k[0], kw = win->k[1], ic = in->c;
+    int32_t oy, ox, o, c, ky, kx;
+    const int32_t kh = win->k[0], kw = win->k[1], ic = in->c, oc = out->c;
+    const size_t ks = (size_t)kh * (size_t)kw * (size_t)ic; /* weight bytes per channel */
     for (oy = 0; oy < out->h; oy++) {
+        const int32_t iy0 = oy * win->stride[0] - win->pad[0];
+        const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t ky1 = in->h - iy0 < kh ? in->h - iy0 : kh;
         for (ox = 0; ox < out->w; ox++) {
-            int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)out->c;
-            for (o = 0; o < out->c; o++) {
-                int32_t acc = bias[o];
-                for (ky = 0; ky < kh; ky++) {
-                    int32_t iy = oy * win->stride[0] + ky - win->pad[0];
-                    if (iy < 0 || iy >= in->h) {
-                        continue;
+            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
+            const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t kx1 = in->w - ix0 < kw ? in->w - ix0 : kw;
+            int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)oc;
+            for (o = 0; o + 4 <= oc; o += 4) {
+                int32_t acc[4];
+                acc[0] = bias[o];
+                acc[1] = bias[o + 1];
+                acc[2] = bias[o + 2];
+                acc[3] = bias[o + 3];
+                for (ky = ky0; ky < ky1; ky++) {
+                    for (kx = kx0; kx < kx1; kx++) {
+                        nas_dot_1x4_s8(
+                            x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx)) *
+                                    (size_t)ic,
+                            w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)ic,
+                            ks, ic, acc);
                     }
-                    for (kx = 0; kx < kw; kx++) {
-                        int32_t ix = ox * win->stride[1] + kx - win->pad[1];
-                        if (ix < 0 || ix >= in->w) {
-                            continue;
-                        }
-                        acc = nas_dot_s8(x + ((size_t)iy * (size_t)in->w + (size_t)ix) * (size_t)ic,
-                                         w + (((size_t)o * kh + ky) * kw + kx) * (size_t)ic, ic,
-                                         acc);
+                }
+                for (c = 0; c < 4; c++) {
+                    yp[o + c] = nas_requantize(acc[c], nas_rq_get(rq, o + c));
+                }
+            }
+            for (; o < oc; o++) {
+                int32_t acc = bias[o];
+                for (ky = ky0; ky < ky1; ky++) {
+                    for (kx = kx0; kx < kx1; kx++) {
+                        acc = nas_dot_s8(
+                            x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx)) *
+                                    (size_t)ic,
+                            w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)ic,
+                            ic, acc);
                     }
                 }
                 yp[o] = nas_requantize(acc, nas_rq_get(rq, o));

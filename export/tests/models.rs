@@ -6,7 +6,7 @@ mod common;
 use common::{check_on, tiny_cnn, tiny_transformer};
 use export::{ExportError, ExportLimits, Target, export_c, export_c_with_limits};
 use quant::GraphBuilder;
-use quant::graph::Op;
+use quant::graph::{Op, Window};
 
 #[test]
 fn transformer_block_bit_exact_on_all_targets() {
@@ -16,6 +16,38 @@ fn transformer_block_bit_exact_on_all_targets() {
 #[test]
 fn cnn_bit_exact_on_all_targets() {
     check_on(&tiny_cnn(5), &Target::ALL, 12);
+}
+
+/// Conv2d in blocks of 4 output channels plus a remainder (6 channels), an input depth that is
+/// not a multiple of 4 (the SIMD loop and its byte tail on Cortex-M), windows clipped at every
+/// edge and, with a padding of 2, windows wholly in the padding (bias only); per-tensor and
+/// per-channel requantization.
+#[test]
+fn conv_channel_blocks_bit_exact_on_all_targets() {
+    let mut r = common::Rng(21);
+    let mut b = GraphBuilder::new();
+    b.input("img", &[6, 7, 5], 2f64.powi(-5)).unwrap();
+    for (name, pad, stride) in [("conv_p1", 1, 1), ("conv_p2", 2, 2)] {
+        let w = Window {
+            k: [3, 3],
+            stride: [stride, 1],
+            pad: [pad, pad],
+        };
+        let ws: Vec<f64> = (0..6).map(|i| 0.01 + 0.003 * i as f64).collect();
+        let scales: &[f64] = if pad == 1 { &[0.01] } else { &ws };
+        b.conv2d(
+            name,
+            "img",
+            w,
+            r.i8s(6 * 3 * 3 * 5),
+            r.i32s(6, 2000),
+            scales,
+            2f64.powi(-4),
+        )
+        .unwrap();
+        b.output(name);
+    }
+    check_on(&b.finish().unwrap(), &Target::ALL, 13);
 }
 
 #[test]
