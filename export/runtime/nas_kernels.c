@@ -775,7 +775,35 @@ void nas_depthwise_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w
             /* first in-range tap: bounds are checked once per pixel, not per tap */
             xb = x + (size_t)(iy0 + ky0) * xrow + (size_t)(ix0 + kx0) * (size_t)c;
             wb = w + (size_t)ky0 * wrow + (size_t)kx0 * (size_t)c;
-            for (ch = 0; ch < c; ch++) {
+            ch = 0;
+#if NAS_USE_DSP
+            /* 4 channels per word (HWC: adjacent channels are adjacent bytes): SXTB16 splits
+             * them into halfword lanes and SMLABB / SMLATT multiply-accumulate each lane into
+             * its own channel (2 loads, 4 extends, 4 MACs per tap and 4 channels) */
+            for (; ch + 4 <= c; ch += 4) {
+                int32_t a0 = bias[ch], a1 = bias[ch + 1], a2 = bias[ch + 2], a3 = bias[ch + 3];
+                const int8_t *xr = xb + ch, *wr = wb + ch;
+                for (ky = ky0; ky < ky1; ky++) {
+                    for (kx = 0; kx < kx1 - kx0; kx++) {
+                        const uint32_t xw = nas_load32(xr + (size_t)kx * (size_t)c);
+                        const uint32_t ww = nas_load32(wr + (size_t)kx * (size_t)c);
+                        const int32_t x02 = __sxtb16((int8x4_t)xw), w02 = __sxtb16((int8x4_t)ww);
+                        const int32_t x13 = nas_sxtb16_odd(xw), w13 = nas_sxtb16_odd(ww);
+                        a0 = __smlabb(x02, w02, a0);
+                        a2 = __smlatt(x02, w02, a2);
+                        a1 = __smlabb(x13, w13, a1);
+                        a3 = __smlatt(x13, w13, a3);
+                    }
+                    xr += xrow;
+                    wr += wrow;
+                }
+                yp[ch] = nas_requantize(a0, nas_rq_get(rq, ch));
+                yp[ch + 1] = nas_requantize(a1, nas_rq_get(rq, ch + 1));
+                yp[ch + 2] = nas_requantize(a2, nas_rq_get(rq, ch + 2));
+                yp[ch + 3] = nas_requantize(a3, nas_rq_get(rq, ch + 3));
+            }
+#endif
+            for (; ch < c; ch++) {
                 int32_t acc = bias[ch];
                 const int8_t *xr = xb + ch, *wr = wb + ch;
                 for (ky = ky0; ky < ky1; ky++) {

@@ -19,9 +19,10 @@ fn cnn_bit_exact_on_all_targets() {
 }
 
 /// Conv2d in blocks of 4 output channels plus a remainder (6 channels), an input depth that is
-/// not a multiple of 4 (the SIMD loop and its byte tail on Cortex-M), windows clipped at every
-/// edge and, with a padding of 2, windows wholly in the padding (bias only); per-tensor and
-/// per-channel requantization.
+/// not a multiple of 4 (the SIMD loop and its byte tail on Cortex-M), and DepthwiseConv2d on 5
+/// channels (a 4-channel SIMD block and a remainder on Cortex-M, unaligned words); windows
+/// clipped at every edge and, with a padding of 2, wholly in the padding (bias only); per-tensor
+/// and per-channel requantization.
 #[test]
 fn conv_channel_blocks_bit_exact_on_all_targets() {
     let mut r = common::Rng(21);
@@ -46,6 +47,20 @@ fn conv_channel_blocks_bit_exact_on_all_targets() {
         )
         .unwrap();
         b.output(name);
+        let dw = format!("dw_p{pad}");
+        let ws5: Vec<f64> = (0..5).map(|i| 0.02 + 0.01 * i as f64).collect();
+        let dscales: &[f64] = if pad == 1 { &ws5 } else { &[0.03] };
+        b.depthwise_conv2d(
+            &dw,
+            "img",
+            w,
+            r.i8s(3 * 3 * 5),
+            r.i32s(5, 500),
+            dscales,
+            2f64.powi(-4),
+        )
+        .unwrap();
+        b.output(&dw);
     }
     check_on(&b.finish().unwrap(), &Target::ALL, 13);
 }
