@@ -820,34 +820,39 @@ void nas_depthwise_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w
     }
 }
 
-/* quant::kernels::pool2d */
+/* quant::kernels::pool2d. The window is clipped to the input once per pixel (padding takes
+ * no part: the average divides by the taps inside), then max or sum over it per channel. */
 void nas_pool2d_s8(const int8_t *x, const nas_hwc *in, const nas_window *win,
                    const nas_hwc *out, int32_t avg, int8_t *y) {
     int32_t oy, ox, ch, ky, kx;
-    const int32_t c = in->c;
+    const int32_t c = in->c, kh = win->k[0], kw = win->k[1];
+    const size_t xrow = (size_t)in->w * (size_t)c;
     for (oy = 0; oy < out->h; oy++) {
+        const int32_t iy0 = oy * win->stride[0] - win->pad[0];
+        const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t ky1 = in->h - iy0 < kh ? in->h - iy0 : kh;
         for (ox = 0; ox < out->w; ox++) {
+            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
+            const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t kx1 = in->w - ix0 < kw ? in->w - ix0 : kw;
             int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)c;
+            /* taps inside the input (pad < k guarantees >= 1; max(1) as in Rust anyway) */
+            const int32_t count =
+                ky1 > ky0 && kx1 > kx0 ? (ky1 - ky0) * (kx1 - kx0) : 0;
+            const int8_t *xb = count ? x + (size_t)(iy0 + ky0) * xrow +
+                                           (size_t)(ix0 + kx0) * (size_t)c
+                                     : x;
             for (ch = 0; ch < c; ch++) {
-                int32_t sum = 0, count = 0, mx = -128;
-                for (ky = 0; ky < win->k[0]; ky++) {
-                    int32_t iy = oy * win->stride[0] + ky - win->pad[0];
-                    if (iy < 0 || iy >= in->h) {
-                        continue;
-                    }
-                    for (kx = 0; kx < win->k[1]; kx++) {
-                        int32_t ix = ox * win->stride[1] + kx - win->pad[1];
-                        int32_t v;
-                        if (ix < 0 || ix >= in->w) {
-                            continue;
-                        }
-                        v = x[((size_t)iy * (size_t)in->w + (size_t)ix) * (size_t)c + ch];
+                int32_t sum = 0, mx = -128;
+                const int8_t *xr = xb + ch;
+                for (ky = 0; count && ky < ky1 - ky0; ky++) {
+                    for (kx = 0; kx < kx1 - kx0; kx++) {
+                        const int32_t v = xr[(size_t)kx * (size_t)c];
                         sum += v;
                         mx = v > mx ? v : mx;
-                        count++;
                     }
+                    xr += xrow;
                 }
-                /* pad < k guarantees count >= 1; max(1) as in Rust anyway */
                 yp[ch] = (int8_t)(avg ? nas_div_round(sum, count < 1 ? 1 : count) : mx);
             }
         }
