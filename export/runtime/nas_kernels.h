@@ -18,10 +18,11 @@
  *    at 2^-8 stored as p - 128 (zero point -128), read only as a MatMul's first operand.
  *
  * Where the Cortex-M DSP extension is present (__ARM_FEATURE_DSP), the int8 dot products of
- * Linear, transposed MatMul and the attention kernels use SXTB16/SMLAD (2 MACs per
- * instruction; UXTB16 for the uint8 probabilities of the fused A V), in blocks of 4 output columns (portable C: 4 columns x 2 rows). int32
- * accumulation is exact and every partial sum obeys the same bound as the full sum, so the
- * result is identical to the portable loop.
+ * Linear, Conv2d, transposed MatMul and the attention kernels use SXTB16/SMLAD (2 MACs per
+ * instruction; UXTB16 for the uint8 probabilities of the fused A V), in blocks of 4 output
+ * columns (portable C: 4 columns x 2 rows for Linear), and depthwise Conv2d SMLABB/SMLATT on
+ * 4 channels per word. int32 accumulation is exact and every partial sum obeys the same bound
+ * as the full sum, so the result is identical to the portable loop.
  */
 #ifndef NAS_KERNELS_H
 #define NAS_KERNELS_H

@@ -355,22 +355,18 @@ pub fn generate_with(
                 g.param(format!(
                     "static const nas_linear_dims {p}_d = {{{rows}, {in_features}, {out_features}}};"
                 ));
-                // the V projection of a fused attention writes V^T (Weight-Reuse layout; the
-                // plan never codes its weights)
-                if coded {
-                    g.call(format!(
-                        "nas_linear_rle_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"
-                    ));
+                // the V projection of a fused attention writes V^T (Weight-Reuse layout, rows
+                // `wrl_row` apart; the plan never codes its weights)
+                let (f, y_row) = if coded {
+                    ("nas_linear_rle_s8", String::new())
                 } else if plan.wrl.contains(&i) {
-                    g.call(format!(
-                        "nas_linear_wrl_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {}, {y})",
-                        wrl_row(rows)
-                    ));
+                    ("nas_linear_wrl_s8", format!("{}, ", wrl_row(rows)))
                 } else {
-                    g.call(format!(
-                        "nas_linear_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"
-                    ));
-                }
+                    ("nas_linear_s8", String::new())
+                };
+                g.call(format!(
+                    "{f}({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y_row}{y})"
+                ));
             }
             Op::MatMul {
                 transpose_b,
