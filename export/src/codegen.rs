@@ -764,7 +764,7 @@ fn emit_attention(
 
 /// Build targets of the generated Makefile: `(make target, compiler, flags, linker flags, run
 /// command prefix)`. The flags are the ones that boot on QEMU here (see TOOLCHAINS.md).
-pub(crate) const MAKE_TARGETS: [(&str, &str, &str, &str, &str); 5] = [
+pub const MAKE_TARGETS: [(&str, &str, &str, &str, &str); 5] = [
     ("host", "gcc", "-O2", "", ""),
     (
         "host-asan",

@@ -356,7 +356,8 @@ fn by_class(funcs: &BTreeMap<String, u64>, fused: bool) -> BTreeMap<&'static str
     for (f, &n) in funcs {
         let class = if f.contains("linear") {
             "linear"
-        } else if f.contains("transpose") {
+        } else if f.contains("transpose") || f.contains("memcpy") {
+            // (the transpose copies runs of bytes by memcpy; the graph's output copy too)
             "copy"
         } else if fused
             && (f.contains("attention")
@@ -365,8 +366,13 @@ fn by_class(funcs: &BTreeMap<String, u64>, fused: bool) -> BTreeMap<&'static str
                 || libgcc_division(f))
         {
             "attention"
-        } else if f.contains("softmax") || f.contains("iexp") || libgcc_division(f) {
-            // (the 64-bit division prepares a softmax row's reciprocal: the only caller here)
+        } else if f.contains("softmax")
+            || f.contains("iexp")
+            || f.contains("recip")
+            || libgcc_division(f)
+        {
+            // (the row's reciprocal, `nas_recip_prepare`, and any 64-bit division are the
+            // softmax's: the only callers here)
             "softmax"
         } else if f.contains("matmul") || f.contains("dot") {
             "matmul"
