@@ -31,12 +31,18 @@ pub struct TrainBenchArgs {
     warmup: usize,
     #[arg(long, value_enum, default_value = "flex")]
     backend: Backend,
+    /// Batch parts run on their own threads (the trainer's `batch_shards`).
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
     let BenchCommand::Train(args) = cmd;
     if args.batch_size == 0 || args.steps == 0 {
         bail!("--batch-size and --steps must be at least 1");
+    }
+    if args.shards == 0 || args.shards > args.batch_size {
+        bail!("--shards must be in [1, --batch-size]");
     }
     let device = args.backend.device()?.autodiff();
     let cfg = KwtConfig::preset(&args.preset, 12)?;
@@ -64,16 +70,18 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             None,
             1e-3,
             0.1,
+            args.shards,
         );
         model = next;
     }
     device.sync()?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "burn {:?} {} ({params} params) batch {}: {:.1} samples/s ({:.1} ms/step)",
+        "burn {:?} {} ({params} params) batch {} shards {}: {:.1} samples/s ({:.1} ms/step)",
         args.backend,
         args.preset,
         args.batch_size,
+        args.shards,
         (args.steps * args.batch_size) as f64 / secs,
         1e3 * secs / args.steps as f64
     );

@@ -131,6 +131,7 @@ pub fn tiny_kwt_config(dir: &Path, target: &Path) -> KwtSearchConfig {
         checkpoint_every_steps: 0,
         eval_batch_size: 64,
         distillation: None,
+        batch_shards: 1,
     };
     KwtSearchConfig {
         seed: 5,

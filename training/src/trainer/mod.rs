@@ -202,18 +202,15 @@ pub fn predict(model: &Kwt, inputs: Tensor<3>) -> Vec<usize> {
         .collect()
 }
 
-/// One optimizer step on a batch: forward, loss (with the teacher's hard labels when given,
-/// KWT Eq. 6), backward, AdamW update. Returns the updated model, the loss and how many
-/// samples of the batch the model classified correctly before the update.
-pub fn optimizer_step(
-    model: Kwt,
-    optim: &mut ModuleOptimizer,
+/// Forward and loss of one batch (or one shard of it): the loss (with the teacher's hard labels
+/// when given, KWT Eq. 6) and how many samples the model classified correctly.
+fn batch_loss(
+    model: &Kwt,
     inputs: Tensor<3>,
     targets: Tensor<1, Int>,
     teacher_targets: Option<Tensor<1, Int>>,
-    lr: f64,
     label_smoothing: f64,
-) -> (Kwt, f32, u64) {
+) -> (Tensor<1>, u64) {
     let out = model.forward(inputs);
     let loss = match teacher_targets {
         Some(teacher) => {
@@ -232,9 +229,71 @@ pub fn optimizer_step(
         .int()
         .sum()
         .into_scalar();
-    let loss_value: f32 = loss.clone().into_scalar();
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    (optim.step(lr, model, grads), loss_value, correct as u64)
+    (loss, correct as u64)
+}
+
+/// One optimizer step on a batch: forward, loss (with the teacher's hard labels when given,
+/// KWT Eq. 6), backward, AdamW update. Returns the updated model, the loss and how many
+/// samples of the batch the model classified correctly before the update.
+///
+/// With `shards` > 1 the batch is split into that many parts whose forward and backward
+/// passes run on their own threads (Burn's CPU backends run most of a step on one core): each
+/// shard's loss is weighted by its share of the batch and the gradients are summed in shard
+/// order, so the result depends on `shards` (float rounding, as any batch split) but not on
+/// the number of threads or their timing.
+#[allow(clippy::too_many_arguments)]
+pub fn optimizer_step(
+    model: Kwt,
+    optim: &mut ModuleOptimizer,
+    inputs: Tensor<3>,
+    targets: Tensor<1, Int>,
+    teacher_targets: Option<Tensor<1, Int>>,
+    lr: f64,
+    label_smoothing: f64,
+    shards: usize,
+) -> (Kwt, f32, u64) {
+    let [b, _, _] = inputs.dims();
+    let shards = shards.clamp(1, b.max(1));
+    if shards == 1 {
+        let (loss, correct) = batch_loss(&model, inputs, targets, teacher_targets, label_smoothing);
+        let loss_value: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        return (optim.step(lr, model, grads), loss_value, correct);
+    }
+    let device = inputs.device();
+    let parts: Vec<(GradientsParams, f32, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..shards)
+            .map(|i| {
+                let (lo, hi) = (i * b / shards, (i + 1) * b / shards);
+                // its own autodiff graph: shards that share the parameters' graph nodes end
+                // up in one mutex-guarded graph and their backward passes run one at a time
+                let shard = model.clone().fork(&device);
+                let x = inputs.clone().slice(lo..hi);
+                let y = targets.clone().slice(lo..hi);
+                let t = teacher_targets.clone().map(|t| t.slice(lo..hi));
+                let weight = (hi - lo) as f64 / b as f64;
+                scope.spawn(move || {
+                    let (loss, correct) = batch_loss(&shard, x, y, t, label_smoothing);
+                    let loss = loss * weight;
+                    let loss_value: f32 = loss.clone().into_scalar();
+                    let grads = GradientsParams::from_grads(loss.backward(), &shard);
+                    (grads, loss_value, correct)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a training shard panicked"))
+            .collect()
+    });
+    let mut acc = burn::optim::GradientsAccumulator::new();
+    let (mut loss_value, mut correct) = (0.0f32, 0u64);
+    for (grads, l, c) in parts {
+        acc.accumulate(&model, grads);
+        loss_value += l;
+        correct += c;
+    }
+    (optim.step(lr, model, acc.grads()), loss_value, correct)
 }
 
 struct Teacher {
@@ -467,6 +526,7 @@ pub fn train_with_hook(
                 teacher_targets,
                 lr,
                 cfg.label_smoothing,
+                cfg.batch_shards,
             );
             model = hook.after_step(next, state.global_step + 1)?;
             if !loss_value.is_finite() {

@@ -220,18 +220,28 @@ fn distils_from_a_teacher_checkpoint() {
 fn bad_configs_and_mismatched_data_are_clear_errors() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = trainer(2);
-    cfg.batch_size = 0;
-    let err = train(
-        &model(),
-        &cfg,
-        &splits(),
-        dir.path(),
-        &device,
-        &TrainOptions::default(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("batch_size"), "{err}");
+    let config_error = |cfg: TrainerConfig| {
+        train(
+            &model(),
+            &cfg,
+            &splits(),
+            dir.path(),
+            &device,
+            &TrainOptions::default(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let err = config_error(TrainerConfig {
+        batch_size: 0,
+        ..trainer(2)
+    });
+    assert!(err.contains("batch_size"), "{err}");
+    let err = config_error(TrainerConfig {
+        batch_shards: 17,
+        ..trainer(2)
+    });
+    assert!(err.contains("batch_shards"), "{err}");
 
     let mut wrong = model();
     wrong.features = 9;
@@ -249,4 +259,65 @@ fn bad_configs_and_mismatched_data_are_clear_errors() {
     let missing = dir.path().join("nope.bpk");
     let err = load_checkpoint(&missing, &device).unwrap_err().to_string();
     assert!(err.contains("nope.bpk"), "{err}");
+}
+
+/// One step with the batch in 2, 3 or 5 shards (run on their own threads) lands where the
+/// whole-batch step does, with and without a teacher, and the step does move the model.
+#[test]
+fn sharded_step_equals_the_whole_batch_step() {
+    let device = Device::flex().autodiff();
+    let init = model().init(3, &device).unwrap();
+    let b = 12;
+    let xs: Vec<f32> = (0..b * FRAMES * FEATURES)
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
+    let x = Tensor::<3>::from_data(TensorData::new(xs, [b, FRAMES, FEATURES]), &device);
+    let labels = |k: i64| {
+        let v: Vec<i64> = (0..b as i64).map(|i| (i * k) % 3).collect();
+        Tensor::<1, Int>::from_data(TensorData::new(v, [b]), &device)
+    };
+    let probe = |m: &Kwt| -> Vec<f32> {
+        m.forward(x.clone().detach())
+            .logits()
+            .into_data()
+            .iter::<f32>()
+            .collect()
+    };
+    let max_diff = |a: &[f32], c: &[f32]| {
+        a.iter()
+            .zip(c)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    for teacher in [None, Some(labels(2))] {
+        let step = |shards| {
+            let mut optim = AdamWConfig::new().with_weight_decay(0.1).init();
+            let (m, loss, correct) = optimizer_step(
+                init.clone(),
+                &mut optim,
+                x.clone(),
+                labels(1),
+                teacher.clone(),
+                1e-2,
+                0.1,
+                shards,
+            );
+            (probe(&m), loss, correct)
+        };
+        let (whole, loss, correct) = step(1);
+        assert!(
+            max_diff(&whole, &probe(&init)) > 1e-3,
+            "the step did not move the model"
+        );
+        for shards in [2, 3, 5] {
+            let (part, l, c) = step(shards);
+            assert_eq!(c, correct, "{shards} shards");
+            assert!(
+                (l - loss).abs() < 1e-5,
+                "{shards} shards: loss {l} vs {loss}"
+            );
+            let d = max_diff(&part, &whole);
+            assert!(d < 1e-4, "{shards} shards: logits {d} apart");
+        }
+    }
 }
