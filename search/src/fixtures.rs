@@ -94,6 +94,7 @@ pub fn tiny_config(data: &Path, target: &Path) -> SearchConfig {
             weight_decay: 0.01,
             warmup_steps: 2,
             label_smoothing: 0.0,
+            batch_shards: 1,
         },
         supernas: SuperNasConfig {
             iterations: 2,

@@ -130,6 +130,9 @@ fn config_errors_name_the_field() {
     let mut cfg = tiny_config(data.path(), &target());
     cfg.sparse_space.block_sizes = vec![3];
     assert!(cfg.validate().unwrap_err().contains("block_sizes"));
+    let mut cfg = tiny_config(data.path(), &target());
+    cfg.train.batch_shards = 0;
+    assert!(cfg.validate().unwrap_err().contains("batch_shards"));
     // Missing data names the file it looked for.
     let out = tempfile::tempdir().unwrap();
     let cfg = tiny_config(&data.path().join("nowhere"), &target());
@@ -248,6 +251,7 @@ fn learning_curve_on_fashion_mnist() {
         weight_decay: 0.01,
         warmup_steps: 10,
         label_smoothing: 0.0,
+        batch_shards: 1,
     };
     let mut model = TinyFormer::init(&arch, 1, &device).unwrap();
     for round in 0..env("ROUNDS", 6) as u64 {

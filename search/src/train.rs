@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use pruning::mask::{BlockGeometry, BlockMask, Score, prune_blocks};
 use pruning::schedule::Schedule;
 use rand::SeedableRng;
@@ -68,6 +68,27 @@ impl Batches {
     }
 }
 
+/// Gradients of the label-smoothed loss of one batch, in `cfg.batch_shards` parts on threads.
+fn batch_grads(
+    model: &TinyFormer,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    cfg: &TrainConfig,
+    device: &Device,
+) -> GradientsParams {
+    let [b] = y.dims();
+    let (grads, _, _) =
+        training::shards::sharded_grads(model, device, b, cfg.batch_shards, |m, r| {
+            let loss = smoothed_cross_entropy(
+                m.forward(x.clone().slice(r.clone())),
+                y.clone().slice(r),
+                cfg.label_smoothing,
+            );
+            (loss, 0)
+        });
+    grads
+}
+
 /// SPOS: every step trains one uniformly sampled path of the supernet.
 pub fn train_supernet(
     mut supernet: Supernet,
@@ -86,8 +107,8 @@ pub fn train_supernet(
         let path = scfg.sample_path(&mut rng);
         let model = supernet.extract(scfg, &path)?;
         let (x, y) = data.batch(&batches.next_indices(), device);
-        let loss = smoothed_cross_entropy(model.forward(x), y, cfg.label_smoothing);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        // the path shares the supernet's parameter ids: its gradients update the supernet
+        let grads = batch_grads(&model, x, y, cfg, device);
         supernet = optim.step(lr.lr(step), supernet, grads);
     }
     Ok(supernet)
@@ -192,8 +213,7 @@ pub fn train_path(
             model = masks.apply(model, arch);
         }
         let (x, y) = data.batch(&batches.next_indices(), device);
-        let loss = smoothed_cross_entropy(model.forward(x), y, cfg.label_smoothing);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = batch_grads(&model, x, y, cfg, device);
         model = optim.step(lr.lr(step), model, grads);
         model = masks.apply(model, arch);
     }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod plot;
 pub mod qat;
 pub mod schedule;
+pub mod shards;
 pub mod speech_data;
 pub mod tinyformer;
 pub mod toy_data;

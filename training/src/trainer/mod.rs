@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -253,47 +253,19 @@ pub fn optimizer_step(
     shards: usize,
 ) -> (Kwt, f32, u64) {
     let [b, _, _] = inputs.dims();
-    let shards = shards.clamp(1, b.max(1));
-    if shards == 1 {
-        let (loss, correct) = batch_loss(&model, inputs, targets, teacher_targets, label_smoothing);
-        let loss_value: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        return (optim.step(lr, model, grads), loss_value, correct);
-    }
     let device = inputs.device();
-    let parts: Vec<(GradientsParams, f32, u64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..shards)
-            .map(|i| {
-                let (lo, hi) = (i * b / shards, (i + 1) * b / shards);
-                // its own autodiff graph: shards that share the parameters' graph nodes end
-                // up in one mutex-guarded graph and their backward passes run one at a time
-                let shard = model.clone().fork(&device);
-                let x = inputs.clone().slice(lo..hi);
-                let y = targets.clone().slice(lo..hi);
-                let t = teacher_targets.clone().map(|t| t.slice(lo..hi));
-                let weight = (hi - lo) as f64 / b as f64;
-                scope.spawn(move || {
-                    let (loss, correct) = batch_loss(&shard, x, y, t, label_smoothing);
-                    let loss = loss * weight;
-                    let loss_value: f32 = loss.clone().into_scalar();
-                    let grads = GradientsParams::from_grads(loss.backward(), &shard);
-                    (grads, loss_value, correct)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a training shard panicked"))
-            .collect()
-    });
-    let mut acc = burn::optim::GradientsAccumulator::new();
-    let (mut loss_value, mut correct) = (0.0f32, 0u64);
-    for (grads, l, c) in parts {
-        acc.accumulate(&model, grads);
-        loss_value += l;
-        correct += c;
-    }
-    (optim.step(lr, model, acc.grads()), loss_value, correct)
+    let (grads, loss_value, correct) =
+        crate::shards::sharded_grads(&model, &device, b, shards, |m, r| {
+            let t = teacher_targets.clone().map(|t| t.slice(r.clone()));
+            batch_loss(
+                m,
+                inputs.clone().slice(r.clone()),
+                targets.clone().slice(r),
+                t,
+                label_smoothing,
+            )
+        });
+    (optim.step(lr, model, grads), loss_value, correct)
 }
 
 struct Teacher {
