@@ -360,6 +360,15 @@ pub fn train_with_hook(
 ) -> Result<TrainOutcome, TrainingError> {
     cfg.validate()?;
     model_cfg.validate()?;
+    if cfg.batch_shards > 1 && model_cfg.dropout > 0.0 {
+        // the shards would draw their dropout masks from the backend's one generator in
+        // whatever order their threads run: not reproducible from the seed
+        return Err(TrainingError::InvalidConfig(format!(
+            "`batch_shards` {} needs the model's `dropout` at 0 (it is {}): dropout masks drawn \
+             on several threads would not be reproducible; use batch_shards: 1",
+            cfg.batch_shards, model_cfg.dropout
+        )));
+    }
     check_data(model_cfg, data)?;
     std::fs::create_dir_all(out).map_err(|e| TrainingError::io(out, e))?;
 

@@ -242,6 +242,26 @@ fn bad_configs_and_mismatched_data_are_clear_errors() {
         ..trainer(2)
     });
     assert!(err.contains("batch_shards"), "{err}");
+    let err = train(
+        &KwtConfig {
+            dropout: 0.1,
+            ..model()
+        },
+        &TrainerConfig {
+            batch_shards: 2,
+            ..trainer(2)
+        },
+        &splits(),
+        dir.path(),
+        &device,
+        &TrainOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("batch_shards") && err.contains("dropout"),
+        "{err}"
+    );
 
     let mut wrong = model();
     wrong.features = 9;
