@@ -1156,8 +1156,9 @@ static void nas_rows_any(const void *a, int32_t a_u8, const int8_t *b, size_t bs
     }
 #endif
     if (len < 4 && m.fast) {
-        /* short rows (ECGFormer's P = 2): no SIMD step to amortize a 4-row block over, so one
-         * row at a time with the (at most 3) elements of a held in registers */
+        /* short rows (P = 1 or 3, or uint8 a; int8 P = 2 takes nas_rows_len2): no SIMD step
+         * to amortize a 4-row block over, so one row at a time with the (at most 3) elements
+         * of a held in registers */
         const int32_t a0 = a_u8 ? au[0] : as[0];
         const int32_t a1 = len > 1 ? (a_u8 ? au[1] : as[1]) : 0;
         const int32_t a2 = len > 2 ? (a_u8 ? au[2] : as[2]) : 0;

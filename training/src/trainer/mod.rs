@@ -236,11 +236,8 @@ fn batch_loss(
 /// KWT Eq. 6), backward, AdamW update. Returns the updated model, the loss and how many
 /// samples of the batch the model classified correctly before the update.
 ///
-/// With `shards` > 1 the batch is split into that many parts whose forward and backward
-/// passes run on their own threads (Burn's CPU backends run most of a step on one core): each
-/// shard's loss is weighted by its share of the batch and the gradients are summed in shard
-/// order, so the result depends on `shards` (float rounding, as any batch split) but not on
-/// the number of threads or their timing.
+/// With `shards` > 1 the batch is trained in that many parts on their own threads
+/// ([`crate::shards::sharded_grads`]).
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_step(
     model: Kwt,
