@@ -90,6 +90,7 @@ pub fn estimate(graph: &Graph, target: &Target) -> Result<Estimate, CostError> {
             let deploy = Deploy {
                 requant: graph.requant,
                 softmax_lut: graph.softmax_lut,
+                operand_tiles: graph.operand_tiles && target.has_dsp(),
             };
             op_cost(op, target.l1_bytes, deploy)
         })

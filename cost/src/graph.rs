@@ -97,7 +97,8 @@ pub enum OpKind {
     Attention(AttentionSpec),
     /// The exporter's depth-first fused attention core without its projections: inputs Q, K,
     /// V (`seq x heads*proj` each), output `softmax(Q K^T) V` (`seq x heads*proj`), one query
-    /// row and head at a time, so its only scratch is one int8 row of `seq` scores.
+    /// row and head at a time (with operand tiles: 4 rows), so its scratch is one int8 row of
+    /// `seq` scores (with operand tiles, [`crate::ops::attention_scratch_bytes`]).
     AttentionCore {
         seq: usize,
         heads: usize,
@@ -147,9 +148,19 @@ pub struct Graph {
     /// [`crate::ops::SOFTMAX_LUT_BYTES`] in flash (the exporter's default).
     #[serde(default = "default_softmax_lut")]
     pub softmax_lut: bool,
+    /// The Cortex-M DSP kernels' operand tiles are planned in the arena (the exporter's
+    /// default); only on targets whose core has the DSP extension ([`Target::has_dsp`]).
+    ///
+    /// [`Target::has_dsp`]: crate::target::Target::has_dsp
+    #[serde(default = "default_operand_tiles")]
+    pub operand_tiles: bool,
 }
 
 fn default_softmax_lut() -> bool {
+    true
+}
+
+fn default_operand_tiles() -> bool {
     true
 }
 
@@ -497,8 +508,15 @@ impl GraphBuilder {
                 ops: Vec::new(),
                 requant: RequantGranularity::PerTensor,
                 softmax_lut: true,
+                operand_tiles: true,
             },
         }
+    }
+
+    /// Sets whether the DSP kernels' operand tiles are planned (where the target has DSP).
+    pub fn operand_tiles(&mut self, on: bool) -> &mut Self {
+        self.graph.operand_tiles = on;
+        self
     }
 
     /// Sets whether softmaxes use the exponent table.

@@ -127,12 +127,50 @@ pub fn wrl_row(seq: usize) -> usize {
     }
 }
 
-/// How the deployed model stores its constants (the graph-wide settings of
-/// [`crate::graph::Graph`]); the default is the exporter's default.
+/// Arena bytes of a dense Linear's operand tile (the runtime's
+/// `nas_linear_s8_get_buffer_size`): 4 input rows extended to int16 lanes, which the Cortex-M
+/// DSP kernel reads against every weight row once; only where it is used (4 rows or more, the
+/// input width a multiple of 4).
+pub fn linear_tile_bytes(rows: usize, in_features: usize) -> u64 {
+    if rows >= 4 && in_features > 0 && in_features.is_multiple_of(4) {
+        8 * in_features as u64
+    } else {
+        0
+    }
+}
+
+/// Whether the depth-first fused attention core runs with operand tiles (the generator's
+/// `tiled` flag): tiles planned, the `q . k` reduction `inner` a multiple of 4 (ECGFormer's
+/// P = 2 keeps its own two-scores-per-step loop: tiling only its probabilities saved 1 % of
+/// the stage's modelled M7 cycles and cost the M4 5 %), and 16 keys or more (the tiles pad the
+/// keys to a multiple of 4: at most 3/16 wasted work; fewer keys amortize the tiling poorly).
+pub fn attention_tiled(keys: usize, inner: usize, tiles: bool) -> bool {
+    tiles && inner > 0 && inner.is_multiple_of(4) && keys >= 16
+}
+
+/// Arena scratch of the depth-first fused attention core (the runtime's
+/// `nas_attention_s8_get_buffer_size`): one int8 row of `keys` scores; when
+/// [`attention_tiled`], the row rounded up to a word, 4 rows of probabilities and one head's
+/// keys, extended to int16 lanes.
+pub fn attention_scratch_bytes(keys: usize, inner: usize, tiles: bool) -> u64 {
+    let kp = keys.next_multiple_of(4) as u64;
+    if attention_tiled(keys, inner, tiles) {
+        kp + 8 * kp + 2 * kp * inner as u64
+    } else {
+        keys as u64
+    }
+}
+
+/// How the deployed model stores its constants and which kernel buffers it plans (the
+/// graph-wide settings of [`crate::graph::Graph`], resolved against the target); the default
+/// is the exporter's default for a Cortex-M target with the DSP extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deploy {
     pub requant: RequantGranularity,
     pub softmax_lut: bool,
+    /// The DSP kernels' operand tiles ([`linear_tile_bytes`], [`attention_scratch_bytes`]) are
+    /// planned in the arena.
+    pub operand_tiles: bool,
 }
 
 impl Default for Deploy {
@@ -140,6 +178,7 @@ impl Default for Deploy {
         Deploy {
             requant: RequantGranularity::PerTensor,
             softmax_lut: true,
+            operand_tiles: true,
         }
     }
 }
@@ -199,7 +238,11 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 weight_bytes: wb + 4 * v(out_features) + rq(out_features),
                 sparse_coded: coded,
                 output_bytes: out,
-                scratch_bytes: 0,
+                scratch_bytes: if deploy.operand_tiles && !coded {
+                    linear_tile_bytes(tokens, in_features)
+                } else {
+                    0
+                },
                 class: if coded {
                     KernelClass::SparseLinear
                 } else {
@@ -298,7 +341,11 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 weight_bytes: wb + 4 * v(cout) + rq(cout),
                 sparse_coded: coded,
                 output_bytes: out,
-                scratch_bytes: 0,
+                scratch_bytes: if pointwise && deploy.operand_tiles && !coded {
+                    linear_tile_bytes((out / v(cout.max(1))) as usize, cin)
+                } else {
+                    0
+                },
                 class,
                 work: vec![(work, macs), (Work::Requant, out)],
             }
@@ -373,7 +420,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 weight_bytes: lut,
                 sparse_coded: false,
                 output_bytes: out,
-                scratch_bytes: v(seq),
+                scratch_bytes: attention_scratch_bytes(seq, proj, deploy.operand_tiles),
                 class: KernelClass::Attention,
                 work: vec![
                     (Work::MatMulMac, macs),

@@ -173,6 +173,22 @@ impl Target {
         self.compute_cores.unwrap_or(self.cores)
     }
 
+    /// Whether the core has the Armv7E-M / Armv8-M DSP extension (SXTB16, SMLAD) that the
+    /// runtime's operand tiles serve: Cortex-M4, M7, M33, M35P, M55, M85.
+    pub fn has_dsp(&self) -> bool {
+        let core = self.core.to_ascii_lowercase();
+        [
+            "cortex-m4",
+            "cortex-m7",
+            "cortex-m33",
+            "cortex-m35p",
+            "cortex-m55",
+            "cortex-m85",
+        ]
+        .iter()
+        .any(|c| core == *c)
+    }
+
     /// Parse a RON string; `origin` names the source in errors.
     pub fn from_ron_str(text: &str, origin: &Path) -> Result<Target, CostError> {
         let t: Target = ron::from_str(text).map_err(|source| CostError::TargetParse {

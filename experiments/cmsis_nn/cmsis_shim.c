@@ -53,7 +53,9 @@ static void cmsis_fc(const int8_t *x, int32_t rows, int32_t in_f, const int8_t *
 }
 
 void cmsis_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
-                     const nas_requant *rq, const nas_linear_dims *d, int8_t *y) {
+                     const nas_requant *rq, const nas_linear_dims *d, int8_t *y,
+                     int32_t *tile) {
+    (void)tile; /* the runtime's operand tile: CMSIS-NN extends its operands itself */
     if (rq->per_channel) {
         abort(); /* the attention stages are quantized per tensor */
     }

@@ -207,6 +207,235 @@ static inline void nas_dot_2x4_s8(const int8_t *a, size_t as, const int8_t *b, s
 }
 #endif
 
+#if NAS_USE_DSP
+/* ---- operand tiles (Cortex-M DSP) ----
+ * An operand that many dot products share is extended to int16 lanes once, four rows
+ * interleaved: group g (bytes 4g..4g+3) of rows 4j..4j+3 is 8 words, for each row c the SXTB16
+ * (or UXTB16) of its word (bytes 0 and 2) then of its word ROR 8 (bytes 1 and 3). The inner
+ * loop then extends only the streamed operand: 2 extends per 16 MACs instead of 10, and the
+ * tile's 8 words per step load beside the 8 SMLADs (modelled Cortex-M7: 10 cycles per 16 MACs
+ * instead of 15). Used by Linear (4 input rows at a time: nas_linear_s8_get_buffer_size) and
+ * the fused attention (its keys, and 4 rows of probabilities). */
+
+/* The tile helpers that Linear and the fused attention share are inlined into each (one copy
+ * per caller: also keeps the instruction-count benchmark's per-function classes apart). */
+#define NAS_INLINE_ALWAYS static inline __attribute__((always_inline))
+
+/* rows [0, count) of x (row stride xs, n bytes each, n % 4 == 0) as ceil(count / 4) tile
+ * blocks of 2 n words; rows past count are zero */
+NAS_INLINE_ALWAYS void nas_tile_s8(const int8_t *x, size_t xs, int32_t count, int32_t n,
+                                   int32_t *tile) {
+    int32_t j, g, c;
+    for (j = 0; j < count; j += 4) {
+        for (g = 0; g < n; g += 4) {
+            for (c = 0; c < 4; c++) {
+                const uint32_t w =
+                    j + c < count ? nas_load32(x + (size_t)(j + c) * xs + (size_t)g) : 0;
+                *tile++ = __sxtb16((int8x4_t)w);
+                *tile++ = nas_sxtb16_odd(w);
+            }
+        }
+    }
+}
+
+/* one uint8 row (n4 bytes, a multiple of 4) into row `slot` (0..3) of a one-block tile */
+static void nas_tile_slot_u8(const uint8_t *r, int32_t n4, int32_t slot, int32_t *tile) {
+    int32_t g;
+    tile += 2 * slot;
+    for (g = 0; g < n4; g += 4, tile += 8) {
+        const uint32_t w = nas_load32(r + g);
+        tile[0] = (int32_t)__uxtb16(w);
+        tile[1] = nas_uxtb16_odd(w);
+    }
+}
+
+/* The dot product's instruction order: NAS_TILE_DUAL_ISSUE 1 pairs every load with a MAC (the
+ * Cortex-M7 issues both in one cycle), 0 runs the loads back to back (the single-issue M4
+ * pipelines consecutive loads: N loads in N + 1 cycles, 2 each otherwise). Same sums either
+ * way. Default: 1 where the FPU has double precision (only the M7 among Armv7E-M cores);
+ * define it to choose. */
+#ifndef NAS_TILE_DUAL_ISSUE
+#if defined(__ARM_FP) && (__ARM_FP & 8)
+#define NAS_TILE_DUAL_ISSUE 1
+#else
+#define NAS_TILE_DUAL_ISSUE 0
+#endif
+#endif
+
+#if defined(__OPTIMIZE__) && NAS_TILE_DUAL_ISSUE
+/* acc[c] += a . row c of one tile block over n4 > 0 bytes of a (a multiple of 4). Software
+ * pipelined for the M7's dual issue: each SMLAD issues beside the load of a word it needs two
+ * steps later, the next word of a is loaded and extended during the last four SMLADs; the last
+ * step is peeled so that nothing past a or the block is read. 13 registers and lr. */
+static inline void nas_dot_1x4_tile(const int8_t *a, const int32_t *b, int32_t n4,
+                                    int32_t *acc) {
+    const int8_t *end = a + n4;
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    uint32_t xe, xo, w0, w1, w2, w3;
+#define NAS_TILE_STEP_HEAD                                                                     \
+    "ldr %[w2], [%[b], #8]\n\t"                                                                \
+    "smlad %[s0], %[xe], %[w0], %[s0]\n\t"                                                     \
+    "ldr %[w3], [%[b], #12]\n\t"                                                               \
+    "smlad %[s0], %[xo], %[w1], %[s0]\n\t"                                                     \
+    "ldr %[w0], [%[b], #16]\n\t"                                                               \
+    "smlad %[s1], %[xe], %[w2], %[s1]\n\t"                                                     \
+    "ldr %[w1], [%[b], #20]\n\t"                                                               \
+    "smlad %[s1], %[xo], %[w3], %[s1]\n\t"                                                     \
+    "ldr %[w2], [%[b], #24]\n\t"                                                               \
+    "smlad %[s2], %[xe], %[w0], %[s2]\n\t"                                                     \
+    "ldr %[w3], [%[b], #28]\n\t"                                                               \
+    "smlad %[s2], %[xo], %[w1], %[s2]\n\t"
+    __asm__ volatile("ldr lr, [%[a]], #4\n\t"
+                     "ldr %[w0], [%[b], #0]\n\t"
+                     "ldr %[w1], [%[b], #4]\n\t"
+                     "sxtb16 %[xe], lr\n\t"
+                     "sxtb16 %[xo], lr, ror #8\n\t"
+                     "cmp %[a], %[end]\n\t"
+                     "beq 2f\n\t"
+                     "1:\n\t" NAS_TILE_STEP_HEAD "ldr lr, [%[a]], #4\n\t"
+                     "smlad %[s3], %[xe], %[w2], %[s3]\n\t"
+                     "ldr %[w1], [%[b], #36]\n\t"
+                     "smlad %[s3], %[xo], %[w3], %[s3]\n\t"
+                     "sxtb16 %[xe], lr\n\t"
+                     "ldr %[w0], [%[b], #32]!\n\t"
+                     "sxtb16 %[xo], lr, ror #8\n\t"
+                     "cmp %[a], %[end]\n\t"
+                     "bne 1b\n\t"
+                     "2:\n\t" NAS_TILE_STEP_HEAD "smlad %[s3], %[xe], %[w2], %[s3]\n\t"
+                     "smlad %[s3], %[xo], %[w3], %[s3]\n\t"
+                     : [s0] "+&r"(s0), [s1] "+&r"(s1), [s2] "+&r"(s2), [s3] "+&r"(s3), [a] "+&r"(a),
+                       [b] "+&r"(b), [xe] "=&r"(xe), [xo] "=&r"(xo), [w0] "=&r"(w0),
+                       [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
+                     : [end] "r"(end)
+                     : "cc", "memory", "lr");
+#undef NAS_TILE_STEP_HEAD
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+#elif defined(__OPTIMIZE__)
+/* The same for single-issue cores (NAS_TILE_DUAL_ISSUE 0): per step the word of a and the
+ * tile's first 4 words back to back, the extends, 4 SMLADs, the next 4 words, 4 SMLADs. */
+static inline void nas_dot_1x4_tile(const int8_t *a, const int32_t *b, int32_t n4,
+                                    int32_t *acc) {
+    const int8_t *end = a + n4;
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    uint32_t xe, xo, w0, w1, w2, w3;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[xo], [%[a]], #4\n\t"
+                     "ldr %[w0], [%[b], #0]\n\t"
+                     "ldr %[w1], [%[b], #4]\n\t"
+                     "ldr %[w2], [%[b], #8]\n\t"
+                     "ldr %[w3], [%[b], #12]\n\t"
+                     "sxtb16 %[xe], %[xo]\n\t"
+                     "sxtb16 %[xo], %[xo], ror #8\n\t"
+                     "smlad %[s0], %[xe], %[w0], %[s0]\n\t"
+                     "smlad %[s0], %[xo], %[w1], %[s0]\n\t"
+                     "smlad %[s1], %[xe], %[w2], %[s1]\n\t"
+                     "smlad %[s1], %[xo], %[w3], %[s1]\n\t"
+                     "ldr %[w0], [%[b], #16]\n\t"
+                     "ldr %[w1], [%[b], #20]\n\t"
+                     "ldr %[w2], [%[b], #24]\n\t"
+                     "ldr %[w3], [%[b], #28]\n\t"
+                     "add %[b], %[b], #32\n\t"
+                     "smlad %[s2], %[xe], %[w0], %[s2]\n\t"
+                     "smlad %[s2], %[xo], %[w1], %[s2]\n\t"
+                     "smlad %[s3], %[xe], %[w2], %[s3]\n\t"
+                     "smlad %[s3], %[xo], %[w3], %[s3]\n\t"
+                     "cmp %[a], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [s0] "+&r"(s0), [s1] "+&r"(s1), [s2] "+&r"(s2), [s3] "+&r"(s3), [a] "+&r"(a),
+                       [b] "+&r"(b), [xe] "=&r"(xe), [xo] "=&r"(xo), [w0] "=&r"(w0),
+                       [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
+                     : [end] "r"(end)
+                     : "cc", "memory");
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+#else
+/* -O0 (too few registers for the assembly loop): the same sums by intrinsics */
+static inline void nas_dot_1x4_tile(const int8_t *a, const int32_t *b, int32_t n4,
+                                    int32_t *acc) {
+    int32_t i, c;
+    for (i = 0; i < n4; i += 4, b += 8) {
+        const uint32_t w = nas_load32(a + i);
+        const int32_t xe = __sxtb16((int8x4_t)w), xo = nas_sxtb16_odd(w);
+        for (c = 0; c < 4; c++) {
+            acc[c] = __smlad((int16x2_t)xe, (int16x2_t)b[2 * c], acc[c]);
+            acc[c] = __smlad((int16x2_t)xo, (int16x2_t)b[2 * c + 1], acc[c]);
+        }
+    }
+}
+#endif
+
+/* Requantizes 4 sums and stores them ys_r apart from y (per-tensor prepared form). In
+ * assembly: GCC 12 reloads ys_r from the stack just before each register-offset store, and
+ * the M7 then waits 3 cycles per store for the address. */
+static inline void nas_store4(int32_t s0, int32_t s1, int32_t s2, int32_t s3, int32_t m,
+                              int32_t rh, int32_t sh, int8_t *y, size_t ys_r) {
+#if defined(__OPTIMIZE__) /* (-O0's frame pointer leaves too few registers) */
+    int8_t *t;
+    __asm__ volatile("smmla %[s0], %[s0], %[m], %[rh]\n\t"
+                     "smmla %[s1], %[s1], %[m], %[rh]\n\t"
+                     "asr %[s0], %[s0], %[sh]\n\t"
+                     "smmla %[s2], %[s2], %[m], %[rh]\n\t"
+                     "asr %[s1], %[s1], %[sh]\n\t"
+                     "smmla %[s3], %[s3], %[m], %[rh]\n\t"
+                     "ssat %[s0], #8, %[s0]\n\t"
+                     "asr %[s2], %[s2], %[sh]\n\t"
+                     "ssat %[s1], #8, %[s1]\n\t"
+                     "asr %[s3], %[s3], %[sh]\n\t"
+                     "strb %[s0], [%[y]]\n\t"
+                     "ssat %[s2], #8, %[s2]\n\t"
+                     "strb %[s1], [%[y], %[r]]\n\t"
+                     "add %[t], %[y], %[r], lsl #1\n\t"
+                     "ssat %[s3], #8, %[s3]\n\t"
+                     "strb %[s2], [%[t]]\n\t"
+                     "strb %[s3], [%[t], %[r]]\n\t"
+                     : [s0] "+&r"(s0), [s1] "+&r"(s1), [s2] "+&r"(s2), [s3] "+&r"(s3),
+                       [t] "=&r"(t)
+                     : [m] "r"(m), [rh] "r"(rh), [sh] "r"(sh), [y] "r"(y), [r] "r"(ys_r)
+                     : "memory");
+#else
+    y[0] = nas_rq_fast(s0, m, rh, sh);
+    y[ys_r] = nas_rq_fast(s1, m, rh, sh);
+    y[2 * ys_r] = nas_rq_fast(s2, m, rh, sh);
+    y[3 * ys_r] = nas_rq_fast(s3, m, rh, sh);
+#endif
+}
+
+/* `count` streamed rows a_i = a + i as (n4 bytes each) against one tile block of 4 rows:
+ * y[c ys_r + i ys_o] = requant(bias[i] + a_i . tile row c) (bias NULL: 0) for the first g <= 4
+ * tile rows, with the prepared per-tensor (s >= 33) requantization. */
+NAS_INLINE_ALWAYS void nas_tile_outputs(const int32_t *tile, const int8_t *a, size_t as,
+                                        int32_t n4, int32_t count, const int32_t *bias,
+                                        const nas_rq_prep *rq, int32_t g, int8_t *y,
+                                        size_t ys_r, size_t ys_o) {
+    const int32_t m = rq->d.m, rh = rq->round_hi, sh = rq->shift_hi;
+    int32_t i, c;
+    if (g == 4) {
+        for (i = count; i > 0; i--, a += as, y += ys_o) {
+            const int32_t b0 = bias ? *bias++ : 0;
+            int32_t acc[4] = {b0, b0, b0, b0};
+            nas_dot_1x4_tile(a, tile, n4, acc);
+            nas_store4(acc[0], acc[1], acc[2], acc[3], m, rh, sh, y, ys_r);
+        }
+        return;
+    }
+    for (i = count; i > 0; i--, a += as, y += ys_o) {
+        const int32_t b0 = bias ? *bias++ : 0;
+        int32_t acc[4] = {b0, b0, b0, b0};
+        nas_dot_1x4_tile(a, tile, n4, acc);
+        for (c = 0; c < g; c++) {
+            y[(size_t)c * ys_r] = nas_rq_fast(acc[c], m, rh, sh);
+        }
+    }
+}
+#endif
+
 static inline nas_dyadic nas_rq_get(const nas_requant *rq, int32_t c) {
     return rq->per_channel ? rq->mult[c] : rq->mult[0];
 }
@@ -253,7 +482,7 @@ int32_t nas_iexp_eval(const nas_iexp *e, int32_t q) {
  * x 1 row (DSP, where 8 accumulators plus the SIMD operands exceed the 13 usable registers). */
 static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
                               const nas_requant *rq, const nas_linear_dims *d, int8_t *y,
-                              size_t ys_r, size_t ys_o) {
+                              size_t ys_r, size_t ys_o, int32_t *tile) {
     const size_t in_f = (size_t)d->in_f;
     const int32_t out_f = d->out_f, rows = d->rows;
     const int32_t o4 = out_f & ~3;
@@ -261,7 +490,28 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
     const nas_rq_prep one = nas_rq_prepare(rq->mult[0]);
     const int32_t fast = !rq->per_channel && one.fast;
     int32_t r = 0, o, c;
-#if !NAS_USE_DSP
+#if NAS_USE_DSP
+    if (tile && rows >= 4 && in_f > 0 && (in_f & 3) == 0) {
+        /* 4 input rows tiled, then every weight row read once for the 4 (the rest below) */
+        for (; r + 4 <= rows; r += 4) {
+            int8_t *yr = y + (size_t)r * ys_r;
+            nas_tile_s8(x + (size_t)r * in_f, in_f, 4, d->in_f, tile);
+            if (fast) {
+                nas_tile_outputs(tile, w, in_f, d->in_f, out_f, bias, &one, 4, yr, ys_r, ys_o);
+                continue;
+            }
+            for (o = 0; o < out_f; o++) {
+                const nas_rq_prep m = rq->per_channel ? nas_rq_prepare(rq->mult[o]) : one;
+                int32_t acc[4] = {bias[o], bias[o], bias[o], bias[o]};
+                nas_dot_1x4_tile(w + (size_t)o * in_f, tile, d->in_f, acc);
+                for (c = 0; c < 4; c++) {
+                    yr[(size_t)c * ys_r + (size_t)o * ys_o] = nas_rq_apply(acc[c], &m);
+                }
+            }
+        }
+    }
+#else
+    (void)tile;
     for (; r + 2 <= rows; r += 2) {
         const int8_t *xr = x + (size_t)r * in_f;
         int8_t *y0 = y + (size_t)r * ys_r, *y1 = y0 + ys_r;
@@ -350,15 +600,15 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
 
 /* quant::kernels::linear (Input-Reuse layout: y [rows, out_f]). */
 void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
-                   const nas_requant *rq, const nas_linear_dims *d, int8_t *y) {
-    nas_linear_any_s8(x, w, bias, rq, d, y, (size_t)d->out_f, 1);
+                   const nas_requant *rq, const nas_linear_dims *d, int8_t *y, int32_t *tile) {
+    nas_linear_any_s8(x, w, bias, rq, d, y, (size_t)d->out_f, 1, tile);
 }
 
 /* quant::kernels::linear, output transposed (Weight-Reuse layout: y [out_f, y_row]). */
 void nas_linear_wrl_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
                        const nas_requant *rq, const nas_linear_dims *d, int32_t y_row,
-                       int8_t *y) {
-    nas_linear_any_s8(x, w, bias, rq, d, y, 1, (size_t)y_row);
+                       int8_t *y, int32_t *tile) {
+    nas_linear_any_s8(x, w, bias, rq, d, y, 1, (size_t)y_row, tile);
 }
 
 /* quant::kernels::matmul */
@@ -1017,12 +1267,12 @@ static inline int32_t nas_dot2_s8(int32_t ap, const int8_t *b) {
 
 #if defined(__OPTIMIZE__) /* (-O0's frame pointer leaves too few registers) */
 /* pairs >= 1 steps of nas_row_times_rows' P = 2 loop (rows b_c = b + c bs, two per step): the
- * two scores' load -> extend -> SMUAD -> SMULL -> round -> shift -> SSAT chains interleaved by
- * hand (GCC 12 runs one chain after the other, and the in-order M7 then waits at every step);
- * nas_rq_fast with the prepared (s >= 33) requantization. */
+ * two scores' load -> extend -> SMUAD -> SMMLA (high word + rounding) -> shift -> SSAT chains
+ * interleaved by hand (GCC 12 runs one chain after the other, and the in-order M7 then waits at
+ * every step); nas_rq_fast with the prepared (s >= 33) requantization. */
 static void nas_rows2_dsp(int32_t ap, const int8_t *b, size_t bs, int32_t pairs,
                           const nas_rq_prep *rq, int8_t *out, size_t os) {
-    uint32_t t0, t1, lo;
+    uint32_t t0, t1;
     const int32_t m = rq->d.m, rnd = rq->round_hi, sh = rq->shift_hi;
     __asm__ volatile("1:\n\t"
                      "ldrh %[t0], [%[b]]\n\t"
@@ -1034,10 +1284,8 @@ static void nas_rows2_dsp(int32_t ap, const int8_t *b, size_t bs, int32_t pairs,
                      "sxtb16 %[t1], %[t1]\n\t"
                      "smuad %[t0], %[ap], %[t0]\n\t"
                      "smuad %[t1], %[ap], %[t1]\n\t"
-                     "smull %[lo], %[t0], %[m], %[t0]\n\t"
-                     "smull %[lo], %[t1], %[m], %[t1]\n\t"
-                     "add %[t0], %[t0], %[rnd]\n\t"
-                     "add %[t1], %[t1], %[rnd]\n\t"
+                     "smmla %[t0], %[t0], %[m], %[rnd]\n\t"
+                     "smmla %[t1], %[t1], %[m], %[rnd]\n\t"
                      "asr %[t0], %[t0], %[sh]\n\t"
                      "asr %[t1], %[t1], %[sh]\n\t"
                      "ssat %[t0], #8, %[t0]\n\t"
@@ -1047,8 +1295,8 @@ static void nas_rows2_dsp(int32_t ap, const int8_t *b, size_t bs, int32_t pairs,
                      "strb %[t1], [%[o], %[os]]\n\t"
                      "add %[o], %[o], %[os], lsl #1\n\t"
                      "bne 1b\n\t"
-                     : [b] "+r"(b), [o] "+r"(out), [pairs] "+r"(pairs), [t0] "=&r"(t0),
-                       [t1] "=&r"(t1), [lo] "=&r"(lo)
+                     : [b] "+&r"(b), [o] "+&r"(out), [pairs] "+&r"(pairs), [t0] "=&r"(t0),
+                       [t1] "=&r"(t1)
                      : [bs] "r"(bs), [os] "r"(os), [ap] "r"(ap), [m] "r"(m), [rnd] "r"(rnd),
                        [sh] "r"(sh)
                      : "cc", "memory");
@@ -1220,6 +1468,97 @@ static inline void nas_row_times_rows(const void *a, int32_t a_u8, const int8_t 
     nas_rows_any(a, a_u8, b, bs, len, n, rq, out, os);
 }
 
+#if NAS_USE_DSP
+/* One query row a (n4 bytes) against `count` tiled keys: out[t] = requant(a . key t). */
+static void nas_tile_scores(const int8_t *a, const int32_t *tile, int32_t n4, int32_t count,
+                            const nas_rq_prep *rq, int8_t *out) {
+    const int32_t m = rq->d.m, rh = rq->round_hi, sh = rq->shift_hi;
+    int32_t t = 0, c;
+    for (; t + 4 <= count; t += 4, tile += 2 * n4) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        nas_dot_1x4_tile(a, tile, n4, acc);
+        out[t] = nas_rq_fast(acc[0], m, rh, sh);
+        out[t + 1] = nas_rq_fast(acc[1], m, rh, sh);
+        out[t + 2] = nas_rq_fast(acc[2], m, rh, sh);
+        out[t + 3] = nas_rq_fast(acc[3], m, rh, sh);
+    }
+    if (t < count) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        nas_dot_1x4_tile(a, tile, n4, acc);
+        for (c = 0; t + c < count; c++) {
+            out[t + c] = nas_rq_fast(acc[c], m, rh, sh);
+        }
+    }
+}
+
+/* The fused attention with operand tiles (nas_attention_s8 checked the conditions): per head,
+ * its keys tiled once (FWSA: once for all heads); per group of 4 query rows, each row's scores
+ * and softmax, the 4 probability rows tiled (zero past the keys and past the group), then each
+ * V^T row of the head against that tile: 4 output rows per V^T row read. Scratch: a row of
+ * kp = keys rounded up to 4 bytes, the probability tile (8 kp bytes), the key tile
+ * (2 kp inner bytes); the generator sets `tiled` only where that pays (inner a multiple of 4,
+ * 16 keys or more). */
+static void nas_attention_tiled(const int8_t *q, const int8_t *k, const int8_t *v,
+                                const nas_attention_params *p, const nas_rq_prep *score_rq,
+                                const nas_rq_prep *out_rq, int8_t *scratch, int8_t *out) {
+    /* locals: the int8 stores below may alias *p as far as C knows */
+    const int32_t heads = p->heads, rows = p->rows, keys = p->keys, inner = p->inner;
+    const int32_t kp = (keys + 3) & ~3, v_inner = p->v_inner;
+    const nas_strides qs = p->q, ks = p->k, vs = p->v, os = p->out;
+    uint8_t *row = (uint8_t *)scratch;
+    int32_t *ptile = (int32_t *)(void *)(scratch + kp);
+    int32_t *ktile = ptile + 2 * kp;
+    /* keys tiled for the prepared requantization (else the general row loop) */
+    const int32_t kt = (inner & 3) == 0 && score_rq->fast;
+    int32_t h, s, i, t;
+    for (h = 0; h < heads; h++) {
+        const int8_t *kh = k + (size_t)h * (size_t)ks.head;
+        if (kt && (h == 0 || ks.head != 0)) {
+            nas_tile_s8(kh, (size_t)ks.row, keys, inner, ktile);
+        }
+        for (s = 0; s < rows; s += 4) {
+            const int32_t g = rows - s < 4 ? rows - s : 4;
+            for (i = 0; i < 4; i++) {
+                if (i < g) {
+                    const int8_t *qr =
+                        q + (size_t)h * (size_t)qs.head + (size_t)(s + i) * (size_t)qs.row;
+                    if (kt) {
+                        nas_tile_scores(qr, ktile, inner, keys, score_rq, (int8_t *)row);
+                    } else {
+                        nas_row_times_rows(qr, 0, kh, (size_t)ks.row, inner, keys, score_rq,
+                                           (int8_t *)row, 1);
+                    }
+                    nas_softmax_row((const int8_t *)row, &p->softmax, row, 0);
+                    for (t = keys; t < kp; t++) {
+                        row[t] = 0;
+                    }
+                } else if (i == g) {
+                    memset(row, 0, (size_t)kp);
+                }
+                nas_tile_slot_u8(row, kp, i, ptile);
+            }
+            {
+                /* V^T rows read kp bytes: past `keys` times zero probabilities. Rows shorter
+                 * than kp read into the next row; the head's last row is copied into the
+                 * (free) score row instead, so nothing past V is read. */
+                const int8_t *vh = v + (size_t)h * (size_t)vs.head;
+                int8_t *oh = out + (size_t)h * (size_t)os.head + (size_t)s * (size_t)os.row;
+                const int32_t direct = vs.inner >= kp ? v_inner : v_inner - 1;
+                nas_tile_outputs(ptile, vh, (size_t)vs.inner, kp, direct, NULL, out_rq, g, oh,
+                                 (size_t)os.row, (size_t)os.inner);
+                if (direct < v_inner) {
+                    memcpy(row, vh + (size_t)direct * (size_t)vs.inner, (size_t)keys);
+                    memset(row + keys, 0, (size_t)(kp - keys));
+                    nas_tile_outputs(ptile, (const int8_t *)row, 0, kp, 1, NULL, out_rq, g,
+                                     oh + (size_t)direct * (size_t)os.inner, (size_t)os.row,
+                                     (size_t)os.inner);
+                }
+            }
+        }
+    }
+}
+#endif
+
 void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
                       const nas_attention_params *p, int8_t *scratch, int8_t *out) {
     int32_t s, h, t, j;
@@ -1231,6 +1570,12 @@ void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
     const nas_rq_prep score_rq = nas_rq_prepare(p->score_rq), out_rq = nas_rq_prepare(p->out_rq);
     /* the row of probabilities, uint8 in the scores' place */
     uint8_t *probs = (uint8_t *)scratch;
+#if NAS_USE_DSP
+    if (p->tiled && qk_rows && av_rows && p->inner > 0 && (p->inner & 3) == 0 && out_rq.fast) {
+        nas_attention_tiled(q, k, v, p, &score_rq, &out_rq, scratch, out);
+        return;
+    }
+#endif
     for (s = 0; s < p->rows; s++) {
         for (h = 0; h < p->heads; h++) {
             const int8_t *qr = q + (size_t)h * (size_t)p->q.head + (size_t)s * (size_t)p->q.row;

@@ -192,8 +192,15 @@ static inline nas_rq_prep nas_rq_prepare(nas_dyadic d) {
 
 /* The s >= 33 form alone: SMULL (high word), ADD, ASR, saturate. */
 static inline int8_t nas_rq_fast(int32_t acc, int32_t m, int32_t round_hi, int32_t shift_hi) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    /* SMMLA: round_hi + the high word of acc m, one instruction (GCC emits SMULL + ADD) */
+    int32_t hi;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(hi) : "r"(acc), "r"(m), "r"(round_hi));
+    return nas_sat8_32(nas_asr32(hi, shift_hi));
+#else
     int32_t hi = (int32_t)nas_asr64((int64_t)acc * (int64_t)m, 32);
     return nas_sat8_32(nas_asr32(hi + round_hi, shift_hi));
+#endif
 }
 
 static inline int8_t nas_rq_apply(int32_t acc, const nas_rq_prep *p) {
@@ -216,17 +223,27 @@ int32_t nas_iexp_eval(const nas_iexp *e, int32_t q);
 
 /* ---- kernels ---- */
 
-/* y[r, o] = requant_o(bias[o] + sum_i x[r, i] w[o, i]). */
+/* Bytes of the optional operand tile of nas_linear_s8 / nas_linear_wrl_s8: 4 input rows
+ * extended to int16 lanes (8 in_f bytes), used on Cortex-M cores with the DSP extension when
+ * there are 4 rows or more and in_f is a multiple of 4; 0 when it would not be used. */
+static inline int32_t nas_linear_s8_get_buffer_size(const nas_linear_dims *d) {
+    return d->rows >= 4 && d->in_f > 0 && d->in_f % 4 == 0 ? 8 * d->in_f : 0;
+}
+
+/* y[r, o] = requant_o(bias[o] + sum_i x[r, i] w[o, i]). `tile`: NULL, or a word-aligned buffer
+ * of nas_linear_s8_get_buffer_size(d) bytes that the DSP build uses to read every weight row
+ * once per 4 input rows (same results). */
 void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
-                   const nas_requant *rq, const nas_linear_dims *d, int8_t *y);
+                   const nas_requant *rq, const nas_linear_dims *d, int8_t *y, int32_t *tile);
 
 /* The same, output transposed: y[o * y_row + r] (Weight-Reuse layout, pulp-transformer 4.6.2:
  * the V projection written [H P, S] so that the fused attention's A V reads V^T rows). Rows
  * are y_row >= rows bytes apart: the exporter pads them to a word so that every V^T row
- * starts word aligned for the SIMD loads (the padding bytes are never written or read). */
+ * starts word aligned for the SIMD loads (the padding bytes are never written; the tiled
+ * attention reads them times zero probabilities). */
 void nas_linear_wrl_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
                        const nas_requant *rq, const nas_linear_dims *d, int32_t y_row,
-                       int8_t *y);
+                       int8_t *y, int32_t *tile);
 
 /* Batched a x b (or a x b^T), y = requant(sum_k (a + a_offset) b). */
 void nas_matmul_s8(const int8_t *a, const int8_t *b, const nas_matmul_dims *d,
@@ -308,10 +325,19 @@ typedef struct {
     nas_dyadic score_rq;
     nas_softmax_params softmax;
     nas_dyadic out_rq;
+    /* 1: the scratch also holds the operand tiles (nas_attention_s8_get_buffer_size) */
+    int32_t tiled;
 } nas_attention_params;
 
-/* Scratch bytes nas_attention_s8 needs (one row of scores, then of uint8 probabilities). */
+/* Scratch bytes nas_attention_s8 needs: one row of scores, then of uint8 probabilities; with
+ * `tiled` (the generator sets it only for inner a multiple of 4) also the operand tiles of the
+ * Cortex-M DSP build: 4 rows of probabilities and the keys of a head, extended to int16 lanes,
+ * keys rounded up to 4. */
 static inline int32_t nas_attention_s8_get_buffer_size(const nas_attention_params *p) {
+    const int32_t kp = (p->keys + 3) / 4 * 4;
+    if (p->tiled) {
+        return kp + 8 * kp + 2 * kp * p->inner;
+    }
     return p->keys;
 }
 
@@ -319,7 +345,9 @@ static inline int32_t nas_attention_s8_get_buffer_size(const nas_attention_param
  * row s and head h, one row of scores (q . k, requantized), its i-softmax in place as uint8
  * probabilities, then the output row (that row . v, unsigned x signed) - the H x S x S
  * attention matrix is never materialized. Bit-exact with MatMul -> Softmax -> MatMul of
- * quant's interpreter. `scratch` holds `keys` bytes. */
+ * quant's interpreter. `scratch` holds nas_attention_s8_get_buffer_size(p) bytes, word
+ * aligned. With `tiled` the DSP build runs H -> groups of 4 query rows instead, so that each
+ * V^T row read serves 4 output rows (same results; at most 4 rows of probabilities live). */
 void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
                       const nas_attention_params *p, int8_t *scratch, int8_t *out);
 

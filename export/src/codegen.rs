@@ -364,8 +364,13 @@ pub fn generate_with(
                 } else {
                     ("nas_linear_s8", String::new())
                 };
+                let tile = if coded {
+                    String::new()
+                } else {
+                    format!(", {}", tile_ptr(&plan, &node.name))
+                };
                 g.call(format!(
-                    "{f}({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y_row}{y})"
+                    "{f}({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y_row}{y}{tile})"
                 ));
             }
             Op::MatMul {
@@ -429,12 +434,15 @@ pub fn generate_with(
                         xs[2],
                         os[2]
                     ));
-                    let f = if coded {
-                        "nas_linear_rle_s8"
+                    let call = if coded {
+                        format!("nas_linear_rle_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})")
                     } else {
-                        "nas_linear_s8"
+                        format!(
+                            "nas_linear_s8({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y}, {})",
+                            tile_ptr(&plan, &node.name)
+                        )
                     };
-                    g.call(format!("{f}({x}, {p}_w, {p}_b, &{p}_rq, &{p}_d, {y})"));
+                    g.call(call);
                     continue;
                 }
                 g.param(format!(
@@ -684,6 +692,18 @@ pub fn generate_with(
     })
 }
 
+/// The operand tile of a node the runtime runs as a Linear: its arena scratch as an `int32_t *`,
+/// or `NULL` when the plan gave it none.
+fn tile_ptr(plan: &Int8Plan, node: &str) -> String {
+    plan.buffers
+        .iter()
+        .position(|b| b.name == format!("{node}.scratch"))
+        .map_or_else(
+            || "NULL".to_string(),
+            |b| format!("(int32_t *)(void *)(nas_arena.b + {})", plan.offsets[b]),
+        )
+}
+
 fn c_strides(v: &View) -> String {
     format!("{{{}, {}, {}}}", v.head, v.row, v.inner)
 }
@@ -709,7 +729,7 @@ fn emit_attention(
     let lut = g.softmax_lut(p, sm, opts.softmax_lut);
     g.param(format!(
         "static const nas_attention_params {p}_att = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, \
-         {{{}, {}, {{{}, {}, {}}}, {lut}}}, {}}};",
+         {{{}, {}, {{{}, {}, {}}}, {lut}}}, {}, {}}};",
         fa.heads,
         fa.rows,
         fa.keys,
@@ -725,7 +745,8 @@ fn emit_attention(
         sm.exp.q_ln2,
         sm.exp.q_b,
         sm.exp.q_c,
-        c_dyadic(fa.out_rq)
+        c_dyadic(fa.out_rq),
+        i32::from(fa.tiled)
     ));
     let scratch = plan
         .buffers

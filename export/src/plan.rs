@@ -8,8 +8,8 @@
 //!   planners as the analytic model ([`cost::memory::plan`]: head-tail and best-fit, the smaller
 //!   kept) over the buffers of [`Int8Plan::buffers`]. Every buffer is rounded up to
 //!   [`ARENA_ALIGN`] bytes. Graph inputs live in the caller's `in` buffer (not in the arena),
-//!   reshapes alias their input, and graph outputs stay live through the final copy into `out`
-//!   (step `nodes.len()`).
+//!   reshapes alias their input, and graph outputs stay live through the final copy into `out`.
+//!   Lifetimes are counted in executed kernels (the cost model's ops), not graph nodes.
 //! * **flash constants** = [`Int8Plan::weight_bytes`]: the bytes of every constant array the
 //!   generated model source declares (int8 weights, or their blockwise run-length coding where
 //!   that is smaller and [`Int8Options::sparse_weights`] is on, see [`crate::sparse`]; int32
@@ -24,7 +24,10 @@
 //! MatMul(A, V)` chain whose intermediates have no other reader runs as one depth-first tiled
 //! kernel (S -> H -> S loop order): for each query row and head it computes one row of the
 //! scores, its softmax and the `A V` row, so the `H x S x S` attention matrix is never
-//! materialized; its only scratch is one int8 row of `S` bytes. Head-split transposes
+//! materialized; its scratch is one int8 row of `S` bytes (with operand tiles, on Cortex-M DSP
+//! targets, also one head's keys and 4 rows of probabilities as int16 lanes, so that the
+//! kernel runs 4 query rows per `V^T` row read: [`cost::ops::attention_scratch_bytes`]).
+//! Head-split transposes
 //! (`Transpose [1, 0, 2]`) feeding Q/K/V and the head-merge transpose after `A V` are folded
 //! into strided views. A key operand that is an exact head replication of a tensor `X` (a
 //! Linear with stacked identity weights, zero bias and unit requantization: how an FWSA graph,
@@ -76,6 +79,14 @@ pub struct Int8Options {
     /// polynomial. The input is int8, so the table holds every value the interpreter can
     /// compute: bit-exact either way.
     pub softmax_lut: bool,
+    /// Plan the operand tiles of the Cortex-M DSP kernels (default): each dense Linear with 4
+    /// rows or more and an input width that is a multiple of 4 gets an arena buffer for 4
+    /// input rows extended to int16 lanes ([`cost::ops::linear_tile_bytes`]), and each fused
+    /// attention whose reduction is a multiple of 4 a larger scratch (keys of a head and 4
+    /// rows of probabilities, [`cost::ops::attention_scratch_bytes`]), so that those kernels
+    /// extend one operand once instead of in every dot product (same results). Off, or on a
+    /// target without the DSP extension ([`Int8Options::for_target`]): none planned.
+    pub operand_tiles: bool,
 }
 
 impl Default for Int8Options {
@@ -84,6 +95,18 @@ impl Default for Int8Options {
             fuse_attention: true,
             sparse_weights: true,
             softmax_lut: true,
+            operand_tiles: true,
+        }
+    }
+}
+
+impl Int8Options {
+    /// These options for `target`: operand tiles only where its core has the DSP extension
+    /// (as the cost model plans them, `cost::estimate`).
+    pub fn for_target(&self, target: &Target) -> Int8Options {
+        Int8Options {
+            operand_tiles: self.operand_tiles && target.has_dsp(),
+            ..*self
         }
     }
 }
@@ -140,12 +163,16 @@ pub struct FusedAttention {
     /// layout `[H P, T]` of pulp-transformer 4.6.2, rows [`wrl_row`]`(T)` bytes apart): `v` is
     /// then read `v.row == 1`, the `A V` reduction contiguous.
     pub v_wrl: Option<usize>,
+    /// The scratch also holds the DSP kernel's operand tiles ([`Int8Options::operand_tiles`]
+    /// and [`cost::ops::attention_tiled`]).
+    pub tiled: bool,
 }
 
 impl FusedAttention {
-    /// Arena scratch of the kernel: one int8 row of scores / probabilities.
+    /// Arena scratch of the kernel: one int8 row of scores / probabilities, with the operand
+    /// tiles when [`FusedAttention::tiled`].
     pub fn scratch_bytes(&self) -> u64 {
-        self.keys as u64
+        cost::ops::attention_scratch_bytes(self.keys, self.inner, self.tiled)
     }
 
     /// MACs of the two products.
@@ -187,7 +214,8 @@ pub struct Int8Plan {
     pub wrl: BTreeSet<usize>,
     /// Storage of every materialized tensor (elided tensors have none).
     pub storage: HashMap<String, Storage>,
-    /// Arena buffers (outputs and kernel scratch), sizes rounded up to [`ARENA_ALIGN`].
+    /// Arena buffers (outputs and kernel scratch), sizes rounded up to [`ARENA_ALIGN`]; `start`
+    /// and `end` count executed kernels (the final copy-out is one more), `op` is the node.
     pub buffers: Vec<Buffer>,
     /// Arena offset of each buffer.
     pub offsets: Vec<u64>,
@@ -626,6 +654,7 @@ fn find_attention(graph: &Graph) -> Vec<FusedAttention> {
             nodes,
             anchor,
             v_wrl,
+            tiled: false,
         });
     }
     found
@@ -634,11 +663,14 @@ fn find_attention(graph: &Graph) -> Vec<FusedAttention> {
 /// Schedules and plans `graph` (validated first).
 pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> {
     graph.validate()?;
-    let fused = if opts.fuse_attention {
+    let mut fused = if opts.fuse_attention {
         find_attention(graph)
     } else {
         Vec::new()
     };
+    for fa in &mut fused {
+        fa.tiled = cost::ops::attention_tiled(fa.keys, fa.inner, opts.operand_tiles);
+    }
     let n_nodes = graph.nodes.len();
     let mut exec = vec![Exec::Kernel; n_nodes];
     for (i, n) in graph.nodes.iter().enumerate() {
@@ -679,8 +711,21 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
             buffers[*b].end = buffers[*b].end.max(step);
         }
     };
-    for (step, node) in graph.nodes.iter().enumerate() {
-        match exec[step] {
+    // Buffer lifetimes count executed kernels, not graph nodes: reshapes and the nodes a fused
+    // attention covers run nothing, and the cost model's op list has no counterpart for them,
+    // so the planners (head-tail alternates ends by step parity) see the same sequence here.
+    let mut kernel_step = vec![0usize; n_nodes + 1];
+    let mut kernels = Vec::new();
+    for (i, e) in exec.iter().enumerate() {
+        kernel_step[i] = kernels.len();
+        if matches!(e, Exec::Kernel | Exec::Fused(_)) {
+            kernels.push(i);
+        }
+    }
+    kernel_step[n_nodes] = kernels.len();
+    for (node_index, node) in graph.nodes.iter().enumerate() {
+        let step = kernel_step[node_index];
+        match exec[node_index] {
             Exec::Elided => {}
             Exec::Alias => {
                 let src = storage
@@ -701,24 +746,41 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     }
                     touch(&mut buffers, &storage, t, step);
                 }
-                if opts.sparse_weights && !wrl.contains(&step) {
-                    coded[step] = coded_weights(&node.op);
+                if opts.sparse_weights && !wrl.contains(&node_index) {
+                    coded[node_index] = coded_weights(&node.op);
                 }
-                node_weight_bytes[step] = const_bytes(
+                node_weight_bytes[node_index] = const_bytes(
                     &node.op,
                     rank[node.inputs[0].as_str()],
-                    coded[step].as_ref(),
+                    coded[node_index].as_ref(),
                 );
                 if opts.softmax_lut && matches!(node.op, Op::Softmax(_)) {
-                    node_weight_bytes[step] += SOFTMAX_LUT_BYTES;
+                    node_weight_bytes[node_index] += SOFTMAX_LUT_BYTES;
                 }
                 let elems = match &node.op {
                     // transposed V rows padded to a word (`wrl_row`)
-                    Op::Linear { out_features, .. } if wrl.contains(&step) => {
+                    Op::Linear { out_features, .. } if wrl.contains(&node_index) => {
                         out_features * wrl_row(numel[node.output.as_str()] / out_features)
                     }
                     _ => numel[node.output.as_str()],
                 };
+                let tile = match linear_shape(node, &numel) {
+                    Some((rows, in_f)) if opts.operand_tiles && coded[node_index].is_none() => {
+                        cost::ops::linear_tile_bytes(rows, in_f)
+                    }
+                    _ => 0,
+                };
+                if tile > 0 {
+                    // before the output, as the cost model lists an op's buffers
+                    buffers.push(Buffer {
+                        name: format!("{}.scratch", node.name),
+                        bytes: align(tile),
+                        start: step,
+                        end: step,
+                        kind: BufferKind::Scratch,
+                        op: node_index,
+                    });
+                }
                 storage.insert(node.output.clone(), Storage::Arena(buffers.len()));
                 buffers.push(Buffer {
                     name: node.output.clone(),
@@ -726,7 +788,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     start: step,
                     end: step,
                     kind: BufferKind::Output,
-                    op: step,
+                    op: node_index,
                 });
             }
             Exec::Fused(f) => {
@@ -741,7 +803,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     touch(&mut buffers, &storage, &vw.tensor, step);
                 }
                 if opts.softmax_lut {
-                    node_weight_bytes[step] = SOFTMAX_LUT_BYTES;
+                    node_weight_bytes[node_index] = SOFTMAX_LUT_BYTES;
                 }
                 buffers.push(Buffer {
                     name: format!("{}.scratch", node.name),
@@ -749,7 +811,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     start: step,
                     end: step,
                     kind: BufferKind::Scratch,
-                    op: step,
+                    op: node_index,
                 });
                 storage.insert(fa.out.tensor.clone(), Storage::Arena(buffers.len()));
                 buffers.push(Buffer {
@@ -758,22 +820,22 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     start: step,
                     end: step,
                     kind: BufferKind::Output,
-                    op: step,
+                    op: node_index,
                 });
             }
         }
     }
     let mut output_len = 0usize;
     for o in &graph.outputs {
-        touch(&mut buffers, &storage, o, n_nodes);
+        touch(&mut buffers, &storage, o, kernels.len());
         output_len += numel[o.as_str()];
     }
     let planned = memory::plan(&buffers);
     let (max_live, peak_step) = memory::lower_bound(&buffers);
-    let peak_node = graph
-        .nodes
-        .get(peak_step)
-        .map_or_else(|| "<copy-out>".to_string(), |n| n.name.clone());
+    let peak_node = kernels.get(peak_step).map_or_else(
+        || "<copy-out>".to_string(),
+        |&n| graph.nodes[n].name.clone(),
+    );
     Ok(Int8Plan {
         exec,
         fused,
@@ -793,6 +855,17 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
         input_len,
         output_len,
     })
+}
+
+/// `(rows, in_features)` of a node the runtime runs as a Linear (a Linear, or a pointwise
+/// Conv2d over its pixels).
+pub fn linear_shape(node: &quant::Node, numel: &HashMap<&str, usize>) -> Option<(usize, usize)> {
+    let rows = |in_f: usize| numel.get(node.inputs[0].as_str()).map(|n| n / in_f.max(1));
+    match &node.op {
+        Op::Linear { in_features, .. } => Some((rows(*in_features)?, *in_features)),
+        Op::Conv2d { window, in_c, .. } if window.is_pointwise() => Some((rows(*in_c)?, *in_c)),
+        _ => None,
+    }
 }
 
 /// The int8 graph against a target: SRAM (arena) and flash (constants + code estimate).
@@ -873,7 +946,7 @@ pub fn estimate(
     target: &Target,
     opts: &Int8Options,
 ) -> Result<(Int8Plan, Int8Estimate), ExportError> {
-    let p = plan(graph, opts)?;
+    let p = plan(graph, &opts.for_target(target))?;
     let mut classes: BTreeSet<KernelClass> = BTreeSet::new();
     let mut macs = 0;
     let (mut coded_layers, mut coded_saving_bytes) = (0, 0);

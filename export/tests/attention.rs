@@ -125,6 +125,38 @@ fn short_heads_and_odd_rows_bit_exact_everywhere() {
     }
 }
 
+/// The fused attention's operand-tile path (Cortex-M DSP builds: keys tiled per head, 4 query
+/// rows per V^T row read): MHSA and FWSA with 17 to 19 keys (not a multiple of 4; 17 and 18
+/// leave the V^T rows unpadded, so their last row is read from a copy), query rows in groups
+/// of 4 with 1 to 3 left over, and a one-step reduction (P = 4).
+#[test]
+fn tiled_attention_bit_exact_everywhere() {
+    let all = [
+        Target::Host,
+        Target::CortexM4,
+        Target::CortexM7,
+        Target::Rv32,
+    ];
+    for (i, (shape, fw)) in [
+        ((17, 8, 4, 2), false),
+        ((18, 8, 4, 2), true),
+        ((19, 12, 8, 3), false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        eprintln!("{shape:?} fwsa={fw}");
+        let g = if fw {
+            fwsa(shape, 50 + i as u64)
+        } else {
+            mhsa(shape, 50 + i as u64)
+        };
+        let fa = &plan(&g, &Int8Options::default()).unwrap().fused[0];
+        assert!(fa.tiled, "{shape:?}");
+        check(&g, &all, 3, 13, fw);
+    }
+}
+
 #[test]
 fn outputs_are_not_degenerate() {
     // guard against a test that passes because everything saturates or vanishes

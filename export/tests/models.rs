@@ -65,6 +65,65 @@ fn conv_channel_blocks_bit_exact_on_all_targets() {
     check_on(&b.finish().unwrap(), &Target::ALL, 13);
 }
 
+/// The Linear kernel's operand-tile path (Cortex-M DSP builds: 4 input rows extended once,
+/// every weight row read once per 4 rows): 9 rows (two tiles and a remainder row), an input
+/// width of 4 (one step: the peeled last step alone) and of 12; per-tensor, per-channel,
+/// saturating and s < 33 (not the prepared fast form) requantization; a pointwise Conv2d (run
+/// by the Linear kernel over its pixels).
+#[test]
+fn linear_operand_tiles_bit_exact_on_all_targets() {
+    let mut r = common::Rng(41);
+    let mut b = GraphBuilder::new();
+    let mut outs = Vec::new();
+    for in_f in [4, 12] {
+        let x = format!("x{in_f}");
+        b.input(&x, &[9, in_f], 2f64.powi(-4)).unwrap();
+        let ws: Vec<f64> = (0..7).map(|i| 0.004 + 0.002 * i as f64).collect();
+        let cases: [(&str, Vec<f64>, f64); 4] = [
+            ("pt", vec![0.01], 2f64.powi(-4)),
+            ("pc", ws, 2f64.powi(-3)),
+            ("sat", vec![0.05], 2f64.powi(-12)),
+            // scale ratio 2^-1: shift s < 33, the general requantization
+            ("big", vec![0.5], 2f64.powi(-4)),
+        ];
+        for (name, scales, out) in cases {
+            let n = format!("{name}{in_f}");
+            b.linear(&n, &x, r.i8s(7 * in_f), r.i32s(7, 300), &scales, out)
+                .unwrap();
+            outs.push(n);
+        }
+    }
+    b.input("img", &[3, 3, 8], 2f64.powi(-5)).unwrap();
+    b.conv2d(
+        "pw",
+        "img",
+        Window {
+            k: [1, 1],
+            stride: [1, 1],
+            pad: [0, 0],
+        },
+        r.i8s(6 * 8),
+        r.i32s(6, 500),
+        &[0.02],
+        2f64.powi(-4),
+    )
+    .unwrap();
+    outs.push("pw".into());
+    for o in &outs {
+        b.output(o);
+    }
+    let g = b.finish().unwrap();
+    // every one of them gets a tile (the path under test)
+    let plan = export::plan::plan(&g, &export::Int8Options::default()).unwrap();
+    let tiles = plan
+        .buffers
+        .iter()
+        .filter(|b| b.name.ends_with(".scratch"))
+        .count();
+    assert_eq!(tiles, outs.len());
+    check_on(&g, &Target::ALL, 14);
+}
+
 #[test]
 fn unsupported_op_is_rejected_before_writing() {
     let mut b = GraphBuilder::new();

@@ -33,6 +33,10 @@ pub struct ExportArgs {
     /// a 1 KiB table per softmax (less flash, more cycles).
     #[arg(long)]
     no_softmax_lut: bool,
+    /// Plan no operand tiles for the Cortex-M DSP kernels (less SRAM, more cycles; targets
+    /// without the DSP extension never get them).
+    #[arg(long)]
+    no_operand_tiles: bool,
 }
 
 fn pct(a: u64, b: u64) -> f64 {
@@ -53,7 +57,9 @@ pub fn run(args: ExportArgs) -> Result<()> {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
         softmax_lut: !args.no_softmax_lut,
-    };
+        operand_tiles: !args.no_operand_tiles,
+    }
+    .for_target(&target);
     let (_, est) = export::plan::estimate(&graph, &target, &opts)?;
     println!(
         "model {} ({} nodes, {} fused attention kernel(s)) on target {}",

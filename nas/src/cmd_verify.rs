@@ -46,6 +46,10 @@ pub struct VerifyArgs {
     /// a 1 KiB table per softmax (less flash, more cycles).
     #[arg(long)]
     no_softmax_lut: bool,
+    /// Plan no operand tiles (the Cortex-M builds then run the untiled DSP kernels; the host
+    /// and RV32 builds never use them).
+    #[arg(long)]
+    no_operand_tiles: bool,
 }
 
 /// Deterministic inputs: xorshift64* bytes, plus the saturation edges.
@@ -107,6 +111,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
         softmax_lut: !args.no_softmax_lut,
+        operand_tiles: !args.no_operand_tiles,
     };
     let rep = export::verify_with(&graph, &xs, &targets, &opts)?;
     println!(

@@ -53,6 +53,16 @@ pub struct BudgetConfig {
     /// Latency limit in milliseconds (default: none).
     #[serde(default)]
     pub latency_ms: Option<f64>,
+    /// Deploy with the Cortex-M DSP kernels' operand tiles (default, on targets with the DSP
+    /// extension): faster Linear and attention layers for more SRAM (a 4-row tile per Linear,
+    /// one head's keys and 4 rows of probabilities per attention). `false` costs and exports
+    /// every candidate without them (`nas export --no-operand-tiles`).
+    #[serde(default = "default_operand_tiles")]
+    pub operand_tiles: bool,
+}
+
+fn default_operand_tiles() -> bool {
+    true
 }
 
 /// S_sup (TinyFormer Table I): the supernet hyper-parameters SuperNAS samples.
@@ -120,6 +130,7 @@ impl BudgetConfig {
             sram_bytes: self.sram_bytes.unwrap_or(target.arena_limit()),
             flash_bytes: self.flash_bytes.unwrap_or(target.flash_bytes),
             latency_ms: self.latency_ms,
+            operand_tiles: self.operand_tiles,
         }
     }
 }

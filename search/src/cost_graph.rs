@@ -253,12 +253,29 @@ pub fn tinyformer_graph(arch: &TinyFormerArch, sparse: &SparseConfig) -> Result<
     Ok(g.b.build()?)
 }
 
-/// The limits a candidate must meet.
+/// The limits a candidate must meet, and how it is deployed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub sram_bytes: u64,
     pub flash_bytes: u64,
     pub latency_ms: Option<f64>,
+    /// The exporter plans the DSP kernels' operand tiles (where the target has DSP).
+    #[serde(default = "crate::cost_graph::tiles_on")]
+    pub operand_tiles: bool,
+}
+
+pub(crate) fn tiles_on() -> bool {
+    true
+}
+
+impl Limits {
+    /// The exporter's options for a candidate deployed under these limits.
+    pub fn int8_options(&self) -> export::Int8Options {
+        export::Int8Options {
+            operand_tiles: self.operand_tiles,
+            ..export::Int8Options::default()
+        }
+    }
 }
 
 /// A candidate's resources and the limits it breaks.
@@ -286,7 +303,9 @@ pub fn evaluate(
     target: &Target,
     limits: &Limits,
 ) -> Result<(Resources, Estimate)> {
-    evaluate_graph(&tinyformer_graph(arch, sparse)?, target, limits)
+    let mut graph = tinyformer_graph(arch, sparse)?;
+    graph.operand_tiles = limits.operand_tiles;
+    evaluate_graph(&graph, target, limits)
 }
 
 /// Estimates `graph` on `target` and names every limit it breaks.
@@ -368,6 +387,7 @@ mod tests {
             sram_bytes: 1 << 20,
             flash_bytes: 1 << 20,
             latency_ms: Some(1e6),
+            operand_tiles: true,
         };
         let (r, est) = evaluate(&a, &dense, &target(), &roomy).unwrap();
         assert!(r.fits(), "{:?}", r.violations);
@@ -376,6 +396,7 @@ mod tests {
             sram_bytes: 1,
             flash_bytes: 1,
             latency_ms: Some(0.0),
+            operand_tiles: true,
         };
         let (r, _) = evaluate(&a, &dense, &target(), &tight).unwrap();
         let kinds: Vec<&str> = r

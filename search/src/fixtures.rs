@@ -65,6 +65,7 @@ pub fn tiny_config(data: &Path, target: &Path) -> SearchConfig {
             sram_bytes: Some(6_000),
             flash_bytes: None,
             latency_ms: None,
+            operand_tiles: true,
         },
         supernet_space: SupernetSpace {
             heads: vec![1, 2],
@@ -150,6 +151,7 @@ pub fn tiny_kwt_config(dir: &Path, target: &Path) -> KwtSearchConfig {
             sram_bytes: Some(40_000),
             flash_bytes: Some(60_000),
             latency_ms: None,
+            operand_tiles: true,
         },
         kwt_space: KwtSpace {
             dims: vec![8, 12],

@@ -476,7 +476,7 @@ pub fn run_search(
             .collect();
         let best = out.join("best");
         save_tinyformer(&model, &c.arch, &best.join("model.bpk"))?;
-        let int8 = quantize_and_place(&model, &c.arch, &data, &target, &best)?;
+        let int8 = quantize_and_place(&model, &c.arch, &data, &target, &limits, &best)?;
         let fin = FinalRecord {
             candidate: winner,
             valid_accuracy: accuracy(&model, &data.valid, batch, device),
@@ -516,6 +516,7 @@ fn quantize_and_place(
     arch: &training::tinyformer::TinyFormerArch,
     data: &Data,
     target: &Target,
+    limits: &Limits,
     best: &Path,
 ) -> Result<Int8Record> {
     let per: usize = data.train.shape.iter().product();
@@ -546,8 +547,8 @@ fn quantize_and_place(
     quant::save(&deployed, best.join("model.int8"))
         .map_err(|e| SearchError::Search(format!("{}: {e}", best.join("model.int8").display())))?;
     write_atomic(&best.join("quantization.txt"), report.to_table().as_bytes())?;
-    let (_, est) = export::plan::estimate(&deployed, target, &export::Int8Options::default())
-        .map_err(|e| {
+    let (_, est) =
+        export::plan::estimate(&deployed, target, &limits.int8_options()).map_err(|e| {
             SearchError::Search(format!("placing the int8 model on {}: {e}", target.name))
         })?;
     Ok(Int8Record {

@@ -103,5 +103,7 @@ pub fn evaluate_kwt(
     target: &Target,
     limits: &Limits,
 ) -> Result<(Resources, Estimate)> {
-    evaluate_graph(&kwt_graph(cfg, sparse)?, target, limits)
+    let mut graph = kwt_graph(cfg, sparse)?;
+    graph.operand_tiles = limits.operand_tiles;
+    evaluate_graph(&graph, target, limits)
 }

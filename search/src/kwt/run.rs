@@ -338,6 +338,7 @@ pub fn run_kwt_search(
             &data,
             cfg.compression.calibration_samples,
             &target,
+            &limits,
             &best_dir,
         )?;
         state.final_model = Some(KwtFinal {
@@ -468,6 +469,7 @@ fn quantize_and_place(
     data: &DataSplits,
     calibration_samples: usize,
     target: &Target,
+    limits: &Limits,
     best: &Path,
 ) -> Result<Int8Record> {
     let (model, kcfg) = training::load_checkpoint(checkpoint, &device.clone().without_autodiff())?;
@@ -483,10 +485,9 @@ fn quantize_and_place(
     quant::save(&graph, &path)
         .map_err(|e| SearchError::Search(format!("{}: {e}", path.display())))?;
     write_atomic(&best.join("quantization.txt"), report.to_table().as_bytes())?;
-    let (_, est) = export::plan::estimate(&graph, target, &export::Int8Options::default())
-        .map_err(|e| {
-            SearchError::Search(format!("placing the int8 model on {}: {e}", target.name))
-        })?;
+    let (_, est) = export::plan::estimate(&graph, target, &limits.int8_options()).map_err(|e| {
+        SearchError::Search(format!("placing the int8 model on {}: {e}", target.name))
+    })?;
     Ok(Int8Record {
         test_accuracy: cm.accuracy(),
         arena_bytes: est.arena_bytes,
