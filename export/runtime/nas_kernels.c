@@ -98,7 +98,7 @@ static int32_t nas_sum_s8(const int8_t *b, int32_t n) {
                          "smlad %[s2], %[x13], %[t], %[s2]\n\t"                                \
                          "bne 1b\n\t"                                                          \
                          : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),         \
-                           [a] "+r"(a), [b] "+r"(b), [b2] "+r"(b2), [x02] "=&r"(x02),          \
+                           [a] "+&r"(a), [b] "+&r"(b), [b2] "+&r"(b2), [x02] "=&r"(x02),       \
                            [x13] "=&r"(x13), [w] "=&r"(w), [t] "=&r"(t)                        \
                          : [bs] "r"(bs), [end] "r"(end)                                        \
                          : "cc", "memory", "lr");                                              \
