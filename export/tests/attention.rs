@@ -154,6 +154,20 @@ fn tiled_attention_bit_exact_everywhere() {
         let fa = &plan(&g, &Int8Options::default()).unwrap().fused[0];
         assert!(fa.tiled, "{shape:?}");
         check(&g, &all, 3, 13, fw);
+        // the same shape without the tiles (`--no-operand-tiles`): the untiled DSP loops
+        let untiled = Int8Options {
+            operand_tiles: false,
+            ..Default::default()
+        };
+        assert!(!plan(&g, &untiled).unwrap().fused[0].tiled);
+        let ts = available(&[Target::CortexM4, Target::CortexM7]);
+        if !ts.is_empty() {
+            let xs = samples(input_len(&g), 2, 17);
+            verify_with(&g, &xs, &ts, &untiled)
+                .unwrap()
+                .ensure_exact()
+                .unwrap_or_else(|e| panic!("{shape:?} untiled: {e}"));
+        }
     }
 }
 

@@ -145,6 +145,57 @@ fn export_prints_sram_and_flash_and_writes_a_project_that_builds() {
     );
 }
 
+/// `--no-operand-tiles` plans no DSP operand tiles (the figures of a target without the DSP
+/// extension), and the default on a Cortex-M7 does: the printed arena is the exporter's either
+/// way, and the written header says the same.
+#[test]
+fn export_without_operand_tiles_plans_less_sram() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = saved(dir.path(), &block());
+    let g = quant::load(&model).unwrap();
+    let t = cost::target::Target::load(target("stm32f746")).unwrap();
+    let f746 = target("stm32f746");
+    let mut arenas = Vec::new();
+    for (i, tiles) in [true, false].into_iter().enumerate() {
+        let out = dir.path().join(format!("c{i}"));
+        let mut args = vec![
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--target",
+            f746.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if !tiles {
+            args.push("--no-operand-tiles");
+        }
+        let o = nas(&args);
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{so}\n{se}");
+        let opts = export::Int8Options {
+            operand_tiles: tiles,
+            ..Default::default()
+        };
+        let (_, est) = export::plan::estimate(&g, &t, &opts).unwrap();
+        assert!(
+            so.contains(&format!(
+                "activation arena {} B of 327680 B",
+                est.arena_bytes
+            )),
+            "tiles={tiles}: {so}"
+        );
+        let header = std::fs::read_to_string(out.join("model.h")).unwrap();
+        assert!(header.contains(&format!("#define MODEL_ARENA_BYTES {}", est.arena_bytes)));
+        arenas.push(est.arena_bytes);
+    }
+    // the Linear tiles (9 rows, 16 and 32 inputs) sit at this block's peak
+    assert!(arenas[0] > arenas[1], "{arenas:?}");
+    let rv = cost::target::Target::load(target("rv32imc")).unwrap();
+    let (_, est) = export::plan::estimate(&g, &rv, &export::Int8Options::default()).unwrap();
+    assert_eq!(est.arena_bytes, arenas[1]);
+}
+
 #[test]
 fn export_rejects_a_model_over_the_targets_sram_before_writing() {
     let dir = tempfile::tempdir().unwrap();
