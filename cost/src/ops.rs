@@ -150,12 +150,12 @@ pub fn attention_tiled(keys: usize, inner: usize, tiles: bool) -> bool {
 
 /// Arena scratch of the depth-first fused attention core (the runtime's
 /// `nas_attention_s8_get_buffer_size`): one int8 row of `keys` scores; when
-/// [`attention_tiled`], the row rounded up to a word, 4 rows of probabilities and one head's
-/// keys, extended to int16 lanes.
+/// [`attention_tiled`], 4 rows of scores (`keys` rounded up to a word) and the tiles of 4 rows
+/// of probabilities and of 4 query rows, extended to int16 lanes.
 pub fn attention_scratch_bytes(keys: usize, inner: usize, tiles: bool) -> u64 {
     let kp = keys.next_multiple_of(4) as u64;
     if attention_tiled(keys, inner, tiles) {
-        kp + 8 * kp + 2 * kp * inner as u64
+        4 * kp + 8 * kp + 8 * inner as u64
     } else {
         keys as u64
     }

@@ -215,7 +215,7 @@ static inline void nas_dot_2x4_s8(const int8_t *a, size_t as, const int8_t *b, s
  * loop then extends only the streamed operand: 2 extends per 16 MACs instead of 10, and the
  * tile's 8 words per step load beside the 8 SMLADs (modelled Cortex-M7: 10 cycles per 16 MACs
  * instead of 15). Used by Linear (4 input rows at a time: nas_linear_s8_get_buffer_size) and
- * the fused attention (its keys, and 4 rows of probabilities). */
+ * the fused attention (4 query rows, and 4 rows of probabilities). */
 
 /* The tile helpers that Linear and the fused attention share are inlined into each (one copy
  * per caller: also keeps the instruction-count benchmark's per-function classes apart). */
@@ -1469,35 +1469,13 @@ static inline void nas_row_times_rows(const void *a, int32_t a_u8, const int8_t 
 }
 
 #if NAS_USE_DSP
-/* One query row a (n4 bytes) against `count` tiled keys: out[t] = requant(a . key t). */
-static void nas_tile_scores(const int8_t *a, const int32_t *tile, int32_t n4, int32_t count,
-                            const nas_rq_prep *rq, int8_t *out) {
-    const int32_t m = rq->d.m, rh = rq->round_hi, sh = rq->shift_hi;
-    int32_t t = 0, c;
-    for (; t + 4 <= count; t += 4, tile += 2 * n4) {
-        int32_t acc[4] = {0, 0, 0, 0};
-        nas_dot_1x4_tile(a, tile, n4, acc);
-        out[t] = nas_rq_fast(acc[0], m, rh, sh);
-        out[t + 1] = nas_rq_fast(acc[1], m, rh, sh);
-        out[t + 2] = nas_rq_fast(acc[2], m, rh, sh);
-        out[t + 3] = nas_rq_fast(acc[3], m, rh, sh);
-    }
-    if (t < count) {
-        int32_t acc[4] = {0, 0, 0, 0};
-        nas_dot_1x4_tile(a, tile, n4, acc);
-        for (c = 0; t + c < count; c++) {
-            out[t + c] = nas_rq_fast(acc[c], m, rh, sh);
-        }
-    }
-}
-
-/* The fused attention with operand tiles (nas_attention_s8 checked the conditions): per head,
- * its keys tiled once (FWSA: once for all heads); per group of 4 query rows, each row's scores
- * and softmax, the 4 probability rows tiled (zero past the keys and past the group), then each
- * V^T row of the head against that tile: 4 output rows per V^T row read. Scratch: a row of
- * kp = keys rounded up to 4 bytes, the probability tile (8 kp bytes), the key tile
- * (2 kp inner bytes); the generator sets `tiled` only where that pays (inner a multiple of 4,
- * 16 keys or more). */
+/* The fused attention with operand tiles (nas_attention_s8 checked the conditions), 4 query
+ * rows at a time: the 4 rows of a head's queries tiled, every key row read once against them
+ * (4 scores per key, into 4 score rows), each row's softmax in place, the 4 rows of
+ * probabilities tiled (zero past the keys and past the group), then every V^T row of the head
+ * against that tile (4 output rows per V^T row read). Scratch: 4 score rows of kp = keys
+ * rounded up to 4 bytes, the probability tile (8 kp bytes) and the query tile (8 inner bytes);
+ * the generator sets `tiled` only where that pays (inner a multiple of 4, 16 keys or more). */
 static void nas_attention_tiled(const int8_t *q, const int8_t *k, const int8_t *v,
                                 const nas_attention_params *p, const nas_rq_prep *score_rq,
                                 const nas_rq_prep *out_rq, int8_t *scratch, int8_t *out) {
@@ -1505,54 +1483,53 @@ static void nas_attention_tiled(const int8_t *q, const int8_t *k, const int8_t *
     const int32_t heads = p->heads, rows = p->rows, keys = p->keys, inner = p->inner;
     const int32_t kp = (keys + 3) & ~3, v_inner = p->v_inner;
     const nas_strides qs = p->q, ks = p->k, vs = p->v, os = p->out;
-    uint8_t *row = (uint8_t *)scratch;
-    int32_t *ptile = (int32_t *)(void *)(scratch + kp);
-    int32_t *ktile = ptile + 2 * kp;
-    /* keys tiled for the prepared requantization (else the general row loop) */
-    const int32_t kt = (inner & 3) == 0 && score_rq->fast;
+    uint8_t *const srows = (uint8_t *)scratch;
+    int32_t *const ptile = (int32_t *)(void *)(scratch + 4 * kp);
+    int32_t *const qtile = ptile + 2 * kp;
     int32_t h, s, i, t;
     for (h = 0; h < heads; h++) {
         const int8_t *kh = k + (size_t)h * (size_t)ks.head;
-        if (kt && (h == 0 || ks.head != 0)) {
-            nas_tile_s8(kh, (size_t)ks.row, keys, inner, ktile);
-        }
+        const int8_t *vh = v + (size_t)h * (size_t)vs.head;
         for (s = 0; s < rows; s += 4) {
             const int32_t g = rows - s < 4 ? rows - s : 4;
+            const int8_t *q4 = q + (size_t)h * (size_t)qs.head + (size_t)s * (size_t)qs.row;
+            int8_t *oh = out + (size_t)h * (size_t)os.head + (size_t)s * (size_t)os.row;
+            int32_t direct;
+            /* the g rows of scores (row c at srows + c kp) */
+            if (score_rq->fast) {
+                nas_tile_s8(q4, (size_t)qs.row, g, inner, qtile);
+                nas_tile_outputs(qtile, kh, (size_t)ks.row, inner, keys, NULL, score_rq, g,
+                                 (int8_t *)srows, (size_t)kp, 1);
+            } else {
+                for (i = 0; i < g; i++) {
+                    nas_row_times_rows(q4 + (size_t)i * (size_t)qs.row, 0, kh, (size_t)ks.row,
+                                       inner, keys, score_rq, (int8_t *)(srows + i * kp), 1);
+                }
+            }
             for (i = 0; i < 4; i++) {
+                uint8_t *row = srows + i * kp;
                 if (i < g) {
-                    const int8_t *qr =
-                        q + (size_t)h * (size_t)qs.head + (size_t)(s + i) * (size_t)qs.row;
-                    if (kt) {
-                        nas_tile_scores(qr, ktile, inner, keys, score_rq, (int8_t *)row);
-                    } else {
-                        nas_row_times_rows(qr, 0, kh, (size_t)ks.row, inner, keys, score_rq,
-                                           (int8_t *)row, 1);
-                    }
                     nas_softmax_row((const int8_t *)row, &p->softmax, row, 0);
                     for (t = keys; t < kp; t++) {
                         row[t] = 0;
                     }
-                } else if (i == g) {
+                } else {
                     memset(row, 0, (size_t)kp);
                 }
                 nas_tile_slot_u8(row, kp, i, ptile);
             }
-            {
-                /* V^T rows read kp bytes: past `keys` times zero probabilities. Rows shorter
-                 * than kp read into the next row; the head's last row is copied into the
-                 * (free) score row instead, so nothing past V is read. */
-                const int8_t *vh = v + (size_t)h * (size_t)vs.head;
-                int8_t *oh = out + (size_t)h * (size_t)os.head + (size_t)s * (size_t)os.row;
-                const int32_t direct = vs.inner >= kp ? v_inner : v_inner - 1;
-                nas_tile_outputs(ptile, vh, (size_t)vs.inner, kp, direct, NULL, out_rq, g, oh,
-                                 (size_t)os.row, (size_t)os.inner);
-                if (direct < v_inner) {
-                    memcpy(row, vh + (size_t)direct * (size_t)vs.inner, (size_t)keys);
-                    memset(row + keys, 0, (size_t)(kp - keys));
-                    nas_tile_outputs(ptile, (const int8_t *)row, 0, kp, 1, NULL, out_rq, g,
-                                     oh + (size_t)direct * (size_t)os.inner, (size_t)os.row,
-                                     (size_t)os.inner);
-                }
+            /* V^T rows read kp bytes: past `keys` times zero probabilities. Rows shorter than kp
+             * read into the next row; the head's last row is copied into the (now free) first
+             * score row instead, so nothing past V is read. */
+            direct = vs.inner >= kp ? v_inner : v_inner - 1;
+            nas_tile_outputs(ptile, vh, (size_t)vs.inner, kp, direct, NULL, out_rq, g, oh,
+                             (size_t)os.row, (size_t)os.inner);
+            if (direct < v_inner) {
+                memcpy(srows, vh + (size_t)direct * (size_t)vs.inner, (size_t)keys);
+                memset(srows + keys, 0, (size_t)(kp - keys));
+                nas_tile_outputs(ptile, (const int8_t *)srows, 0, kp, 1, NULL, out_rq, g,
+                                 oh + (size_t)direct * (size_t)os.inner, (size_t)os.row,
+                                 (size_t)os.inner);
             }
         }
     }

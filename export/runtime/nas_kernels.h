@@ -330,13 +330,13 @@ typedef struct {
 } nas_attention_params;
 
 /* Scratch bytes nas_attention_s8 needs: one row of scores, then of uint8 probabilities; with
- * `tiled` (the generator sets it only for inner a multiple of 4) also the operand tiles of the
- * Cortex-M DSP build: 4 rows of probabilities and the keys of a head, extended to int16 lanes,
- * keys rounded up to 4. */
+ * `tiled` (the generator sets it only for inner a multiple of 4) the Cortex-M DSP build's 4
+ * rows of scores, keys rounded up to 4, and its operand tiles: 4 rows of probabilities and 4
+ * rows of queries extended to int16 lanes. */
 static inline int32_t nas_attention_s8_get_buffer_size(const nas_attention_params *p) {
     const int32_t kp = (p->keys + 3) / 4 * 4;
     if (p->tiled) {
-        return kp + 8 * kp + 2 * kp * p->inner;
+        return 4 * kp + 8 * kp + 8 * p->inner;
     }
     return p->keys;
 }
@@ -347,7 +347,7 @@ static inline int32_t nas_attention_s8_get_buffer_size(const nas_attention_param
  * attention matrix is never materialized. Bit-exact with MatMul -> Softmax -> MatMul of
  * quant's interpreter. `scratch` holds nas_attention_s8_get_buffer_size(p) bytes, word
  * aligned. With `tiled` the DSP build runs H -> groups of 4 query rows instead, so that each
- * V^T row read serves 4 output rows (same results; at most 4 rows of probabilities live). */
+ * key and each V^T row read serves 4 rows (same results; 4 rows of scores live). */
 void nas_attention_s8(const int8_t *q, const int8_t *k, const int8_t *v,
                       const nas_attention_params *p, int8_t *scratch, int8_t *out);
 

@@ -25,8 +25,9 @@
 //! kernel (S -> H -> S loop order): for each query row and head it computes one row of the
 //! scores, its softmax and the `A V` row, so the `H x S x S` attention matrix is never
 //! materialized; its scratch is one int8 row of `S` bytes (with operand tiles, on Cortex-M DSP
-//! targets, also one head's keys and 4 rows of probabilities as int16 lanes, so that the
-//! kernel runs 4 query rows per `V^T` row read: [`cost::ops::attention_scratch_bytes`]).
+//! targets, 4 rows of scores and 4 rows of queries and of probabilities as int16 lanes, so
+//! that the kernel runs 4 query rows per key and `V^T` row read:
+//! [`cost::ops::attention_scratch_bytes`]).
 //! Head-split transposes
 //! (`Transpose [1, 0, 2]`) feeding Q/K/V and the head-merge transpose after `A V` are folded
 //! into strided views. A key operand that is an exact head replication of a tensor `X` (a
@@ -82,8 +83,8 @@ pub struct Int8Options {
     /// Plan the operand tiles of the Cortex-M DSP kernels (default): each dense Linear with 4
     /// rows or more and an input width that is a multiple of 4 gets an arena buffer for 4
     /// input rows extended to int16 lanes ([`cost::ops::linear_tile_bytes`]), and each fused
-    /// attention whose reduction is a multiple of 4 a larger scratch (keys of a head and 4
-    /// rows of probabilities, [`cost::ops::attention_scratch_bytes`]), so that those kernels
+    /// attention whose reduction is a multiple of 4 a larger scratch (4 rows of scores, of
+    /// queries and of probabilities, [`cost::ops::attention_scratch_bytes`]), so that those kernels
     /// extend one operand once instead of in every dot product (same results). Off, or on a
     /// target without the DSP extension ([`Int8Options::for_target`]): none planned.
     pub operand_tiles: bool,

@@ -55,7 +55,7 @@ pub struct BudgetConfig {
     pub latency_ms: Option<f64>,
     /// Deploy with the Cortex-M DSP kernels' operand tiles (default, on targets with the DSP
     /// extension): faster Linear and attention layers for more SRAM (a 4-row tile per Linear,
-    /// one head's keys and 4 rows of probabilities per attention). `false` costs and exports
+    /// 4 rows of scores, queries and probabilities per attention). `false` costs and exports
     /// every candidate without them (`nas export --no-operand-tiles`).
     #[serde(default = "default_operand_tiles")]
     pub operand_tiles: bool,
