@@ -27,8 +27,7 @@
 //! materialized; its scratch is one int8 row of `S` bytes (with operand tiles, on Cortex-M DSP
 //! targets, 4 rows of scores and 4 rows of queries and of probabilities as int16 lanes, so
 //! that the kernel runs 4 query rows per key and `V^T` row read:
-//! [`cost::ops::attention_scratch_bytes`]).
-//! Head-split transposes
+//! [`cost::ops::attention_scratch_bytes`]). Head-split transposes
 //! (`Transpose [1, 0, 2]`) feeding Q/K/V and the head-merge transpose after `A V` are folded
 //! into strided views. A key operand that is an exact head replication of a tensor `X` (a
 //! Linear with stacked identity weights, zero bias and unit requantization: how an FWSA graph,
@@ -84,9 +83,9 @@ pub struct Int8Options {
     /// rows or more and an input width that is a multiple of 4 gets an arena buffer for 4
     /// input rows extended to int16 lanes ([`cost::ops::linear_tile_bytes`]), and each fused
     /// attention whose reduction is a multiple of 4 a larger scratch (4 rows of scores, of
-    /// queries and of probabilities, [`cost::ops::attention_scratch_bytes`]), so that those kernels
-    /// extend one operand once instead of in every dot product (same results). Off, or on a
-    /// target without the DSP extension ([`Int8Options::for_target`]): none planned.
+    /// queries and of probabilities, [`cost::ops::attention_scratch_bytes`]), so that those
+    /// kernels extend one operand once instead of in every dot product (same results). Off, or
+    /// on a target without the DSP extension ([`Int8Options::for_target`]): none planned.
     pub operand_tiles: bool,
 }
 
@@ -715,7 +714,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
     // Buffer lifetimes count executed kernels, not graph nodes: reshapes and the nodes a fused
     // attention covers run nothing, and the cost model's op list has no counterpart for them,
     // so the planners (head-tail alternates ends by step parity) see the same sequence here.
-    let mut kernel_step = vec![0usize; n_nodes + 1];
+    let mut kernel_step = vec![0usize; n_nodes];
     let mut kernels = Vec::new();
     for (i, e) in exec.iter().enumerate() {
         kernel_step[i] = kernels.len();
@@ -723,7 +722,6 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
             kernels.push(i);
         }
     }
-    kernel_step[n_nodes] = kernels.len();
     for (node_index, node) in graph.nodes.iter().enumerate() {
         let step = kernel_step[node_index];
         match exec[node_index] {
