@@ -83,17 +83,15 @@ impl Estimate {
 /// Estimate `graph` on `target`.
 pub fn estimate(graph: &Graph, target: &Target) -> Result<Estimate, CostError> {
     graph.validate()?;
+    let deploy = Deploy {
+        requant: graph.requant,
+        softmax_lut: graph.softmax_lut,
+        operand_tiles: graph.operand_tiles && target.has_dsp(),
+    };
     let costs: Vec<OpCost> = graph
         .ops
         .iter()
-        .map(|op| {
-            let deploy = Deploy {
-                requant: graph.requant,
-                softmax_lut: graph.softmax_lut,
-                operand_tiles: graph.operand_tiles && target.has_dsp(),
-            };
-            op_cost(op, target.l1_bytes, deploy)
-        })
+        .map(|op| op_cost(op, target.l1_bytes, deploy))
         .collect::<Result<_, _>>()?;
     let buffers = lifetime::buffers(graph, &costs);
     let live = memory::live_bytes_per_step(&buffers, graph.ops.len());

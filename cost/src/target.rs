@@ -176,7 +176,6 @@ impl Target {
     /// Whether the core has the Armv7E-M / Armv8-M DSP extension (SXTB16, SMLAD) that the
     /// runtime's operand tiles serve: Cortex-M4, M7, M33, M35P, M55, M85.
     pub fn has_dsp(&self) -> bool {
-        let core = self.core.to_ascii_lowercase();
         [
             "cortex-m4",
             "cortex-m7",
@@ -186,7 +185,7 @@ impl Target {
             "cortex-m85",
         ]
         .iter()
-        .any(|c| core == *c)
+        .any(|c| self.core.eq_ignore_ascii_case(c))
     }
 
     /// Parse a RON string; `origin` names the source in errors.

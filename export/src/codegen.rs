@@ -692,16 +692,22 @@ pub fn generate_with(
     })
 }
 
+/// The arena offset of a node's kernel scratch (`<node>.scratch`), if the plan gave it one.
+fn scratch_offset(plan: &Int8Plan, node: &str) -> Option<u64> {
+    let name = format!("{node}.scratch");
+    plan.buffers
+        .iter()
+        .position(|b| b.name == name)
+        .map(|b| plan.offsets[b])
+}
+
 /// The operand tile of a node the runtime runs as a Linear: its arena scratch as an `int32_t *`,
 /// or `NULL` when the plan gave it none.
 fn tile_ptr(plan: &Int8Plan, node: &str) -> String {
-    plan.buffers
-        .iter()
-        .position(|b| b.name == format!("{node}.scratch"))
-        .map_or_else(
-            || "NULL".to_string(),
-            |b| format!("(int32_t *)(void *)(nas_arena.b + {})", plan.offsets[b]),
-        )
+    scratch_offset(plan, node).map_or_else(
+        || "NULL".to_string(),
+        |o| format!("(int32_t *)(void *)(nas_arena.b + {o})"),
+    )
 }
 
 fn c_strides(v: &View) -> String {
@@ -748,14 +754,8 @@ fn emit_attention(
         c_dyadic(fa.out_rq),
         i32::from(fa.tiled)
     ));
-    let scratch = plan
-        .buffers
-        .iter()
-        .position(|b| b.name == format!("{}.scratch", node.name))
-        .map_or_else(
-            || "NULL".to_string(),
-            |b| format!("(nas_arena.b + {})", plan.offsets[b]),
-        );
+    let scratch = scratch_offset(plan, &node.name)
+        .map_or_else(|| "NULL".to_string(), |o| format!("(nas_arena.b + {o})"));
     let _ = writeln!(
         g.body,
         "    /* {i}: `{}` fused {kind} attention, H={} S={} T={} P={}: never materializes the \
