@@ -2,10 +2,10 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
+use crate::fused_ops::softmax;
 use crate::init;
 use crate::qat::{AttentionQuant, linear, maybe, maybe_softmax};
 

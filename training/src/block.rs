@@ -51,7 +51,9 @@ impl FeedForward {
 
     /// [`Self::forward`] with fake-quantized fc1, GELU and fc2 when `q` is given.
     pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
-        let h = self.act.forward(linear(&self.fc1, x, q.map(|q| &q.fc1)));
+        // `crate::fused_ops::gelu` is `self.act`'s function, vectorized on flex (the field stays so that
+        // checkpoints keep their layout).
+        let h = crate::fused_ops::gelu(linear(&self.fc1, x, q.map(|q| &q.fc1)));
         let h = self.dropout.forward(maybe(q.map(|q| &q.gelu), h));
         self.dropout
             .forward(linear(&self.fc2, h, q.map(|q| &q.fc2)))
