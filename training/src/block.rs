@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::SelfAttention;
 use crate::fake_quant::FakeQuant;
+use crate::fused_ops::{gelu, layer_norm};
 use crate::init;
 use crate::qat::{BlockQuant, linear, maybe};
 
@@ -51,9 +52,9 @@ impl FeedForward {
 
     /// [`Self::forward`] with fake-quantized fc1, GELU and fc2 when `q` is given.
     pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
-        // `crate::fused_ops::gelu` is `self.act`'s function, vectorized on flex (the field stays so that
+        // `gelu` is `self.act`'s function, vectorized on flex (the field stays so that
         // checkpoints keep their layout).
-        let h = crate::fused_ops::gelu(linear(&self.fc1, x, q.map(|q| &q.fc1)));
+        let h = gelu(linear(&self.fc1, x, q.map(|q| &q.fc1)));
         let h = self.dropout.forward(maybe(q.map(|q| &q.gelu), h));
         self.dropout
             .forward(linear(&self.fc2, h, q.map(|q| &q.fc2)))
@@ -100,13 +101,13 @@ impl TransformerBlock {
         let at = |f: fn(&BlockQuant) -> &FakeQuant, x| maybe(q.map(f), x);
         if self.post_norm {
             let r1 = at(|q| &q.add1, x.clone() + attn(x));
-            let x = at(|q| &q.norm1, self.norm1.forward(r1));
+            let x = at(|q| &q.norm1, layer_norm(&self.norm1, r1));
             let r2 = at(|q| &q.add2, x.clone() + self.mlp.forward_q(x, q));
-            at(|q| &q.norm2, self.norm2.forward(r2))
+            at(|q| &q.norm2, layer_norm(&self.norm2, r2))
         } else {
-            let n1 = at(|q| &q.norm1, self.norm1.forward(x.clone()));
+            let n1 = at(|q| &q.norm1, layer_norm(&self.norm1, x.clone()));
             let x = at(|q| &q.add1, x + attn(n1));
-            let n2 = at(|q| &q.norm2, self.norm2.forward(x.clone()));
+            let n2 = at(|q| &q.norm2, layer_norm(&self.norm2, x.clone()));
             at(|q| &q.add2, x + self.mlp.forward_q(n2, q))
         }
     }

@@ -1,8 +1,9 @@
 //! Vectorized f32 loops for the flex backend's fused operations ([`crate::fused_ops`]): the exact
-//! (erf) GELU and its derivative, and the row softmax and its derivative.
+//! (erf) GELU, the row softmax and the LayerNorm, each with its derivative.
 //!
 //! Burn's flex backend evaluates GELU with libm's scalar `erff` (12-14 % of a KWT-1 training step
-//! on the CPU) and softmax as five separate tensor operations with a scalar `expf`. These loops
+//! on the CPU), and under autodiff softmax and LayerNorm as five and nine separate tensor
+//! operations (each with its graph node and buffer, a scalar `expf` in softmax). These loops
 //! are branch-free so that LLVM vectorizes them, and they are compiled three times (AVX-512,
 //! AVX2+FMA, baseline) with the widest chosen at run time, so one portable binary uses the
 //! machine's vector width. Rust never contracts `a * b + c` into a fused multiply-add on its own,
@@ -149,6 +150,76 @@ fn softmax_backward_loop(y: &[f32], grad: &[f32], row: usize, out: &mut [f32]) {
     }
 }
 
+/// LayerNorm of each `gamma.len()`-long row: `out = xhat * gamma + beta` with
+/// `xhat = (x - mean) / sqrt(var + eps)` (biased variance), keeping `xhat` and the per-row
+/// `rstd = 1 / sqrt(var + eps)` for the backward pass.
+#[inline(always)]
+fn layer_norm_loop(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    xhat: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let d = gamma.len();
+    let inv_d = 1.0 / d as f32;
+    let rows = x
+        .chunks_exact(d)
+        .zip(out.chunks_exact_mut(d))
+        .zip(xhat.chunks_exact_mut(d));
+    for (((xr, yr), hr), r) in rows.zip(rstd.iter_mut()) {
+        let mean = sum(xr) * inv_d;
+        for (h, &v) in hr.iter_mut().zip(xr) {
+            *h = v - mean;
+        }
+        let var = dot(hr, hr) * inv_d;
+        *r = 1.0 / (var + eps).sqrt();
+        for (((y, h), &g), &b) in yr.iter_mut().zip(hr.iter_mut()).zip(gamma).zip(beta) {
+            *h *= *r;
+            *y = *h * g + b;
+        }
+    }
+}
+
+/// LayerNorm's backward pass from `xhat`, `rstd` and the output gradient `grad`:
+/// `dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat))` with `gh = grad * gamma`, written to
+/// `dx`; `dgamma += sum over rows of grad * xhat` and `dbeta += sum over rows of grad` (rows in
+/// order).
+#[inline(always)]
+fn layer_norm_backward_loop(
+    xhat: &[f32],
+    rstd: &[f32],
+    gamma: &[f32],
+    grad: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let d = gamma.len();
+    let inv_d = 1.0 / d as f32;
+    let rows = xhat
+        .chunks_exact(d)
+        .zip(grad.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d));
+    for (((hr, gr), dr), &r) in rows.zip(rstd) {
+        // dx's row holds grad * gamma until the last loop.
+        for ((o, &g), &w) in dr.iter_mut().zip(gr).zip(gamma) {
+            *o = g * w;
+        }
+        let m1 = sum(dr) * inv_d;
+        let m2 = dot(dr, hr) * inv_d;
+        for (o, &h) in dr.iter_mut().zip(hr) {
+            *o = r * (*o - m1 - h * m2);
+        }
+        for (((dg, db), &g), &h) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(gr).zip(hr) {
+            *dg += g * h;
+            *db += g;
+        }
+    }
+}
+
 /// Stamps out one copy of a loop per instruction set and a function that picks the widest the
 /// CPU has (the check is a cached atomic load).
 macro_rules! dispatched {
@@ -200,6 +271,23 @@ dispatched!(
     /// `out` = softmax's input gradient from its output `y` and output gradient `grad`, per
     /// `row`-long row.
     softmax_backward => softmax_backward_loop(y: &[f32], grad: &[f32], row: usize, out: &mut [f32])
+);
+
+dispatched!(
+    /// LayerNorm over rows of `gamma.len()`: `out`, and `xhat` and `rstd` for the backward pass.
+    layer_norm => layer_norm_loop(
+        x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], xhat: &mut [f32],
+        rstd: &mut [f32]
+    )
+);
+
+dispatched!(
+    /// LayerNorm's input gradient into `dx`; its scale and shift gradients added to `dgamma` and
+    /// `dbeta`.
+    layer_norm_backward => layer_norm_backward_loop(
+        xhat: &[f32], rstd: &[f32], gamma: &[f32], grad: &[f32], dx: &mut [f32],
+        dgamma: &mut [f32], dbeta: &mut [f32]
+    )
 );
 
 #[cfg(test)]
@@ -345,5 +433,73 @@ mod tests {
         assert!((f64::from(y[1]) - e / (1.0 + e)).abs() < 1e-6, "{y:?}");
         // exp clamps its argument at -87: e^-87 (1.6e-38) stands for anything smaller.
         assert!(y[2] < 1e-30 && y[3] < 1e-30, "{y:?}");
+    }
+
+    #[test]
+    fn layer_norm_and_its_gradients_match_the_f64_reference() {
+        let eps = 1e-5;
+        for d in [1, 7, 16, 64, 70] {
+            let rows = 5;
+            let x: Vec<f32> = (0..rows * d)
+                .map(|i| ((i * 29 % 83) as f32 - 40.0) * 0.07 + 3.0)
+                .collect();
+            let g: Vec<f32> = (0..rows * d)
+                .map(|i| ((i * 11 % 23) as f32 - 11.0) * 0.1)
+                .collect();
+            let gamma: Vec<f32> = (0..d).map(|j| 0.5 + j as f32 * 0.03).collect();
+            let beta: Vec<f32> = (0..d).map(|j| j as f32 * -0.02).collect();
+            let (mut y, mut xhat, mut rstd) =
+                (vec![0f32; x.len()], vec![0f32; x.len()], vec![0f32; rows]);
+            layer_norm(&x, &gamma, &beta, eps, &mut y, &mut xhat, &mut rstd);
+            let (mut dx, mut dgamma, mut dbeta) =
+                (vec![0f32; x.len()], vec![0f32; d], vec![0f32; d]);
+            layer_norm_backward(&xhat, &rstd, &gamma, &g, &mut dx, &mut dgamma, &mut dbeta);
+
+            let (mut want_dgamma, mut want_dbeta) = (vec![0f64; d], vec![0f64; d]);
+            for r in 0..rows {
+                let xr: Vec<f64> = x[r * d..(r + 1) * d]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect();
+                let gr: Vec<f64> = g[r * d..(r + 1) * d]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect();
+                let mean = xr.iter().sum::<f64>() / d as f64;
+                let var = xr.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+                let rs = 1.0 / (var + f64::from(eps)).sqrt();
+                let h: Vec<f64> = xr.iter().map(|v| (v - mean) * rs).collect();
+                let gh: Vec<f64> = (0..d).map(|j| gr[j] * f64::from(gamma[j])).collect();
+                let m1 = gh.iter().sum::<f64>() / d as f64;
+                let m2 = (0..d).map(|j| gh[j] * h[j]).sum::<f64>() / d as f64;
+                for j in 0..d {
+                    let i = r * d + j;
+                    let want_y = h[j] * f64::from(gamma[j]) + f64::from(beta[j]);
+                    assert!(
+                        (f64::from(y[i]) - want_y).abs() <= 2e-6,
+                        "d {d}: y[{i}] {} vs {want_y}",
+                        y[i]
+                    );
+                    let want_dx = rs * (gh[j] - m1 - h[j] * m2);
+                    assert!(
+                        (f64::from(dx[i]) - want_dx).abs() <= 2e-5 * rs.max(1.0),
+                        "d {d}: dx[{i}] {} vs {want_dx}",
+                        dx[i]
+                    );
+                    want_dgamma[j] += gr[j] * h[j];
+                    want_dbeta[j] += gr[j];
+                }
+            }
+            for j in 0..d {
+                assert!(
+                    (f64::from(dgamma[j]) - want_dgamma[j]).abs() <= 1e-5,
+                    "d {d}: dgamma[{j}]"
+                );
+                assert!(
+                    (f64::from(dbeta[j]) - want_dbeta[j]).abs() <= 1e-5,
+                    "d {d}: dbeta[{j}]"
+                );
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! GELU and softmax as single operations with their own backward pass on flex (the default CPU
-//! backend), through a Burn backend extension that runs the vectorized loops of
+//! GELU, softmax and LayerNorm as single operations with their own backward pass on flex (the
+//! default CPU backend), through a Burn backend extension that runs the vectorized loops of
 //! [`crate::cpu_kernels`]; Burn's own versions on every other backend. Same functions, same
 //! gradients; only the speed differs.
 
@@ -11,6 +11,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, backend_extension};
+use burn::nn::LayerNorm;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::cpu_kernels;
@@ -38,6 +39,38 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self> {
         composite_softmax_backward::<Self>(y, grad)
     }
+
+    /// LayerNorm over the last dimension (biased variance) with scale `gamma` and shift `beta`.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm_parts(x, gamma, beta, epsilon).0
+    }
+
+    /// LayerNorm's output with what its backward pass needs: the normalized input `xhat` and the
+    /// reciprocal standard deviation per row (last dimension 1).
+    fn layer_norm_parts(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composite_layer_norm_parts::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// LayerNorm's gradients `(dx, dgamma, dbeta)` from [`Self::layer_norm_parts`]'s `xhat` and
+    /// `rstd` and the output gradient.
+    fn layer_norm_backward(
+        xhat: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composite_layer_norm_backward::<Self>(xhat, rstd, gamma, grad)
+    }
 }
 
 /// `exp(x - max) / sum` over the last dimension, from Burn's operations.
@@ -57,6 +90,59 @@ fn composite_softmax_backward<B: Backend>(
     let dim = y.shape().num_dims() - 1;
     let s = B::float_sum_dim(B::float_mul(grad.clone(), y.clone()), dim);
     B::float_mul(y, B::float_sub(grad, s))
+}
+
+/// `gamma` or `beta` (`[d]`) shaped to broadcast against `like`'s `[..., d]`.
+fn row_vector<B: Backend>(v: FloatTensor<B>, like: &FloatTensor<B>) -> FloatTensor<B> {
+    let rank = like.shape().num_dims();
+    let d = v.shape().num_elements();
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| if i + 1 == rank { d } else { 1 })
+        .collect();
+    B::float_reshape(v, dims.into())
+}
+
+/// [`FusedOps::layer_norm_parts`] from Burn's operations.
+fn composite_layer_norm_parts<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let dim = x.shape().num_dims() - 1;
+    let (gamma, beta) = (row_vector::<B>(gamma, &x), row_vector::<B>(beta, &x));
+    let centered = B::float_sub(x.clone(), B::float_mean_dim(x, dim));
+    let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), dim);
+    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, epsilon.into())));
+    let xhat = B::float_mul(centered, rstd.clone());
+    let y = B::float_add(B::float_mul(xhat.clone(), gamma), beta);
+    (y, xhat, rstd)
+}
+
+/// [`FusedOps::layer_norm_backward`] from Burn's operations.
+fn composite_layer_norm_backward<B: Backend>(
+    xhat: FloatTensor<B>,
+    rstd: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let shape = xhat.shape();
+    let dim = shape.num_dims() - 1;
+    let d = shape[dim];
+    let rows = shape.num_elements() / d;
+    let flat = |t: FloatTensor<B>| B::float_reshape(t, [rows, d].into());
+    let dgamma = B::float_sum_dim(B::float_mul(flat(grad.clone()), flat(xhat.clone())), 0);
+    let dbeta = B::float_sum_dim(flat(grad.clone()), 0);
+    let gh = B::float_mul(grad, row_vector::<B>(gamma, &xhat));
+    let m1 = B::float_mean_dim(gh.clone(), dim);
+    let m2 = B::float_mean_dim(B::float_mul(gh.clone(), xhat.clone()), dim);
+    let inner = B::float_sub(B::float_sub(gh, m1), B::float_mul(xhat, m2));
+    let dx = B::float_mul(inner, rstd);
+    (
+        dx,
+        B::float_reshape(dgamma, [d].into()),
+        B::float_reshape(dbeta, [d].into()),
+    )
 }
 
 /// A contiguous f32 view of a flex tensor, or `None` (other dtypes and strided views take
@@ -91,6 +177,21 @@ fn binary_kernel(
     let mut out = vec![0f32; xs.len()];
     kernel(xs, gs, &mut out);
     Some(flex_f32(out, a))
+}
+
+/// The f32 contents of a contiguous flex tensor (copied when it is strided).
+fn f32_values(t: &FloatTensor<Flex>) -> Option<std::borrow::Cow<'_, [f32]>> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    Some(match t.as_slice::<f32>() {
+        Some(s) => s.into(),
+        None => t.to_contiguous().as_slice::<f32>()?.to_vec().into(),
+    })
+}
+
+fn flex_f32_shaped(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
+    FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
 }
 
 impl FusedOps for Flex {
@@ -129,6 +230,60 @@ impl FusedOps for Flex {
             })
             .unwrap_or_else(|| composite_softmax_backward::<Self>(y, grad))
     }
+
+    fn layer_norm_parts(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let d = gamma.layout().shape().num_elements();
+        let fits = row_len(&x) == Some(d) && beta.layout().shape().num_elements() == d;
+        let (Some(xs), Some(gs), Some(bs), true) =
+            (f32_values(&x), f32_values(&gamma), f32_values(&beta), fits)
+        else {
+            return composite_layer_norm_parts::<Self>(x, gamma, beta, epsilon);
+        };
+        let rows = xs.len() / d;
+        let (mut y, mut xhat, mut rstd) =
+            (vec![0f32; xs.len()], vec![0f32; xs.len()], vec![0f32; rows]);
+        cpu_kernels::layer_norm(&xs, &gs, &bs, epsilon as f32, &mut y, &mut xhat, &mut rstd);
+        let mut row_shape = x.layout().shape().to_vec();
+        *row_shape.last_mut().expect("row_len checked the rank") = 1;
+        (
+            flex_f32(y, &x),
+            flex_f32(xhat, &x),
+            flex_f32_shaped(rstd, row_shape),
+        )
+    }
+
+    fn layer_norm_backward(
+        xhat: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let d = gamma.layout().shape().num_elements();
+        let fits = row_len(&xhat) == Some(d) && xhat.layout().shape() == grad.layout().shape();
+        let parts = (
+            f32_slice(&xhat),
+            f32_slice(&rstd),
+            f32_values(&gamma),
+            f32_values(&grad),
+        );
+        let (Some(hs), Some(rs), Some(gs), Some(grs), true) =
+            (parts.0, parts.1, parts.2, parts.3, fits)
+        else {
+            return composite_layer_norm_backward::<Self>(xhat, rstd, gamma, grad);
+        };
+        let (mut dx, mut dgamma, mut dbeta) = (vec![0f32; hs.len()], vec![0f32; d], vec![0f32; d]);
+        cpu_kernels::layer_norm_backward(hs, rs, &gs, &grs, &mut dx, &mut dgamma, &mut dbeta);
+        (
+            flex_f32(dx, &xhat),
+            flex_f32_shaped(dgamma, vec![d]),
+            flex_f32_shaped(dbeta, vec![d]),
+        )
+    }
 }
 
 /// GELU's autodiff step: keeps the input.
@@ -161,6 +316,25 @@ impl<B: FusedOps> Backward<B, 1> for SoftmaxStep {
     }
 }
 
+/// LayerNorm's autodiff step: keeps `xhat`, `rstd` and `gamma`.
+#[derive(Debug)]
+struct LayerNormStep;
+
+impl<B: FusedOps> Backward<B, 3> for LayerNormStep {
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (xhat, rstd, gamma) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dx, dgamma, dbeta) = B::layer_norm_backward(xhat, rstd, gamma, grad);
+        for (parent, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match GeluStep.prepare::<C>([x.node()]).compute_bound().stateful() {
@@ -185,6 +359,24 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => prep.finish(B::last_dim_softmax(x.into_primitive())),
         }
     }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let inputs = [&x, &gamma, &beta].map(|t| t.primitive().clone());
+        let [xp, gp, bp] = inputs;
+        match LayerNormStep.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, xhat, rstd) = B::layer_norm_parts(xp, gp.clone(), bp, epsilon);
+                prep.finish((xhat, rstd, gp), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_layer_norm(xp, gp, bp, epsilon)),
+        }
+    }
 }
 
 fn on_flex(device: &Device) -> bool {
@@ -207,6 +399,25 @@ pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::last_dim_softmax(x.into_dispatch()))
 }
 
+/// `burn::nn::LayerNorm::forward` (biased variance, epsilon [`LAYER_NORM_EPSILON`], shift
+/// required: every LayerNorm here has one), fused on flex.
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    let Some(beta) = norm.beta.as_ref().filter(|_| on_flex(&x.device())) else {
+        return norm.forward(x);
+    };
+    let out = <Dispatch as FusedOps>::fused_layer_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        LAYER_NORM_EPSILON,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// `LayerNormConfig`'s default epsilon, which every LayerNorm of the models uses (Burn keeps a
+/// module's own epsilon private; a test holds the two equal).
+pub const LAYER_NORM_EPSILON: f64 = 1e-5;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +426,10 @@ mod tests {
     fn assert_close(a: Tensor<2>, b: Tensor<2>, tol: f32) {
         let a = a.into_data().try_to_vec::<f32>().unwrap();
         let b = b.into_data().try_to_vec::<f32>().unwrap();
+        assert_values_close(a, b, tol);
+    }
+
+    fn assert_values_close(a: Vec<f32>, b: Vec<f32>, tol: f32) {
         assert_eq!(a.len(), b.len());
         let worst = a
             .iter()
@@ -308,5 +523,115 @@ mod tests {
         let mut want = vec![0f32; values.len()];
         cpu_kernels::softmax(&values, 5, &mut want);
         assert_eq!(softmax(x, 2).into_data().try_to_vec::<f32>().unwrap(), want);
+    }
+
+    /// Output and the gradients of input, scale and shift equal Burn's LayerNorm on flex, for
+    /// a contiguous input and a strided one.
+    #[test]
+    fn matches_burns_layer_norm_forward_and_backward() {
+        use burn::module::Param;
+        use burn::nn::LayerNormConfig;
+        let device = Device::flex().autodiff();
+        let mut norm = LayerNormConfig::new(24).init(&device);
+        assert_eq!(LayerNormConfig::new(24).epsilon, LAYER_NORM_EPSILON);
+        // Scale and shift away from 1 and 0 so that their use is checked.
+        norm.gamma = Param::from_tensor(Tensor::random(
+            [24],
+            Distribution::Uniform(0.5, 1.5),
+            &device,
+        ));
+        norm.beta = Some(Param::from_tensor(Tensor::random(
+            [24],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )));
+        let init = Tensor::<3>::random([4, 24, 11], Distribution::Normal(1.0, 3.0), &device);
+        let upstream = Tensor::<3>::random([4, 11, 24], Distribution::Uniform(-1.0, 1.0), &device);
+        for strided in [false, true] {
+            let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
+                let x = init.clone().require_grad();
+                let input = if strided {
+                    x.clone().swap_dims(1, 2)
+                } else {
+                    x.clone().reshape([4, 11, 24])
+                };
+                let y = f(input);
+                let loss = (y.clone() * upstream.clone()).sum() + (y.clone() * y.clone()).sum();
+                let grads = loss.backward();
+                let dx = x.grad(&grads).unwrap().reshape([44, 24]);
+                let dgamma = norm.gamma.val().grad(&grads).unwrap().reshape([1, 24]);
+                let dbeta = norm
+                    .beta
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .grad(&grads)
+                    .unwrap()
+                    .reshape([1, 24]);
+                (y.inner().reshape([44, 24]), dx, dgamma, dbeta)
+            };
+            let ours = run(&|x| layer_norm(&norm, x));
+            let reference = run(&|x| norm.forward(x));
+            assert_close(ours.0, reference.0, 2e-6);
+            assert_close(ours.1, reference.1, 2e-5);
+            assert_close(ours.2, reference.2, 2e-4);
+            assert_close(ours.3, reference.3, 2e-4);
+        }
+    }
+
+    /// The composite fallbacks (f64 inputs and other backends take them) agree with the kernels.
+    #[test]
+    fn composite_fallbacks_agree_with_the_kernels() {
+        let device = Device::flex();
+        let prim = |t: Tensor<3>| t.try_into_primitive::<Flex>().unwrap();
+        let x = Tensor::<3>::random([3, 5, 12], Distribution::Normal(0.5, 2.0), &device);
+        let g = Tensor::<3>::random([3, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let gamma = Tensor::<1>::random([12], Distribution::Uniform(0.5, 1.5), &device);
+        let beta = Tensor::<1>::random([12], Distribution::Normal(0.0, 1.0), &device);
+        let p1 = |t: Tensor<1>| t.try_into_primitive::<Flex>().unwrap();
+        let back =
+            |t: FloatTensor<Flex>| -> Vec<f32> { t.into_data().try_to_vec::<f32>().unwrap() };
+        let close = assert_values_close;
+
+        let fused = <Flex as FusedOps>::last_dim_softmax(prim(x.clone()));
+        close(
+            back(fused.clone()),
+            back(composite_softmax::<Flex>(prim(x.clone()))),
+            1e-6,
+        );
+        let fused_back =
+            <Flex as FusedOps>::last_dim_softmax_backward(fused.clone(), prim(g.clone()));
+        close(
+            back(fused_back),
+            back(composite_softmax_backward::<Flex>(fused, prim(g.clone()))),
+            1e-6,
+        );
+
+        let (y, xhat, rstd) = <Flex as FusedOps>::layer_norm_parts(
+            prim(x.clone()),
+            p1(gamma.clone()),
+            p1(beta.clone()),
+            LAYER_NORM_EPSILON,
+        );
+        let (cy, cxhat, crstd) = composite_layer_norm_parts::<Flex>(
+            prim(x),
+            p1(gamma.clone()),
+            p1(beta),
+            LAYER_NORM_EPSILON,
+        );
+        close(back(y), back(cy), 2e-6);
+        close(back(xhat.clone()), back(cxhat), 2e-6);
+        close(back(rstd.clone()), back(crstd), 2e-6);
+        let (dx, dgamma, dbeta) = <Flex as FusedOps>::layer_norm_backward(
+            xhat.clone(),
+            rstd.clone(),
+            p1(gamma.clone()),
+            prim(g.clone()),
+        );
+        let (cdx, cdgamma, cdbeta) =
+            composite_layer_norm_backward::<Flex>(xhat, rstd, p1(gamma), prim(g));
+        close(back(dx), back(cdx), 2e-5);
+        close(back(dgamma), back(cdgamma), 2e-5);
+        close(back(dbeta), back(cdbeta), 2e-5);
     }
 }

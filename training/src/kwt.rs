@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::block::{NormPlacement, TransformerBlock};
 use crate::error::TrainingError;
 use crate::feature_norm::FeatureNorm;
+use crate::fused_ops::layer_norm;
 use crate::init;
 use crate::qat::{HeadQuant, KwtQuant, linear, maybe};
 
@@ -164,7 +165,7 @@ impl Head {
     }
 
     fn forward(&self, x: Tensor<2>, q: Option<&HeadQuant>) -> Tensor<2> {
-        let x = maybe(q.map(|q| &q.norm), self.norm.forward(x));
+        let x = maybe(q.map(|q| &q.norm), layer_norm(&self.norm, x));
         linear(&self.fc, x, q.map(|q| &q.fc))
     }
 }

@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 
 use super::arch::{Downsample, Pooling};
 use crate::attention::SelfAttention;
+use crate::fused_ops::layer_norm;
 use crate::init;
 use crate::init::ConvInit::{He, PyTorch, Zero};
 
@@ -104,8 +105,8 @@ impl Encoder {
 
     /// `x`: [batch, tokens, c].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-        let h = relu(self.fc1.forward(self.norm2.forward(x.clone())));
+        let x = x.clone() + self.attn.forward(layer_norm(&self.norm1, x));
+        let h = relu(self.fc1.forward(layer_norm(&self.norm2, x.clone())));
         x + self.fc2.forward(h)
     }
 }
