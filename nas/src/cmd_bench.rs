@@ -76,8 +76,16 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
     device.sync()?;
     let secs = started.elapsed().as_secs_f64();
+    // Flex runs the fused operations' loops in the widest vector set the CPU has: say which.
+    let kernels = match args.backend {
+        Backend::Flex => format!(
+            " [cpu kernels {}]",
+            training::cpu_kernels::VectorIsa::detect().name()
+        ),
+        _ => String::new(),
+    };
     println!(
-        "burn {:?} {} ({params} params) batch {} shards {}: {:.1} samples/s ({:.1} ms/step)",
+        "burn {:?} {} ({params} params) batch {} shards {}: {:.1} samples/s ({:.1} ms/step){kernels}",
         args.backend,
         args.preset,
         args.batch_size,

@@ -222,6 +222,43 @@ fn layer_norm_backward_loop(
 
 /// Stamps out one copy of a loop per instruction set and a function that picks the widest the
 /// CPU has (the check is a cached atomic load).
+/// The instruction set the kernels run with on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorIsa {
+    Avx512,
+    Avx2Fma,
+    /// The target's baseline (SSE2 on x86-64).
+    Baseline,
+}
+
+impl VectorIsa {
+    /// The widest this CPU has (the check is a cached atomic load).
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Self::Avx2Fma;
+            }
+        }
+        Self::Baseline
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512 => "avx512",
+            Self::Avx2Fma => "avx2+fma",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
+/// Stamps out one copy of a loop per instruction set and a function that runs the one
+/// [`VectorIsa::detect`] picks.
 macro_rules! dispatched {
     ($(#[$doc:meta])* $name:ident => $body:ident ($($arg:ident: $ty:ty),*)) => {
         $(#[$doc])*
@@ -236,15 +273,12 @@ macro_rules! dispatched {
                 fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { avx2($($arg),*) };
+                match VectorIsa::detect() {
+                    // SAFETY: `detect` found AVX-512F on this CPU.
+                    VectorIsa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: `detect` found AVX2 and FMA on this CPU.
+                    VectorIsa::Avx2Fma => return unsafe { avx2($($arg),*) },
+                    VectorIsa::Baseline => {}
                 }
             }
             $body($($arg),*)
