@@ -303,18 +303,18 @@ pub fn evaluate(
     target: &Target,
     limits: &Limits,
 ) -> Result<(Resources, Estimate)> {
-    let mut graph = tinyformer_graph(arch, sparse)?;
-    graph.operand_tiles = limits.operand_tiles;
-    evaluate_graph(&graph, target, limits)
+    evaluate_graph(tinyformer_graph(arch, sparse)?, target, limits)
 }
 
-/// Estimates `graph` on `target` and names every limit it breaks.
+/// Estimates `graph` on `target`, deployed as `limits` says (operand tiles or not), and names
+/// every limit it breaks.
 pub fn evaluate_graph(
-    graph: &Graph,
+    mut graph: Graph,
     target: &Target,
     limits: &Limits,
 ) -> Result<(Resources, Estimate)> {
-    let est = estimate(graph, target)?;
+    graph.operand_tiles = limits.operand_tiles;
+    let est = estimate(&graph, target)?;
     let latency_ms = est.latency_s * 1e3;
     let mut violations = Vec::new();
     if est.peak_sram_bytes > limits.sram_bytes {

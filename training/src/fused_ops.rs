@@ -286,32 +286,22 @@ impl FusedOps for Flex {
     }
 }
 
-/// GELU's autodiff step: keeps the input.
+/// The autodiff step of a one-input fused operation: keeps the one tensor its derivative needs
+/// (GELU's input, softmax's output).
 #[derive(Debug)]
-struct GeluStep;
-
-impl<B: FusedOps> Backward<B, 1> for GeluStep {
-    type State = FloatTensor<B>;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let x = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::exact_gelu_backward(x, grad)
-        });
-    }
+enum UnaryStep {
+    Gelu,
+    Softmax,
 }
 
-/// Softmax's autodiff step: keeps the output.
-#[derive(Debug)]
-struct SoftmaxStep;
-
-impl<B: FusedOps> Backward<B, 1> for SoftmaxStep {
+impl<B: FusedOps> Backward<B, 1> for UnaryStep {
     type State = FloatTensor<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let y = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::last_dim_softmax_backward(y, grad)
+        let kept = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| match self {
+            Self::Gelu => B::exact_gelu_backward(kept, grad),
+            Self::Softmax => B::last_dim_softmax_backward(kept, grad),
         });
     }
 }
@@ -337,7 +327,11 @@ impl<B: FusedOps> Backward<B, 3> for LayerNormStep {
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match GeluStep.prepare::<C>([x.node()]).compute_bound().stateful() {
+        match UnaryStep::Gelu
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let input = x.primitive().clone();
                 prep.finish(input.clone(), B::exact_gelu(input))
@@ -347,7 +341,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 
     fn last_dim_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match SoftmaxStep
+        match UnaryStep::Softmax
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()

@@ -103,7 +103,5 @@ pub fn evaluate_kwt(
     target: &Target,
     limits: &Limits,
 ) -> Result<(Resources, Estimate)> {
-    let mut graph = kwt_graph(cfg, sparse)?;
-    graph.operand_tiles = limits.operand_tiles;
-    evaluate_graph(&graph, target, limits)
+    evaluate_graph(kwt_graph(cfg, sparse)?, target, limits)
 }
