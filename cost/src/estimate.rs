@@ -3,9 +3,10 @@
 
 use crate::error::CostError;
 use crate::graph::Graph;
-use crate::memory::{self, Buffer, PlannerKind, lifetime};
+use crate::memory::{self, Buffer, BufferKind, PlannerKind, lifetime};
 use crate::ops::{Deploy, OpCost, op_cost};
 use crate::target::{KernelClass, Target};
+use crate::tiles::{self, TileCandidate, TilePolicy};
 use std::collections::BTreeSet;
 
 /// One row of the per-layer table.
@@ -69,6 +70,11 @@ pub struct Estimate {
     pub cycles: f64,
     pub latency_s: f64,
     pub violations: Vec<Violation>,
+    /// The operand-tile policy in effect on this target (`Never` without the DSP extension).
+    pub operand_tiles: TilePolicy,
+    /// Under [`TilePolicy::Auto`], the ops that could have a tile and run without one, since
+    /// it would raise the arena.
+    pub untiled_ops: Vec<String>,
     /// Arena buffers and their planned offsets (for plots and the exporter).
     pub buffers: Vec<Buffer>,
     pub offsets: Vec<u64>,
@@ -83,16 +89,22 @@ impl Estimate {
 /// Estimate `graph` on `target`.
 pub fn estimate(graph: &Graph, target: &Target) -> Result<Estimate, CostError> {
     graph.validate()?;
-    let deploy = Deploy {
+    let policy = graph.operand_tiles.on_target(target.has_dsp());
+    let deploy = |operand_tiles| Deploy {
         requant: graph.requant,
         softmax_lut: graph.softmax_lut,
-        operand_tiles: graph.operand_tiles && target.has_dsp(),
+        operand_tiles,
     };
-    let costs: Vec<OpCost> = graph
+    let mut costs: Vec<OpCost> = graph
         .ops
         .iter()
-        .map(|op| op_cost(op, target.l1_bytes, deploy))
+        .map(|op| op_cost(op, target.l1_bytes, deploy(policy != TilePolicy::Never)))
         .collect::<Result<_, _>>()?;
+    let untiled_ops = if policy == TilePolicy::Auto {
+        drop_costly_tiles(graph, target, &mut costs, deploy(false))?
+    } else {
+        Vec::new()
+    };
     let buffers = lifetime::buffers(graph, &costs);
     let live = memory::live_bytes_per_step(&buffers, graph.ops.len());
     let planned = memory::plan(&buffers);
@@ -184,13 +196,60 @@ pub fn estimate(graph: &Graph, target: &Target) -> Result<Estimate, CostError> {
         latency_s: cycles / target.clock_hz as f64,
         violations,
         offsets: planned.best.offsets,
+        operand_tiles: policy,
+        untiled_ops,
         buffers,
     })
+}
+
+/// [`TilePolicy::Auto`]: `costs` hold every op with its operand tile; the ops whose tile would
+/// raise the arena ([`tiles::choose`]) get their untiled cost (`untiled` deployment); returns
+/// their names.
+fn drop_costly_tiles(
+    graph: &Graph,
+    target: &Target,
+    costs: &mut [OpCost],
+    untiled: Deploy,
+) -> Result<Vec<String>, CostError> {
+    let mut alternatives = Vec::new();
+    for (i, (op, c)) in graph.ops.iter().zip(costs.iter()).enumerate() {
+        if c.scratch_bytes > 0 {
+            let u = op_cost(op, target.l1_bytes, untiled)?;
+            if u.scratch_bytes != c.scratch_bytes {
+                alternatives.push((i, u));
+            }
+        }
+    }
+    if alternatives.is_empty() {
+        return Ok(Vec::new());
+    }
+    let buffers = lifetime::buffers(graph, costs);
+    let candidates: Vec<TileCandidate> = alternatives
+        .iter()
+        .map(|(i, u)| TileCandidate {
+            buffer: buffers
+                .iter()
+                .position(|b| b.kind == BufferKind::Scratch && b.op == *i)
+                .expect("an op with scratch bytes has a scratch buffer"),
+            untiled_bytes: u.scratch_bytes.div_ceil(memory::lifetime::ALIGN)
+                * memory::lifetime::ALIGN,
+        })
+        .collect();
+    let keep = tiles::choose(&buffers, &candidates);
+    let mut dropped = Vec::new();
+    for ((i, u), k) in alternatives.into_iter().zip(keep) {
+        if !k {
+            costs[i] = u;
+            dropped.push(graph.ops[i].name.clone());
+        }
+    }
+    Ok(dropped)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::{GraphBuilder, OpKind};
     use crate::kwt::{KwtConfig, kwt};
     use crate::memory::check;
     use crate::memory::{Plan, PlannerKind};
@@ -225,6 +284,57 @@ mod tests {
         assert!(e.peak_op.ends_with("gelu"), "{}", e.peak_op);
         assert_eq!(e.max_live_bytes, 2 * 99 * 256 + 99 * 64);
         assert!(e.latency_s > 0.0);
+    }
+
+    /// A Linear chain whose two wide layers run at the peak: `auto` drops exactly their tiles,
+    /// keeps the third's, lands at the arena of no tiles and between `on` and `off` in latency
+    /// (the untiled layers charged `linear_untiled`). KWT-1's tiles never sit at its peak (the
+    /// GELU step): there `auto` is `on`. Without the DSP extension no policy plans tiles.
+    #[test]
+    fn auto_tiles_keep_the_arena_of_no_tiles() {
+        let mut b = GraphBuilder::new("chain");
+        let x = b.input("x", 16 * 64);
+        let lin = |in_features, out_features| OpKind::Linear {
+            tokens: 16,
+            in_features,
+            out_features,
+            bias: true,
+        };
+        let f1 = b.op("fc1", lin(64, 256), &[&x]);
+        let f2 = b.op("fc2", lin(256, 8), &[&f1]);
+        b.op("fc3", lin(8, 8), &[&f2]);
+        let mut g = b.build().unwrap();
+        let t = target("stm32f746");
+        let by = |g: &mut Graph| {
+            [TilePolicy::Always, TilePolicy::Never, TilePolicy::Auto].map(|p| {
+                g.operand_tiles = p;
+                let e = estimate(g, &t).unwrap();
+                assert_eq!(e.operand_tiles, p);
+                e
+            })
+        };
+        let [on, off, auto] = by(&mut g);
+        assert!(on.peak_sram_bytes > off.peak_sram_bytes);
+        assert_eq!(auto.peak_sram_bytes, off.peak_sram_bytes);
+        assert_eq!(auto.untiled_ops, ["fc1", "fc2"]);
+        assert!(on.latency_s < auto.latency_s && auto.latency_s < off.latency_s);
+        let cycles =
+            |e: &Estimate, op: &str| e.layers.iter().find(|l| l.name == op).unwrap().cycles;
+        assert_eq!(cycles(&auto, "fc1"), cycles(&off, "fc1"));
+        assert_eq!(cycles(&auto, "fc3"), cycles(&on, "fc3"));
+        assert!(cycles(&on, "fc1") < cycles(&off, "fc1"));
+
+        let [on, _, auto] = by(&mut kwt(&KwtConfig::kwt1()).unwrap());
+        assert_eq!(
+            (auto.peak_sram_bytes, auto.latency_s),
+            (on.peak_sram_bytes, on.latency_s)
+        );
+        assert!(auto.untiled_ops.is_empty());
+
+        g.operand_tiles = TilePolicy::Always;
+        let e = estimate(&g, &target("rv32imc")).unwrap();
+        assert_eq!(e.operand_tiles, TilePolicy::Never);
+        assert!(e.layers.iter().all(|l| l.scratch_bytes == 0));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use crate::attention::AttentionSpec;
 use crate::error::CostError;
+use crate::tiles::TilePolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -148,19 +149,16 @@ pub struct Graph {
     /// [`crate::ops::SOFTMAX_LUT_BYTES`] in flash (the exporter's default).
     #[serde(default = "default_softmax_lut")]
     pub softmax_lut: bool,
-    /// The Cortex-M DSP kernels' operand tiles are planned in the arena (the exporter's
-    /// default); only on targets whose core has the DSP extension ([`Target::has_dsp`]).
+    /// Which layers plan the Cortex-M DSP kernels' operand tiles in the arena (the exporter's
+    /// default: all); only on targets whose core has the DSP extension ([`Target::has_dsp`]).
+    /// `true` / `false` still read as `Always` / `Never`.
     ///
     /// [`Target::has_dsp`]: crate::target::Target::has_dsp
-    #[serde(default = "default_operand_tiles")]
-    pub operand_tiles: bool,
+    #[serde(default)]
+    pub operand_tiles: TilePolicy,
 }
 
 fn default_softmax_lut() -> bool {
-    true
-}
-
-fn default_operand_tiles() -> bool {
     true
 }
 
@@ -508,14 +506,15 @@ impl GraphBuilder {
                 ops: Vec::new(),
                 requant: RequantGranularity::PerTensor,
                 softmax_lut: true,
-                operand_tiles: true,
+                operand_tiles: TilePolicy::Always,
             },
         }
     }
 
-    /// Sets whether the DSP kernels' operand tiles are planned (where the target has DSP).
-    pub fn operand_tiles(&mut self, on: bool) -> &mut Self {
-        self.graph.operand_tiles = on;
+    /// Sets which layers plan the DSP kernels' operand tiles (where the target has DSP); a
+    /// bool is `Always` / `Never`.
+    pub fn operand_tiles(&mut self, policy: impl Into<TilePolicy>) -> &mut Self {
+        self.graph.operand_tiles = policy.into();
         self
     }
 

@@ -20,5 +20,6 @@ pub mod memory;
 pub mod ops;
 pub mod report;
 pub mod target;
+pub mod tiles;
 
 pub use error::CostError;

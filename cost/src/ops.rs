@@ -23,8 +23,15 @@ use crate::target::{KernelClass, Target};
 /// Work units priced by [`crate::target::CycleTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
+    /// A MAC of the dense Linear kernel with its operand tile (the DSP kernel's fast loop).
     LinearMac,
+    /// A MAC of the fused attention's products with operand tiles, or of a layer-wise MatMul.
     MatMulMac,
+    /// A MAC of the dense Linear kernel without a tile (no tiles planned, fewer than 4 rows or
+    /// an input width that is not a multiple of 4).
+    LinearMacUntiled,
+    /// A MAC of the fused attention's products without tiles.
+    MatMulMacUntiled,
     ConvMac,
     DepthwiseMac,
     Softmax,
@@ -75,6 +82,8 @@ impl OpCost {
                 match w {
                     Work::LinearMac => n * c.linear / simd,
                     Work::MatMulMac => n * c.matmul / simd,
+                    Work::LinearMacUntiled => n * c.linear_untiled() / simd,
+                    Work::MatMulMacUntiled => n * c.matmul_untiled() / simd,
                     Work::ConvMac => n * c.conv / simd,
                     Work::DepthwiseMac => n * c.depthwise / simd,
                     Work::Softmax => n * c.softmax,
@@ -103,6 +112,15 @@ fn mac_work(coded: bool, dense: Work) -> Work {
         (true, Work::ConvMac) => Work::SparseConvMac,
         (true, Work::DepthwiseMac) => Work::SparseDepthwiseMac,
         (true, _) => Work::SparseMac,
+    }
+}
+
+/// The work unit of a dense Linear's MACs: the tiled loop where it has a tile (`tile` bytes).
+fn linear_work(tile: u64) -> Work {
+    if tile > 0 {
+        Work::LinearMac
+    } else {
+        Work::LinearMacUntiled
     }
 }
 
@@ -231,6 +249,11 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             let (wb, f, coded) = weights(out_features, in_features)?;
             let b = if bias { v(out_features) } else { 0 };
             let macs = scale(v(tokens * in_features * out_features), f);
+            let tile = if deploy.operand_tiles && !coded {
+                linear_tile_bytes(tokens, in_features)
+            } else {
+                0
+            };
             OpCost {
                 macs,
                 params: v(in_features * out_features) + b,
@@ -238,18 +261,14 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 weight_bytes: wb + 4 * v(out_features) + rq(out_features),
                 sparse_coded: coded,
                 output_bytes: out,
-                scratch_bytes: if deploy.operand_tiles && !coded {
-                    linear_tile_bytes(tokens, in_features)
-                } else {
-                    0
-                },
+                scratch_bytes: tile,
                 class: if coded {
                     KernelClass::SparseLinear
                 } else {
                     KernelClass::Linear
                 },
                 work: vec![
-                    (mac_work(coded, Work::LinearMac), macs),
+                    (mac_work(coded, linear_work(tile)), macs),
                     (Work::Requant, out),
                 ],
             }
@@ -329,9 +348,14 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             let macs = scale(out * v(k * k * cin), f);
             // The runtime runs a pointwise convolution as a Linear over the pixels.
             let pointwise = k == 1 && stride == 1 && pad == 0;
+            let tile = if pointwise && deploy.operand_tiles && !coded {
+                linear_tile_bytes((out / v(cout.max(1))) as usize, cin)
+            } else {
+                0
+            };
             let (class, work) = match (pointwise, coded) {
-                (true, true) => (KernelClass::SparseLinear, mac_work(true, Work::LinearMac)),
-                (true, false) => (KernelClass::Linear, Work::LinearMac),
+                (true, true) => (KernelClass::SparseLinear, Work::SparseMac),
+                (true, false) => (KernelClass::Linear, linear_work(tile)),
                 (false, true) => (KernelClass::SparseConv, mac_work(true, Work::ConvMac)),
                 (false, false) => (KernelClass::Conv, Work::ConvMac),
             };
@@ -341,11 +365,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 weight_bytes: wb + 4 * v(cout) + rq(cout),
                 sparse_coded: coded,
                 output_bytes: out,
-                scratch_bytes: if pointwise && deploy.operand_tiles && !coded {
-                    linear_tile_bytes((out / v(cout.max(1))) as usize, cin)
-                } else {
-                    0
-                },
+                scratch_bytes: tile,
                 class,
                 work: vec![(work, macs), (Work::Requant, out)],
             }
@@ -423,7 +443,14 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 scratch_bytes: attention_scratch_bytes(seq, proj, deploy.operand_tiles),
                 class: KernelClass::Attention,
                 work: vec![
-                    (Work::MatMulMac, macs),
+                    (
+                        if attention_tiled(seq, proj, deploy.operand_tiles) {
+                            Work::MatMulMac
+                        } else {
+                            Work::MatMulMacUntiled
+                        },
+                        macs,
+                    ),
                     (Work::Softmax, scores),
                     (Work::Requant, scores + out),
                 ],

@@ -63,8 +63,18 @@ impl KernelClass {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CycleTable {
+    /// The dense Linear kernel (and pointwise Conv2d), on cores with the DSP extension the loop
+    /// with its operand tile.
     pub linear: f64,
+    /// The fused attention's products (with operand tiles on DSP cores) and layer-wise MatMul.
     pub matmul: f64,
+    /// The dense Linear without an operand tile (default: `linear`, for cores that have no
+    /// tiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_untiled: Option<f64>,
+    /// The fused attention's products without operand tiles (default: `matmul`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matmul_untiled: Option<f64>,
     pub conv: f64,
     pub depthwise: f64,
     pub softmax: f64,
@@ -112,6 +122,16 @@ pub struct CodeSizeTable {
     pub sparse_linear: u64,
     pub sparse_conv: u64,
     pub sparse_depthwise: u64,
+}
+
+impl CycleTable {
+    pub fn linear_untiled(&self) -> f64 {
+        self.linear_untiled.unwrap_or(self.linear)
+    }
+
+    pub fn matmul_untiled(&self) -> f64 {
+        self.matmul_untiled.unwrap_or(self.matmul)
+    }
 }
 
 impl CodeSizeTable {
@@ -188,12 +208,17 @@ impl Target {
         .any(|c| self.core.eq_ignore_ascii_case(c))
     }
 
-    /// Parse a RON string; `origin` names the source in errors.
+    /// Parse a RON string; `origin` names the source in errors. Optional fields take a bare
+    /// value (`linear_untiled: 1.8`) as well as `Some(1.8)`.
     pub fn from_ron_str(text: &str, origin: &Path) -> Result<Target, CostError> {
-        let t: Target = ron::from_str(text).map_err(|source| CostError::TargetParse {
-            path: origin.to_path_buf(),
-            source,
-        })?;
+        let options = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let t: Target = options
+            .from_str(text)
+            .map_err(|source| CostError::TargetParse {
+                path: origin.to_path_buf(),
+                source,
+            })?;
         t.validate()?;
         Ok(t)
     }
@@ -254,6 +279,8 @@ impl Target {
         for (field, v) in [
             ("cycles.linear", c.linear),
             ("cycles.matmul", c.matmul),
+            ("cycles.linear_untiled", c.linear_untiled()),
+            ("cycles.matmul_untiled", c.matmul_untiled()),
             ("cycles.conv", c.conv),
             ("cycles.depthwise", c.depthwise),
             ("cycles.softmax", c.softmax),

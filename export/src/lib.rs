@@ -26,7 +26,7 @@ pub use codegen::{
     export_c_with_limits, generate, generate_with, runtime_kernel,
 };
 pub use error::{APT_PACKAGES, ExportError, Result};
-pub use plan::{Int8Estimate, Int8Options, Int8Plan};
+pub use plan::{Int8Estimate, Int8Options, Int8Plan, TilePolicy};
 pub use verify::{
     Mismatch, Target, TargetReport, VerifyReport, verify, verify_in, verify_in_with, verify_with,
 };

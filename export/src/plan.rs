@@ -46,6 +46,10 @@ use serde::{Deserialize, Serialize};
 
 use cost::memory::{self, Buffer, BufferKind, PlannerKind};
 use cost::target::{KernelClass, Target};
+use cost::tiles::TileCandidate;
+
+/// Which layers plan operand tiles (the cost model's setting, shared).
+pub use cost::tiles::TilePolicy;
 
 use crate::error::ExportError;
 use crate::sparse::{coded_macs_per_position, coded_weights};
@@ -79,14 +83,16 @@ pub struct Int8Options {
     /// polynomial. The input is int8, so the table holds every value the interpreter can
     /// compute: bit-exact either way.
     pub softmax_lut: bool,
-    /// Plan the operand tiles of the Cortex-M DSP kernels (default): each dense Linear with 4
-    /// rows or more and an input width that is a multiple of 4 gets an arena buffer for 4
-    /// input rows extended to int16 lanes ([`cost::ops::linear_tile_bytes`]), and each fused
-    /// attention whose reduction is a multiple of 4 a larger scratch (4 rows of scores, of
+    /// Which layers plan the operand tiles of the Cortex-M DSP kernels (default: all): a dense
+    /// Linear with 4 rows or more and an input width that is a multiple of 4 gets an arena
+    /// buffer for 4 input rows extended to int16 lanes ([`cost::ops::linear_tile_bytes`]), a
+    /// fused attention whose reduction is a multiple of 4 a larger scratch (4 rows of scores, of
     /// queries and of probabilities, [`cost::ops::attention_scratch_bytes`]), so that those
-    /// kernels extend one operand once instead of in every dot product (same results). Off, or
-    /// on a target without the DSP extension ([`Int8Options::for_target`]): none planned.
-    pub operand_tiles: bool,
+    /// kernels extend one operand once instead of in every dot product (same results).
+    /// [`TilePolicy::Auto`] keeps only the tiles that do not raise the arena
+    /// ([`cost::tiles::choose`], as the cost model does); `Never`, or a target without the DSP
+    /// extension ([`Int8Options::for_target`]): none planned.
+    pub operand_tiles: TilePolicy,
 }
 
 impl Default for Int8Options {
@@ -95,7 +101,7 @@ impl Default for Int8Options {
             fuse_attention: true,
             sparse_weights: true,
             softmax_lut: true,
-            operand_tiles: true,
+            operand_tiles: TilePolicy::Always,
         }
     }
 }
@@ -105,7 +111,7 @@ impl Int8Options {
     /// (as the cost model plans them, `cost::estimate`).
     pub fn for_target(&self, target: &Target) -> Int8Options {
         Int8Options {
-            operand_tiles: self.operand_tiles && target.has_dsp(),
+            operand_tiles: self.operand_tiles.on_target(target.has_dsp()),
             ..*self
         }
     }
@@ -663,13 +669,65 @@ fn find_attention(graph: &Graph) -> Vec<FusedAttention> {
 /// Schedules and plans `graph` (validated first).
 pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> {
     graph.validate()?;
+    let on = opts.operand_tiles != TilePolicy::Never;
+    let all = plan_with_tiles(graph, opts, &|_| on)?;
+    if opts.operand_tiles != TilePolicy::Auto {
+        return Ok(all);
+    }
+    // The nodes with a tile and its scratch without one: a Linear none, a fused attention its
+    // row of scores.
+    let candidates: Vec<(usize, TileCandidate)> = all
+        .buffers
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.kind == BufferKind::Scratch)
+        .filter_map(|(i, b)| {
+            let untiled = match all.exec[b.op] {
+                Exec::Fused(f) if all.fused[f].tiled => {
+                    let fa = &all.fused[f];
+                    align(cost::ops::attention_scratch_bytes(fa.keys, fa.inner, false))
+                }
+                Exec::Kernel => 0,
+                _ => return None,
+            };
+            Some((
+                b.op,
+                TileCandidate {
+                    buffer: i,
+                    untiled_bytes: untiled,
+                },
+            ))
+        })
+        .collect();
+    let keep = cost::tiles::choose(
+        &all.buffers,
+        &candidates.iter().map(|c| c.1).collect::<Vec<_>>(),
+    );
+    let dropped: BTreeSet<usize> = candidates
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| !k)
+        .map(|(c, _)| c.0)
+        .collect();
+    if dropped.is_empty() {
+        return Ok(all);
+    }
+    plan_with_tiles(graph, opts, &|node| !dropped.contains(&node))
+}
+
+/// [`plan`] with operand tiles where `tiled(node)` allows them.
+fn plan_with_tiles(
+    graph: &Graph,
+    opts: &Int8Options,
+    tiled: &dyn Fn(usize) -> bool,
+) -> Result<Int8Plan, ExportError> {
     let mut fused = if opts.fuse_attention {
         find_attention(graph)
     } else {
         Vec::new()
     };
     for fa in &mut fused {
-        fa.tiled = cost::ops::attention_tiled(fa.keys, fa.inner, opts.operand_tiles);
+        fa.tiled = cost::ops::attention_tiled(fa.keys, fa.inner, tiled(fa.anchor));
     }
     let n_nodes = graph.nodes.len();
     let mut exec = vec![Exec::Kernel; n_nodes];
@@ -764,7 +822,7 @@ pub fn plan(graph: &Graph, opts: &Int8Options) -> Result<Int8Plan, ExportError> 
                     _ => numel[node.output.as_str()],
                 };
                 let tile = match linear_shape(node, &numel) {
-                    Some((rows, in_f)) if opts.operand_tiles && coded[node_index].is_none() => {
+                    Some((rows, in_f)) if tiled(node_index) && coded[node_index].is_none() => {
                         cost::ops::linear_tile_bytes(rows, in_f)
                     }
                     _ => 0,

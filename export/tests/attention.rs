@@ -7,7 +7,7 @@ mod common;
 
 use common::attention::{SHAPES, fwsa, mhsa};
 use common::{Rng, available, samples, tiny_cnn, tiny_transformer};
-use export::plan::{Int8Options, plan, wrl_row};
+use export::plan::{Int8Options, TilePolicy, plan, wrl_row};
 use export::{ExportLimits, Target, generate_with, verify_with};
 use quant::Graph;
 
@@ -156,7 +156,7 @@ fn tiled_attention_bit_exact_everywhere() {
         check(&g, &all, 3, 13, fw);
         // the same shape without the tiles (`--no-operand-tiles`): the untiled DSP loops
         let untiled = Int8Options {
-            operand_tiles: false,
+            operand_tiles: TilePolicy::Never,
             ..Default::default()
         };
         assert!(!plan(&g, &untiled).unwrap().fused[0].tiled);

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{Rng, pruned};
-use export::plan::{Exec, Int8Options, estimate, node_macs, plan};
+use export::plan::{Exec, Int8Options, TilePolicy, estimate, node_macs, plan};
 use export::{ExportLimits, Target, export_c_with};
 use quant::{Graph, GraphBuilder};
 
@@ -1192,6 +1192,84 @@ fn attention_instruction_counts() {
         if models_cycles(*t) {
             modelled_refit(*t, simd_of(*t), r, c);
         }
+    }
+}
+
+/// The cycle-table entries of the kernels without operand tiles (`linear_untiled`,
+/// `matmul_untiled`; `nas export --operand-tiles off`, or `auto` where a tile would raise the
+/// arena): the attention stages of [`attention_instruction_counts`] (layer-wise, MHSA and FWSA
+/// fused) exported without tiles, fitted the same way on the cores that have tiles (M4, M7).
+#[test]
+fn untiled_kernel_cycles() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    let untiled = Int8Options {
+        operand_tiles: TilePolicy::Never,
+        ..Int8Options::default()
+    };
+    let layer = Int8Options {
+        fuse_attention: false,
+        ..untiled
+    };
+    for t in targets {
+        if !(models_cycles(t) && t != Target::Rv32) {
+            continue;
+        }
+        let (mut runs, mut cruns) = (Vec::new(), Vec::new());
+        for &(name, s, e, p, h) in &graphs::SHAPES {
+            let m = graphs::mhsa((s, e, p, h), 5);
+            let f = graphs::fwsa((s, e, p, h), 6);
+            for (v, g, o) in [
+                ("layer", &m, &layer),
+                ("mhsa", &m, &untiled),
+                ("fwsa", &f, &untiled),
+            ] {
+                let c = count(
+                    g,
+                    o,
+                    t,
+                    &plugin,
+                    dir.path(),
+                    &format!("{name}-{t}-{v}-untiled"),
+                );
+                runs.push((work(g, o), by_class(&c.funcs, o.fuse_attention)));
+                cruns.push((work(g, o), by_class(&c.func_cycles, o.fuse_attention)));
+            }
+        }
+        let (i, c) = (stage_fit(&runs), stage_fit(&cruns));
+        let simd = simd_of(t);
+        print_modelled(
+            t,
+            "attention stages without operand tiles",
+            &[
+                ("linear_untiled", "MAC", i.lin_mac, c.lin_mac, simd),
+                (
+                    "matmul_untiled",
+                    "MAC (fused attention)",
+                    i.mm_fused,
+                    c.mm_fused,
+                    simd,
+                ),
+                ("requant (untiled)", "output", i.requant, c.requant, 1.0),
+            ],
+        );
+        // the tiles exist to save cycles: without them the products cost more per MAC
+        let tiled = cost::target::Target::load(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/targets")
+                .join(if t == Target::CortexM4 {
+                    "stm32l4.ron"
+                } else {
+                    "stm32f746.ron"
+                }),
+        )
+        .unwrap();
+        assert!(
+            simd * c.lin_mac > tiled.cycles.linear,
+            "{t}: {}",
+            simd * c.lin_mac
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{check_on, tiny_cnn, tiny_transformer};
-use export::{ExportError, ExportLimits, Target, export_c, export_c_with_limits};
+use export::{ExportError, ExportLimits, Target, TilePolicy, export_c, export_c_with_limits};
 use quant::GraphBuilder;
 use quant::graph::{Op, Window};
 
@@ -122,6 +122,66 @@ fn linear_operand_tiles_bit_exact_on_all_targets() {
         .count();
     assert_eq!(tiles, outs.len());
     check_on(&g, &Target::ALL, 14);
+}
+
+/// `--operand-tiles auto`: a chain whose two wide Linears run at the arena's peak (their tiles
+/// would raise it) and whose narrow last Linear does not: the plan keeps exactly the free tile,
+/// its arena is the arena without tiles, and the mixed program (tiled and untiled Linear calls)
+/// is bit-exact on the DSP cores.
+#[test]
+fn auto_operand_tiles_mix_tiled_and_untiled_layers_bit_exact() {
+    let mut r = common::Rng(43);
+    let mut b = GraphBuilder::new();
+    b.input("x", &[16, 64], 2f64.powi(-4)).unwrap();
+    let layers = [
+        ("fc1", "x", 64, 256),
+        ("fc2", "fc1", 256, 8),
+        ("fc3", "fc2", 8, 8),
+    ];
+    for (name, input, in_f, out_f) in layers {
+        b.linear(
+            name,
+            input,
+            r.i8s(out_f * in_f),
+            r.i32s(out_f, 300),
+            &[0.01],
+            2f64.powi(-4),
+        )
+        .unwrap();
+    }
+    b.output("fc3");
+    let g = b.finish().unwrap();
+    let opts = |tiles| export::Int8Options {
+        operand_tiles: tiles,
+        ..Default::default()
+    };
+    let tiled = |p: &export::Int8Plan| -> Vec<String> {
+        p.buffers
+            .iter()
+            .filter_map(|b| b.name.strip_suffix(".scratch").map(str::to_string))
+            .collect()
+    };
+    let auto = export::plan::plan(&g, &opts(TilePolicy::Auto)).unwrap();
+    let none = export::plan::plan(&g, &opts(TilePolicy::Never)).unwrap();
+    let all = export::plan::plan(&g, &opts(TilePolicy::Always)).unwrap();
+    assert_eq!(tiled(&auto), ["fc3"]);
+    assert_eq!(tiled(&all), ["fc1", "fc2", "fc3"]);
+    assert_eq!(auto.arena_bytes, none.arena_bytes);
+    assert!(all.arena_bytes > none.arena_bytes);
+    let ts = common::available(&[Target::CortexM4, Target::CortexM7]);
+    if !ts.is_empty() {
+        let xs = common::samples(64 * 16, 3, 19);
+        let rep = export::verify_with(&g, &xs, &ts, &opts(TilePolicy::Auto)).unwrap();
+        rep.ensure_exact()
+            .unwrap_or_else(|e| panic!("auto tiles: {e}"));
+        assert_eq!(rep.targets.len(), ts.len());
+        for t in &rep.targets {
+            eprintln!(
+                "{}: {} samples, mismatches {}",
+                t.target, t.samples, t.mismatches
+            );
+        }
+    }
 }
 
 #[test]

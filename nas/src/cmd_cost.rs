@@ -7,6 +7,7 @@ use clap::Args;
 use cost::attention::{AttentionVariant, Tiling};
 use cost::estimate::Violation;
 use cost::target::Target;
+use cost::tiles::TilePolicy;
 use training::KwtConfig;
 
 #[derive(Args)]
@@ -38,6 +39,11 @@ pub struct CostArgs {
     /// Use depth-first tiling of attention where it lowers the peak.
     #[arg(long)]
     depth_first: bool,
+    /// Which layers plan operand tiles for the Cortex-M DSP kernels, as `nas export
+    /// --operand-tiles` deploys them: `on`, `off`, or `auto` (only where the tile does not
+    /// raise the peak SRAM).
+    #[arg(long, value_name = "on|off|auto", default_value = "on")]
+    operand_tiles: TilePolicy,
     /// Write the memory-over-time plot (SVG) here.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -89,9 +95,13 @@ fn read_ron<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T>
 }
 
 /// `--int8`: what `nas export` allocates for an integer model.
-fn int8_cost(path: &std::path::Path, target: &Target) -> Result<()> {
+fn int8_cost(path: &std::path::Path, target: &Target, tiles: TilePolicy) -> Result<()> {
     let graph = quant::load(path).with_context(|| format!("loading {}", path.display()))?;
-    let (_, e) = export::plan::estimate(&graph, target, &export::Int8Options::default())?;
+    let opts = export::Int8Options {
+        operand_tiles: tiles,
+        ..Default::default()
+    };
+    let (_, e) = export::plan::estimate(&graph, target, &opts)?;
     println!(
         "{} on {}: arena {} B of {} B SRAM ({}), flash {} B of {} B ({} B constants + {} B code), {} MACs, {} fused attention kernel(s), {} layer(s) with run-length coded weights ({} B saved)",
         path.display(),
@@ -119,7 +129,7 @@ fn int8_cost(path: &std::path::Path, target: &Target) -> Result<()> {
 pub fn run(args: CostArgs) -> Result<()> {
     let target = Target::load(&args.target)?;
     if let Some(path) = &args.int8 {
-        return int8_cost(path, &target);
+        return int8_cost(path, &target, args.operand_tiles);
     }
     if let Some(path) = &args.arch {
         let arch: training::tinyformer::TinyFormerArch = read_ron(path)?;
@@ -129,7 +139,8 @@ pub fn run(args: CostArgs) -> Result<()> {
             Some(p) => read_ron(p)?,
             None => Default::default(),
         };
-        let graph = search::cost_graph::tinyformer_graph(&arch, &sparse)?;
+        let mut graph = search::cost_graph::tinyformer_graph(&arch, &sparse)?;
+        graph.operand_tiles = args.operand_tiles;
         return report(&cost::estimate::estimate(&graph, &target)?, &args);
     }
     let model: KwtConfig = match (&args.model, &args.preset) {
@@ -143,7 +154,8 @@ pub fn run(args: CostArgs) -> Result<()> {
         let pruning: pruning::PruningConfig = read_ron(path)?;
         let sparse = search::kwt::space::sparse_from_pruning(&model, &pruning)
             .map_err(|e| anyhow::anyhow!("sparsity {}: {e}", path.display()))?;
-        let graph = search::kwt::cost::kwt_graph(&model, &sparse)?;
+        let mut graph = search::kwt::cost::kwt_graph(&model, &sparse)?;
+        graph.operand_tiles = args.operand_tiles;
         return report(&cost::estimate::estimate(&graph, &target)?, &args);
     }
     let variant = match args.attention {
@@ -156,7 +168,8 @@ pub fn run(args: CostArgs) -> Result<()> {
     } else {
         Tiling::LayerWise
     };
-    let graph = cost::kwt::kwt(&cost_config(&model, variant, tiling)?)?;
+    let mut graph = cost::kwt::kwt(&cost_config(&model, variant, tiling)?)?;
+    graph.operand_tiles = args.operand_tiles;
     report(&cost::estimate::estimate(&graph, &target)?, &args)
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cost::target::Target;
-use export::{ExportLimits, Int8Options};
+use export::{ExportLimits, Int8Options, TilePolicy};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -33,9 +33,14 @@ pub struct ExportArgs {
     /// a 1 KiB table per softmax (less flash, more cycles).
     #[arg(long)]
     no_softmax_lut: bool,
-    /// Plan no operand tiles for the Cortex-M DSP kernels (less SRAM, more cycles; targets
-    /// without the DSP extension never get them).
-    #[arg(long)]
+    /// Which layers plan operand tiles for the Cortex-M DSP kernels (faster Linear and
+    /// attention layers for some SRAM): `on` every layer that can, `auto` only where the tile
+    /// does not raise the peak SRAM, `off` none. Targets without the DSP extension never get
+    /// them.
+    #[arg(long, value_name = "on|off|auto", default_value = "on")]
+    operand_tiles: TilePolicy,
+    /// Same as `--operand-tiles off`.
+    #[arg(long, conflicts_with = "operand_tiles")]
     no_operand_tiles: bool,
 }
 
@@ -57,7 +62,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
         softmax_lut: !args.no_softmax_lut,
-        operand_tiles: !args.no_operand_tiles,
+        operand_tiles: if args.no_operand_tiles {
+            TilePolicy::Never
+        } else {
+            args.operand_tiles
+        },
     }
     .for_target(&target);
     let (_, est) = export::plan::estimate(&graph, &target, &opts)?;

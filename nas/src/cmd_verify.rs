@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use export::{Int8Options, Target};
+use export::{Int8Options, Target, TilePolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Platform {
@@ -46,9 +46,14 @@ pub struct VerifyArgs {
     /// a 1 KiB table per softmax (less flash, more cycles).
     #[arg(long)]
     no_softmax_lut: bool,
-    /// Plan no operand tiles (the Cortex-M builds then run the untiled DSP kernels; the host
-    /// and RV32 builds never use them).
-    #[arg(long)]
+    /// Which layers plan operand tiles for the Cortex-M DSP kernels (faster Linear and
+    /// attention layers for some SRAM): `on` every layer that can, `auto` only where the tile
+    /// does not raise the peak SRAM, `off` none. Targets without the DSP extension never get
+    /// them.
+    #[arg(long, value_name = "on|off|auto", default_value = "on")]
+    operand_tiles: TilePolicy,
+    /// Same as `--operand-tiles off`.
+    #[arg(long, conflicts_with = "operand_tiles")]
     no_operand_tiles: bool,
 }
 
@@ -111,7 +116,11 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
         softmax_lut: !args.no_softmax_lut,
-        operand_tiles: !args.no_operand_tiles,
+        operand_tiles: if args.no_operand_tiles {
+            TilePolicy::Never
+        } else {
+            args.operand_tiles
+        },
     };
     let rep = export::verify_with(&graph, &xs, &targets, &opts)?;
     println!(

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use export::TilePolicy;
 use quant::graph::Op;
 use quant::{Graph, GraphBuilder};
 
@@ -145,6 +146,19 @@ fn export_prints_sram_and_flash_and_writes_a_project_that_builds() {
     );
 }
 
+/// `nas export --model M --target T --out O`.
+fn export_args<'a>(model: &'a Path, target: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]
+}
+
 /// `--no-operand-tiles` plans no DSP operand tiles (the figures of a target without the DSP
 /// extension), and the default on a Cortex-M7 does: the printed arena is the exporter's either
 /// way, and the written header says the same.
@@ -156,20 +170,16 @@ fn export_without_operand_tiles_plans_less_sram() {
     let t = cost::target::Target::load(target("stm32f746")).unwrap();
     let f746 = target("stm32f746");
     let mut arenas = Vec::new();
-    for (i, tiles) in [true, false].into_iter().enumerate() {
+    let policies = [
+        (TilePolicy::Always, None),
+        (TilePolicy::Never, Some("--no-operand-tiles")),
+        (TilePolicy::Never, Some("--operand-tiles=off")),
+        (TilePolicy::Auto, Some("--operand-tiles=auto")),
+    ];
+    for (i, (tiles, flag)) in policies.into_iter().enumerate() {
         let out = dir.path().join(format!("c{i}"));
-        let mut args = vec![
-            "export",
-            "--model",
-            model.to_str().unwrap(),
-            "--target",
-            f746.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        if !tiles {
-            args.push("--no-operand-tiles");
-        }
+        let mut args = export_args(&model, &f746, &out);
+        args.extend(flag);
         let o = nas(&args);
         let (so, se) = text(&o);
         assert!(o.status.success(), "{so}\n{se}");
@@ -183,12 +193,24 @@ fn export_without_operand_tiles_plans_less_sram() {
                 "activation arena {} B of 327680 B",
                 est.arena_bytes
             )),
-            "tiles={tiles}: {so}"
+            "tiles={tiles:?}: {so}"
         );
         let header = std::fs::read_to_string(out.join("model.h")).unwrap();
         assert!(header.contains(&format!("#define MODEL_ARENA_BYTES {}", est.arena_bytes)));
         arenas.push(est.arena_bytes);
     }
+    // auto keeps only the tiles off the peak: the arena without tiles
+    assert_eq!(arenas[3], arenas[1], "{arenas:?}");
+    assert_eq!(arenas[2], arenas[1], "{arenas:?}");
+    let bad = dir.path().join("bad");
+    let mut args = export_args(&model, &f746, &bad);
+    args.push("--operand-tiles=sometimes");
+    let o = nas(&args);
+    let (_, se) = text(&o);
+    assert!(
+        !o.status.success() && se.contains("on, off or auto"),
+        "{se}"
+    );
     // the Linear tiles (9 rows, 16 and 32 inputs) sit at this block's peak
     assert!(arenas[0] > arenas[1], "{arenas:?}");
     let rv = cost::target::Target::load(target("rv32imc")).unwrap();
@@ -207,15 +229,7 @@ fn export_rejects_a_model_over_the_targets_sram_before_writing() {
     let tpath = dir.path().join("small.ron");
     std::fs::write(&tpath, small).unwrap();
     let out = dir.path().join("c");
-    let o = nas(&[
-        "export",
-        "--model",
-        model.to_str().unwrap(),
-        "--target",
-        tpath.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = nas(&export_args(&model, &tpath, &out));
     assert_error(&o, &["does not fit", "SRAM", "nothing was written"]);
     assert!(!out.exists(), "nothing may be written");
 }

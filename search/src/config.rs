@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cost::tiles::TilePolicy;
 use serde::{Deserialize, Serialize};
 use training::tinyformer::ChoiceSpace;
 
@@ -53,16 +54,13 @@ pub struct BudgetConfig {
     /// Latency limit in milliseconds (default: none).
     #[serde(default)]
     pub latency_ms: Option<f64>,
-    /// Deploy with the Cortex-M DSP kernels' operand tiles (default, on targets with the DSP
+    /// Deploy with the Cortex-M DSP kernels' operand tiles (on targets with the DSP
     /// extension): faster Linear and attention layers for more SRAM (a 4-row tile per Linear,
-    /// 4 rows of scores, queries and probabilities per attention). `false` costs and exports
-    /// every candidate without them (`nas export --no-operand-tiles`).
-    #[serde(default = "default_operand_tiles")]
-    pub operand_tiles: bool,
-}
-
-fn default_operand_tiles() -> bool {
-    true
+    /// 4 rows of scores, queries and probabilities per attention). `true` (default): every
+    /// layer that can; `"auto"`: only where the tile does not raise the candidate's peak SRAM
+    /// (`nas export --operand-tiles auto`); `false`: none (`--operand-tiles off`).
+    #[serde(default)]
+    pub operand_tiles: TilePolicy,
 }
 
 /// S_sup (TinyFormer Table I): the supernet hyper-parameters SuperNAS samples.

@@ -5,6 +5,7 @@
 use cost::estimate::{Estimate, estimate};
 use cost::graph::{Graph, GraphBuilder, OpKind, RequantGranularity, Sparsity};
 use cost::target::Target;
+use cost::tiles::TilePolicy;
 use serde::{Deserialize, Serialize};
 use training::tinyformer::{Downsample, Pooling, TinyFormerArch};
 
@@ -259,13 +260,10 @@ pub struct Limits {
     pub sram_bytes: u64,
     pub flash_bytes: u64,
     pub latency_ms: Option<f64>,
-    /// The exporter plans the DSP kernels' operand tiles (where the target has DSP).
-    #[serde(default = "crate::cost_graph::tiles_on")]
-    pub operand_tiles: bool,
-}
-
-pub(crate) fn tiles_on() -> bool {
-    true
+    /// Which layers the exporter plans the DSP kernels' operand tiles for (where the target has
+    /// DSP).
+    #[serde(default)]
+    pub operand_tiles: TilePolicy,
 }
 
 impl Limits {
@@ -306,7 +304,7 @@ pub fn evaluate(
     evaluate_graph(tinyformer_graph(arch, sparse)?, target, limits)
 }
 
-/// Estimates `graph` on `target`, deployed as `limits` says (operand tiles or not), and names
+/// Estimates `graph` on `target`, deployed as `limits` says (which operand tiles), and names
 /// every limit it breaks.
 pub fn evaluate_graph(
     mut graph: Graph,
@@ -379,6 +377,61 @@ mod tests {
         .unwrap()
     }
 
+    /// The cost model's SRAM and flash for a TinyFormer path equal the exporter's for its
+    /// integer model under each operand-tile policy (`auto` runs the same choice on both sides),
+    /// and `auto` costs no more SRAM than no tiles.
+    #[test]
+    fn cost_model_equals_the_export_under_every_tile_policy() {
+        let mut a = arch();
+        // attention-heavy: a small image, wide tokens, 2 encoders (the V projection's and the
+        // attention's tiles sit at the peak, the others do not)
+        let mut wide = arch();
+        wide.input = [1, 8, 8];
+        wide.pooling = Pooling::AvgPool;
+        wide.stages[0].downsample = Downsample::ConvStride2;
+        wide.stages[0].channels = 32;
+        wide.stages[0].transformers[0].encoders = 2;
+        wide.stages[0].transformers[0].mlp_ratio = 1;
+        for a in [&mut a, &mut wide] {
+            let model = training::tinyformer::TinyFormer::init(a, 3, &burn::tensor::Device::flex())
+                .unwrap();
+            let (images, _) = training::tinyformer::fixtures::gratings(8, a, 5);
+            let opts = quant::ptq::PtqOptions {
+                scaled_layer_norm: true,
+                ..Default::default()
+            };
+            let (graph, _) = quant::ptq::quantize_tinyformer(&model, a, &images, &opts).unwrap();
+            let mut srams = Vec::new();
+            for tiles in [TilePolicy::Always, TilePolicy::Never, TilePolicy::Auto] {
+                let limits = Limits {
+                    sram_bytes: 1 << 20,
+                    flash_bytes: 1 << 20,
+                    latency_ms: None,
+                    operand_tiles: tiles,
+                };
+                let (r, _) = evaluate(a, &SparseConfig::new(), &target(), &limits).unwrap();
+                // dense, as costed (an untrained model's int8 weights hold zero runs that the
+                // exporter would code)
+                let int8 = export::Int8Options {
+                    sparse_weights: false,
+                    ..limits.int8_options()
+                };
+                let (_, e) = export::plan::estimate(&graph, &target(), &int8).unwrap();
+                assert_eq!(
+                    (r.sram_bytes, r.flash_bytes),
+                    (e.arena_bytes, e.flash_bytes),
+                    "{tiles:?}"
+                );
+                srams.push(r.sram_bytes);
+            }
+            assert!(srams[2] <= srams[1] && srams[1] <= srams[0], "{srams:?}");
+            if a.stages[0].channels == 32 {
+                // the tiles at the attention raise the peak: auto drops them
+                assert!(srams[0] > srams[1] && srams[2] == srams[1], "{srams:?}");
+            }
+        }
+    }
+
     #[test]
     fn every_broken_limit_is_named_and_sparsity_shrinks_flash() {
         let a = arch();
@@ -387,7 +440,7 @@ mod tests {
             sram_bytes: 1 << 20,
             flash_bytes: 1 << 20,
             latency_ms: Some(1e6),
-            operand_tiles: true,
+            operand_tiles: TilePolicy::Always,
         };
         let (r, est) = evaluate(&a, &dense, &target(), &roomy).unwrap();
         assert!(r.fits(), "{:?}", r.violations);
@@ -396,7 +449,7 @@ mod tests {
             sram_bytes: 1,
             flash_bytes: 1,
             latency_ms: Some(0.0),
-            operand_tiles: true,
+            operand_tiles: TilePolicy::Always,
         };
         let (r, _) = evaluate(&a, &dense, &target(), &tight).unwrap();
         let kinds: Vec<&str> = r

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use cost::tiles::TilePolicy;
+
 use training::tinyformer::ChoiceSpace;
 use training::{DataSpec, TrainerConfig};
 
@@ -65,7 +67,7 @@ pub fn tiny_config(data: &Path, target: &Path) -> SearchConfig {
             sram_bytes: Some(6_000),
             flash_bytes: None,
             latency_ms: None,
-            operand_tiles: true,
+            operand_tiles: TilePolicy::Always,
         },
         supernet_space: SupernetSpace {
             heads: vec![1, 2],
@@ -151,7 +153,7 @@ pub fn tiny_kwt_config(dir: &Path, target: &Path) -> KwtSearchConfig {
             sram_bytes: Some(40_000),
             flash_bytes: Some(60_000),
             latency_ms: None,
-            operand_tiles: true,
+            operand_tiles: TilePolicy::Always,
         },
         kwt_space: KwtSpace {
             dims: vec![8, 12],

@@ -33,6 +33,19 @@ pub fn layer_table(e: &Estimate) -> String {
         "arena: head-tail {} B, best-fit {} B, lower bound {} B (peak live set at `{}`)",
         e.head_tail_bytes, e.best_fit_bytes, e.max_live_bytes, e.peak_op
     );
+    let _ = writeln!(
+        s,
+        "operand tiles: {}{}",
+        e.operand_tiles.label(),
+        if e.untiled_ops.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (none at {}: a tile there would raise the arena)",
+                e.untiled_ops.join(", ")
+            )
+        }
+    );
     for v in &e.violations {
         let _ = match v {
             Violation::Sram {

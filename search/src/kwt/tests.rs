@@ -1,5 +1,7 @@
 use std::path::{Path, PathBuf};
 
+use cost::tiles::TilePolicy;
+
 use burn::module::Module;
 use burn::tensor::Device;
 use rand::SeedableRng;
@@ -23,7 +25,7 @@ fn roomy() -> Limits {
         sram_bytes: u64::MAX,
         flash_bytes: u64::MAX,
         latency_ms: None,
-        operand_tiles: true,
+        operand_tiles: TilePolicy::Always,
     }
 }
 
@@ -95,9 +97,11 @@ fn cost_model_equals_the_exported_int8_model() {
         let (graph, _) =
             quant::ptq::quantize_kwt(&kwt, &cfg, &samples, &quant::ptq::PtqOptions::default())
                 .unwrap();
-        // with the DSP kernels' operand tiles (the default on this Cortex-M7) and without
+        // with the DSP kernels' operand tiles (the default on this Cortex-M7), without, and
+        // only those that do not raise the peak
         let mut srams = Vec::new();
-        for tiles in [true, false] {
+        let mut latencies = Vec::new();
+        for tiles in [TilePolicy::Always, TilePolicy::Never, TilePolicy::Auto] {
             let limits = Limits {
                 operand_tiles: tiles,
                 ..roomy()
@@ -108,11 +112,18 @@ fn cost_model_equals_the_exported_int8_model() {
             assert_eq!(
                 (res.sram_bytes, res.flash_bytes),
                 (exported.arena_bytes, exported.flash_bytes),
-                "{cfg:?} {sparse:?} tiles={tiles}"
+                "{cfg:?} {sparse:?} tiles={tiles:?}"
             );
             srams.push(res.sram_bytes);
+            latencies.push(res.latency_ms);
         }
         assert!(srams[0] >= srams[1], "{srams:?}");
+        assert!(srams[2] <= srams[1], "{srams:?}");
+        // tiled kernels are faster: auto sits between all and none
+        assert!(
+            latencies[0] <= latencies[2] && latencies[2] <= latencies[1],
+            "{latencies:?}"
+        );
     }
 }
 
@@ -143,7 +154,7 @@ fn sparsity_shrinks_flash_and_broken_limits_are_named() {
         sram_bytes: d.sram_bytes - 1,
         flash_bytes: d.flash_bytes - 1,
         latency_ms: Some(d.latency_ms / 2.0),
-        operand_tiles: true,
+        operand_tiles: TilePolicy::Always,
     };
     let (r, _) = evaluate_kwt(&cfg, &dense, &target, &tight).unwrap();
     let kinds: Vec<_> = r
