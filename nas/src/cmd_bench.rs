@@ -2,11 +2,14 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
 use burn::optim::AdamWConfig;
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::{Args, Subcommand};
 use training::KwtConfig;
+use training::tinyformer::{TinyFormer, TinyFormerArch};
 
 use crate::backend::Backend;
 
@@ -14,6 +17,7 @@ use crate::backend::Backend;
 pub enum BenchCommand {
     /// Training throughput (samples/s) of a KWT on random 98x40 inputs: the same optimizer
     /// step as `nas train`. experiments/kwt_throughput/pytorch_kwt.py is the PyTorch twin.
+    /// With --arch, of a TinyFormer path on random images: the step `nas search` trains with.
     Train(TrainBenchArgs),
 }
 
@@ -21,6 +25,9 @@ pub enum BenchCommand {
 pub struct TrainBenchArgs {
     #[arg(long, default_value = "kwt-1")]
     preset: String,
+    /// A TinyFormer single-path architecture (a search's `best/arch.ron`) instead of a KWT.
+    #[arg(long, conflicts_with = "preset")]
+    arch: Option<PathBuf>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Timed steps.
@@ -45,34 +52,77 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         bail!("--shards must be in [1, --batch-size]");
     }
     let device = args.backend.device()?.autodiff();
-    let cfg = KwtConfig::preset(&args.preset, 12)?;
-    let mut model = cfg.init(0, &device)?;
-    let params = burn::module::Module::num_params(&model);
-    let mut optim = AdamWConfig::new().with_weight_decay(0.1).init();
-    let x = Tensor::<3>::random(
-        [args.batch_size, cfg.frames, cfg.features],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let y = Tensor::<1, Int>::random([args.batch_size], Distribution::Uniform(0.0, 12.0), &device);
+    let b = args.batch_size;
+    let (name, params, mut step): (String, usize, Box<dyn FnMut()>) = match &args.arch {
+        None => {
+            let cfg = KwtConfig::preset(&args.preset, 12)?;
+            let mut model = Some(cfg.init(0, &device)?);
+            let params = model.as_ref().map_or(0, burn::module::Module::num_params);
+            let mut optim = AdamWConfig::new().with_weight_decay(0.1).init();
+            let x = Tensor::<3>::random(
+                [b, cfg.frames, cfg.features],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let y = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 12.0), &device);
+            let shards = args.shards;
+            let step = move || {
+                // The step reads its loss back, a host sync each step as in the trainer.
+                let (next, _, _) = training::trainer::optimizer_step(
+                    model.take().expect("a model between steps"),
+                    &mut optim,
+                    x.clone(),
+                    y.clone(),
+                    None,
+                    1e-3,
+                    0.1,
+                    shards,
+                );
+                model = Some(next);
+            };
+            (args.preset.clone(), params, Box::new(step))
+        }
+        Some(path) => {
+            let arch: TinyFormerArch = training::checkpoint::read_ron(path)?;
+            arch.validate()
+                .with_context(|| format!("architecture {}", path.display()))?;
+            let mut model = Some(TinyFormer::init(&arch, 0, &device)?);
+            let params = model.as_ref().map_or(0, burn::module::Module::num_params);
+            let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
+            let x = Tensor::<4>::random(
+                [b, arch.input[0], arch.input[1], arch.input[2]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let classes = arch.classes as f64;
+            let y = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, classes), &device);
+            let shards = args.shards;
+            let dev = device.clone();
+            let step = move || {
+                // as `nas search` trains a path (search::train): sharded gradients, loss read back
+                let m = model.take().expect("a model between steps");
+                let (grads, _, _) = training::shards::sharded_grads(&m, &dev, b, shards, |m, r| {
+                    let logits = m.forward(x.clone().slice(r.clone()));
+                    let loss =
+                        training::loss::smoothed_cross_entropy(logits, y.clone().slice(r), 0.1);
+                    (loss, 0)
+                });
+                model = Some(optim.step(3e-3, m, grads));
+            };
+            (
+                format!("tinyformer {}", path.display()),
+                params,
+                Box::new(step),
+            )
+        }
+    };
     let mut started = Instant::now();
     for i in 0..args.warmup + args.steps {
         if i == args.warmup {
             device.sync()?;
             started = Instant::now();
         }
-        // The step reads its loss back, a host sync each step as in the trainer.
-        let (next, _, _) = training::trainer::optimizer_step(
-            model,
-            &mut optim,
-            x.clone(),
-            y.clone(),
-            None,
-            1e-3,
-            0.1,
-            args.shards,
-        );
-        model = next;
+        step();
     }
     device.sync()?;
     let secs = started.elapsed().as_secs_f64();
@@ -85,9 +135,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         _ => String::new(),
     };
     println!(
-        "burn {:?} {} ({params} params) batch {} shards {}: {:.1} samples/s ({:.1} ms/step){kernels}",
+        "burn {:?} {name} ({params} params) batch {} shards {}: {:.1} samples/s ({:.1} ms/step){kernels}",
         args.backend,
-        args.preset,
         args.batch_size,
         args.shards,
         (args.steps * args.batch_size) as f64 / secs,

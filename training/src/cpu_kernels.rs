@@ -94,7 +94,7 @@ const LANES: usize = 16;
 
 /// `sum(a[i] * b[i])` in [`LANES`] interleaved partial sums.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (a_main, a_tail) = a.split_at(a.len() / LANES * LANES);
     let (b_main, b_tail) = b.split_at(a_main.len());
@@ -273,18 +273,19 @@ macro_rules! dispatched {
                 fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
                 }
-                match VectorIsa::detect() {
+                match $crate::cpu_kernels::VectorIsa::detect() {
                     // SAFETY: `detect` found AVX-512F on this CPU.
-                    VectorIsa::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::cpu_kernels::VectorIsa::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: `detect` found AVX2 and FMA on this CPU.
-                    VectorIsa::Avx2Fma => return unsafe { avx2($($arg),*) },
-                    VectorIsa::Baseline => {}
+                    $crate::cpu_kernels::VectorIsa::Avx2Fma => return unsafe { avx2($($arg),*) },
+                    $crate::cpu_kernels::VectorIsa::Baseline => {}
                 }
             }
             $body($($arg),*)
         }
     };
 }
+pub(crate) use dispatched;
 
 dispatched!(
     /// `out[i] = gelu(x[i])` (the erf GELU), over the shorter of the two slices.

@@ -8,13 +8,16 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::ops::ActivationOps;
+use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, backend_extension};
-use burn::nn::LayerNorm;
+use burn::nn::conv::Conv2d;
+use burn::nn::{LayerNorm, PaddingConfig2d};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::cpu_kernels;
+use crate::depthwise_kernels::{self, DepthwiseShape};
 
 /// The fused operations. The default bodies (Burn's operations) serve backends without a kernel.
 #[backend_extension(Flex, Autodiff)]
@@ -70,6 +73,29 @@ pub trait FusedOps: Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         composite_layer_norm_backward::<Self>(xhat, rstd, gamma, grad)
+    }
+
+    /// Depthwise 2-D convolution: `groups` equal to the input and output channels, weight
+    /// `[channels, 1, kh, kw]`, a bias.
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, Some(bias), options)
+    }
+
+    /// [`Self::depthwise_conv2d`]'s gradients `(dx, dweight, dbias)` from its input, weight, bias
+    /// and output gradient.
+    fn depthwise_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composite_depthwise_backward::<Self>(x, weight, bias, grad, options)
     }
 }
 
@@ -145,6 +171,21 @@ fn composite_layer_norm_backward<B: Backend>(
     )
 }
 
+/// [`FusedOps::depthwise_conv2d_backward`] from Burn's convolution gradients.
+fn composite_depthwise_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    (
+        B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()),
+        B::conv2d_weight_backward(x.clone(), weight, grad.clone(), options),
+        B::conv2d_bias_backward(x, bias, grad),
+    )
+}
+
 /// A contiguous f32 view of a flex tensor, or `None` (other dtypes and strided views take
 /// Burn's path).
 fn f32_slice(t: &FloatTensor<Flex>) -> Option<&[f32]> {
@@ -192,6 +233,36 @@ fn f32_values(t: &FloatTensor<Flex>) -> Option<std::borrow::Cow<'_, [f32]>> {
 
 fn flex_f32_shaped(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
     FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
+}
+
+/// The kernels' shape and output size of a depthwise convolution of `x` (`[n, c, h, w]`) by
+/// `weight` (`[c, 1, kh, kw]`) and `bias` (`[c]`) under `options`, or `None` for any other
+/// convolution (grouped, dilated, or a filter larger than the padded input).
+fn depthwise_shape(
+    x: &FloatTensor<Flex>,
+    weight: &FloatTensor<Flex>,
+    bias: &FloatTensor<Flex>,
+    options: &ConvOptions<2>,
+) -> Option<(DepthwiseShape, [usize; 2])> {
+    let (xd, wd) = (x.layout().shape(), weight.layout().shape());
+    let (&[batch, channels, height, width], &[cout, 1, kh, kw]) = (&xd[..], &wd[..]) else {
+        return None;
+    };
+    let plain = options.groups == channels && cout == channels && options.dilation == [1, 1];
+    if !plain || bias.layout().shape().num_elements() != channels {
+        return None;
+    }
+    let [(top, bottom), (left, right)] = options.padding;
+    let s = DepthwiseShape {
+        batch,
+        channels,
+        height,
+        width,
+        kernel: [kh, kw],
+        stride: options.stride,
+        pad: [[top, bottom], [left, right]],
+    };
+    Some((s, s.output()?))
 }
 
 impl FusedOps for Flex {
@@ -284,6 +355,47 @@ impl FusedOps for Flex {
             flex_f32_shaped(dbeta, vec![d]),
         )
     }
+
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let shape = depthwise_shape(&x, &weight, &bias, &options);
+        let values = (f32_values(&x), f32_values(&weight), f32_values(&bias));
+        let (Some((s, [oh, ow])), (Some(xs), Some(ws), Some(bs))) = (shape, values) else {
+            return Self::conv2d(x, weight, Some(bias), options);
+        };
+        let mut y = vec![0f32; s.batch * s.channels * oh * ow];
+        depthwise_kernels::forward(&s, &xs, &ws, &bs, &mut y);
+        flex_f32_shaped(y, vec![s.batch, s.channels, oh, ow])
+    }
+
+    fn depthwise_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = depthwise_shape(&x, &weight, &bias, &options).filter(|(s, [oh, ow])| {
+            grad.layout().shape().to_vec() == [s.batch, s.channels, *oh, *ow]
+        });
+        let values = (f32_values(&x), f32_values(&weight), f32_values(&grad));
+        let (Some((s, _)), (Some(xs), Some(ws), Some(gs))) = (shape, values) else {
+            return composite_depthwise_backward::<Self>(x, weight, bias, grad, options);
+        };
+        let mut dx = vec![0f32; xs.len()];
+        depthwise_kernels::input_grad(&s, &gs, &ws, &mut dx);
+        let (mut dw, mut db) = (vec![0f32; ws.len()], vec![0f32; s.channels]);
+        depthwise_kernels::filter_grad(&s, &xs, &gs, &mut dw, &mut db);
+        (
+            flex_f32(dx, &x),
+            flex_f32(dw, &weight),
+            flex_f32_shaped(db, vec![s.channels]),
+        )
+    }
 }
 
 /// The autodiff step of a one-input fused operation: keeps the one tensor its derivative needs
@@ -325,7 +437,48 @@ impl<B: FusedOps> Backward<B, 3> for LayerNormStep {
     }
 }
 
+/// The depthwise convolution's autodiff step: keeps the input, weight, bias and options.
+#[derive(Debug)]
+struct DepthwiseStep;
+
+impl<B: FusedOps> Backward<B, 3> for DepthwiseStep {
+    type State = (
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        ConvOptions<2>,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, weight, bias, options) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dx, dw, db) = B::depthwise_conv2d_backward(x, weight, bias, grad, options);
+        for (parent, g) in ops.parents.into_iter().zip([dx, dw, db]) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let [xp, wp, bp] = [&x, &weight, &bias].map(|t| t.primitive().clone());
+        match DepthwiseStep.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::depthwise_conv2d(xp.clone(), wp.clone(), bp.clone(), options.clone());
+                prep.finish((xp, wp, bp, options), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::depthwise_conv2d(xp, wp, bp, options)),
+        }
+    }
+
     fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match UnaryStep::Gelu
             .prepare::<C>([x.node()])
@@ -406,6 +559,55 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
         LAYER_NORM_EPSILON,
     );
     Tensor::from_dispatch(out)
+}
+
+/// `conv.forward(x)`, faster on flex for the two convolutions of MobileNet blocks: a depthwise
+/// one (groups equal to the channels, one filter each, no dilation, explicit or no padding, a
+/// bias) runs [`depthwise_kernels`], a pointwise one (1 x 1, stride 1, no padding, one group)
+/// runs as a matrix product over the pixels (Burn runs both as general convolutions, whose
+/// backward passes take several times longer).
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [batch, channels, height, width] = x.dims();
+    let [cout, per_group, kh, kw] = conv.weight.dims();
+    if !on_flex(&x.device()) {
+        return conv.forward(x);
+    }
+    let unpadded = matches!(conv.padding, PaddingConfig2d::Valid)
+        || conv.padding == PaddingConfig2d::Explicit(0, 0, 0, 0);
+    if [kh, kw] == [1, 1] && conv.stride == [1, 1] && conv.groups == 1 && unpadded {
+        let w = conv.weight.val().reshape([1, cout, channels]);
+        let y = w.matmul(x.reshape([batch, channels, height * width]));
+        let y = y.reshape([batch, cout, height, width]);
+        return match &conv.bias {
+            Some(b) => y + b.val().reshape([1, cout, 1, 1]),
+            None => y,
+        };
+    }
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Same => return conv.forward(x),
+    };
+    let depthwise = conv.groups == channels && cout == channels && per_group == 1;
+    let Some(bias) = conv
+        .bias
+        .as_ref()
+        .filter(|_| depthwise && conv.dilation == [1, 1] && kh > 0 && kw > 0)
+    else {
+        return conv.forward(x);
+    };
+    let options = ConvOptions {
+        stride: conv.stride,
+        padding,
+        dilation: conv.dilation,
+        groups: conv.groups,
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::depthwise_conv2d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        options,
+    ))
 }
 
 /// `LayerNormConfig`'s default epsilon, which every LayerNorm of the models uses (Burn keeps a
@@ -627,5 +829,131 @@ mod tests {
         close(back(dx), back(cdx), 2e-5);
         close(back(dgamma), back(cdgamma), 2e-5);
         close(back(dbeta), back(cdbeta), 2e-5);
+    }
+
+    /// The depthwise path equals Burn's grouped convolution, value and gradients (input,
+    /// weight, bias) through autodiff: stride 1 and 2, asymmetric padding, no padding, a
+    /// rectangular filter; a grouped (not depthwise) and an ordinary convolution take Burn's
+    /// path and equal it too.
+    #[test]
+    fn depthwise_conv2d_matches_burns_forward_and_backward() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = Device::flex().autodiff();
+        use PaddingConfig2d::{Explicit, Valid};
+        // (in, out, kernel, stride, padding, groups)
+        let cases = vec![
+            (6, 6, [3, 3], [1, 1], Explicit(1, 1, 1, 1), 6),
+            (4, 4, [3, 3], [2, 2], Explicit(1, 1, 1, 1), 4),
+            (3, 3, [3, 2], [1, 1], Explicit(2, 0, 1, 1), 3),
+            (5, 5, [3, 3], [1, 1], Valid, 5),
+            (4, 8, [3, 3], [1, 1], Explicit(1, 1, 1, 1), 4),
+            (4, 4, [3, 3], [1, 1], Explicit(1, 1, 1, 1), 2),
+            // pointwise: a matrix product; padded or strided: Burn's
+            (4, 6, [1, 1], [1, 1], Valid, 1),
+            (6, 4, [1, 1], [1, 1], Explicit(0, 0, 0, 0), 1),
+            (4, 6, [1, 1], [2, 2], Valid, 1),
+        ];
+        for (cin, cout, k, stride, padding, groups) in cases {
+            let conv = Conv2dConfig::new([cin, cout], k)
+                .with_stride(stride)
+                .with_padding(padding.clone())
+                .with_groups(groups)
+                .init(&device);
+            let init = Tensor::<4>::random([3, cin, 9, 7], Distribution::Normal(0.0, 1.0), &device);
+            let run = |ours: bool| {
+                let x = init.clone().require_grad();
+                let y = if ours {
+                    conv2d(&conv, x.clone())
+                } else {
+                    conv.forward(x.clone())
+                };
+                let upstream = y.clone().inner().sin();
+                let loss = (y.clone() * Tensor::from_inner(upstream)).sum();
+                let grads = loss.backward();
+                let flat = |t: Tensor<4>| {
+                    t.flatten::<1>(0, 3)
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap()
+                };
+                (
+                    flat(y.inner()),
+                    flat(x.grad(&grads).unwrap()),
+                    flat(conv.weight.grad(&grads).unwrap()),
+                    conv.bias
+                        .as_ref()
+                        .unwrap()
+                        .grad(&grads)
+                        .unwrap()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap(),
+                )
+            };
+            let (ours, reference) = (run(true), run(false));
+            let label = format!("{cin}->{cout} k{k:?} s{stride:?} {padding:?} g{groups}");
+            for (a, b) in [
+                (ours.0, reference.0),
+                (ours.1, reference.1),
+                (ours.2, reference.2),
+                (ours.3, reference.3),
+            ] {
+                assert_eq!(a.len(), b.len(), "{label}");
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                // sums of up to a few hundred products: relative to the largest value
+                let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+                assert!(
+                    worst <= 2e-6 * scale,
+                    "{label}: differ by {worst} (largest {scale})"
+                );
+            }
+        }
+    }
+
+    /// On flex the depthwise path runs this crate's kernels, not Burn's convolution.
+    #[test]
+    fn depthwise_conv2d_runs_the_kernels() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([4, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_groups(4)
+            .init(&device);
+        let x = Tensor::<4>::random([2, 4, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let s = DepthwiseShape {
+            batch: 2,
+            channels: 4,
+            height: 5,
+            width: 6,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [[1, 1], [1, 1]],
+        };
+        let v = |t: Tensor<4>| {
+            t.flatten::<1>(0, 3)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let mut want = vec![0f32; 2 * 4 * 5 * 6];
+        depthwise_kernels::forward(
+            &s,
+            &v(x.clone()),
+            &v(conv.weight.val()),
+            &conv
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+            &mut want,
+        );
+        assert_eq!(v(conv2d(&conv, x)), want);
     }
 }

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cpu_kernels;
 pub mod data;
+pub mod depthwise_kernels;
 pub mod error;
 pub mod fake_quant;
 pub mod feature_norm;

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 
 use super::arch::{Downsample, Pooling};
 use crate::attention::SelfAttention;
-use crate::fused_ops::layer_norm;
+use crate::fused_ops::{conv2d, layer_norm};
 use crate::init;
 use crate::init::ConvInit::{He, PyTorch, Zero};
 
@@ -44,7 +44,7 @@ impl DownsampleBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = relu(self.conv.forward(x));
+        let y = relu(conv2d(&self.conv, x));
         match &self.pool {
             Some(pool) => pool.forward(y),
             None => y,
@@ -76,9 +76,9 @@ impl MobileNetBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = relu(self.expand.forward(x.clone()));
-        let y = relu(self.dw.forward(y));
-        x + self.project.forward(y)
+        let y = relu(conv2d(&self.expand, x.clone()));
+        let y = relu(conv2d(&self.dw, y));
+        x + conv2d(&self.project, y)
     }
 }
 
@@ -154,13 +154,13 @@ impl TransformerModule {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let y = self.local1.forward(relu(self.local3.forward(x.clone())));
+        let y = conv2d(&self.local1, relu(conv2d(&self.local3, x.clone())));
         let mut tokens: Tensor<3> = y.reshape([b, c, h * w]).swap_dims(1, 2);
         for enc in &self.encoders {
             tokens = enc.forward(tokens);
         }
         let y: Tensor<4> = tokens.swap_dims(1, 2).reshape([b, c, h, w]);
-        x + self.fuse3.forward(relu(self.fuse1.forward(y)))
+        x + conv2d(&self.fuse3, relu(conv2d(&self.fuse1, y)))
     }
 }
 
