@@ -316,3 +316,45 @@ fn cost_reports_fit_and_layers() {
     );
     assert_error(&o, &["t.ron"]);
 }
+
+/// `nas bench train` times a few steps of a KWT preset and of a TinyFormer path given as an
+/// architecture file; a missing or broken architecture file is a named error.
+#[test]
+fn bench_train_times_a_kwt_and_a_tinyformer() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = ["--batch-size", "4", "--steps", "2", "--warmup", "1"];
+    let mut args = vec!["bench", "train", "--preset", "kwt-micro"];
+    args.extend(common);
+    let o = nas(&args, dir.path());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("kwt-micro") && out.contains("samples/s"),
+        "{out}"
+    );
+
+    let arch = dir.path().join("arch.ron");
+    std::fs::write(
+        &arch,
+        "(input: (1, 8, 8), classes: 3, stages: [(downsample: ConvStride2, channels: 8, \
+         mobilenets: [(expansion: 2)], transformers: [(heads: 1, mlp_ratio: 1, encoders: 1)])], \
+         pooling: AvgPool, last_linear: 8)",
+    )
+    .unwrap();
+    let mut args = vec!["bench", "train", "--arch", arch.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--shards", "2"]);
+    let o = nas(&args, dir.path());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("tinyformer") && out.contains("shards 2"),
+        "{out}"
+    );
+
+    std::fs::write(&arch, "(input: (1, 8, 8), clases: 3)").unwrap();
+    let o = nas(&args, dir.path());
+    assert_error(&o, &["arch.ron"]);
+    let o = nas(&["bench", "train", "--arch", "nowhere.ron"], dir.path());
+    assert_error(&o, &["nowhere.ron"]);
+}
