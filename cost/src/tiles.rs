@@ -110,9 +110,10 @@ pub struct TileCandidate {
     pub untiled_bytes: u64,
 }
 
-/// Which `candidates` keep their tile under [`TilePolicy::Auto`]: the largest set, grown in
-/// execution order, whose planned arena ([`memory::plan`]) is no larger than the arena with no
-/// tile at all. `buffers` holds every candidate's scratch at its tiled size.
+/// Which `candidates` keep their tile under [`TilePolicy::Auto`]: all of those that can each fit
+/// when together they keep the planned arena ([`memory::plan`]) within the arena with no tile at
+/// all; otherwise a set grown greedily in execution order under that bound (not necessarily the
+/// largest one). `buffers` holds every candidate's scratch at its tiled size.
 pub fn choose(buffers: &[Buffer], candidates: &[TileCandidate]) -> Vec<bool> {
     let mut trial = buffers.to_vec();
     let set = |trial: &mut Vec<Buffer>, keep: &[bool]| {
