@@ -231,8 +231,7 @@ fn drop_costly_tiles(
                 .iter()
                 .position(|b| b.kind == BufferKind::Scratch && b.op == *i)
                 .expect("an op with scratch bytes has a scratch buffer"),
-            untiled_bytes: u.scratch_bytes.div_ceil(memory::lifetime::ALIGN)
-                * memory::lifetime::ALIGN,
+            untiled_bytes: lifetime::align(u.scratch_bytes),
         })
         .collect();
     let keep = tiles::choose(&buffers, &candidates);

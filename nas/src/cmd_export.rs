@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cost::target::Target;
-use export::{ExportLimits, Int8Options, TilePolicy};
+use export::{ExportLimits, Int8Options};
+
+use crate::tile_args::TileArgs;
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -33,15 +35,8 @@ pub struct ExportArgs {
     /// a 1 KiB table per softmax (less flash, more cycles).
     #[arg(long)]
     no_softmax_lut: bool,
-    /// Which layers plan operand tiles for the Cortex-M DSP kernels (faster Linear and
-    /// attention layers for some SRAM): `on` every layer that can, `auto` only where the tile
-    /// does not raise the peak SRAM, `off` none. Targets without the DSP extension never get
-    /// them.
-    #[arg(long, value_name = "on|off|auto", default_value = "on")]
-    operand_tiles: TilePolicy,
-    /// Same as `--operand-tiles off`.
-    #[arg(long, conflicts_with = "operand_tiles")]
-    no_operand_tiles: bool,
+    #[command(flatten)]
+    tiles: TileArgs,
 }
 
 fn pct(a: u64, b: u64) -> f64 {
@@ -62,11 +57,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
         softmax_lut: !args.no_softmax_lut,
-        operand_tiles: if args.no_operand_tiles {
-            TilePolicy::Never
-        } else {
-            args.operand_tiles
-        },
+        operand_tiles: args.tiles.policy(),
     }
     .for_target(&target);
     let (_, est) = export::plan::estimate(&graph, &target, &opts)?;

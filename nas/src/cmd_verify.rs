@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use export::{Int8Options, Target, TilePolicy};
+use export::{Int8Options, Target};
+
+use crate::tile_args::TileArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Platform {
@@ -46,15 +48,8 @@ pub struct VerifyArgs {
     /// a 1 KiB table per softmax (less flash, more cycles).
     #[arg(long)]
     no_softmax_lut: bool,
-    /// Which layers plan operand tiles for the Cortex-M DSP kernels (faster Linear and
-    /// attention layers for some SRAM): `on` every layer that can, `auto` only where the tile
-    /// does not raise the peak SRAM, `off` none. Targets without the DSP extension never get
-    /// them.
-    #[arg(long, value_name = "on|off|auto", default_value = "on")]
-    operand_tiles: TilePolicy,
-    /// Same as `--operand-tiles off`.
-    #[arg(long, conflicts_with = "operand_tiles")]
-    no_operand_tiles: bool,
+    #[command(flatten)]
+    tiles: TileArgs,
 }
 
 /// Deterministic inputs: xorshift64* bytes, plus the saturation edges.
@@ -116,11 +111,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         fuse_attention: !args.no_fuse_attention,
         sparse_weights: !args.dense_weights,
         softmax_lut: !args.no_softmax_lut,
-        operand_tiles: if args.no_operand_tiles {
-            TilePolicy::Never
-        } else {
-            args.operand_tiles
-        },
+        operand_tiles: args.tiles.policy(),
     };
     let rep = export::verify_with(&graph, &xs, &targets, &opts)?;
     println!(

@@ -13,6 +13,7 @@ mod cmd_search;
 mod cmd_train;
 mod cmd_verify;
 mod run_config;
+mod tile_args;
 
 use std::process::ExitCode;
 

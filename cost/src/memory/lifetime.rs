@@ -30,7 +30,8 @@ pub struct Buffer {
 /// Alignment of every arena buffer, bytes.
 pub const ALIGN: u64 = 4;
 
-fn align(bytes: u64) -> u64 {
+/// `bytes` rounded up to [`ALIGN`], as an arena buffer is placed.
+pub fn align(bytes: u64) -> u64 {
     bytes.div_ceil(ALIGN) * ALIGN
 }
 
