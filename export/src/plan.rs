@@ -44,6 +44,7 @@ use quant::{Dyadic, ISoftmax};
 use rle::Encoded;
 use serde::{Deserialize, Serialize};
 
+use cost::memory::lifetime::align;
 use cost::memory::{self, Buffer, BufferKind, PlannerKind};
 use cost::target::{KernelClass, Target};
 use cost::tiles::TileCandidate;
@@ -54,8 +55,9 @@ pub use cost::tiles::TilePolicy;
 use crate::error::ExportError;
 use crate::sparse::{coded_macs_per_position, coded_weights};
 
-/// Alignment of every arena buffer (word loads of the DSP dot product).
-pub const ARENA_ALIGN: u64 = 4;
+/// Alignment of every arena buffer (word loads of the DSP dot product): the cost model's, so
+/// that its SRAM figure and the exporter's arena round alike.
+pub use cost::memory::lifetime::ALIGN as ARENA_ALIGN;
 
 /// Bytes of one dyadic multiplier in flash (two int32).
 pub const DYADIC_BYTES: u64 = 8;
@@ -257,10 +259,6 @@ impl Int8Plan {
             Storage::Input(_) => None,
         }
     }
-}
-
-fn align(b: u64) -> u64 {
-    b.div_ceil(ARENA_ALIGN) * ARENA_ALIGN
 }
 
 fn err(node: &str, problem: impl Into<String>) -> ExportError {

@@ -5,7 +5,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
-use crate::fused_ops::softmax;
+use crate::fused_ops::{self, linear_layer, matmul, softmax};
 use crate::init;
 use crate::qat::{AttentionQuant, linear, maybe, maybe_softmax};
 
@@ -60,12 +60,12 @@ impl SelfAttention {
         let scale = (dh as f64).powf(-0.5);
         let scores = maybe(
             q.map(|q| &q.scores),
-            query.matmul(key.swap_dims(2, 3)).mul_scalar(scale),
+            matmul(query, key.swap_dims(2, 3)).mul_scalar(scale),
         );
         let attn = self
             .dropout
             .forward(maybe_softmax(q.is_some(), softmax(scores, 3)));
-        let ctx = maybe(q.map(|q| &q.context), attn.matmul(value))
+        let ctx = maybe(q.map(|q| &q.context), matmul(attn, value))
             .swap_dims(1, 2)
             .reshape([batch, tokens, h * dh]);
         linear(&self.out, ctx, q.map(|q| &q.out))
@@ -75,7 +75,7 @@ impl SelfAttention {
     /// (the integer graph splits it into three Linears). Output rounding happens per part.
     fn qkv_projection(&self, x: Tensor<3>, q: Option<&AttentionQuant>) -> Tensor<3> {
         let Some(q) = q else {
-            return self.qkv.forward(x);
+            return linear_layer(&self.qkv, x);
         };
         let w = self.qkv.weight.val();
         let inner = self.heads * self.dim_head;
@@ -85,6 +85,6 @@ impl SelfAttention {
             .map(|(i, lq)| lq.weight.forward(w.clone().narrow(1, i * inner, inner)))
             .collect();
         let bias = self.qkv.bias.as_ref().map(|b| b.val());
-        burn::tensor::module::linear(x, Tensor::cat(parts, 1), bias)
+        fused_ops::linear(x, Tensor::cat(parts, 1), bias)
     }
 }

@@ -1,24 +1,26 @@
 //! GELU, softmax and LayerNorm as single operations with their own backward pass on flex (the
 //! default CPU backend), through a Burn backend extension that runs the vectorized loops of
-//! [`crate::cpu_kernels`]; Burn's own versions on every other backend. Same functions, same
-//! gradients; only the speed differs.
+//! [`crate::cpu_kernels`], with depthwise convolutions ([`crate::depthwise_kernels`]) and
+//! matrix products written once ([`crate::matmul_kernels`]); Burn's own versions on every other
+//! backend. Same functions, same gradients; only the speed differs.
 
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, backend_extension};
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, PaddingConfig2d};
+use burn::nn::{LayerNorm, Linear, PaddingConfig2d};
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::s;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::cpu_kernels;
 use crate::depthwise_kernels::{self, DepthwiseShape};
+use crate::matmul_kernels::{self, StridedMatrices};
 
 /// The fused operations. The default bodies (Burn's operations) serve backends without a kernel.
 #[backend_extension(Flex, Autodiff)]
@@ -97,6 +99,11 @@ pub trait FusedOps: Backend {
         options: ConvOptions<2>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         composite_depthwise_backward::<Self>(x, weight, bias, grad, options)
+    }
+
+    /// Matrix product over the last two dimensions of operands with the same batch dimensions.
+    fn batch_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(lhs, rhs)
     }
 }
 
@@ -234,6 +241,56 @@ fn f32_values(t: &FloatTensor<Flex>) -> Option<std::borrow::Cow<'_, [f32]>> {
 
 fn flex_f32_shaped(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
     FloatTensor::<Flex>::from_data(TensorData::new(values, shape))
+}
+
+/// The matrices of the last two of `rank` dimensions of `t`, whose strides are `strides`.
+fn strided_matrices<'a>(
+    t: &'a FloatTensor<Flex>,
+    strides: &'a [usize],
+    rank: usize,
+) -> StridedMatrices<'a> {
+    StridedMatrices {
+        data: t.storage::<f32>(),
+        start: t.layout().start_offset(),
+        batch_strides: &strides[..rank - 2],
+        row_stride: strides[rank - 2],
+        col_stride: strides[rank - 1],
+    }
+}
+
+/// [`FusedOps::batch_matmul`] by [`matmul_kernels`] for f32 operands of equal rank and batch
+/// dimensions whose strides are all non-negative (transposed views need no copy); `None` for
+/// anything else.
+fn flex_matmul(lhs: &FloatTensor<Flex>, rhs: &FloatTensor<Flex>) -> Option<FloatTensor<Flex>> {
+    if lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 {
+        return None;
+    }
+    let (ls, rs) = (lhs.layout().shape(), rhs.layout().shape());
+    let rank = ls.num_dims();
+    if rank < 2 || rs.num_dims() != rank || ls[..rank - 2] != rs[..rank - 2] {
+        return None;
+    }
+    let [m, k, n] = [ls[rank - 2], ls[rank - 1], rs[rank - 1]];
+    if rs[rank - 2] != k {
+        return None;
+    }
+    let strides = |t: &FloatTensor<Flex>| -> Option<Vec<usize>> {
+        t.layout()
+            .strides()
+            .iter()
+            .map(|&s| usize::try_from(s).ok())
+            .collect()
+    };
+    let (lst, rst) = (strides(lhs)?, strides(rhs)?);
+    let (lo, ro) = (
+        strided_matrices(lhs, &lst, rank),
+        strided_matrices(rhs, &rst, rank),
+    );
+    let batch = &ls[..rank - 2];
+    let out = matmul_kernels::batched_matmul(batch, [m, k, n], lo, ro)?;
+    let mut shape = batch.to_vec();
+    shape.extend([m, n]);
+    Some(flex_f32_shaped(out, shape))
 }
 
 /// The kernels' shape and output size of a depthwise convolution of `x` (`[n, c, h, w]`) by
@@ -397,6 +454,10 @@ impl FusedOps for Flex {
             flex_f32_shaped(db, vec![s.channels]),
         )
     }
+
+    fn batch_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
+    }
 }
 
 /// The autodiff step of a one-input fused operation: keeps the one tensor its derivative needs
@@ -462,7 +523,41 @@ impl<B: FusedOps> Backward<B, 3> for DepthwiseStep {
     }
 }
 
+/// The matrix product's autodiff step: keeps both operands (each gradient needs the other).
+#[derive(Debug)]
+struct MatmulStep;
+
+impl<B: FusedOps> Backward<B, 2> for MatmulStep {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (lhs, rhs) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let rank = lhs.shape().num_dims();
+        let transposed = |t| B::float_swap_dims(t, rank - 2, rank - 1);
+        let [lhs_node, rhs_node] = ops.parents;
+        if let Some(node) = lhs_node {
+            grads.register::<B>(node.id, B::batch_matmul(grad.clone(), transposed(rhs)));
+        }
+        if let Some(node) = rhs_node {
+            grads.register::<B>(node.id, B::batch_matmul(transposed(lhs), grad));
+        }
+    }
+}
+
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn batch_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [lhs.node(), rhs.node()];
+        let (lp, rp) = (lhs.into_primitive(), rhs.into_primitive());
+        match MatmulStep.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::batch_matmul(lp.clone(), rp.clone());
+                prep.finish((lp, rp), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::batch_matmul(lp, rp)),
+        }
+    }
+
     fn depthwise_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -547,6 +642,59 @@ pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::last_dim_softmax(x.into_dispatch()))
 }
 
+/// `lhs.matmul(rhs)`; on flex written straight into its output (flex's own matmul zeroes and
+/// then copies every output once more), an operand with a batch dimension of 1 against one with
+/// more read through a broadcast view (stride 0; autodiff sums its gradient over the batch).
+pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
+    if D < 2 || !on_flex(&lhs.device()) {
+        return lhs.matmul(rhs);
+    }
+    let (mut ld, mut rd) = (lhs.dims(), rhs.dims());
+    for i in 0..D - 2 {
+        match (ld[i], rd[i]) {
+            (l, r) if l == r => {}
+            (1, r) => ld[i] = r,
+            (l, 1) => rd[i] = l,
+            // not broadcastable: Burn's matmul reports it
+            _ => return lhs.matmul(rhs),
+        }
+    }
+    let broadcast = |t: Tensor<D>, dims: [usize; D]| {
+        if t.dims() == dims { t } else { t.expand(dims) }
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::batch_matmul(
+        broadcast(lhs, ld).into_dispatch(),
+        broadcast(rhs, rd).into_dispatch(),
+    ))
+}
+
+/// `burn::tensor::module::linear(x, weight, bias)` (`weight` `[d_in, d_out]`); on flex one
+/// [`matmul`] over all rows of `x` at once.
+pub fn linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    if D == 0 || !on_flex(&x.device()) {
+        return burn::tensor::module::linear(x, weight, bias);
+    }
+    let mut dims = x.dims();
+    let [d_in, d_out] = weight.dims();
+    let rows = dims[..D - 1].iter().product();
+    let y = matmul(x.reshape([rows, d_in]), weight);
+    let y = match bias {
+        Some(b) => y + b.unsqueeze_dim::<2>(0),
+        None => y,
+    };
+    dims[D - 1] = d_out;
+    y.reshape(dims)
+}
+
+/// `layer.forward(x)` by [`linear`].
+pub fn linear_layer<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    linear(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
 /// `burn::nn::LayerNorm::forward` (biased variance, epsilon [`LAYER_NORM_EPSILON`], shift
 /// required: every LayerNorm here has one), fused on flex.
 pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
@@ -578,7 +726,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         || conv.padding == PaddingConfig2d::Explicit(0, 0, 0, 0);
     if [kh, kw] == [1, 1] && conv.stride == [1, 1] && conv.groups == 1 && unpadded {
         let w = conv.weight.val().reshape([1, cout, channels]);
-        let y = w.matmul(x.reshape([batch, channels, height * width]));
+        let y = matmul(w, x.reshape([batch, channels, height * width]));
         let y = y.reshape([batch, cout, height, width]);
         return match &conv.bias {
             Some(b) => y + b.val().reshape([1, cout, 1, 1]),
@@ -653,7 +801,7 @@ fn windowed_conv2d(conv: &Conv2d, x: Tensor<4>, padding: [(usize, usize); 2]) ->
     }
     let k = channels * kh * kw;
     let windows = Tensor::cat(windows, 2).reshape([batch, k, oh * ow]);
-    let y = conv.weight.val().reshape([1, cout, k]).matmul(windows);
+    let y = matmul(conv.weight.val().reshape([1, cout, k]), windows);
     let y = y.reshape([batch, cout, oh, ow]);
     Some(match &conv.bias {
         Some(b) => y + b.val().reshape([1, cout, 1, 1]),
@@ -880,6 +1028,100 @@ mod tests {
         close(back(dx), back(cdx), 2e-5);
         close(back(dgamma), back(cdgamma), 2e-5);
         close(back(dbeta), back(cdbeta), 2e-5);
+    }
+
+    /// The matrix product equals Burn's, value and both gradients through autodiff, on the
+    /// attention's strided views (q k^T of a permuted qkv, then p v), on equal batches and on a
+    /// broadcast batch (either side); the linear layer equals
+    /// `Linear::forward` with and without bias on a 3-D input.
+    #[test]
+    fn matmul_and_linear_match_burns_forward_and_backward() {
+        use burn::nn::LinearConfig;
+        let device = Device::flex().autodiff();
+        // [b, t, 3 h d] with b 2, t 7, h 2, d 5
+        let qkv = Tensor::<3>::random([2, 7, 30], Distribution::Normal(0.0, 1.0), &device);
+        let upstream = Tensor::<4>::random([2, 2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
+        let run = |mm: &dyn Fn(Tensor<4>, Tensor<4>) -> Tensor<4>| {
+            let x = qkv.clone().require_grad();
+            let parts = x.clone().reshape([2, 7, 3, 2, 5]).permute([2, 0, 3, 1, 4]);
+            let part = |i: usize| -> Tensor<4> { parts.clone().narrow(0, i, 1).squeeze_dim(0) };
+            let scores = mm(part(0), part(1).swap_dims(2, 3));
+            let y = mm(burn::tensor::activation::softmax(scores, 3), part(2));
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            let dx = x.grad(&grads).unwrap();
+            (y.inner().reshape([28, 5]), dx.reshape([14, 30]))
+        };
+        let (ours, ours_dx) = run(&|a, b| matmul(a, b));
+        let (reference, ref_dx) = run(&|a, b| a.matmul(b));
+        assert_close(ours, reference, 1e-5);
+        assert_close(ours_dx, ref_dx, 1e-5);
+
+        for (la, lb) in [(3, 3), (3, 1), (1, 3)] {
+            let a = Tensor::<3>::random([la, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+            let b = Tensor::<3>::random([lb, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+            let grads_of = |mm: &dyn Fn(Tensor<3>, Tensor<3>) -> Tensor<3>| {
+                let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
+                let y = mm(a.clone(), b.clone());
+                let grads = (y.clone() * y.clone()).sum().backward();
+                let flat = |t: Tensor<3, _>| t.reshape([-1, 1]);
+                let (da, db) = (a.grad(&grads).unwrap(), b.grad(&grads).unwrap());
+                (flat(y.inner()), flat(da), flat(db))
+            };
+            let (y, da, db) = grads_of(&|a, b| matmul(a, b));
+            let (ry, rda, rdb) = grads_of(&|a, b| a.matmul(b));
+            assert_close(y, ry, 1e-5);
+            assert_close(da, rda, 1e-4);
+            assert_close(db, rdb, 1e-4);
+        }
+
+        for bias in [true, false] {
+            let layer = LinearConfig::new(6, 9).with_bias(bias).init(&device);
+            let x = Tensor::<3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+            let grads_of = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
+                let x = x.clone().require_grad();
+                let y = f(x.clone());
+                let grads = (y.clone() * y.clone()).sum().backward();
+                let dw = layer.weight.grad(&grads).unwrap();
+                let db = layer
+                    .bias
+                    .as_ref()
+                    .map(|b| b.grad(&grads).unwrap().reshape([9, 1]));
+                let dx = x.grad(&grads).unwrap().reshape([10, 6]);
+                (y.inner().reshape([10, 9]), dx, dw, db)
+            };
+            let (y, dx, dw, db) = grads_of(&|x| linear_layer(&layer, x));
+            let (ry, rdx, rdw, rdb) = grads_of(&|x| layer.forward(x));
+            assert_close(y, ry, 1e-5);
+            assert_close(dx, rdx, 1e-4);
+            assert_close(dw, rdw, 1e-4);
+            assert_eq!(db.is_some(), bias);
+            if let (Some(db), Some(rdb)) = (db, rdb) {
+                assert_close(db, rdb, 1e-4);
+            }
+        }
+    }
+
+    /// The kernel path runs for f32 operands with equal batch dimensions and equals Burn's
+    /// product without autodiff; a broadcast batch falls back to Burn's.
+    #[test]
+    fn batch_matmul_takes_the_kernel_for_equal_batches_only() {
+        let device = Device::flex();
+        let prim = |t: Tensor<3>| t.try_into_primitive::<Flex>().unwrap();
+        let a = Tensor::<3>::random([2, 3, 4], Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<3>::random([2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let bt = b.clone().swap_dims(1, 2);
+        assert!(flex_matmul(&prim(a.clone()), &prim(bt.clone())).is_some());
+        let ours = <Flex as FusedOps>::batch_matmul(prim(a.clone()), prim(bt.clone()));
+        let reference = a.clone().matmul(bt);
+        assert_values_close(
+            ours.into_data().try_to_vec::<f32>().unwrap(),
+            reference.into_data().try_to_vec::<f32>().unwrap(),
+            1e-5,
+        );
+        let broadcast = Tensor::<3>::random([1, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+        assert!(flex_matmul(&prim(a.clone()), &prim(broadcast)).is_none());
+        let mismatched = Tensor::<3>::random([2, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+        assert!(flex_matmul(&prim(a), &prim(mismatched)).is_none());
     }
 
     /// The depthwise path equals Burn's grouped convolution, value and gradients (input,

@@ -15,6 +15,7 @@ pub mod history;
 pub mod init;
 pub mod kwt;
 pub mod loss;
+pub mod matmul_kernels;
 pub mod metrics;
 pub mod plot;
 pub mod qat;

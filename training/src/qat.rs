@@ -23,6 +23,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::TrainingError;
 use crate::fake_quant::{FakeQuant, fake_quant_fixed_unsigned, fake_quant_per_channel};
+use crate::fused_ops;
 use crate::kwt::KwtConfig;
 
 /// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`); the
@@ -293,14 +294,14 @@ pub fn maybe_softmax<const D: usize>(quantize: bool, p: Tensor<D>) -> Tensor<D> 
 /// integer graph keeps it in int32 at the accumulator's scale.
 pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>, q: Option<&LinearQuant>) -> Tensor<D> {
     match q {
-        None => l.forward(x),
+        None => fused_ops::linear_layer(l, x),
         Some(q) => {
             let w = if q.per_channel {
                 fake_quant_per_channel(l.weight.val())
             } else {
                 q.weight.forward(l.weight.val())
             };
-            let y = burn::tensor::module::linear(x, w, l.bias.as_ref().map(|b| b.val()));
+            let y = fused_ops::linear(x, w, l.bias.as_ref().map(|b| b.val()));
             q.output.forward(y)
         }
     }

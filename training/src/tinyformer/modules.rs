@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 
 use super::arch::{Downsample, Pooling};
 use crate::attention::SelfAttention;
-use crate::fused_ops::{conv2d, layer_norm};
+use crate::fused_ops::{conv2d, layer_norm, linear_layer};
 use crate::init;
 use crate::init::ConvInit::{He, PyTorch, Zero};
 
@@ -106,8 +106,8 @@ impl Encoder {
     /// `x`: [batch, tokens, c].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(layer_norm(&self.norm1, x));
-        let h = relu(self.fc1.forward(layer_norm(&self.norm2, x.clone())));
-        x + self.fc2.forward(h)
+        let h = relu(linear_layer(&self.fc1, layer_norm(&self.norm2, x.clone())));
+        x + linear_layer(&self.fc2, h)
     }
 }
 
@@ -205,7 +205,7 @@ impl Head {
         let pooled: Tensor<2> = match &self.seqpool {
             Some(score) => {
                 let tokens: Tensor<3> = x.reshape([b, c, h * w]).swap_dims(1, 2);
-                let weights = softmax(score.forward(tokens.clone()), 1);
+                let weights = softmax(linear_layer(score, tokens.clone()), 1);
                 (tokens * weights).sum_dim(1).reshape([b, c])
             }
             None => {
@@ -217,6 +217,6 @@ impl Head {
                 y.permute([0, 2, 3, 1]).reshape([b, h2 * w2 * c2])
             }
         };
-        self.classifier.forward(relu(self.last.forward(pooled)))
+        linear_layer(&self.classifier, relu(linear_layer(&self.last, pooled)))
     }
 }
