@@ -5,9 +5,9 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
-use crate::fused_ops::{self, linear_layer, matmul, softmax};
+use crate::fused_ops::{matmul, softmax};
 use crate::init;
-use crate::qat::{AttentionQuant, linear, maybe, maybe_softmax};
+use crate::qat::{AttentionQuant, LinearQuant, linear, linear_parts, maybe, maybe_softmax};
 
 /// KWT's attention: `heads` heads of `dim_head` each (inner width `heads * dim_head`).
 #[derive(Module, Debug)]
@@ -48,15 +48,9 @@ impl SelfAttention {
     pub fn forward_q(&self, x: Tensor<3>, q: Option<&AttentionQuant>) -> Tensor<3> {
         let [batch, tokens, _] = x.dims();
         let (h, dh) = (self.heads, self.dim_head);
-        // [b, t, 3, h, dh] -> [3, b, h, t, dh]
-        let qkv = self
-            .qkv_projection(x, q)
-            .reshape([batch, tokens, 3, h, dh])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| -> Tensor<4> { qkv.clone().narrow(0, i, 1).squeeze_dim(0) };
-        let query = maybe(q.map(|q| &q.q.output), part(0));
-        let key = maybe(q.map(|q| &q.k.output), part(1));
-        let value = maybe(q.map(|q| &q.v.output), part(2));
+        let query = self.heads_of(0, x.clone(), q.map(|q| &q.q));
+        let key = self.heads_of(1, x.clone(), q.map(|q| &q.k));
+        let value = self.heads_of(2, x, q.map(|q| &q.v));
         let scale = (dh as f64).powf(-0.5);
         let scores = maybe(
             q.map(|q| &q.scores),
@@ -71,20 +65,22 @@ impl SelfAttention {
         linear(&self.out, ctx, q.map(|q| &q.out))
     }
 
-    /// The joint q/k/v projection; quantized, each third of the weight has its own threshold
-    /// (the integer graph splits it into three Linears). Output rounding happens per part.
-    fn qkv_projection(&self, x: Tensor<3>, q: Option<&AttentionQuant>) -> Tensor<3> {
-        let Some(q) = q else {
-            return linear_layer(&self.qkv, x);
-        };
-        let w = self.qkv.weight.val();
+    /// Part `i` of the joint projection (0 q, 1 k, 2 v) as `[batch, heads, tokens, dim_head]`.
+    /// Each part is its own product with the weight's `i`-th third (and, quantized, its own
+    /// weight and output rounding, as the integer graph's three Linears): it comes out
+    /// contiguous, so the heads are a view. Splitting one product's output instead costs a
+    /// copy per part forward and, backward, a zero-filled gradient of the whole output per part.
+    fn heads_of(&self, i: usize, x: Tensor<3>, q: Option<&LinearQuant>) -> Tensor<4> {
+        let [batch, tokens, _] = x.dims();
         let inner = self.heads * self.dim_head;
-        let parts = [&q.q, &q.k, &q.v]
-            .iter()
-            .enumerate()
-            .map(|(i, lq)| lq.weight.forward(w.clone().narrow(1, i * inner, inner)))
-            .collect();
-        let bias = self.qkv.bias.as_ref().map(|b| b.val());
-        fused_ops::linear(x, Tensor::cat(parts, 1), bias)
+        let weight = self.qkv.weight.val().narrow(1, i * inner, inner);
+        let bias = self
+            .qkv
+            .bias
+            .as_ref()
+            .map(|b| b.val().narrow(0, i * inner, inner));
+        linear_parts(x, weight, bias, q)
+            .reshape([batch, tokens, self.heads, self.dim_head])
+            .swap_dims(1, 2)
     }
 }

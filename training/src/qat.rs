@@ -293,16 +293,26 @@ pub fn maybe_softmax<const D: usize>(quantize: bool, p: Tensor<D>) -> Tensor<D> 
 /// `l.forward(x)`, or with fake-quantized weight and output. The bias is not rounded: the
 /// integer graph keeps it in int32 at the accumulator's scale.
 pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>, q: Option<&LinearQuant>) -> Tensor<D> {
+    linear_parts(x, l.weight.val(), l.bias.as_ref().map(|b| b.val()), q)
+}
+
+/// [`linear`] of a weight `[in, out]` and bias given as tensors (a part of a Linear: the
+/// attention's q, k and v are thirds of one).
+pub fn linear_parts<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    q: Option<&LinearQuant>,
+) -> Tensor<D> {
     match q {
-        None => fused_ops::linear_layer(l, x),
+        None => fused_ops::linear(x, weight, bias),
         Some(q) => {
             let w = if q.per_channel {
-                fake_quant_per_channel(l.weight.val())
+                fake_quant_per_channel(weight)
             } else {
-                q.weight.forward(l.weight.val())
+                q.weight.forward(weight)
             };
-            let y = fused_ops::linear(x, w, l.bias.as_ref().map(|b| b.val()));
-            q.output.forward(y)
+            q.output.forward(fused_ops::linear(x, w, bias))
         }
     }
 }
@@ -343,6 +353,46 @@ mod tests {
             n.push("logits".into());
         }
         n
+    }
+
+    /// With per-channel weights the weight points go unused: every Linear (q, k and v too) is
+    /// rounded at its columns' `max|w| / 127`, whatever the points' thresholds say; with
+    /// power-of-two weights the thresholds matter.
+    #[test]
+    fn per_channel_weights_ignore_every_weight_threshold() {
+        let device = Device::flex();
+        let mut cfg = KwtConfig::preset("kwt-micro", 4).unwrap();
+        cfg.frames = 6;
+        cfg.features = 5;
+        let mut model = cfg.init(1, &device).unwrap();
+        let x = Tensor::<3>::random(
+            [2, 6, 5],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let mut logits = |weight_threshold: f32, per_channel: bool| -> Vec<f32> {
+            let init: BTreeMap<String, f32> = names(false)
+                .into_iter()
+                .map(|n| {
+                    let t = if n.ends_with(".weight") {
+                        weight_threshold
+                    } else {
+                        3.5
+                    };
+                    (n, t)
+                })
+                .collect();
+            let q = KwtQuant::new(&cfg, &init, 4.0, &device).unwrap();
+            model.qat = Some(q.with_per_channel_weights(per_channel));
+            model
+                .forward(x.clone())
+                .logits()
+                .into_data()
+                .iter()
+                .collect()
+        };
+        assert_eq!(logits(0.5, true), logits(-3.0, true));
+        assert_ne!(logits(0.5, false), logits(-3.0, false));
     }
 
     #[test]

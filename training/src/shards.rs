@@ -3,6 +3,7 @@
 //! backward passes run concurrently.
 
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -17,6 +18,8 @@ use burn::tensor::{Device, Tensor};
 /// mutex-guarded graph and their backward passes run one after another); each part's loss is
 /// weighted by its share of the batch and the gradients are summed in part order. The result
 /// depends on `shards` (float rounding, as any batch split) but not on the threads' timing.
+/// Each part runs inside its own rayon pool with an equal share of the global pool's threads
+/// (see [`shard_pools`]).
 /// The gradients are keyed by parameter id, so they apply to `model` or to any module that
 /// shares its parameters (a supernet a path was extracted from).
 pub fn sharded_grads<M, F>(
@@ -41,18 +44,26 @@ where
         );
     }
     let loss_of = &loss_of;
+    let pools = shard_pools(shards);
     let parts: Vec<(GradientsParams, f32, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..shards)
             .map(|i| {
                 let (lo, hi) = (i * batch / shards, (i + 1) * batch / shards);
                 let part = model.clone().fork(device);
                 let weight = (hi - lo) as f64 / batch as f64;
+                let pool = pools.as_ref().map(|pools| &pools[i]);
                 scope.spawn(move || {
-                    let (loss, count) = loss_of(&part, lo..hi);
-                    let loss = loss * weight;
-                    let loss_value: f32 = loss.clone().into_scalar();
-                    let grads = GradientsParams::from_grads(loss.backward(), &part);
-                    (grads, loss_value, count)
+                    let work = move || {
+                        let (loss, count) = loss_of(&part, lo..hi);
+                        let loss = loss * weight;
+                        let loss_value: f32 = loss.clone().into_scalar();
+                        let grads = GradientsParams::from_grads(loss.backward(), &part);
+                        (grads, loss_value, count)
+                    };
+                    match pool {
+                        Some(pool) => pool.install(work),
+                        None => work(),
+                    }
                 })
             })
             .collect();
@@ -69,4 +80,92 @@ where
         count += c;
     }
     (acc.grads(), loss_value, count)
+}
+
+/// One rayon pool per shard, each with `1 / shards` of the global pool's threads (at least one),
+/// kept for the next step; `None` when a pool cannot be built (the shards then share the global
+/// pool). Why: the backend's kernels (gemm above 192^3 multiply-adds, flex's convolutions and
+/// reductions) fan out over the global pool, so with as many shards as cores every shard's
+/// products were split over threads that were busy with the other shards' work, and waited
+/// for them (KWT-1 on 2 cores: 5-20 % of the step).
+fn shard_pools(shards: usize) -> Option<Arc<Vec<rayon::ThreadPool>>> {
+    static POOLS: Mutex<Option<(usize, Arc<Vec<rayon::ThreadPool>>)>> = Mutex::new(None);
+    let mut cached = POOLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((n, pools)) = cached.as_ref()
+        && *n == shards
+    {
+        return Some(pools.clone());
+    }
+    let threads = (rayon::current_num_threads() / shards).max(1);
+    let pools: Result<Vec<_>, _> = (0..shards)
+        .map(|i| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |t| format!("nas-shard{i}-{t}"))
+                .build()
+        })
+        .collect();
+    match pools {
+        Ok(pools) => {
+            let pools = Arc::new(pools);
+            *cached = Some((shards, pools.clone()));
+            Some(pools)
+        }
+        Err(e) => {
+            tracing::warn!("no thread pool per training shard ({e}); the shards share one");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// Every shard runs in its own pool (named after the shard) with its share of the threads,
+    /// the pools follow a change of the shard count, and one shard stays on the caller's thread.
+    #[test]
+    fn each_shard_runs_in_its_own_pool() {
+        let device = Device::flex().autodiff();
+        let model = crate::init::linear(&mut StdRng::seed_from_u64(1), 4, 3, true, &device);
+        let xs: Vec<f32> = (0..12 * 4).map(|i| (i as f32 * 0.3).cos()).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(xs, [12, 4]), &device);
+        let global = rayon::current_num_threads();
+        for shards in [2, 3, 2, 1] {
+            let seen = Mutex::new(Vec::new());
+            sharded_grads(&model, &device, 12, shards, |m, r| {
+                let name = std::thread::current().name().map(str::to_owned);
+                seen.lock()
+                    .unwrap()
+                    .push((r.start, name, rayon::current_num_threads()));
+                let part = x.clone().narrow(0, r.start, r.len());
+                (
+                    crate::fused_ops::linear_layer(m, part)
+                        .powf_scalar(2.0)
+                        .mean(),
+                    0,
+                )
+            });
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_by_key(|s| s.0);
+            assert_eq!(seen.len(), shards);
+            if shards == 1 {
+                assert_eq!(seen[0].2, global, "one shard uses the global pool");
+                continue;
+            }
+            for (i, (_, name, threads)) in seen.iter().enumerate() {
+                let name = name.as_deref().unwrap_or("");
+                assert!(
+                    name.starts_with(&format!("nas-shard{i}-")),
+                    "shard {i} ran on {name:?}"
+                );
+                assert_eq!(*threads, (global / shards).max(1), "shard {i}'s pool size");
+            }
+        }
+    }
 }
