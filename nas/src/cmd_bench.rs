@@ -138,7 +138,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         "burn {:?} {name} ({params} params) batch {} shards {}: {:.1} samples/s ({:.1} ms/step){kernels}",
         args.backend,
         args.batch_size,
-        args.shards,
+        training::shards::effective_shards(&device, args.shards, args.batch_size),
         (args.steps * args.batch_size) as f64 / secs,
         1e3 * secs / args.steps as f64
     );

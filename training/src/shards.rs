@@ -13,13 +13,13 @@ use burn::tensor::{Device, Tensor};
 /// caller accumulates (e.g. correct predictions), with `loss_of(model, samples)` the mean loss
 /// of `samples` (a range of the batch) under `model`.
 ///
-/// With `shards` > 1 each part runs on its own thread with its own `fork` of the model (plain
-/// clones share the parameters' autodiff nodes, Burn merges such graphs into one
-/// mutex-guarded graph and their backward passes run one after another); each part's loss is
-/// weighted by its share of the batch and the gradients are summed in part order. The result
-/// depends on `shards` (float rounding, as any batch split) but not on the threads' timing.
-/// Each part runs inside its own rayon pool with an equal share of the global pool's threads
-/// (see [`shard_pools`]).
+/// With `shards` > 1 on a CPU device (ignored on others) each part runs on its own thread
+/// with its own `fork` of the model (plain clones share the parameters' autodiff nodes, Burn
+/// merges such graphs into one mutex-guarded graph and their backward passes run one after
+/// another), inside its own rayon pool with an equal share of the global pool's threads (see
+/// [`shard_pools`]); each part's loss is weighted by its share of the batch and the gradients
+/// are summed in part order. The result depends on `shards` (float rounding, as any batch
+/// split) but not on the threads' timing.
 /// The gradients are keyed by parameter id, so they apply to `model` or to any module that
 /// shares its parameters (a supernet a path was extracted from).
 pub fn sharded_grads<M, F>(
@@ -33,7 +33,11 @@ where
     M: Module + Send,
     F: Fn(&M, Range<usize>) -> (Tensor<1>, u64) + Sync,
 {
-    let shards = shards.clamp(1, batch.max(1));
+    if shards > 1 && !on_cpu(device) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| tracing::info!("batch_shards {shards} ignored: not a CPU device"));
+    }
+    let shards = effective_shards(device, shards, batch);
     if shards == 1 {
         let (loss, count) = loss_of(model, 0..batch);
         let loss_value: f32 = loss.clone().into_scalar();
@@ -82,6 +86,24 @@ where
     (acc.grads(), loss_value, count)
 }
 
+/// How many parts [`sharded_grads`] splits a batch of `batch` samples into on `device`.
+pub fn effective_shards(device: &Device, shards: usize, batch: usize) -> usize {
+    if on_cpu(device) {
+        shards.clamp(1, batch.max(1))
+    } else {
+        1
+    }
+}
+
+/// Whether `device` is one of Burn's CPU backends, whose training step the shards spread over
+/// the cores. A GPU runs the whole batch in parallel already, and with 2 shards on wgpu
+/// (lavapipe) the quick start's losses drifted from the 1-shard and CPU runs, which agree.
+#[allow(deprecated)] // ndarray is deprecated in Burn 0.22 but still a `--backend` choice
+fn on_cpu(device: &Device) -> bool {
+    let inner = device.clone().inner();
+    inner == Device::flex() || inner == Device::ndarray()
+}
+
 /// One rayon pool per shard, each with `1 / shards` of the global pool's threads (at least one),
 /// kept for the next step; `None` when a pool cannot be built (the shards then share the global
 /// pool). Why: the backend's kernels (gemm above 192^3 multiply-adds, flex's convolutions and
@@ -126,6 +148,15 @@ mod tests {
     use burn::tensor::TensorData;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    #[allow(deprecated)] // ndarray: see `on_cpu`
+    fn shards_apply_to_the_cpu_backends() {
+        for device in [Device::flex(), Device::ndarray()] {
+            assert!(on_cpu(&device));
+            assert!(on_cpu(&device.autodiff()));
+        }
+    }
 
     /// Every shard runs in its own pool (named after the shard) with its share of the threads,
     /// the pools follow a change of the shard count, and one shard stays on the caller's thread.
