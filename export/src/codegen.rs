@@ -73,7 +73,7 @@ pub fn runtime_kernel(op: &Op) -> std::result::Result<&'static str, String> {
         Op::MaxPool2d(_) | Op::AvgPool2d(_) => "nas_pool2d_s8",
         Op::GlobalAvgPool | Op::SeqMeanPool => "nas_mean_rows_s8",
         Op::Relu => "nas_relu_s8",
-        Op::Gelu(_) => "nas_lut_s8",
+        Op::Gelu(_) | Op::GeluTable(_) => "nas_lut_s8",
         Op::Softmax(_) => "nas_softmax_s8",
         Op::LayerNorm(_) => "nas_layernorm_s8",
         Op::ScaledLayerNorm(_) => "nas_scaled_layernorm_s8",
@@ -494,10 +494,10 @@ pub fn generate_with(
                 g.call(format!("nas_mean_rows_s8({x}, {}, {}, {y})", xs[0], xs[1]));
             }
             Op::Relu => g.call(format!("nas_relu_s8({x}, {n}, {y})")),
-            Op::Gelu(gl) => {
-                // the same table the interpreter builds: Int8Gelu::eval of every int8
-                let table: Vec<i8> = (-128..=127i32).map(|q| gl.eval(q as i8)).collect();
-                g.i8s(&format!("{p}_lut"), &table);
+            op @ (Op::Gelu(_) | Op::GeluTable(_)) => {
+                // the same table the interpreter looks up
+                let table = op.gelu_lut().expect("a GELU op");
+                g.i8s(&format!("{p}_lut"), &table[..]);
                 g.call(format!("nas_lut_s8({x}, {n}, {p}_lut, {y})"));
             }
             Op::Softmax(sm) => {

@@ -297,7 +297,7 @@ pub fn const_bytes(op: &Op, input_rank: usize, coded: Option<&Encoded>) -> u64 {
         Op::LayerNorm(ln) | Op::ScaledLayerNorm(ln) => {
             ln.gamma.len() as u64 + 4 * ln.beta.len() as u64
         }
-        Op::Gelu(_) => 256,
+        Op::Gelu(_) | Op::GeluTable(_) => 256,
         Op::Transpose { .. } => 2 * 4 * input_rank as u64,
         _ => 0,
     }
@@ -326,7 +326,7 @@ pub fn kernel_class(op: &Op, coded: bool) -> Option<KernelClass> {
         Op::MaxPool2d(_) | Op::AvgPool2d(_) | Op::GlobalAvgPool | Op::SeqMeanPool => {
             KernelClass::Pool
         }
-        Op::Gelu(_) => KernelClass::Gelu,
+        Op::Gelu(_) | Op::GeluTable(_) => KernelClass::Gelu,
         Op::Softmax(_) => KernelClass::Softmax,
         Op::LayerNorm(_) | Op::ScaledLayerNorm(_) => KernelClass::LayerNorm,
         Op::ConcatClassToken { .. }

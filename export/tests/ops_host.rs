@@ -139,8 +139,20 @@ fn relu_and_gelu() {
     b.gelu("gelu_fine", "x", 2f64.powi(-7)).unwrap();
     b.input("w", &[2, 8], 0.3).unwrap();
     b.gelu("gelu_wide", "w", 0.25).unwrap();
+    b.gelu_table("gelu_table", "x", 2f64.powi(-5)).unwrap();
+    b.gelu_table("gelu_table_wide", "w", 0.25).unwrap();
     check_on(
-        &finish(b, &["relu", "gelu", "gelu_fine", "gelu_wide"]),
+        &finish(
+            b,
+            &[
+                "relu",
+                "gelu",
+                "gelu_fine",
+                "gelu_wide",
+                "gelu_table",
+                "gelu_table_wide",
+            ],
+        ),
         HOST,
         4,
     );

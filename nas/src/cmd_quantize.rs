@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use quant::Graph;
-use quant::ptq::{Estimator, PtqOptions, PtqReport, evaluate_int8, quantize_kwt};
+use quant::ptq::{Estimator, GeluMethod, PtqOptions, PtqReport, evaluate_int8, quantize_kwt};
 use training::{DataSplits, KwtConfig, TrainOptions};
 
 use crate::backend::Backend;
@@ -49,6 +49,10 @@ pub struct QuantizeArgs {
     /// TinyFormer's Scaled-LayerNorm instead of I-BERT's integer LayerNorm.
     #[arg(long)]
     scaled_layer_norm: bool,
+    /// How GELU's int8 table is made: `exact` (the erf GELU rounded once, what QAT's forward
+    /// computes) or `ibert` (I-BERT's i-GELU polynomial, up to 2 codes off).
+    #[arg(long, value_enum, default_value = "exact")]
+    gelu: GeluArg,
     /// Training samples observed for calibration.
     #[arg(long, default_value_t = 512)]
     calibration_samples: usize,
@@ -90,6 +94,12 @@ enum Mode {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GeluArg {
+    Exact,
+    Ibert,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum EstimatorArg {
     Minmax,
     Percentile,
@@ -110,6 +120,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         },
         per_channel: !args.per_tensor,
         scaled_layer_norm: args.scaled_layer_norm,
+        gelu: match args.gelu {
+            GeluArg::Exact => GeluMethod::Exact,
+            GeluArg::Ibert => GeluMethod::IBert,
+        },
         calibration_samples: args.calibration_samples,
         ..PtqOptions::default()
     };

@@ -4,6 +4,7 @@
 
 use crate::dyadic::Dyadic;
 use crate::error::{QuantError, Result};
+use crate::gelu_table::GeluTable;
 use crate::graph::{AddParams, Graph, Node, Op, Requant, TensorInfo, Window, infer_shape};
 use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP};
 
@@ -228,6 +229,12 @@ impl GraphBuilder {
     pub fn gelu(&mut self, name: &str, x: &str, out_scale: f64) -> Result<String> {
         let g = Int8Gelu::new(self.scale(x)?, out_scale)?;
         self.node(name, Op::Gelu(g), &[x], out_scale)
+    }
+
+    /// GELU as the exact table ([`GeluTable`]).
+    pub fn gelu_table(&mut self, name: &str, x: &str, out_scale: f64) -> Result<String> {
+        let t = GeluTable::exact(self.scale(x)?, out_scale)?;
+        self.node(name, Op::GeluTable(t), &[x], out_scale)
     }
 
     /// i-softmax over the last axis (output scale `2^-8`, zero point `-128`).

@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! offset 0   5 bytes  magic "NASI8"
-//! offset 5   u32 LE   format version (currently 2; 1 had an int8 softmax output at 2^-7)
+//! offset 5   u32 LE   format version (currently 3; 1 had an int8 softmax output at 2^-7)
 //! offset 9   u64 LE   payload length in bytes
-//! offset 17  u32 LE   FNV-1a 32-bit hash of the payload
+//! offset 17  u32 LE   FNV-1a 32-bit hash of the version bytes then the payload (version 2:
+//!                     of the payload only)
 //! offset 21  payload  the Graph as JSON (serde_json)
 //! ```
 //! Loading checks, in order: magic, version, length (truncated / trailing bytes), checksum,
@@ -17,21 +18,35 @@ use crate::graph::Graph;
 
 /// File magic.
 pub const MAGIC: &[u8; 5] = b"NASI8";
-/// Current (and only readable) format version. Version 1 graphs stored softmax outputs as
-/// int8 at `2^-7`; version 2 stores uint8 probabilities at `2^-8` (zero point -128), so a
-/// version-1 file would run with the wrong scale and is refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// Current format version. Version 1 graphs stored softmax outputs as int8 at `2^-7`; version
+/// 2 stores uint8 probabilities at `2^-8` (zero point -128), so a version-1 file would run
+/// with the wrong scale and is refused. Version 3 adds the exact GELU table op
+/// ([`crate::Op::GeluTable`]); a version-2 file is a valid version-3 graph and loads.
+pub const FORMAT_VERSION: u32 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 21;
 
 /// FNV-1a, 32 bit.
 pub fn fnv1a32(data: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
+    fnv1a32_continue(0x811c_9dc5, data)
+}
+
+/// FNV-1a over `data` continuing from the hash `h` of the bytes before it.
+fn fnv1a32_continue(mut h: u32, data: &[u8]) -> u32 {
     for &b in data {
         h ^= b as u32;
         h = h.wrapping_mul(0x0100_0193);
     }
     h
+}
+
+/// The header's hash. Since version 3 it covers the version too, so a damaged version field
+/// that names another readable version is caught.
+fn checksum(version: u32, payload: &[u8]) -> u32 {
+    if version < 3 {
+        return fnv1a32(payload);
+    }
+    fnv1a32_continue(fnv1a32(&version.to_le_bytes()), payload)
 }
 
 /// Encodes a graph (validated first).
@@ -42,7 +57,7 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&fnv1a32(&payload).to_le_bytes());
+    out.extend_from_slice(&checksum(FORMAT_VERSION, &payload).to_le_bytes());
     out.extend_from_slice(&payload);
     Ok(out)
 }
@@ -91,7 +106,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Graph> {
     }
     let payload = &bytes[HEADER_LEN..];
     let expected = u32_at(17);
-    let found = fnv1a32(payload);
+    let found = checksum(version, payload);
     if expected != found {
         return Err(QuantError::Checksum { expected, found });
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dyadic::Dyadic;
 use crate::error::{QuantError, Result, params};
+use crate::gelu_table::GeluTable;
 use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP, SOFTMAX_OUT_ZERO_POINT};
 
 /// Largest number of elements of one tensor (guards allocations of loaded files).
@@ -263,6 +264,9 @@ pub enum Op {
     Relu,
     /// i-GELU, see [`Int8Gelu`].
     Gelu(Int8Gelu),
+    /// GELU as a table of the exact GELU over the 256 int8 inputs, see [`GeluTable`] (since
+    /// graph format 3).
+    GeluTable(GeluTable),
     /// i-softmax over the last axis, output scale exactly `2^-8` with zero point `-128`, see
     /// [`ISoftmax`].
     Softmax(ISoftmax),
@@ -318,6 +322,7 @@ impl Op {
             Op::SeqMeanPool => "SeqMeanPool",
             Op::Relu => "Relu",
             Op::Gelu(_) => "Gelu",
+            Op::GeluTable(_) => "GeluTable",
             Op::Softmax(_) => "Softmax",
             Op::LayerNorm(_) => "LayerNorm",
             Op::ScaledLayerNorm(_) => "ScaledLayerNorm",
@@ -328,6 +333,22 @@ impl Op {
             Op::Requant(_) => "Requant",
             Op::SelectToken { .. } => "SelectToken",
         }
+    }
+
+    /// A GELU's output for every int8 input, indexed by `q + 128` (GELU on int8 has 256
+    /// possible inputs, so the interpreter and the C runtime look it up; bit-exact with
+    /// evaluating the kernel per element); `None` for other ops.
+    pub fn gelu_lut(&self) -> Option<Box<[i8; 256]>> {
+        let f: &dyn Fn(i8) -> i8 = match self {
+            Op::Gelu(g) => &|q| g.eval(q),
+            Op::GeluTable(t) => &|q| t.eval(q),
+            _ => return None,
+        };
+        let mut t = Box::new([0i8; 256]);
+        for q in -128..=127i32 {
+            t[(q + 128) as usize] = f(q as i8);
+        }
+        Some(t)
     }
 
     /// Zero point of the op's output: [`SOFTMAX_OUT_ZERO_POINT`] for Softmax, else 0.
@@ -714,6 +735,10 @@ pub fn infer_shape(node: &Node, ins: &[&TensorInfo]) -> Result<Vec<usize>> {
         Op::Relu => xs.clone(),
         Op::Gelu(g) => {
             g.validate(n)?;
+            xs.clone()
+        }
+        Op::GeluTable(t) => {
+            t.validate(n)?;
             xs.clone()
         }
         Op::Softmax(sm) => {

@@ -107,10 +107,21 @@ pub fn exp_poly_error(points: usize) -> ErrorStats {
 /// the dequantized input, in real units (includes the output rounding).
 pub fn int8_gelu_error(in_scale: f64, out_scale: f64) -> Result<ErrorStats> {
     let g = Int8Gelu::new(in_scale, out_scale)?;
-    Ok(stats((-128..=127).map(|q| {
+    Ok(table_error(|q| g.eval(q), in_scale, out_scale))
+}
+
+/// [`int8_gelu_error`] of the exact GELU table ([`crate::GeluTable`]): the output rounding
+/// alone.
+pub fn gelu_table_error(in_scale: f64, out_scale: f64) -> Result<ErrorStats> {
+    let t = crate::GeluTable::exact(in_scale, out_scale)?;
+    Ok(table_error(|q| t.eval(q), in_scale, out_scale))
+}
+
+fn table_error(f: impl Fn(i8) -> i8, in_scale: f64, out_scale: f64) -> ErrorStats {
+    stats((-128..=127).map(|q| {
         let x = q as f64 * in_scale;
-        g.eval(q as i8) as f64 * out_scale - gelu(x).clamp(-128.0 * out_scale, 127.0 * out_scale)
-    })))
+        f(q as i8) as f64 * out_scale - gelu(x).clamp(-128.0 * out_scale, 127.0 * out_scale)
+    }))
 }
 
 /// The measurement table printed by `cargo run -p quant --example ibert_errors`.
@@ -139,7 +150,13 @@ pub fn report() -> Result<String> {
     let e = int8_gelu_error(2f64.powi(-5), 2f64.powi(-5))?;
     let _ = writeln!(
         s,
-        "| int8 GELU op (in/out 2^-5) | 2^-5 | {} int8 values | {:.5} | {:.5} | (incl. output LSB 2^-5) |",
+        "| int8 GELU op, i-GELU table (in/out 2^-5) | 2^-5 | {} int8 values | {:.5} | {:.5} | (incl. output LSB 2^-5) |",
+        e.points, e.l2, e.linf
+    );
+    let e = gelu_table_error(2f64.powi(-5), 2f64.powi(-5))?;
+    let _ = writeln!(
+        s,
+        "| int8 GELU op, exact table (in/out 2^-5) | 2^-5 | {} int8 values | {:.5} | {:.5} | (output rounding only) |",
         e.points, e.l2, e.linf
     );
     let p = exp_poly_error(100_001);

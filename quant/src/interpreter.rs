@@ -49,22 +49,7 @@ impl Interpreter {
             .collect();
         let inputs = graph.inputs.iter().map(|i| index[i.as_str()]).collect();
         let outputs = graph.outputs.iter().map(|i| index[i.as_str()]).collect();
-        // i-GELU on int8 has 256 possible inputs: tabulate it with the integer kernel itself
-        // (bit-exact with evaluating it per element).
-        let luts = graph
-            .nodes
-            .iter()
-            .map(|n| match &n.op {
-                Op::Gelu(g) => {
-                    let mut t = Box::new([0i8; 256]);
-                    for q in -128..=127i32 {
-                        t[(q + 128) as usize] = g.eval(q as i8);
-                    }
-                    Some(t)
-                }
-                _ => None,
-            })
-            .collect();
+        let luts = graph.nodes.iter().map(|n| n.op.gelu_lut()).collect();
         let max_len = graph.tensors.iter().map(|t| t.numel()).max().unwrap_or(0);
         Ok(Interpreter {
             graph,
@@ -236,7 +221,7 @@ impl Interpreter {
                         *o = v.max(0);
                     }
                 }
-                Op::Gelu(_) => {
+                Op::Gelu(_) | Op::GeluTable(_) => {
                     let lut = self.luts[ni].as_ref().expect("built for every Gelu node");
                     for (o, &v) in out.iter_mut().zip(x.iter()) {
                         *o = lut[(v as i32 + 128) as usize];

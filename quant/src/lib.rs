@@ -4,6 +4,7 @@
 //! * [`dyadic`]: dyadic scales `m * 2^-s` and requantization (pulp-transformer Eq. 10).
 //! * [`ibert`]: i-exp, i-GELU, i-sqrt, i-softmax, i-LayerNorm and Scaled-LayerNorm.
 //! * [`ibert_error`]: offline accuracy measurement of those kernels.
+//! * [`gelu_table`]: GELU on int8 as an exact table.
 //! * [`graph`]: the integer graph, its ops and their exact semantics, validation.
 //! * [`builder`]: building a graph from real scales (offline).
 //! * [`format`]: the versioned, checksummed `NASI8` file format.
@@ -19,6 +20,7 @@ pub mod builder;
 pub mod dyadic;
 pub mod error;
 pub mod format;
+pub mod gelu_table;
 pub mod graph;
 pub mod ibert;
 pub mod ibert_error;
@@ -31,6 +33,7 @@ pub use builder::GraphBuilder;
 pub use dyadic::{Dyadic, requantize};
 pub use error::{QuantError, Result};
 pub use format::{FORMAT_VERSION, MAGIC, from_bytes, load, save, to_bytes};
+pub use gelu_table::GeluTable;
 pub use graph::{AddParams, Graph, Node, Op, Requant, Standardization, TensorInfo, Window};
 pub use ibert::{IExp, IGelu, ISoftmax, Int8Gelu, IntLayerNorm, NormParams, isqrt_u32};
 pub use interpreter::Interpreter;

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::SelfAttention;
 use crate::fake_quant::FakeQuant;
-use crate::fused_ops::{gelu, layer_norm};
+use crate::fused_ops::gelu;
 use crate::init;
-use crate::qat::{BlockQuant, linear, maybe};
+use crate::qat::{BlockQuant, layer_norm_q, linear, maybe};
 
 /// Where the LayerNorm sits. KWT's paper finds PostNorm better for keyword spotting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -99,15 +99,16 @@ impl TransformerBlock {
     pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
         let attn = |x| self.attn.forward_q(x, q.map(|q| &q.attn));
         let at = |f: fn(&BlockQuant) -> &FakeQuant, x| maybe(q.map(f), x);
+        let norm = |n, x| layer_norm_q(n, x, q.is_some());
         if self.post_norm {
             let r1 = at(|q| &q.add1, x.clone() + attn(x));
-            let x = at(|q| &q.norm1, layer_norm(&self.norm1, r1));
+            let x = at(|q| &q.norm1, norm(&self.norm1, r1));
             let r2 = at(|q| &q.add2, x.clone() + self.mlp.forward_q(x, q));
-            at(|q| &q.norm2, layer_norm(&self.norm2, r2))
+            at(|q| &q.norm2, norm(&self.norm2, r2))
         } else {
-            let n1 = at(|q| &q.norm1, layer_norm(&self.norm1, x.clone()));
+            let n1 = at(|q| &q.norm1, norm(&self.norm1, x.clone()));
             let x = at(|q| &q.add1, x + attn(n1));
-            let n2 = at(|q| &q.norm2, layer_norm(&self.norm2, x.clone()));
+            let n2 = at(|q| &q.norm2, norm(&self.norm2, x.clone()));
             at(|q| &q.add2, x + self.mlp.forward_q(n2, q))
         }
     }

@@ -126,6 +126,20 @@ pub fn fake_quant_per_channel(w: Tensor<2>) -> Tensor<2> {
     straight_through(u, |v| v.round()) * s
 }
 
+/// Fake-quantizes a whole tensor at one scale `max|t| / 127`, as the integer graph stores the
+/// position embedding and the LayerNorm gains (`quant::ptq::kwt_graph`, `quant::IntLayerNorm`);
+/// like [`fake_quant_per_channel`] the scale follows the values and nothing clips.
+pub fn fake_quant_abs_max<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    let absmax = t.clone().abs().max().detach();
+    let s = absmax
+        .clone()
+        .div_scalar(127.0)
+        .mask_fill(absmax.equal_elem(0.0), 1.0)
+        .unsqueeze::<D>();
+    let u = (t / s.clone()).clamp(-127.0, 127.0);
+    straight_through(u, |v| v.round()) * s
+}
+
 /// Fake quantization at a fixed power-of-two scale `2^exp` onto the unsigned codes
 /// `0..2^bits` (softmax probabilities, whose integer scale is set by the kernel, not learned).
 pub fn fake_quant_fixed_unsigned<const D: usize>(x: Tensor<D>, exp: i32, bits: u32) -> Tensor<D> {
@@ -195,6 +209,25 @@ mod tests {
         }
         let g = values(t.grad(&y.sum().backward()).unwrap());
         assert!(g.iter().all(|&v| v == 1.0), "straight-through: {g:?}");
+    }
+
+    #[test]
+    fn a_constant_rounds_at_one_abs_max_scale_as_the_graph_stores_it() {
+        let device = Device::flex().autodiff();
+        let e = [0.5f32, -1.27, 0.013, 0.0, 0.3, -0.006];
+        let t = Tensor::<1>::from_data(TensorData::new(e.to_vec(), [6]), &device)
+            .reshape([1, 2, 3])
+            .require_grad();
+        let y = fake_quant_abs_max(t.clone());
+        // scale 1.27 / 127 = 0.01, the graph's `quantize_values(e, max|e| / 127)`
+        for (&v, g) in e.iter().zip(values(y.clone())) {
+            let want = (v as f64 / 0.01).round() * 0.01;
+            assert!((g as f64 - want).abs() < 1e-6, "{v}: {g} vs {want}");
+        }
+        let g = values(t.grad(&y.sum().backward()).unwrap());
+        assert!(g.iter().all(|&v| v == 1.0), "straight-through: {g:?}");
+        let zeros = Tensor::<1>::zeros([4], &device);
+        assert_eq!(values(fake_quant_abs_max(zeros)), vec![0.0; 4]);
     }
 
     #[test]

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{NormPlacement, TransformerBlock};
 use crate::error::TrainingError;
+use crate::fake_quant::fake_quant_abs_max;
 use crate::feature_norm::FeatureNorm;
-use crate::fused_ops::layer_norm;
 use crate::init;
-use crate::qat::{HeadQuant, KwtQuant, linear, maybe};
+use crate::qat::{HeadQuant, KwtQuant, layer_norm_q, linear, maybe};
 
 /// Everything needed to build a KWT. A RON value that the trainer, the cost model and the
 /// exporter all read.
@@ -165,7 +165,7 @@ impl Head {
     }
 
     fn forward(&self, x: Tensor<2>, q: Option<&HeadQuant>) -> Tensor<2> {
-        let x = maybe(q.map(|q| &q.norm), layer_norm(&self.norm, x));
+        let x = maybe(q.map(|q| &q.norm), layer_norm_q(&self.norm, x, q.is_some()));
         linear(&self.fc, x, q.map(|q| &q.fc))
     }
 }
@@ -219,10 +219,12 @@ impl Kwt {
             parts.push(token(dist));
         }
         parts.push(x);
-        let mut x = maybe(
-            q.map(|q| &q.pos_embedding),
-            Tensor::cat(parts, 1) + self.pos_embedding.val(),
-        );
+        // The integer graph stores the embedding as int8 at its own scale before adding it.
+        let pos = match q {
+            Some(_) => fake_quant_abs_max(self.pos_embedding.val()),
+            None => self.pos_embedding.val(),
+        };
+        let mut x = maybe(q.map(|q| &q.pos_embedding), Tensor::cat(parts, 1) + pos);
         for (l, block) in self.blocks.iter().enumerate() {
             x = block.forward_q(x, q.and_then(|q| q.blocks.get(l)));
         }

@@ -10,25 +10,41 @@
 //! at PTQ's per-output-channel `max|w| / 127` (the weight point then goes unused).
 //! [`KwtQuant::points`] lists them so that lowering can read the learned thresholds by name.
 //!
-//! What the fake-quantized forward does not model (small next to the rounding it does): the
-//! I-BERT integer approximations of softmax, GELU and LayerNorm, the position embedding's own
-//! int8 rounding, round-half-even (Burn) against half-away-from-zero (lowering), and the
-//! two-head average of a distillation model (its point keeps its initial threshold).
+//! GELU is exact here, as in the integer graph's default GELU table (`quant::GeluTable`; with
+//! `--gelu ibert` the graph uses I-BERT's polynomial, which this forward does not model); the
+//! position embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores
+//! them. What the forward does not model (measured on KWT-1 by
+//! `quant/examples/kernel_fidelity.rs`: share of output codes that differ by one): the I-BERT
+//! integer softmax (0.4 %) and LayerNorm arithmetic (3.9 %), round-half-even (Burn) against the
+//! graph's round-half-up, and the two-head average of a distillation model (its point keeps its
+//! initial threshold).
 
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::nn::Linear;
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::TrainingError;
-use crate::fake_quant::{FakeQuant, fake_quant_fixed_unsigned, fake_quant_per_channel};
-use crate::fused_ops;
+use crate::fake_quant::{
+    FakeQuant, fake_quant_abs_max, fake_quant_fixed_unsigned, fake_quant_per_channel,
+};
+use crate::fused_ops::{self, layer_norm, layer_norm_with_gain};
 use crate::kwt::KwtConfig;
 
 /// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`); the
 /// probabilities are unsigned 8-bit codes.
 pub const SOFTMAX_OUT_EXP: i32 = -8;
+
+/// A LayerNorm; under QAT (`quantized`) with its gain rounded to int8 at `max|gamma| / 127`, as
+/// the integer LayerNorm stores it.
+pub fn layer_norm_q<const D: usize>(norm: &LayerNorm, x: Tensor<D>, quantized: bool) -> Tensor<D> {
+    if quantized {
+        layer_norm_with_gain(norm, fake_quant_abs_max(norm.gamma.val()), x)
+    } else {
+        layer_norm(norm, x)
+    }
+}
 
 /// A Linear's weight and output points.
 #[derive(Module, Debug)]

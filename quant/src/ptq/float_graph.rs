@@ -632,6 +632,15 @@ impl FloatGraph {
         Ok(vals)
     }
 
+    /// Output of node `index` computed from `vals` (every tensor by id, as [`FloatGraph::run`]
+    /// returns them; only the node's inputs are read): one op on given inputs, e.g. on the
+    /// dequantized tensors of the integer graph to see what its kernel does differently.
+    pub fn eval_node(&self, index: usize, vals: &[Vec<f32>]) -> Vec<f32> {
+        let node = &self.nodes[index];
+        let x = &vals[node.inputs[0]];
+        eval(node, x, self.tensor_shape(node.inputs[0]), vals, self)
+    }
+
     /// The logits of one sample.
     pub fn logits(&self, input: &[f32]) -> Result<Vec<f32>> {
         let mut v = self.run(input)?;

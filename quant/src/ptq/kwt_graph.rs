@@ -26,10 +26,10 @@ use crate::builder::GraphBuilder;
 use crate::graph::{Graph, MAX_PRODUCT, Op};
 use crate::{AddParams, Dyadic};
 
-use super::PtqOptions;
 use super::error::{PtqError, Result, at};
 use super::float_graph::{FOp, FloatGraph};
 use super::observer::Observer;
+use super::{GeluMethod, PtqOptions};
 
 /// The observer group of every tensor id (`None`: the scale is fixed, softmax outputs).
 pub fn scale_groups(fg: &FloatGraph) -> (Vec<Option<usize>>, usize) {
@@ -218,7 +218,11 @@ pub fn lower_with(
                 .map_err(at(name))?;
             }
             FOp::Gelu => {
-                b.gelu(name, x, so).map_err(at(name))?;
+                match opts.gelu {
+                    GeluMethod::Exact => b.gelu_table(name, x, so),
+                    GeluMethod::IBert => b.gelu(name, x, so),
+                }
+                .map_err(at(name))?;
             }
             FOp::ConcatToken { token } => {
                 let token = quantize_values(token, sx);

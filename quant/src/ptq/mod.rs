@@ -37,6 +37,16 @@ pub use tinyformer::{
 
 use crate::Graph;
 
+/// How the integer graph computes GELU. Both run as a 256-entry table of the int8 input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GeluMethod {
+    /// The exact (erf) GELU rounded once ([`crate::GeluTable`]): what QAT's forward computes.
+    #[default]
+    Exact,
+    /// I-BERT's i-GELU polynomial ([`crate::Int8Gelu`]); off by up to 2 codes.
+    IBert,
+}
+
 /// How a float model is quantized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -47,6 +57,8 @@ pub struct PtqOptions {
     pub per_channel: bool,
     /// TinyFormer's Scaled-LayerNorm (G = 7) instead of I-BERT's LayerNorm (G = 14).
     pub scaled_layer_norm: bool,
+    /// How GELU's int8 table is filled.
+    pub gelu: GeluMethod,
     /// Samples observed to choose activation scales.
     pub calibration_samples: usize,
     /// Samples (the first calibration samples) the per-layer report is measured on.
@@ -59,6 +71,7 @@ impl Default for PtqOptions {
             estimator: Estimator::Percentile(99.99),
             per_channel: true,
             scaled_layer_norm: false,
+            gelu: GeluMethod::Exact,
             calibration_samples: 256,
             report_samples: 64,
         }

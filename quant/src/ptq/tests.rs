@@ -202,3 +202,56 @@ fn a_bad_input_standardization_is_refused() {
     graph.input_standardization.as_mut().unwrap().std.pop();
     assert!(from_bytes(&to_bytes(&graph).unwrap_or_default()).is_err());
 }
+
+#[test]
+fn gelu_is_the_exact_table_by_default_and_i_gelu_on_request() {
+    let device = Device::flex();
+    let cfg = config(NormPlacement::PostNorm, false);
+    let m = model(&cfg, &device);
+    let xs = samples(16, 60, 5);
+    let kinds = |gelu: GeluMethod| -> Vec<&'static str> {
+        let opts = PtqOptions {
+            gelu,
+            ..PtqOptions::default()
+        };
+        let (graph, _) = quantize_kwt(&m, &cfg, &xs, &opts).unwrap();
+        graph
+            .nodes
+            .iter()
+            .filter(|n| n.name.ends_with(".gelu"))
+            .map(|n| n.op.kind())
+            .collect()
+    };
+    let exact = kinds(GeluMethod::default());
+    assert!(!exact.is_empty() && exact.iter().all(|&k| k == "GeluTable"));
+    let ibert = kinds(GeluMethod::IBert);
+    assert_eq!(ibert.len(), exact.len());
+    assert!(ibert.iter().all(|&k| k == "Gelu"));
+
+    // every output code of the default graph's GELU is the exact GELU of its input code
+    let (graph, _) = quantize_kwt(&m, &cfg, &xs, &PtqOptions::default()).unwrap();
+    let mut it = Interpreter::new(graph.clone()).unwrap();
+    it.execute(&[&graph.quantize_input(&xs[0]).unwrap()])
+        .unwrap();
+    for n in graph.nodes.iter().filter(|n| n.op.kind() == "GeluTable") {
+        let (ti, to) = (
+            graph.tensor(&n.inputs[0]).unwrap(),
+            graph.tensor(&n.name).unwrap(),
+        );
+        for (&q, &y) in it
+            .tensor(&n.inputs[0])
+            .unwrap()
+            .iter()
+            .zip(it.tensor(&n.name).unwrap())
+        {
+            let x = ti.dequantize(q);
+            let want = 0.5 * x * (1.0 + crate::ibert_error::erf(x / std::f64::consts::SQRT_2));
+            let want = (want / to.scale.to_f64()).clamp(-128.0, 127.0);
+            assert!(
+                (y as f64 - want).abs() <= 0.5 + 1e-9,
+                "{}: {x} -> {y}",
+                n.name
+            );
+        }
+    }
+}

@@ -6,7 +6,7 @@ use training::{KwtConfig, RunSummary, TrainOptions, TrainOutcome, TrainerConfig}
 
 use super::*;
 use crate::ptq::float_graph::FOp;
-use crate::ptq::{evaluate_int8, quantize_kwt};
+use crate::ptq::{GeluMethod, evaluate_int8, quantize_kwt};
 use crate::{Graph, Op};
 
 fn config() -> KwtConfig {
@@ -288,4 +288,49 @@ fn qat_rounds_softmax_where_the_integer_kernel_does() {
         training::qat::SOFTMAX_OUT_EXP,
         crate::ibert::SOFTMAX_OUT_EXP
     );
+}
+
+/// Signal-to-noise ratio (dB) of the integer graph's dequantized logits against the
+/// fake-quantized Burn model's, over `xs`.
+fn fake_quant_vs_graph_snr(model: &training::Kwt, graph: &Graph, xs: &[Vec<f32>]) -> f64 {
+    let device = Device::flex();
+    let (frames, features) = (TOY_FRAMES, TOY_FEATURES);
+    let flat: Vec<f32> = xs.iter().flatten().copied().collect();
+    let x = Tensor::<3>::from_data(TensorData::new(flat, [xs.len(), frames, features]), &device);
+    let fake: Vec<f32> = model.forward(x).class.into_data().iter::<f32>().collect();
+    let out = graph.tensor(&graph.outputs[0]).unwrap().clone();
+    let mut it = crate::Interpreter::new(graph.clone()).unwrap();
+    let (mut sig, mut noise) = (0f64, 0f64);
+    let classes = fake.len() / xs.len();
+    for (x, f) in xs.iter().zip(fake.chunks_exact(classes)) {
+        let q = it.run_single(&graph.quantize_input(x).unwrap()).unwrap();
+        for (&fv, &qv) in f.iter().zip(&q) {
+            sig += (fv as f64).powi(2);
+            noise += (fv as f64 - out.dequantize(qv)).powi(2);
+        }
+    }
+    10.0 * (sig / noise).log10()
+}
+
+#[test]
+fn the_fake_quantized_forward_tracks_its_integer_graph() {
+    // The fake-quantized forward and the graph lowered from it compute the same thing up to
+    // the kernels QAT does not model (integer softmax and LayerNorm), for either GELU table;
+    // GELU inputs span several units here (i-GELU's error grows with |x|).
+    let device = Device::flex();
+    let cfg = config();
+    let mut m = untrained(&cfg, 4, &device);
+    for b in &mut m.blocks {
+        let w = b.mlp.fc1.weight.val() * 6.0;
+        b.mlp.fc1.weight = burn::module::Param::from_tensor(w);
+    }
+    let xs = toy_split(12, 21).features;
+    let snr = |gelu| {
+        let o = PtqOptions { gelu, ..opts() };
+        let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &o).unwrap();
+        fake_quant_vs_graph_snr(&q, &graph, &xs)
+    };
+    let (exact, ibert) = (snr(GeluMethod::Exact), snr(GeluMethod::IBert));
+    eprintln!("fake-quant vs graph logits: exact GELU {exact:.1} dB, i-GELU {ibert:.1} dB");
+    assert!(exact > 30.0 && ibert > 30.0, "{exact} {ibert}");
 }
