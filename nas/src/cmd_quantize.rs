@@ -266,16 +266,32 @@ fn qat(
         .iter()
         .filter(|(k, v)| run.learned.get(*k).is_some_and(|l| l.ceil() != v.ceil()))
         .count();
-    println!(
-        "QAT: {} steps (best epoch {}), {moved} of {} log2 thresholds moved, {rescaled} power-of-two scales changed",
-        run.summary.steps,
-        run.summary.best_epoch + 1,
-        run.initial.len()
-    );
+    if run.kept_start {
+        println!(
+            "QAT: {} steps; no epoch beat the starting point's validation accuracy {:.2}% \
+             (best {:.2}% at epoch {}), so the starting point (PTQ's rounding at the initial \
+             thresholds) is lowered",
+            run.summary.steps,
+            100.0 * run.start_valid_acc,
+            100.0 * run.summary.best_valid_acc,
+            run.summary.best_epoch + 1,
+        );
+    } else {
+        println!(
+            "QAT: {} steps (best epoch {}, validation {:.2}% from {:.2}% at the start), {moved} of {} log2 thresholds moved, {rescaled} power-of-two scales changed",
+            run.summary.steps,
+            run.summary.best_epoch + 1,
+            100.0 * run.summary.best_valid_acc,
+            100.0 * run.start_valid_acc,
+            run.initial.len()
+        );
+    }
     let thresholds = serde_json::json!({
         "initial_log2_threshold": run.initial,
         "learned_log2_threshold": run.learned,
-        "fake_quant_test_acc": run.summary.test_acc,
+        "fake_quant_test_acc": run.fake_quant_test_acc,
+        "start_valid_acc": run.start_valid_acc,
+        "kept_start": run.kept_start,
         "steps": run.summary.steps,
     });
     write(
@@ -287,7 +303,7 @@ fn qat(
             args, &trainer, config, data, samples, opts, &device, &options,
         )?;
     }
-    Ok((run.graph, run.report, run.summary.test_acc))
+    Ok((run.graph, run.report, run.fake_quant_test_acc))
 }
 
 /// A run folder of ours beside `out`, emptied: a previous run there would be resumed.

@@ -1,9 +1,10 @@
 //! Where an integer graph's kernels differ from the ops they stand for: every node of the
 //! graph is recomputed in float from the interpreter's own (dequantized) inputs, rounded at the
 //! node's output scale, and compared code by code with what the integer kernel wrote. Linear
-//! layers differ by their weight rounding too (float weights here), which QAT models; softmax,
-//! GELU, LayerNorm and the embedding addition differ by what QAT's fake quantization does not
-//! model. Prints, per op kind, the share of output codes that differ and their mean |diff|.
+//! layers differ by their weight rounding (float weights here), softmax, GELU, LayerNorm and the
+//! embedding addition by their integer approximations and stored constants: what QAT's forward
+//! must model to train against the graph it is lowered to (see `training::qat`). Prints, per op
+//! kind, the share of output codes that differ and their mean |diff|.
 //!
 //! `cargo run --release -p quant --example kernel_fidelity -- CHECKPOINT GRAPH DATA [N]`
 //! (CHECKPOINT: the model the graph was lowered from, e.g. a QAT run's `best.bpk`; DATA: its
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use quant::Interpreter;
 use quant::ptq::float_graph::{FOp, FloatGraph};
 use quant::ptq::report::argmax;
@@ -45,6 +46,25 @@ fn kind(op: &FOp) -> &'static str {
 /// `f` rounded half up at `scale` (as the integer requantization rounds), clamped to int8.
 fn code(f: f32, scale: f64, zero_point: i32) -> i64 {
     ((f as f64 / scale + 0.5).floor() as i64 + zero_point as i64).clamp(-128, 127)
+}
+
+/// `training::qat::int_layer_norm` of rows of `x` (on the grid of `2^exp`), then the affine
+/// part with `gamma` and `beta`: QAT's forward of a LayerNorm.
+fn qat_layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], exp: i32) -> Vec<f32> {
+    let device = Device::flex();
+    let d = gamma.len();
+    let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [x.len() / d, d]), &device);
+    let n: Vec<f32> = training::qat::int_layer_norm(t, exp)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    n.chunks_exact(d)
+        .flat_map(|row| {
+            row.iter()
+                .zip(gamma.iter().zip(beta))
+                .map(|(&v, (&g, &b))| v * g + b)
+        })
+        .collect()
 }
 
 /// The float model of a plain checkpoint or of a QAT run's (quantizers attached at thresholds
@@ -164,9 +184,18 @@ fn op_table(
             let t = infos[idx + 1];
             let sc = t.scale.to_f64();
             let mut versions = vec![(kind(&node.op), fg.eval_node(idx, &vals))];
-            match node.op {
-                FOp::LayerNorm { .. } => {
-                    versions.push(("LayerNorm (int8 gamma)", fg_int8.eval_node(idx, &vals)))
+            match &fg_int8.nodes[idx].op {
+                FOp::LayerNorm { gamma, beta, .. } => {
+                    versions.push(("LayerNorm (int8 gamma)", fg_int8.eval_node(idx, &vals)));
+                    let input = node.inputs[0];
+                    let exp = infos[input]
+                        .scale
+                        .pow2_exponent()
+                        .context("a LayerNorm input scale that is not a power of two")?;
+                    versions.push((
+                        "LayerNorm (as QAT computes it)",
+                        qat_layer_norm(&vals[input], gamma, beta, exp),
+                    ));
                 }
                 FOp::AddEmbedding { .. } => versions.push((
                     "AddEmbedding (int8 embedding)",

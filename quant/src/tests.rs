@@ -6,7 +6,7 @@ use crate::graph::{Op, Window};
 use crate::{Graph, GraphBuilder, Interpreter, QuantError, from_bytes, to_bytes};
 
 /// Small deterministic generator (xorshift64*) for weights in tests.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
@@ -14,7 +14,7 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn i8s(&mut self, n: usize) -> Vec<i8> {
+    pub(crate) fn i8s(&mut self, n: usize) -> Vec<i8> {
         (0..n).map(|_| self.next() as i8).collect()
     }
     fn i32s(&mut self, n: usize, lim: i32) -> Vec<i32> {

@@ -92,23 +92,40 @@ impl TransformerBlock {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward_q(x, None)
+        self.forward_q(x, None, None)
     }
 
-    /// [`Self::forward`], fake-quantized at the integer graph's points when `q` is given.
-    pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
+    /// [`Self::forward`], fake-quantized at the integer graph's points when `q` is given;
+    /// `input` is the point that rounded `x` (its scale is the pre-norm LayerNorm's input
+    /// scale).
+    pub fn forward_q(
+        &self,
+        x: Tensor<3>,
+        q: Option<&BlockQuant>,
+        input: Option<&FakeQuant>,
+    ) -> Tensor<3> {
         let attn = |x| self.attn.forward_q(x, q.map(|q| &q.attn));
         let at = |f: fn(&BlockQuant) -> &FakeQuant, x| maybe(q.map(f), x);
-        let norm = |n, x| layer_norm_q(n, x, q.is_some());
+        let point = |f: fn(&BlockQuant) -> &FakeQuant| q.map(f);
         if self.post_norm {
             let r1 = at(|q| &q.add1, x.clone() + attn(x));
-            let x = at(|q| &q.norm1, norm(&self.norm1, r1));
+            let x = at(
+                |q| &q.norm1,
+                layer_norm_q(&self.norm1, r1, point(|q| &q.add1)),
+            );
             let r2 = at(|q| &q.add2, x.clone() + self.mlp.forward_q(x, q));
-            at(|q| &q.norm2, norm(&self.norm2, r2))
+            at(
+                |q| &q.norm2,
+                layer_norm_q(&self.norm2, r2, point(|q| &q.add2)),
+            )
         } else {
-            let n1 = at(|q| &q.norm1, norm(&self.norm1, x.clone()));
+            let input = input.filter(|_| q.is_some());
+            let n1 = at(|q| &q.norm1, layer_norm_q(&self.norm1, x.clone(), input));
             let x = at(|q| &q.add1, x + attn(n1));
-            let n2 = at(|q| &q.norm2, norm(&self.norm2, x.clone()));
+            let n2 = at(
+                |q| &q.norm2,
+                layer_norm_q(&self.norm2, x.clone(), point(|q| &q.add1)),
+            );
             at(|q| &q.add2, x + self.mlp.forward_q(n2, q))
         }
     }

@@ -4,7 +4,8 @@
 //! A quantization point holds one learned log2 threshold `l`. The forward pass is
 //! `q(x) = clamp(round(x / s), qmin, qmax) * s` with the power-of-two scale
 //! `s = 2^ceil(l) / 2^(bits - 1)`: the integer graph then needs only shifts between tensors.
-//! The gradients are TQT's straight-through estimates (round and ceil pass gradients through):
+//! `round` is half up, as in the integer graph's requantization. The gradients are TQT's
+//! straight-through estimates (round and ceil pass gradients through):
 //!
 //! * `dq/dx = 1` where `qmin <= x / s <= qmax`, else `0`;
 //! * `dq/dl = s ln 2 * (round(x / s) - x / s)` inside the range, `s ln 2 * qmin` below it and
@@ -32,11 +33,14 @@ pub fn fake_quant<const D: usize>(
         .powf(ceiled.sub_scalar(f64::from(bits - 1)))
         .unsqueeze::<D>();
     let clamped = (x / s.clone()).clamp(qmin, qmax);
-    straight_through(clamped, |v| v.round()) * s
+    // Half up, as the integer graph's requantization `(acc m + 2^(s-1)) >> s` rounds: with
+    // power-of-two scales ties are common (a sum of tensors one octave apart is a tie whenever
+    // the finer one is odd), and Burn's `round` (half to even) would differ on half of them.
+    straight_through(clamped, |v| v.add_scalar(0.5).floor()) * s
 }
 
 /// `f(v)` in the forward pass, the identity's gradient in the backward pass.
-fn straight_through<const D: usize>(
+pub(crate) fn straight_through<const D: usize>(
     v: Tensor<D>,
     f: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
@@ -189,6 +193,19 @@ mod tests {
             8,
         ));
         assert_eq!(fixed, vec![0.5, 255.0 / 256.0, 1.0 / 256.0, 0.0]);
+        // ties round half up, as `(acc m + 2^(s-1)) >> s` does (Burn's round is half to even)
+        let ties = values(fake_quant(
+            tensor(
+                &[0.5 * s, 1.5 * s, 2.5 * s, -0.5 * s, -1.5 * s, -2.5 * s],
+                &device,
+            ),
+            tensor(&[2.3], &device),
+            8,
+            -128.0,
+            127.0,
+        ));
+        let want = [1.0, 2.0, 3.0, 0.0, -1.0, -2.0].map(|k: f32| k * s);
+        assert_eq!(ties, want);
     }
 
     #[test]

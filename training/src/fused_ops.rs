@@ -698,40 +698,16 @@ pub fn linear_layer<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// `burn::nn::LayerNorm::forward` (biased variance, epsilon [`LAYER_NORM_EPSILON`], shift
 /// required: every LayerNorm here has one), fused on flex.
 pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
-    if norm.beta.is_none() || !on_flex(&x.device()) {
+    let Some(beta) = norm.beta.as_ref().filter(|_| on_flex(&x.device())) else {
         return norm.forward(x);
-    }
-    layer_norm_with_gain(norm, norm.gamma.val(), x)
-}
-
-/// [`layer_norm`] with `gamma` in place of the layer's own gain (QAT passes it rounded as the
-/// integer graph stores it).
-pub fn layer_norm_with_gain<const D: usize>(
-    norm: &LayerNorm,
-    gamma: Tensor<1>,
-    x: Tensor<D>,
-) -> Tensor<D> {
-    let beta = norm.beta.as_ref().map(|b| b.val());
-    match beta {
-        Some(beta) if on_flex(&x.device()) => {
-            let out = <Dispatch as FusedOps>::fused_layer_norm(
-                x.into_dispatch(),
-                gamma.into_dispatch(),
-                beta.into_dispatch(),
-                LAYER_NORM_EPSILON,
-            );
-            Tensor::from_dispatch(out)
-        }
-        // burn::nn::LayerNorm::forward's arithmetic
-        _ => {
-            let (var, mean) = x.clone().var_mean_bias(D - 1);
-            let y = (x - mean) / var.add_scalar(LAYER_NORM_EPSILON).sqrt() * gamma.unsqueeze();
-            match beta {
-                Some(b) => y + b.unsqueeze(),
-                None => y,
-            }
-        }
-    }
+    };
+    let out = <Dispatch as FusedOps>::fused_layer_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        LAYER_NORM_EPSILON,
+    );
+    Tensor::from_dispatch(out)
 }
 
 /// `conv.forward(x)`, faster on flex for the two convolutions of MobileNet blocks and for image

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{NormPlacement, TransformerBlock};
 use crate::error::TrainingError;
+use crate::fake_quant::FakeQuant;
 use crate::fake_quant::fake_quant_abs_max;
 use crate::feature_norm::FeatureNorm;
 use crate::init;
@@ -164,8 +165,10 @@ impl Head {
         }
     }
 
-    fn forward(&self, x: Tensor<2>, q: Option<&HeadQuant>) -> Tensor<2> {
-        let x = maybe(q.map(|q| &q.norm), layer_norm_q(&self.norm, x, q.is_some()));
+    /// `input`: the point that rounded `x` (under QAT).
+    fn forward(&self, x: Tensor<2>, q: Option<&HeadQuant>, input: Option<&FakeQuant>) -> Tensor<2> {
+        let input = input.filter(|_| q.is_some());
+        let x = maybe(q.map(|q| &q.norm), layer_norm_q(&self.norm, x, input));
         linear(&self.fc, x, q.map(|q| &q.fc))
     }
 }
@@ -225,16 +228,20 @@ impl Kwt {
             None => self.pos_embedding.val(),
         };
         let mut x = maybe(q.map(|q| &q.pos_embedding), Tensor::cat(parts, 1) + pos);
+        // the point whose scale `x` is on: each block's output is its add2
+        let mut point = q.map(|q| &q.pos_embedding);
         for (l, block) in self.blocks.iter().enumerate() {
-            x = block.forward_q(x, q.and_then(|q| q.blocks.get(l)));
+            let bq = q.and_then(|q| q.blocks.get(l));
+            x = block.forward_q(x, bq, point);
+            point = bq.map(|b| &b.add2);
         }
         let token = |i: usize| -> Tensor<2> { x.clone().narrow(1, i, 1).squeeze_dim(1) };
         KwtOutput {
-            class: self.head.forward(token(0), q.map(|q| &q.head)),
+            class: self.head.forward(token(0), q.map(|q| &q.head), point),
             distill: self
                 .dist_head
                 .as_ref()
-                .map(|h| h.forward(token(1), q.and_then(|q| q.dist_head.as_ref()))),
+                .map(|h| h.forward(token(1), q.and_then(|q| q.dist_head.as_ref()), point)),
         }
     }
 }

@@ -10,14 +10,15 @@
 //! at PTQ's per-output-channel `max|w| / 127` (the weight point then goes unused).
 //! [`KwtQuant::points`] lists them so that lowering can read the learned thresholds by name.
 //!
-//! GELU is exact here, as in the integer graph's default GELU table (`quant::GeluTable`; with
-//! `--gelu ibert` the graph uses I-BERT's polynomial, which this forward does not model); the
-//! position embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores
-//! them. What the forward does not model (measured on KWT-1 by
-//! `quant/examples/kernel_fidelity.rs`: share of output codes that differ by one): the I-BERT
-//! integer softmax (0.4 %) and LayerNorm arithmetic (3.9 %), round-half-even (Burn) against the
-//! graph's round-half-up, and the two-head average of a distillation model (its point keeps its
-//! initial threshold).
+//! Beyond rounding, the forward computes what the integer kernels compute where they differ from
+//! the float ops (measured on KWT-1 by `quant/examples/kernel_fidelity.rs`): GELU is exact, as
+//! the integer graph's default GELU table (`quant::GeluTable`; with `--gelu ibert` the graph
+//! uses I-BERT's polynomial, which is not modelled: 24 % of its codes differ); the position
+//! embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores them;
+//! LayerNorm normalises as I-BERT's integer kernel does ([`int_layer_norm`]). Not modelled: the
+//! integer softmax's i-exp (0.45 % of its output codes differ by one), round-half-even (Burn)
+//! against the graph's round-half-up, and the two-head average of a distillation model (its
+//! point keeps its initial threshold).
 
 use std::collections::BTreeMap;
 
@@ -28,22 +29,60 @@ use burn::tensor::{Device, Tensor};
 use crate::error::TrainingError;
 use crate::fake_quant::{
     FakeQuant, fake_quant_abs_max, fake_quant_fixed_unsigned, fake_quant_per_channel,
+    straight_through,
 };
-use crate::fused_ops::{self, layer_norm, layer_norm_with_gain};
+use crate::fused_ops::{self, layer_norm};
 use crate::kwt::KwtConfig;
 
 /// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`); the
 /// probabilities are unsigned 8-bit codes.
 pub const SOFTMAX_OUT_EXP: i32 = -8;
 
-/// A LayerNorm; under QAT (`quantized`) with its gain rounded to int8 at `max|gamma| / 127`, as
-/// the integer LayerNorm stores it.
-pub fn layer_norm_q<const D: usize>(norm: &LayerNorm, x: Tensor<D>, quantized: bool) -> Tensor<D> {
-    if quantized {
-        layer_norm_with_gain(norm, fake_quant_abs_max(norm.gamma.val()), x)
-    } else {
-        layer_norm(norm, x)
+/// A LayerNorm; under QAT (`input`: the point that rounded `x`) as the integer graph computes
+/// it: I-BERT's integer normalisation ([`int_layer_norm`]) and the gain rounded to int8 at
+/// `max|gamma| / 127`, as `quant::IntLayerNorm` stores it.
+pub fn layer_norm_q<const D: usize>(
+    norm: &LayerNorm,
+    x: Tensor<D>,
+    input: Option<&FakeQuant>,
+) -> Tensor<D> {
+    let Some(input) = input else {
+        return layer_norm(norm, x);
+    };
+    let gamma = fake_quant_abs_max(norm.gamma.val());
+    let normalized = int_layer_norm(x, input.scale_exp());
+    let y = normalized * gamma.unsqueeze();
+    match &norm.beta {
+        Some(beta) => y + beta.val().unsqueeze(),
+        None => y,
     }
+}
+
+/// Fractional bits of the integer LayerNorm's mean (`quant::ibert::NORM_MEAN_FRAC`).
+pub const NORM_MEAN_FRAC: i32 = 4;
+
+/// `(x - mean) / sqrt(var + eps)` over the last axis as `quant::ibert::normalize_row` computes
+/// it from int8 codes at scale `2^exp` (`x` must lie on that grid): the mean rounded half away
+/// from zero to `2^(exp - 4)`, the variance of the centred values in those units floored (after
+/// dropping `r` bits per square for rows over 256), the standard deviation floored to an
+/// integer of those units. Straight-through gradients (those of the float LayerNorm) through
+/// each rounding. The kernel's final division rounds at `2^-14`; that is not modelled.
+pub fn int_layer_norm<const D: usize>(x: Tensor<D>, exp: i32) -> Tensor<D> {
+    let n = x.dims()[D - 1];
+    let unit = 2f32.powi(exp - NORM_MEAN_FRAC);
+    let lg = n.next_power_of_two().trailing_zeros();
+    let r = lg.saturating_sub(8).next_multiple_of(2) as i32;
+    let eps_q = (fused_ops::LAYER_NORM_EPSILON as f32 / (unit * unit) / 2f32.powi(r)).round();
+    let u = x / unit;
+    let mean = u.clone().mean_dim(D - 1);
+    let mu = straight_through(mean, |m| m.clone().sign() * (m.abs() + 0.5).floor());
+    let c = u - mu;
+    let sq = c.clone().powi_scalar(2) / 2f32.powi(r);
+    let sq = straight_through(sq, |v| v.floor());
+    let var = straight_through(sq.mean_dim(D - 1), |v| v.floor());
+    let std = straight_through(var.add_scalar(eps_q).sqrt(), |s| s.floor().clamp_min(1.0));
+    // the squares lost `r` bits, so `std` counts units of `2^(r/2)`
+    c / std.mul_scalar(2f32.powi(r / 2))
 }
 
 /// A Linear's weight and output points.

@@ -5,7 +5,9 @@
 //! 2. [`hook::QatHook`]: the existing trainer fine-tunes the checkpoint with
 //!    [`training::qat::KwtQuant`] attached (fake quantization at every point the integer graph
 //!    rounds), learning weights and thresholds together.
-//! 3. [`lower_qat`]: the fine-tuned weights are lowered by [`kwt_graph::lower_with`] at the
+//! 3. The best epoch by validation accuracy is kept if it beats the starting point (else the
+//!    start, i.e. PTQ's rounding at the initial thresholds, is lowered).
+//! 4. [`lower_qat`]: the fine-tuned weights are lowered by [`kwt_graph::lower_with`] at the
 //!    power-of-two scales the learned thresholds imply (activations per scale group), weights
 //!    per output channel at `max|w| / 127` as PTQ does ([`PtqOptions::per_channel`], the
 //!    default) or per tensor at their learned power-of-two scales (TQT's original format).
@@ -143,10 +145,18 @@ pub struct QatRun {
     /// The integer graph at the learned scales.
     pub graph: Graph,
     pub report: PtqReport,
-    /// The trainer's summary; its test accuracy is the fake-quantized model's.
+    /// The trainer's summary (its test accuracy is the best fine-tuned model's).
     pub summary: RunSummary,
-    /// The best fine-tuned model, quantizers attached (on the plain device).
+    /// The lowered model, quantizers attached (on the plain device): the best fine-tuned one,
+    /// or the starting point when no epoch beat its validation accuracy.
     pub model: Kwt,
+    /// Validation accuracy of the starting point (the float checkpoint with its quantizers at
+    /// the initial thresholds).
+    pub start_valid_acc: f64,
+    /// No fine-tuned epoch beat `start_valid_acc`: `model` is the starting point.
+    pub kept_start: bool,
+    /// Test accuracy of `model`, fake-quantized.
+    pub fake_quant_test_acc: f64,
     pub config: KwtConfig,
     /// Log2 thresholds before and after fine-tuning, by point name.
     pub initial: BTreeMap<String, f32>,
@@ -154,7 +164,8 @@ pub struct QatRun {
 }
 
 /// Fine-tunes `checkpoint` with fake quantization into the run folder `out` (which must not
-/// hold an interrupted run), then lowers the best model. `samples` (raw training features)
+/// hold an interrupted run), then lowers the best model by validation accuracy: the best epoch,
+/// or the starting point if no epoch beats it. `samples` (raw training features)
 /// calibrate the initial thresholds and feed the report.
 #[allow(clippy::too_many_arguments)]
 pub fn quantize_kwt_qat(
@@ -173,6 +184,13 @@ pub fn quantize_kwt_qat(
     let (float, config) = load_checkpoint(checkpoint, &plain)?;
     let initial = initial_thresholds(&float, &config, samples, opts)?;
     let per_channel = opts.per_channel;
+    let start = attach(float, &config, &initial, gain, per_channel)?;
+    let accuracy = |model: &Kwt, split: &dyn training::SampleSource| -> Result<f64> {
+        let labels = &data.labels;
+        let (frames, features, batch) = (data.frames, data.features, trainer.eval_batch_size);
+        Ok(training::evaluate(model, split, labels, frames, features, batch, &plain)?.accuracy())
+    };
+    let start_valid_acc = accuracy(&start, data.valid.as_ref())?;
     let mut hook = QatHook::new(
         checkpoint.to_path_buf(),
         config.clone(),
@@ -195,13 +213,23 @@ pub fn quantize_kwt_qat(
         gain,
         per_channel,
     )?;
-    let model =
+    let tuned =
         burn::module::Module::try_load_file(template, &summary.best_checkpoint).map_err(|e| {
             PtqError::Training(Box::new(training::TrainingError::checkpoint(
                 &summary.best_checkpoint,
                 e,
             )))
         })?;
+    // Fine-tuning must earn its place: on a small validation split an epoch's accuracy moves
+    // by a few samples either way, and a run whose best epoch only ties its starting point
+    // (PTQ's rounding at the initial thresholds) would trade a known model for noise.
+    let kept_start = summary.best_valid_acc <= start_valid_acc;
+    let (model, fake_quant_test_acc) = if kept_start {
+        let acc = accuracy(&start, data.test.as_ref())?;
+        (start, acc)
+    } else {
+        (tuned, summary.test_acc)
+    };
     let learned = model
         .qat
         .as_ref()
@@ -216,6 +244,9 @@ pub fn quantize_kwt_qat(
         config,
         initial,
         learned,
+        start_valid_acc,
+        kept_start,
+        fake_quant_test_acc,
     })
 }
 

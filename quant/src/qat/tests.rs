@@ -40,10 +40,15 @@ fn finished(outcome: TrainOutcome) -> RunSummary {
 
 /// A float toy model trained briefly into `dir`; returns its best checkpoint.
 fn float_checkpoint(dir: &Path) -> std::path::PathBuf {
+    float_checkpoint_after(dir, 4)
+}
+
+/// [`float_checkpoint`] after `epochs` epochs.
+fn float_checkpoint_after(dir: &Path, epochs: usize) -> std::path::PathBuf {
     let s = finished(
         training::train(
             &config(),
-            &trainer(4, 3e-3),
+            &trainer(epochs, 3e-3),
             &toy_splits(),
             dir,
             &Device::flex(),
@@ -77,16 +82,13 @@ fn opts() -> PtqOptions {
     }
 }
 
-#[test]
-fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = float_checkpoint(&dir.path().join("float"));
-    let data = toy_splits();
-    let run = quantize_kwt_qat(
-        &ckpt,
-        &trainer(2, 1e-3),
-        &data,
-        &dir.path().join("qat"),
+/// QAT of `ckpt` with the test options into `out`.
+fn qat_of(ckpt: &Path, trainer: &TrainerConfig, data: &training::DataSplits, out: &Path) -> QatRun {
+    quantize_kwt_qat(
+        ckpt,
+        trainer,
+        data,
+        out,
         &Device::flex(),
         &TrainOptions::default(),
         &calibration(),
@@ -95,7 +97,16 @@ fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
             ..QatOptions::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    // undertrained, so that fine-tuning has validation accuracy to gain over its start
+    let ckpt = float_checkpoint_after(&dir.path().join("float"), 1);
+    let data = toy_splits();
+    let run = qat_of(&ckpt, &trainer(3, 3e-3), &data, &dir.path().join("qat"));
     run.graph.validate().unwrap();
     // The file format round-trips the graph the interpreter scores.
     let graph: Graph = crate::from_bytes(&crate::to_bytes(&run.graph).unwrap()).unwrap();
@@ -108,11 +119,17 @@ fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
         "toy: PTQ int8 {:.3}, QAT int8 {:.3}, QAT fake-quant {:.3}",
         ptq.accuracy(),
         qat.accuracy(),
-        run.summary.test_acc
+        run.fake_quant_test_acc
     );
     // Chance is 1/3; the fine-tuned integer graph must have kept what the model learned.
     assert!(qat.accuracy() > 0.6, "QAT int8 accuracy {}", qat.accuracy());
     // Every point was trained from its PTQ start, and some thresholds moved.
+    assert!(
+        !run.kept_start,
+        "start {} best {}",
+        run.start_valid_acc, run.summary.best_valid_acc
+    );
+    assert!(run.summary.best_valid_acc > run.start_valid_acc);
     assert_eq!(run.initial.len(), run.learned.len());
     let moved = run
         .initial
@@ -121,6 +138,41 @@ fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
         .count();
     assert!(moved > 0, "no threshold moved");
     assert!(!run.report.layers.is_empty());
+}
+
+#[test]
+fn qat_keeps_its_starting_point_unless_an_epoch_beats_it_on_validation() {
+    // At a vanishing learning rate no epoch can beat the start (at best it ties), so the
+    // lowered graph is the start's: PTQ's graph (per-channel weights, initial thresholds).
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = float_checkpoint(&dir.path().join("float"));
+    let data = toy_splits();
+    let run = qat_of(&ckpt, &trainer(1, 1e-12), &data, &dir.path().join("qat"));
+    assert!(
+        run.kept_start,
+        "{} vs {}",
+        run.summary.best_valid_acc, run.start_valid_acc
+    );
+    assert_eq!(run.learned, run.initial);
+    let (float, _) = training::load_checkpoint(&ckpt, &Device::flex()).unwrap();
+    let (ptq, _) = quantize_kwt(&float, &run.config, &calibration(), &opts()).unwrap();
+    assert_eq!(
+        crate::to_bytes(&run.graph).unwrap(),
+        crate::to_bytes(&ptq).unwrap()
+    );
+    // the reported fake-quant accuracy is the start's
+    let start_test = training::evaluate(
+        &run.model,
+        data.test.as_ref(),
+        &data.labels,
+        TOY_FRAMES,
+        TOY_FEATURES,
+        64,
+        &Device::flex(),
+    )
+    .unwrap()
+    .accuracy();
+    assert_eq!(run.fake_quant_test_acc, start_test);
 }
 
 #[test]
@@ -333,4 +385,41 @@ fn the_fake_quantized_forward_tracks_its_integer_graph() {
     let (exact, ibert) = (snr(GeluMethod::Exact), snr(GeluMethod::IBert));
     eprintln!("fake-quant vs graph logits: exact GELU {exact:.1} dB, i-GELU {ibert:.1} dB");
     assert!(exact > 30.0 && ibert > 30.0, "{exact} {ibert}");
+}
+
+#[test]
+fn qat_normalizes_layer_norm_rows_as_the_integer_kernel_does() {
+    use crate::ibert::{NormParams, normalize_row};
+    let device = Device::flex();
+    let g = 14;
+    for (len, exp, seed) in [
+        (64usize, -4i32, 1u64),
+        (100, -5, 2),
+        (300, -3, 3),
+        (7, -4, 4),
+    ] {
+        let scale = 2f64.powi(exp);
+        let p = NormParams::new(len, scale, training::fused_ops::LAYER_NORM_EPSILON, g).unwrap();
+        let mut r = crate::tests::Rng(seed);
+        let rows: Vec<Vec<i8>> = (0..6).map(|_| r.i8s(len)).collect();
+        let flat: Vec<f32> = rows
+            .iter()
+            .flatten()
+            .map(|&q| q as f32 * scale as f32)
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(flat, [rows.len(), len]), &device);
+        let emulated: Vec<f32> = training::qat::int_layer_norm(x, exp)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let (mut c, mut out) = (vec![0i32; len], vec![0i32; len]);
+        for (row, em) in rows.iter().zip(emulated.chunks_exact(len)) {
+            normalize_row(row, &p, &mut c, &mut out);
+            for (&k, &e) in out.iter().zip(em) {
+                // the kernel rounds its quotient at 2^-14; f32 adds a little more
+                let d = (k as f64 - e as f64 * 2f64.powi(g as i32)).abs();
+                assert!(d <= 1.0, "len {len}: kernel {k}, emulated {}", e * 16384.0);
+            }
+        }
+    }
 }
