@@ -15,9 +15,9 @@
 //! the integer graph's default GELU table (`quant::GeluTable`; with `--gelu ibert` the graph
 //! uses I-BERT's polynomial, which is not modelled: 24 % of its codes differ); the position
 //! embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores them;
-//! LayerNorm normalises as I-BERT's integer kernel does ([`int_layer_norm`]). Not modelled: the
-//! integer softmax's i-exp (0.45 % of its output codes differ by one), round-half-even (Burn)
-//! against the graph's round-half-up, and the two-head average of a distillation model (its
+//! LayerNorm normalises as I-BERT's integer kernel does ([`int_layer_norm`]); activations round
+//! half up as the graph's requantization does. Not modelled: the integer softmax's i-exp (0.45 %
+//! of its output codes differ by one) and the two-head average of a distillation model (its
 //! point keeps its initial threshold).
 
 use std::collections::BTreeMap;

@@ -367,8 +367,8 @@ fn fake_quant_vs_graph_snr(model: &training::Kwt, graph: &Graph, xs: &[Vec<f32>]
 #[test]
 fn the_fake_quantized_forward_tracks_its_integer_graph() {
     // The fake-quantized forward and the graph lowered from it compute the same thing up to
-    // the kernels QAT does not model (integer softmax and LayerNorm), for either GELU table;
-    // GELU inputs span several units here (i-GELU's error grows with |x|).
+    // what QAT does not model (the integer softmax's i-exp, and i-GELU in a graph built with
+    // it); GELU inputs span several units here (i-GELU's error grows with |x|).
     let device = Device::flex();
     let cfg = config();
     let mut m = untrained(&cfg, 4, &device);
