@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, params};
+use crate::ibert_error::gelu;
 
 /// `table[q + 128] = clamp(floor(gelu(q s_in) / s_out + 1/2), -128, 127)` for every int8 `q`
 /// (rounded half up, as requantization rounds).
@@ -29,8 +30,7 @@ impl GeluTable {
         }
         let table = (-128..=127i32)
             .map(|q| {
-                let x = q as f64 * in_scale;
-                let y = 0.5 * x * (1.0 + crate::ibert_error::erf(x / std::f64::consts::SQRT_2));
+                let y = gelu(q as f64 * in_scale);
                 (y / out_scale + 0.5).floor().clamp(-128.0, 127.0) as i8
             })
             .collect();
@@ -59,10 +59,6 @@ impl GeluTable {
 mod tests {
     use super::*;
     use crate::Int8Gelu;
-
-    fn gelu(x: f64) -> f64 {
-        0.5 * x * (1.0 + crate::ibert_error::erf(x / std::f64::consts::SQRT_2))
-    }
 
     /// Largest |table - gelu| in output codes over all int8 inputs, inside the int8 range.
     fn max_code_error(f: impl Fn(i8) -> i8, s_in: f64, s_out: f64) -> f64 {

@@ -121,12 +121,18 @@ impl FakeQuant {
 /// gradient path (nothing is clipped: the largest weight maps to 127).
 pub fn fake_quant_per_channel(w: Tensor<2>) -> Tensor<2> {
     let absmax = w.clone().abs().max_dim(0).detach();
-    // An all-zero column quantizes to zeros at any scale; 1 avoids dividing by zero.
+    round_at_abs_max(w, absmax)
+}
+
+/// `t` rounded onto `[-127, 127]` steps of `absmax / 127` (`absmax` broadcasts against `t`),
+/// straight-through.
+fn round_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> Tensor<D> {
+    // An all-zero part quantizes to zeros at any scale; 1 avoids dividing by zero.
     let s = absmax
         .clone()
         .div_scalar(127.0)
         .mask_fill(absmax.equal_elem(0.0), 1.0);
-    let u = (w / s.clone()).clamp(-127.0, 127.0);
+    let u = (t / s.clone()).clamp(-127.0, 127.0);
     straight_through(u, |v| v.round()) * s
 }
 
@@ -134,14 +140,8 @@ pub fn fake_quant_per_channel(w: Tensor<2>) -> Tensor<2> {
 /// position embedding and the LayerNorm gains (`quant::ptq::kwt_graph`, `quant::IntLayerNorm`);
 /// like [`fake_quant_per_channel`] the scale follows the values and nothing clips.
 pub fn fake_quant_abs_max<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    let absmax = t.clone().abs().max().detach();
-    let s = absmax
-        .clone()
-        .div_scalar(127.0)
-        .mask_fill(absmax.equal_elem(0.0), 1.0)
-        .unsqueeze::<D>();
-    let u = (t / s.clone()).clamp(-127.0, 127.0);
-    straight_through(u, |v| v.round()) * s
+    let absmax = t.clone().abs().max().detach().unsqueeze::<D>();
+    round_at_abs_max(t, absmax)
 }
 
 /// Fake quantization at a fixed power-of-two scale `2^exp` onto the unsigned codes

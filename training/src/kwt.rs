@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{NormPlacement, TransformerBlock};
 use crate::error::TrainingError;
-use crate::fake_quant::FakeQuant;
-use crate::fake_quant::fake_quant_abs_max;
+use crate::fake_quant::{FakeQuant, fake_quant_abs_max};
 use crate::feature_norm::FeatureNorm;
 use crate::init;
 use crate::qat::{HeadQuant, KwtQuant, layer_norm_q, linear, maybe};

@@ -648,10 +648,6 @@ impl FloatGraph {
     }
 }
 
-fn erf(x: f64) -> f64 {
-    crate::ibert_error::erf(x)
-}
-
 fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph) -> Vec<f32> {
     match &node.op {
         FOp::Linear {
@@ -734,10 +730,7 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
         }
         FOp::Gelu => x
             .iter()
-            .map(|&v| {
-                let v = v as f64;
-                (0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2))) as f32
-            })
+            .map(|&v| crate::ibert_error::gelu(v as f64) as f32)
             .collect(),
         FOp::ConcatToken { token } => token.iter().chain(x.iter()).copied().collect(),
         FOp::AddEmbedding { embedding } => x.iter().zip(embedding).map(|(&u, &v)| u + v).collect(),

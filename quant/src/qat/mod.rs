@@ -206,15 +206,9 @@ pub fn quantize_kwt_qat(
             )));
         }
     };
-    let template = attach(
-        config.init(0, &plain)?,
-        &config,
-        &initial,
-        gain,
-        per_channel,
-    )?;
-    let tuned =
-        burn::module::Module::try_load_file(template, &summary.best_checkpoint).map_err(|e| {
+    // every parameter and threshold is replaced by the checkpoint's
+    let tuned = burn::module::Module::try_load_file(start.clone(), &summary.best_checkpoint)
+        .map_err(|e| {
             PtqError::Training(Box::new(training::TrainingError::checkpoint(
                 &summary.best_checkpoint,
                 e,

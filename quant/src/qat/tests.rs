@@ -389,7 +389,8 @@ fn the_fake_quantized_forward_tracks_its_integer_graph() {
 
 #[test]
 fn qat_normalizes_layer_norm_rows_as_the_integer_kernel_does() {
-    use crate::ibert::{NormParams, normalize_row};
+    use crate::ibert::{NORM_MEAN_FRAC, NormParams, normalize_row};
+    assert_eq!(training::qat::NORM_MEAN_FRAC as u32, NORM_MEAN_FRAC);
     let device = Device::flex();
     let g = 14;
     for (len, exp, seed) in [
