@@ -66,6 +66,15 @@ pub struct QuantizeArgs {
     /// weights).
     #[arg(long, default_value_t = 1e-2)]
     threshold_lr: f64,
+    /// QAT learns the float checkpoint's softened outputs with this weight (soft-target
+    /// distillation, the checkpoint as its own teacher) and the labels with the rest: the
+    /// fine-tuning then pulls the quantized model towards the float one instead of refitting
+    /// the training labels. 1 (the default): the float outputs alone; 0: the labels alone.
+    #[arg(long, default_value_t = 1.0)]
+    distill_weight: f64,
+    /// Temperature of `--distill-weight`'s softened distributions.
+    #[arg(long, default_value_t = 2.0)]
+    distill_temperature: f64,
     /// Also fine-tune the float checkpoint with the same settings but no fake quantization
     /// (into `<out>.float-run`) and score it float and PTQ: the control that QAT's gain is
     /// measured against.
@@ -110,6 +119,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let device = args.backend.device()?;
     let (model, config) = training::load_checkpoint(&args.checkpoint, &device)?;
     let run_config = args.config.as_deref().map(RunConfig::load).transpose()?;
+    // QAT's settings are checked before the minute of calibration.
+    let qat_trainer = match (&args.mode, &run_config) {
+        (Mode::Qat, Some(rc)) => Some(qat_trainer(&args, rc)?),
+        _ => None,
+    };
     let (data, data_name) = load_data(&args, run_config.as_ref())?;
     crate::cmd_eval::check_shapes(&args.checkpoint, &config, &data_name, &data)?;
     let opts = PtqOptions {
@@ -135,11 +149,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let (graph, report, qat_fake_acc) = match args.mode {
         Mode::Ptq => (ptq_graph.clone(), ptq_report, None),
         Mode::Qat => {
-            let run_config = run_config.context("--mode qat needs --config")?;
+            let trainer = qat_trainer.context("--mode qat needs --config")?;
             let (graph, report, acc) = if args.epochs == 0 {
                 qat_untrained(&model, &config, &data, &samples, &opts, &device)?
             } else {
-                qat(&args, &run_config, &config, &data, &samples, &opts)?
+                qat(&args, &trainer, &config, &data, &samples, &opts)?
             };
             (graph, report, Some(acc))
         }
@@ -203,14 +217,9 @@ fn load_data(args: &QuantizeArgs, run: Option<&RunConfig>) -> Result<(DataSplits
 
 /// TQT fine-tuning from the checkpoint; returns the integer graph at the learned scales, its
 /// report and the fake-quantized model's test accuracy.
-fn qat(
-    args: &QuantizeArgs,
-    run: &RunConfig,
-    config: &KwtConfig,
-    data: &DataSplits,
-    samples: &[Vec<f32>],
-    opts: &PtqOptions,
-) -> Result<(Graph, PtqReport, f64)> {
+/// The trainer of a QAT run: the run config's, with QAT's epochs, learning rate and
+/// distillation.
+fn qat_trainer(args: &QuantizeArgs, run: &RunConfig) -> Result<training::TrainerConfig> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if !positive(args.lr) || !positive(args.threshold_lr) {
         bail!("--lr and --threshold-lr must be positive");
@@ -220,9 +229,29 @@ fn qat(
         learning_rate: args.lr,
         final_learning_rate: args.lr / 100.0,
         warmup_epochs: 0,
-        distillation: None,
+        distillation: (args.distill_weight > 0.0).then(|| training::DistillationConfig {
+            teacher: args.checkpoint.clone(),
+            targets: training::DistillTargets::Soft {
+                temperature: args.distill_temperature,
+                weight: args.distill_weight,
+            },
+        }),
         ..run.trainer.clone()
     };
+    trainer
+        .validate()
+        .context("--distill-weight must be in [0, 1] and --distill-temperature positive")?;
+    Ok(trainer)
+}
+
+fn qat(
+    args: &QuantizeArgs,
+    trainer: &training::TrainerConfig,
+    config: &KwtConfig,
+    data: &DataSplits,
+    samples: &[Vec<f32>],
+    opts: &PtqOptions,
+) -> Result<(Graph, PtqReport, f64)> {
     let dir = match &args.qat_dir {
         Some(d) => d.clone(),
         None => scratch_dir(&args.out, "qat-run")?,
@@ -235,12 +264,13 @@ fn qat(
     tracing::info!(
         epochs = trainer.epochs,
         lr = trainer.learning_rate,
+        distill_weight = args.distill_weight,
         "QAT fine-tuning into {}",
         dir.display()
     );
     let run = quant::qat::quantize_kwt_qat(
         &args.checkpoint,
-        &trainer,
+        trainer,
         data,
         &dir,
         &device,
@@ -293,6 +323,7 @@ fn qat(
         "start_valid_acc": run.start_valid_acc,
         "kept_start": run.kept_start,
         "steps": run.summary.steps,
+        "distillation": trainer.distillation.as_ref().map(|d| d.targets),
     });
     write(
         &sibling(&args.out, "qat.json"),
@@ -300,7 +331,7 @@ fn qat(
     )?;
     if args.float_control {
         float_control(
-            args, &trainer, config, data, samples, opts, &device, &options,
+            args, trainer, config, data, samples, opts, &device, &options,
         )?;
     }
     Ok((run.graph, run.report, run.fake_quant_test_acc))

@@ -107,6 +107,32 @@ mod tests {
         RunConfig::parse(QUICKSTART).unwrap();
     }
 
+    /// The distillation lines `configs/kwt1_speech_commands.ron` shows in comments parse.
+    #[test]
+    fn distillation_settings_parse() {
+        let with = |line: &str| {
+            let text = QUICKSTART.replacen("trainer: (", &format!("trainer: ({line}"), 1);
+            RunConfig::parse(&text)
+                .unwrap()
+                .trainer
+                .distillation
+                .unwrap()
+        };
+        let hard = with(r#"distillation: Some((teacher: "runs/kwt3/best.bpk")),"#);
+        assert_eq!(hard.teacher, std::path::Path::new("runs/kwt3/best.bpk"));
+        assert_eq!(hard.targets, training::DistillTargets::Hard);
+        let soft = with(
+            r#"distillation: Some((teacher: "t.bpk", targets: Soft(temperature: 2.0, weight: 0.5))),"#,
+        );
+        assert_eq!(
+            soft.targets,
+            training::DistillTargets::Soft {
+                temperature: 2.0,
+                weight: 0.5
+            }
+        );
+    }
+
     #[test]
     fn a_typo_names_the_field_and_position() {
         let text = QUICKSTART.replace("batch_size", "batch_sise");

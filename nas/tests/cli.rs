@@ -120,26 +120,24 @@ fn synthesize_train_and_evaluate() {
     let count = |s: &str| s.rsplit('(').next().map(str::to_string);
     assert_ne!(count(&default_spec), count(&out), "{default_spec}");
     // TQT fine-tuning from the checkpoint, lowered and scored by the integer interpreter.
-    let o = nas(
-        &[
-            "quantize",
-            "--checkpoint",
-            "run/best.bpk",
-            "--mode",
-            "qat",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--calibration-samples",
-            "32",
-            "--out",
-            "m.int8",
-            "--quiet",
-            "--float-control",
-        ],
-        d,
-    );
+    let cfg_arg = cfg.to_str().unwrap();
+    let qat = |more: &[&str]| {
+        let mut a = vec!["quantize", "--checkpoint", "run/best.bpk", "--mode", "qat"];
+        a.extend_from_slice(more);
+        nas(&a, d)
+    };
+    let o = qat(&[
+        "--config",
+        cfg_arg,
+        "--epochs",
+        "1",
+        "--calibration-samples",
+        "32",
+        "--out",
+        "m.int8",
+        "--quiet",
+        "--float-control",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -154,21 +152,27 @@ fn synthesize_train_and_evaluate() {
     ] {
         assert!(d.join(f).is_file(), "{f} missing");
     }
-    // QAT trains: it needs the run configuration.
-    let o = nas(
-        &[
-            "quantize",
-            "--checkpoint",
-            "run/best.bpk",
-            "--mode",
-            "qat",
-            "--data",
-            "words",
-            "--out",
-            "n.int8",
-        ],
-        d,
+    // A distillation weight outside [0, 1] is refused before calibration, naming the flag.
+    let o = qat(&[
+        "--config",
+        cfg_arg,
+        "--distill-weight",
+        "1.5",
+        "--out",
+        "w.int8",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--distill-weight"),
+        "{}",
+        stderr(&o)
     );
+    let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
+    assert!(
+        qat_json.contains("\"Soft\""),
+        "QAT distils by default: {qat_json}"
+    );
+    // QAT trains: it needs the run configuration.
+    let o = qat(&["--data", "words", "--out", "n.int8"]);
     assert!(
         !o.status.success() && stderr(&o).contains("--config"),
         "{}",

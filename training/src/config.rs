@@ -56,12 +56,50 @@ impl Default for TrainerConfig {
     }
 }
 
-/// Hard-label distillation from a trained teacher (KWT Sec. 3.2, Eq. 6).
+/// Distillation from a trained teacher: its hard decisions (KWT Sec. 3.2, Eq. 6, the default)
+/// or its softened output distribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistillationConfig {
     /// A checkpoint file (`.bpk`) written by `nas train`; its `model.ron` sits beside it.
     pub teacher: PathBuf,
+    #[serde(default)]
+    pub targets: DistillTargets,
+}
+
+/// What the student learns from its teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum DistillTargets {
+    /// KWT Eq. 6: the class head learns the labels, the distillation head (or the class head
+    /// again) the teacher's arg-max, each half of the loss.
+    #[default]
+    Hard,
+    /// Hinton et al.'s soft targets: `(1 - weight)` times the labels' cross-entropy on the
+    /// class head plus `weight` times `temperature^2 KL(teacher || student)` of the
+    /// distributions softened by `temperature`, on the distillation head (or the class head).
+    /// With the float model as its own teacher this is what QAT fine-tunes towards: the
+    /// float network's function rather than the labels once more.
+    Soft { temperature: f64, weight: f64 },
+}
+
+impl DistillTargets {
+    fn validate(&self) -> Result<(), TrainingError> {
+        match *self {
+            Self::Hard => Ok(()),
+            Self::Soft { temperature, .. } if !(temperature > 0.0 && temperature.is_finite()) => {
+                Err(TrainingError::InvalidConfig(format!(
+                    "`distillation.targets.temperature` must be a positive number, got {temperature}"
+                )))
+            }
+            Self::Soft { weight, .. } if !(0.0..=1.0).contains(&weight) => {
+                Err(TrainingError::InvalidConfig(format!(
+                    "`distillation.targets.weight` must be in [0, 1], got {weight}"
+                )))
+            }
+            Self::Soft { .. } => Ok(()),
+        }
+    }
 }
 
 impl TrainerConfig {
@@ -94,6 +132,9 @@ impl TrainerConfig {
         }
         if self.warmup_epochs >= self.epochs && self.epochs > 1 {
             return bad("warmup_epochs", "must be smaller than `epochs`");
+        }
+        if let Some(d) = &self.distillation {
+            d.targets.validate()?;
         }
         Ok(())
     }

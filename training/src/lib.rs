@@ -28,7 +28,7 @@ pub mod trainer;
 
 pub use block::NormPlacement;
 pub use checkpoint::load_checkpoint;
-pub use config::{DistillationConfig, TrainerConfig};
+pub use config::{DistillTargets, DistillationConfig, TrainerConfig};
 pub use data::{DataSplits, InMemory, SampleSource};
 pub use error::TrainingError;
 pub use feature_norm::{FeatureNorm, FeatureStats, feature_stats};

@@ -4,7 +4,10 @@
 //!    activation point its initial log2 threshold; weights start at `max|w|`.
 //! 2. [`hook::QatHook`]: the existing trainer fine-tunes the checkpoint with
 //!    [`training::qat::KwtQuant`] attached (fake quantization at every point the integer graph
-//!    rounds), learning weights and thresholds together.
+//!    rounds), learning weights and thresholds together; on the labels, or on the float
+//!    checkpoint's softened outputs when the trainer config distils from the checkpoint itself
+//!    (`nas quantize` does by default: experiments/quantization, held-out accuracy closer
+//!    to float).
 //! 3. The best epoch by validation accuracy is kept if it beats the starting point (else the
 //!    start, i.e. PTQ's rounding at the initial thresholds, is lowered).
 //! 4. [`lower_qat`]: the fine-tuned weights are lowered by [`kwt_graph::lower_with`] at the

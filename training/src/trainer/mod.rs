@@ -1,4 +1,4 @@
-//! The training loop: AdamW, warm-up + cosine, label smoothing, optional hard distillation,
+//! The training loop: AdamW, warm-up + cosine, label smoothing, optional distillation,
 //! validation every epoch, best and last checkpoints, and resume with nothing lost.
 
 use std::path::{Path, PathBuf};
@@ -16,13 +16,13 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{
     self, MODEL_CONFIG_FILE, load_checkpoint, read_ron, save_model, write_ron,
 };
-use crate::config::TrainerConfig;
+use crate::config::{DistillTargets, TrainerConfig};
 use crate::data::{DataSplits, SampleSource, make_batch};
 use crate::error::TrainingError;
 use crate::feature_norm::{FeatureNorm, feature_stats};
 use crate::history::EpochRecord;
 use crate::kwt::{Kwt, KwtConfig};
-use crate::loss::{hard_distillation_loss, smoothed_cross_entropy};
+use crate::loss::{hard_distillation_loss, smoothed_cross_entropy, soft_distillation_loss};
 use crate::metrics::ConfusionMatrix;
 use crate::plot::plot_training_curves;
 use crate::schedule::WarmupCosine;
@@ -202,23 +202,71 @@ pub fn predict(model: &Kwt, inputs: Tensor<3>) -> Vec<usize> {
         .collect()
 }
 
-/// Forward and loss of one batch (or one shard of it): the loss (with the teacher's hard labels
-/// when given, KWT Eq. 6) and how many samples the model classified correctly.
+/// What a teacher says about one batch.
+#[derive(Debug, Clone)]
+pub enum TeacherTargets {
+    /// Its arg-max classes (KWT Eq. 6).
+    Labels(Tensor<1, Int>),
+    /// Its inference logits, learned as softened distributions.
+    Soft {
+        logits: Tensor<2>,
+        temperature: f64,
+        weight: f64,
+    },
+}
+
+impl TeacherTargets {
+    /// The rows `range` of the batch (one shard's).
+    fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            Self::Labels(t) => Self::Labels(t.clone().slice(range)),
+            Self::Soft {
+                logits,
+                temperature,
+                weight,
+            } => Self::Soft {
+                logits: logits.clone().slice(range),
+                temperature: *temperature,
+                weight: *weight,
+            },
+        }
+    }
+}
+
+/// Forward and loss of one batch (or one shard of it): the loss (with the teacher's targets
+/// when given) and how many samples the model classified correctly.
 fn batch_loss(
     model: &Kwt,
     inputs: Tensor<3>,
     targets: Tensor<1, Int>,
-    teacher_targets: Option<Tensor<1, Int>>,
+    teacher: Option<TeacherTargets>,
     label_smoothing: f64,
 ) -> (Tensor<1>, u64) {
     let out = model.forward(inputs);
-    let loss = match teacher_targets {
-        Some(teacher) => {
-            let class = out.class.clone();
-            let distill = out.distill.clone().unwrap_or_else(|| class.clone());
-            hard_distillation_loss(class, distill, targets.clone(), teacher, label_smoothing)
-        }
-        None => smoothed_cross_entropy(out.class.clone(), targets.clone(), label_smoothing),
+    let class = out.class.clone();
+    let distill = || out.distill.clone().unwrap_or_else(|| class.clone());
+    let loss = match teacher {
+        Some(TeacherTargets::Labels(teacher)) => hard_distillation_loss(
+            class.clone(),
+            distill(),
+            targets.clone(),
+            teacher,
+            label_smoothing,
+        ),
+        Some(TeacherTargets::Soft {
+            logits,
+            temperature,
+            weight,
+        }) => soft_distillation_loss(
+            class.clone(),
+            distill(),
+            targets.clone(),
+            logits,
+            label_smoothing,
+            temperature,
+            weight,
+        ),
+        None => smoothed_cross_entropy(class.clone(), targets.clone(), label_smoothing),
     };
     let logits = out.logits().detach();
     let [b, _] = logits.dims();
@@ -232,8 +280,8 @@ fn batch_loss(
     (loss, correct as u64)
 }
 
-/// One optimizer step on a batch: forward, loss (with the teacher's hard labels when given,
-/// KWT Eq. 6), backward, AdamW update. Returns the updated model, the loss and how many
+/// One optimizer step on a batch: forward, loss (with the teacher's targets when given),
+/// backward, AdamW update. Returns the updated model, the loss and how many
 /// samples of the batch the model classified correctly before the update.
 ///
 /// With `shards` > 1 the batch is trained in that many parts on their own threads
@@ -244,7 +292,7 @@ pub fn optimizer_step(
     optim: &mut ModuleOptimizer,
     inputs: Tensor<3>,
     targets: Tensor<1, Int>,
-    teacher_targets: Option<Tensor<1, Int>>,
+    teacher_targets: Option<TeacherTargets>,
     lr: f64,
     label_smoothing: f64,
     shards: usize,
@@ -253,7 +301,7 @@ pub fn optimizer_step(
     let device = inputs.device();
     let (grads, loss_value, correct) =
         crate::shards::sharded_grads(&model, &device, b, shards, |m, r| {
-            let t = teacher_targets.clone().map(|t| t.slice(r.clone()));
+            let t = teacher_targets.as_ref().map(|t| t.slice(r.clone()));
             batch_loss(
                 m,
                 inputs.clone().slice(r.clone()),
@@ -268,6 +316,35 @@ pub fn optimizer_step(
 struct Teacher {
     model: Kwt,
     device: Device,
+    targets: DistillTargets,
+}
+
+impl Teacher {
+    /// The teacher's targets for a batch, on `device`.
+    fn targets(&self, batch: &crate::data::Batch, device: &Device) -> TeacherTargets {
+        let inputs = batch.inputs(&self.device);
+        match self.targets {
+            DistillTargets::Hard => {
+                let labels: Vec<i64> = predict(&self.model, inputs)
+                    .into_iter()
+                    .map(|v| v as i64)
+                    .collect();
+                let n = labels.len();
+                TeacherTargets::Labels(Tensor::from_data(TensorData::new(labels, [n]), device))
+            }
+            DistillTargets::Soft {
+                temperature,
+                weight,
+            } => {
+                let logits = self.model.forward(inputs).logits().into_data();
+                TeacherTargets::Soft {
+                    logits: Tensor::from_data(logits, device),
+                    temperature,
+                    weight,
+                }
+            }
+        }
+    }
 }
 
 fn load_teacher(
@@ -300,6 +377,7 @@ fn load_teacher(
     Ok(Some(Teacher {
         model: model.valid(),
         device: plain,
+        targets: d.targets,
     }))
 }
 
@@ -488,13 +566,7 @@ pub fn train_with_hook(
                 data.features,
                 augment,
             )?;
-            let teacher_targets = teacher.as_ref().map(|t| {
-                let labels: Vec<i64> = predict(&t.model, batch.inputs(&t.device))
-                    .into_iter()
-                    .map(|v| v as i64)
-                    .collect();
-                Tensor::from_data(TensorData::new(labels, [indices.len()]), &train_device)
-            });
+            let teacher_targets = teacher.as_ref().map(|t| t.targets(&batch, &train_device));
             lr = schedule.lr(state.global_step);
             let (next, loss_value, correct) = optimizer_step(
                 model,

@@ -153,21 +153,22 @@ fn resume_after_interruption_loses_nothing() {
     assert_eq!(a.test_confusion, b.test_confusion);
 }
 
+/// A finished run of `cfg` on the flex backend.
+fn train_on_flex(
+    model: &KwtConfig,
+    cfg: &TrainerConfig,
+    data: &DataSplits,
+    dir: &std::path::Path,
+) -> RunSummary {
+    let device = Device::flex();
+    finished(train(model, cfg, data, dir, &device, &TrainOptions::default()).unwrap())
+}
+
 #[test]
 fn distils_from_a_teacher_checkpoint() {
     let device = Device::flex();
     let teacher_dir = tempfile::tempdir().unwrap();
-    let teacher = finished(
-        train(
-            &model(),
-            &trainer(10),
-            &splits(),
-            teacher_dir.path(),
-            &device,
-            &TrainOptions::default(),
-        )
-        .unwrap(),
-    );
+    let teacher = train_on_flex(&model(), &trainer(10), &splits(), teacher_dir.path());
     assert!(
         teacher.test_acc > 0.8,
         "teacher test accuracy {}",
@@ -179,6 +180,7 @@ fn distils_from_a_teacher_checkpoint() {
     let mut cfg = trainer(10);
     cfg.distillation = Some(crate::config::DistillationConfig {
         teacher: teacher_dir.path().join(BEST_CHECKPOINT),
+        targets: Default::default(),
     });
     let dir = tempfile::tempdir().unwrap();
     let s = finished(
@@ -281,6 +283,76 @@ fn bad_configs_and_mismatched_data_are_clear_errors() {
     assert!(err.contains("nope.bpk"), "{err}");
 }
 
+/// The training split with every label replaced by class 0.
+struct LabelsErased(Box<dyn SampleSource>);
+
+impl SampleSource for LabelsErased {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn sample(
+        &self,
+        index: usize,
+        augment: Option<u64>,
+    ) -> Result<(Vec<f32>, usize), TrainingError> {
+        Ok((self.0.sample(index, augment)?.0, 0))
+    }
+}
+
+/// With soft targets at full weight the student learns from the teacher's distributions alone:
+/// trained on labels that say nothing (all class 0) it still classifies the test split, where
+/// the same training without the teacher cannot.
+#[test]
+fn soft_distillation_teaches_without_labels() {
+    let teacher_dir = tempfile::tempdir().unwrap();
+    let teacher = train_on_flex(&model(), &trainer(10), &splits(), teacher_dir.path());
+    assert!(
+        teacher.test_acc > 0.8,
+        "teacher test accuracy {}",
+        teacher.test_acc
+    );
+    let erased = || {
+        let mut d = splits();
+        d.train = Box::new(LabelsErased(d.train));
+        d
+    };
+    let mut cfg = trainer(10);
+    let scratch = tempfile::tempdir().unwrap();
+    let plain = train_on_flex(&model(), &cfg, &erased(), &scratch.path().join("plain"));
+    assert!(
+        plain.test_acc < 0.5,
+        "labels all 0 taught {}",
+        plain.test_acc
+    );
+    cfg.distillation = Some(crate::config::DistillationConfig {
+        teacher: teacher_dir.path().join(BEST_CHECKPOINT),
+        targets: crate::config::DistillTargets::Soft {
+            temperature: 2.0,
+            weight: 1.0,
+        },
+    });
+    let s = train_on_flex(&model(), &cfg, &erased(), &scratch.path().join("soft"));
+    assert!(
+        s.test_acc > 0.8,
+        "soft-distilled student test accuracy {}",
+        s.test_acc
+    );
+
+    let mut bad = cfg.clone();
+    bad.distillation.as_mut().unwrap().targets = crate::config::DistillTargets::Soft {
+        temperature: 0.0,
+        weight: 0.5,
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("temperature"), "{err}");
+    bad.distillation.as_mut().unwrap().targets = crate::config::DistillTargets::Soft {
+        temperature: 1.0,
+        weight: 1.5,
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("weight"), "{err}");
+}
+
 /// One step with the batch in 2, 3 or 5 shards (run on their own threads) lands where the
 /// whole-batch step does, with and without a teacher, and the step does move the model.
 #[test]
@@ -309,7 +381,17 @@ fn sharded_step_equals_the_whole_batch_step() {
             .map(|(p, q)| (p - q).abs())
             .fold(0f32, f32::max)
     };
-    for teacher in [None, Some(labels(2))] {
+    let soft = TeacherTargets::Soft {
+        logits: Tensor::<3>::random(
+            [1, b, 3],
+            burn::tensor::Distribution::Normal(0.0, 2.0),
+            &device,
+        )
+        .reshape([b, 3]),
+        temperature: 2.0,
+        weight: 0.6,
+    };
+    for teacher in [None, Some(TeacherTargets::Labels(labels(2))), Some(soft)] {
         let step = |shards| {
             let mut optim = AdamWConfig::new().with_weight_decay(0.1).init();
             let (m, loss, correct) = optimizer_step(
