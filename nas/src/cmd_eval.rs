@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::backend::Backend;
 use datasets::Task;
-use training::{DataSpec, DataSplits, KwtConfig};
+use training::{ConfusionMatrix, DataSpec, DataSplits, KwtConfig};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -31,6 +31,11 @@ pub struct EvalArgs {
     backend: Backend,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    /// Also write every clip's true and predicted label to this CSV (`index,truth,predicted`,
+    /// in the split's order): two models scored on the same split can then be compared clip
+    /// by clip (experiments/quantization/paired_test.py).
+    #[arg(long)]
+    predictions: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -71,15 +76,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalSplit::Valid => &data.valid,
         EvalSplit::Test => &data.test,
     };
-    let confusion = match (&args.checkpoint, &args.int8) {
+    let pairs = match (&args.checkpoint, &args.int8) {
         (Some(checkpoint), None) => {
             let device = args.backend.device()?;
             let (model, config) = training::load_checkpoint(checkpoint, &device)?;
             check_shapes(checkpoint, &config, &args.data, &data)?;
-            training::evaluate(
+            training::classify(
                 &model,
                 source.as_ref(),
-                &data.labels,
                 data.frames,
                 data.features,
                 args.batch_size,
@@ -88,12 +92,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         (None, Some(path)) => {
             let graph = quant::load(path)?;
-            quant::ptq::evaluate_int8(&graph, source.as_ref(), &data.labels).with_context(|| {
+            quant::ptq::classify_int8(&graph, source.as_ref(), &data.labels).with_context(|| {
                 format!("evaluating {} on {}", path.display(), args.data.display())
             })?
         }
         _ => bail!("give exactly one of --checkpoint FILE.bpk and --int8 FILE.int8"),
     };
+    let confusion =
+        ConfusionMatrix::from_pairs(data.labels.clone(), &pairs).map_err(|(truth, pred)| {
+            anyhow::anyhow!(
+                "label {truth} or prediction {pred} outside the {} classes of {}",
+                data.labels.len(),
+                args.data.display()
+            )
+        })?;
+    if let Some(path) = &args.predictions {
+        let mut csv = String::from("index,truth,predicted\n");
+        for (i, (truth, pred)) in pairs.iter().enumerate() {
+            csv += &format!("{i},{},{}\n", data.labels[*truth], data.labels[*pred]);
+        }
+        std::fs::write(path, csv)
+            .with_context(|| format!("writing predictions to {}", path.display()))?;
+    }
     println!("{}", confusion.to_table());
     println!(
         "{:?} accuracy {:.2}% ({} / {})",
@@ -117,6 +137,18 @@ pub fn data_spec(model: Option<&Path>, data: &Path, task: Option<SpeechTask>) ->
         (Some(spec), None) => spec.with_folder(data.to_path_buf()),
         (Some(spec), Some(t)) => spec.with_folder(data.to_path_buf()).with_task(t.into()),
         (None, t) => {
+            if let Some(m) = model {
+                // The silence crops and unknown clips drawn depend on these settings: two
+                // models scored with different ones are scored on different clips.
+                tracing::warn!(
+                    "no data.ron beside {}: reading {} with the default Speech Commands \
+                     settings (10 % silence, 10 % unknown, seed 0), which may not be the ones \
+                     the model was trained with; copy the run's data.ron beside the model to \
+                     use them",
+                    m.display(),
+                    data.display()
+                );
+            }
             DataSpec::speech_commands(data.to_path_buf(), t.unwrap_or(SpeechTask::Labels12).into())
         }
     })

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use quant::Graph;
 use quant::ptq::{Estimator, GeluMethod, PtqOptions, PtqReport, evaluate_int8, quantize_kwt};
-use training::{DataSplits, KwtConfig, TrainOptions};
+use training::{DataSpec, DataSplits, KwtConfig, TrainOptions};
 
 use crate::backend::Backend;
 use crate::cmd_eval::SpeechTask;
@@ -124,7 +124,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         (Mode::Qat, Some(rc)) => Some(qat_trainer(&args, rc)?),
         _ => None,
     };
-    let (data, data_name) = load_data(&args, run_config.as_ref())?;
+    let (data, data_name, data_spec) = load_data(&args, run_config.as_ref())?;
     crate::cmd_eval::check_shapes(&args.checkpoint, &config, &data_name, &data)?;
     let opts = PtqOptions {
         estimator: match args.estimator {
@@ -159,6 +159,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         }
     };
     write_outputs(&args.out, &graph, &report)?;
+    write_data_spec(&args.out, &data_spec)?;
     if !args.no_eval {
         let float = training::evaluate(
             &model,
@@ -194,7 +195,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
 
 /// The data set: the run config's (its folder replaced by `--data` when given), else the
 /// Speech Commands folder `--data`. Returns the splits and a name for messages.
-fn load_data(args: &QuantizeArgs, run: Option<&RunConfig>) -> Result<(DataSplits, PathBuf)> {
+fn load_data(
+    args: &QuantizeArgs,
+    run: Option<&RunConfig>,
+) -> Result<(DataSplits, PathBuf, DataSpec)> {
     match (run, &args.data) {
         (Some(run), data) => {
             let spec = match data {
@@ -205,18 +209,40 @@ fn load_data(args: &QuantizeArgs, run: Option<&RunConfig>) -> Result<(DataSplits
             // read samples un-augmented either way).
             let augment = matches!(args.mode, Mode::Qat) && run.trainer.augment;
             let name = args.config.clone().unwrap_or_default();
-            Ok((spec.load(augment)?, name))
+            Ok((spec.load(augment)?, name, spec))
         }
-        (None, Some(dir)) => Ok((
-            crate::cmd_eval::data_spec(Some(&args.checkpoint), dir, args.task)?.load(false)?,
-            dir.clone(),
-        )),
+        (None, Some(dir)) => {
+            let spec = crate::cmd_eval::data_spec(Some(&args.checkpoint), dir, args.task)?;
+            Ok((spec.load(false)?, dir.clone(), spec))
+        }
         (None, None) => bail!("give --data or --config"),
     }
 }
 
-/// TQT fine-tuning from the checkpoint; returns the integer graph at the learned scales, its
-/// report and the fake-quantized model's test accuracy.
+/// Writes the data settings the graph was scored with beside it (`data.ron`), so that
+/// `nas eval --int8` reads the same silence crops and unknown clips as the float model did;
+/// a different `data.ron` already there (another run's) is left as it is, with a warning.
+fn write_data_spec(out: &Path, spec: &DataSpec) -> Result<()> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let path = dir.join(training::speech_data::DATA_SPEC_FILE);
+    // The folder is whatever `--data` names at scoring time: compare the settings only.
+    let settings = |s: &DataSpec| s.clone().with_folder(PathBuf::new());
+    match DataSpec::beside(out)? {
+        None => training::checkpoint::write_ron(&path, spec)?,
+        Some(there) if settings(&there) == settings(spec) => {}
+        Some(_) => tracing::warn!(
+            "{} holds other data settings than {} was scored with: `nas eval --int8` will \
+             read the data with those",
+            path.display(),
+            out.display()
+        ),
+    }
+    Ok(())
+}
+
 /// The trainer of a QAT run: the run config's, with QAT's epochs, learning rate and
 /// distillation.
 fn qat_trainer(args: &QuantizeArgs, run: &RunConfig) -> Result<training::TrainerConfig> {
@@ -244,6 +270,8 @@ fn qat_trainer(args: &QuantizeArgs, run: &RunConfig) -> Result<training::Trainer
     Ok(trainer)
 }
 
+/// TQT fine-tuning from the checkpoint; returns the integer graph at the learned scales, its
+/// report and the fake-quantized model's test accuracy.
 fn qat(
     args: &QuantizeArgs,
     trainer: &training::TrainerConfig,

@@ -96,7 +96,15 @@ fn synthesize_train_and_evaluate() {
         .unwrap()
         .to_string();
     let o = nas(
-        &["eval", "--checkpoint", "run/best.bpk", "--data", "words"],
+        &[
+            "eval",
+            "--checkpoint",
+            "run/best.bpk",
+            "--data",
+            "words",
+            "--predictions",
+            "p.csv",
+        ],
         d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -109,8 +117,23 @@ fn synthesize_train_and_evaluate() {
         out.contains(&format!("Test accuracy {trained}%")),
         "training reported {trained}%: {out}"
     );
+    // One CSV row per clip, as many right as the accuracy line counts.
+    let csv = std::fs::read_to_string(d.join("p.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(csv.lines().next(), Some("index,truth,predicted"));
+    let right = rows.iter().filter(|r| r[1] == r[2]).count();
+    assert!(
+        out.contains(&format!("({right} / {})", rows.len())),
+        "{right} of {} rows right: {out}",
+        rows.len()
+    );
     // Without the run's data.ron the default spec (10 % silence, seed 0) gives another test
     // set: the saved spec is what made the line above hold.
+    let run_spec = std::fs::read_to_string(d.join("run/data.ron")).unwrap();
     std::fs::remove_file(d.join("run/data.ron")).unwrap();
     let o = nas(
         &["eval", "--checkpoint", "run/best.bpk", "--data", "words"],
@@ -165,6 +188,11 @@ fn synthesize_train_and_evaluate() {
         !o.status.success() && stderr(&o).contains("--distill-weight"),
         "{}",
         stderr(&o)
+    );
+    // The data settings the graph was scored with sit beside it, for `nas eval --int8`.
+    assert_eq!(
+        std::fs::read_to_string(d.join("data.ron")).unwrap(),
+        run_spec
     );
     let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
     assert!(

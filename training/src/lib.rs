@@ -36,5 +36,6 @@ pub use kwt::{Kwt, KwtConfig};
 pub use metrics::ConfusionMatrix;
 pub use speech_data::DataSpec;
 pub use trainer::{
-    HookStart, RunSummary, StepHook, TrainOptions, TrainOutcome, evaluate, train, train_with_hook,
+    HookStart, RunSummary, StepHook, TrainOptions, TrainOutcome, classify, evaluate, train,
+    train_with_hook,
 };

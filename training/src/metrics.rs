@@ -18,6 +18,23 @@ impl ConfusionMatrix {
         }
     }
 
+    /// The matrix of `(truth, predicted)` pairs; `Err` with the first pair naming a class
+    /// outside `labels`.
+    pub fn from_pairs(
+        labels: Vec<String>,
+        pairs: &[(usize, usize)],
+    ) -> Result<Self, (usize, usize)> {
+        let mut m = Self::new(labels);
+        let n = m.labels.len();
+        for &(truth, predicted) in pairs {
+            if truth >= n || predicted >= n {
+                return Err((truth, predicted));
+            }
+            m.add(truth, predicted);
+        }
+        Ok(m)
+    }
+
     pub fn add(&mut self, truth: usize, predicted: usize) {
         self.counts[truth][predicted] += 1;
     }

@@ -11,12 +11,13 @@ use crate::{Graph, Interpreter};
 /// Samples handed to one worker at a time.
 const CHUNK: usize = 64;
 
-/// Accuracy and confusion matrix of `graph` on `source`.
-pub fn evaluate_int8(
+/// The true and predicted class of every sample of `source`, in order; the graph must have
+/// one output per label.
+pub fn classify_int8(
     graph: &Graph,
     source: &dyn SampleSource,
     labels: &[String],
-) -> Result<ConfusionMatrix> {
+) -> Result<Vec<(usize, usize)>> {
     single_input(graph)?;
     let classes = output_len(graph)?;
     if classes != labels.len() {
@@ -43,17 +44,22 @@ pub fn evaluate_int8(
                 .collect()
         })
         .collect::<Result<_>>()?;
-    let mut confusion = ConfusionMatrix::new(labels.to_vec());
-    for (truth, pred) in results.into_iter().flatten() {
-        if truth >= labels.len() {
-            return Err(PtqError::Model(format!(
-                "label {truth} outside the {} classes",
-                labels.len()
-            )));
-        }
-        confusion.add(truth, pred);
-    }
-    Ok(confusion)
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Accuracy and confusion matrix of `graph` on `source`.
+pub fn evaluate_int8(
+    graph: &Graph,
+    source: &dyn SampleSource,
+    labels: &[String],
+) -> Result<ConfusionMatrix> {
+    let pairs = classify_int8(graph, source, labels)?;
+    ConfusionMatrix::from_pairs(labels.to_vec(), &pairs).map_err(|(truth, _)| {
+        PtqError::Model(format!(
+            "label {truth} outside the {} classes",
+            labels.len()
+        ))
+    })
 }
 
 /// Accuracy and confusion matrix of an image graph (from [`super::quantize_tinyformer`]) on

@@ -160,6 +160,25 @@ fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
+/// The true and predicted class of every sample of `source` (no augmentation), in order.
+pub fn classify(
+    model: &Kwt,
+    source: &dyn SampleSource,
+    frames: usize,
+    features: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<(usize, usize)>, TrainingError> {
+    let mut pairs = Vec::with_capacity(source.len());
+    let indices: Vec<usize> = (0..source.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = make_batch(source, chunk, frames, features, None)?;
+        let predicted = predict(model, batch.inputs(device));
+        pairs.extend(batch.labels.iter().copied().zip(predicted));
+    }
+    Ok(pairs)
+}
+
 /// Classifies every sample of `source` (no augmentation) and returns the confusion matrix.
 pub fn evaluate(
     model: &Kwt,
@@ -170,22 +189,13 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<ConfusionMatrix, TrainingError> {
-    let mut confusion = ConfusionMatrix::new(labels.to_vec());
-    let indices: Vec<usize> = (0..source.len()).collect();
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let batch = make_batch(source, chunk, frames, features, None)?;
-        let predicted = predict(model, batch.inputs(device));
-        for (&truth, &pred) in batch.labels.iter().zip(&predicted) {
-            if truth >= labels.len() || pred >= labels.len() {
-                return Err(TrainingError::Data(format!(
-                    "label {truth} or prediction {pred} outside the {} classes",
-                    labels.len()
-                )));
-            }
-            confusion.add(truth, pred);
-        }
-    }
-    Ok(confusion)
+    let pairs = classify(model, source, frames, features, batch_size, device)?;
+    ConfusionMatrix::from_pairs(labels.to_vec(), &pairs).map_err(|(truth, pred)| {
+        TrainingError::Data(format!(
+            "label {truth} or prediction {pred} outside the {} classes",
+            labels.len()
+        ))
+    })
 }
 
 /// Arg-max class of each row of the model's inference logits.
