@@ -223,11 +223,7 @@ fn load_data(
 /// `nas eval --int8` reads the same silence crops and unknown clips as the float model did;
 /// a different `data.ron` already there (another run's) is left as it is, with a warning.
 fn write_data_spec(out: &Path, spec: &DataSpec) -> Result<()> {
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    let path = dir.join(training::speech_data::DATA_SPEC_FILE);
+    let path = DataSpec::path_beside(out);
     // The folder is whatever `--data` names at scoring time: compare the settings only.
     let settings = |s: &DataSpec| s.clone().with_folder(PathBuf::new());
     match DataSpec::beside(out)? {

@@ -86,13 +86,18 @@ impl DataSpec {
         self
     }
 
+    /// Where the spec of `model`'s run sits: `data.ron` in the model's folder.
+    pub fn path_beside(model: &std::path::Path) -> PathBuf {
+        model
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join(DATA_SPEC_FILE)
+    }
+
     /// The spec a run wrote beside `model` (a checkpoint or an integer model in the run
     /// folder), if there is one.
     pub fn beside(model: &std::path::Path) -> Result<Option<Self>, TrainingError> {
-        let path = model
-            .parent()
-            .unwrap_or_else(|| std::path::Path::new("."))
-            .join(DATA_SPEC_FILE);
+        let path = Self::path_beside(model);
         if !path.is_file() {
             return Ok(None);
         }

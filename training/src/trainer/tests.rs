@@ -164,16 +164,22 @@ fn train_on_flex(
     finished(train(model, cfg, data, dir, &device, &TrainOptions::default()).unwrap())
 }
 
-#[test]
-fn distils_from_a_teacher_checkpoint() {
-    let device = Device::flex();
-    let teacher_dir = tempfile::tempdir().unwrap();
-    let teacher = train_on_flex(&model(), &trainer(10), &splits(), teacher_dir.path());
+/// A run folder holding a teacher that classifies the toy test split (over 80 %).
+fn trained_teacher() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = train_on_flex(&model(), &trainer(10), &splits(), dir.path());
     assert!(
         teacher.test_acc > 0.8,
         "teacher test accuracy {}",
         teacher.test_acc
     );
+    dir
+}
+
+#[test]
+fn distils_from_a_teacher_checkpoint() {
+    let device = Device::flex();
+    let teacher_dir = trained_teacher();
 
     let mut student = model();
     student.distill_token = true;
@@ -304,13 +310,7 @@ impl SampleSource for LabelsErased {
 /// the same training without the teacher cannot.
 #[test]
 fn soft_distillation_teaches_without_labels() {
-    let teacher_dir = tempfile::tempdir().unwrap();
-    let teacher = train_on_flex(&model(), &trainer(10), &splits(), teacher_dir.path());
-    assert!(
-        teacher.test_acc > 0.8,
-        "teacher test accuracy {}",
-        teacher.test_acc
-    );
+    let teacher_dir = trained_teacher();
     let erased = || {
         let mut d = splits();
         d.train = Box::new(LabelsErased(d.train));
