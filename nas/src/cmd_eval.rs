@@ -91,7 +91,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             )?
         }
         (None, Some(path)) => {
-            let graph = quant::load(path)?;
+            let graph = quant::load(path)
+                .with_context(|| format!("reading integer model {}", path.display()))?;
             quant::ptq::classify_int8(&graph, source.as_ref(), &data.labels).with_context(|| {
                 format!("evaluating {} on {}", path.display(), args.data.display())
             })?

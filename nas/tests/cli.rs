@@ -87,6 +87,25 @@ fn synthesize_train_and_evaluate() {
     ] {
         assert!(d.join("run").join(f).is_file(), "{f} missing");
     }
+    // The run folder's run is not resumed on other data, and its data.ron stays as it was.
+    let saved_spec = std::fs::read_to_string(d.join("run/data.ron")).unwrap();
+    let other = d.join("other.ron");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("silence_percentage: 30.0", "silence_percentage: 20.0"),
+    )
+    .unwrap();
+    let o = nas(
+        &["train", "--config", other.to_str().unwrap(), "--quiet"],
+        d,
+    );
+    assert_error(&o, &["run folder", "data settings", "silence_percentage"]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("run/data.ron")).unwrap(),
+        saved_spec
+    );
     // "test accuracy 12.34% (best validation ...": evaluation must reproduce it exactly, since
     // it reads the data as training did (the run's data.ron).
     let trained = out

@@ -104,7 +104,7 @@ impl SearchState {
         if &state.config != config {
             return Err(SearchError::State {
                 path,
-                message: "was written by a different search config; use another --out folder or delete it".into(),
+                message: crate::state::other_config_message(&state.config, config),
             });
         }
         Ok(state)
@@ -118,6 +118,15 @@ impl SearchState {
         })?;
         write_atomic(&path, text.as_bytes())
     }
+}
+
+/// Why a search folder's state cannot be resumed with `now`: the settings that differ.
+pub(crate) fn other_config_message<T: Serialize>(saved: &T, now: &T) -> String {
+    format!(
+        "was written by a different search config ({}); put those values back to resume it, \
+         or use another --out folder (or delete it) for a new search",
+        training::run_match::describe(&training::run_match::differences(saved, now, &[]))
+    )
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

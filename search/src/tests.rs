@@ -108,14 +108,16 @@ fn search_runs_end_to_end_and_resumes_to_the_same_answer() {
     assert_eq!(r.candidates, s.candidates);
     assert_eq!(r.final_model, s.final_model);
 
-    // A state from another config is refused, naming the file.
+    // A state from another config is refused, naming the file and the setting.
     let mut other = cfg.clone();
     other.seed = 4;
     let msg = run_search(&other, split.path(), &device, &SearchOptions::default())
         .unwrap_err()
         .to_string();
     assert!(
-        msg.contains("state.json") && msg.contains("different search config"),
+        msg.contains("state.json")
+            && msg.contains("different search config")
+            && msg.contains(&format!("`seed` is {} in the saved run, 4 now", cfg.seed)),
         "{msg}"
     );
 }

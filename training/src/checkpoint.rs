@@ -72,11 +72,25 @@ pub fn load_checkpoint(
     let config: KwtConfig = read_ron(&config_path)?;
     // The weights are replaced by the file's; the seed does not matter.
     let model = config.init(0, device)?;
-    let model = model.try_load_file(checkpoint).map_err(|e| {
-        TrainingError::checkpoint(
-            checkpoint,
-            format!("does not match {}: {e}", config_path.display()),
-        )
-    })?;
+    let model = model
+        .try_load_file(checkpoint)
+        .map_err(|e| unreadable_weights(checkpoint, &config_path, e))?;
     Ok((model, config))
+}
+
+/// The error for weights that Burn cannot read into the model a description file builds:
+/// a truncated or corrupt file fails the same way as one of another architecture.
+pub(crate) fn unreadable_weights(
+    checkpoint: &Path,
+    description: &Path,
+    e: impl std::fmt::Display,
+) -> TrainingError {
+    TrainingError::checkpoint(
+        checkpoint,
+        format!(
+            "cannot be read as the model {} describes (a truncated or corrupt file, or \
+             weights of another architecture): {e}",
+            description.display()
+        ),
+    )
 }

@@ -103,6 +103,17 @@ impl DistillTargets {
 }
 
 impl TrainerConfig {
+    /// The same settings with the teacher's path made absolute where the file exists, so a
+    /// run resumed from another working directory compares equal.
+    pub fn with_canonical_teacher(mut self) -> Self {
+        if let Some(d) = &mut self.distillation
+            && let Ok(abs) = std::fs::canonicalize(&d.teacher)
+        {
+            d.teacher = abs;
+        }
+        self
+    }
+
     pub fn validate(&self) -> Result<(), TrainingError> {
         let bad =
             |field: &str, why: &str| Err(TrainingError::InvalidConfig(format!("`{field}` {why}")));

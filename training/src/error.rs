@@ -20,6 +20,16 @@ pub enum TrainingError {
     Parse { path: PathBuf, message: String },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    #[error(
+        "run folder {path} holds a run with other {what} settings, which cannot be resumed \
+         with these: {differences}; put the saved values back to resume it, or choose another \
+         output folder (or delete this one) for a new run"
+    )]
+    RunMismatch {
+        path: PathBuf,
+        what: String,
+        differences: String,
+    },
 }
 
 impl TrainingError {

@@ -19,6 +19,7 @@ pub mod matmul_kernels;
 pub mod metrics;
 pub mod plot;
 pub mod qat;
+pub mod run_match;
 pub mod schedule;
 pub mod shards;
 pub mod speech_data;

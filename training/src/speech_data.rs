@@ -118,6 +118,20 @@ impl DataSpec {
         }
     }
 
+    /// The same description with its folder made absolute where it exists, so that one
+    /// folder named two ways compares equal.
+    pub fn with_canonical_folder(mut self) -> Self {
+        match &mut self {
+            DataSpec::SpeechCommands { folder, .. }
+            | DataSpec::SyntheticKeywords { folder, .. } => {
+                if let Ok(abs) = std::fs::canonicalize(&*folder) {
+                    *folder = abs;
+                }
+            }
+        }
+        self
+    }
+
     /// The same data description reading `folder` instead (`--data`): always a Speech
     /// Commands folder.
     pub fn with_folder(self, folder: PathBuf) -> Self {

@@ -95,9 +95,7 @@ impl KwtSearchState {
         if &state.config != config {
             return Err(SearchError::State {
                 path,
-                message: "was written by a different search config; use another --out folder \
-                          or delete it"
-                    .into(),
+                message: crate::state::other_config_message(&state.config, config),
             });
         }
         Ok(state)

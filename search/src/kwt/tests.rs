@@ -274,6 +274,19 @@ fn kwt_search_runs_end_to_end_and_resumes_to_the_same_answer() {
         (fr.candidate, fr.test_accuracy, fr.int8.clone()),
         (f.candidate, f.test_accuracy, f.int8.clone())
     );
+    // the finished search is not resumed with another seed; the message names it
+    let other = KwtSearchConfig {
+        seed: cfg.seed + 1,
+        ..cfg.clone()
+    };
+    let opts = SearchOptions {
+        progress: false,
+        stop_after: None,
+    };
+    let msg = run_kwt_search(&other, &parts, &device, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("`seed` is"), "{msg}");
 }
 
 #[test]

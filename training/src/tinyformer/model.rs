@@ -131,11 +131,6 @@ pub fn load_tinyformer(
     let arch: TinyFormerArch = read_ron(&arch_path)?;
     let model = TinyFormer::init(&arch, 0, device)?
         .try_load_file(checkpoint)
-        .map_err(|e| {
-            TrainingError::checkpoint(
-                checkpoint,
-                format!("does not match {}: {e}", arch_path.display()),
-            )
-        })?;
+        .map_err(|e| crate::checkpoint::unreadable_weights(checkpoint, &arch_path, e))?;
     Ok((model, arch))
 }

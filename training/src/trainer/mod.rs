@@ -33,6 +33,11 @@ pub const LAST_OPTIMIZER: &str = "last_optim.bpk";
 pub const BEST_CHECKPOINT: &str = "best.bpk";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const CURVES_FILE: &str = "curves.svg";
+pub const TRAINER_CONFIG_FILE: &str = "trainer.ron";
+
+/// Trainer settings a resumed run may change: they decide how often a checkpoint is written
+/// and how many samples are evaluated at once, not what is learned.
+const RESUME_FREE_SETTINGS: &[&str] = &["checkpoint_every_steps", "eval_batch_size"];
 
 /// Run-time switches that are not part of the experiment's definition.
 #[derive(Debug, Clone, Default)]
@@ -465,11 +470,18 @@ pub fn train_with_hook(
     let resuming = state_path.is_file();
     let (model, mut optim, mut state) = if resuming {
         let saved: KwtConfig = read_ron(&model_path)?;
-        if &saved != model_cfg {
-            return Err(TrainingError::checkpoint(
+        crate::run_match::check_resumable(out, "model", &saved, model_cfg, &[])?;
+        let trainer_path = out.join(TRAINER_CONFIG_FILE);
+        // run folders from before trainer.ron was written resume as they always did
+        if trainer_path.is_file() {
+            let saved: TrainerConfig = read_ron(&trainer_path)?;
+            crate::run_match::check_resumable(
                 out,
-                "this run folder holds an interrupted run of a different model; choose another output folder or delete it",
-            ));
+                "trainer",
+                &saved.with_canonical_teacher(),
+                &cfg.clone().with_canonical_teacher(),
+                RESUME_FREE_SETTINGS,
+            )?;
         }
         let state: RunState = serde_json::from_slice(
             &std::fs::read(&state_path).map_err(|e| TrainingError::io(&state_path, e))?,
@@ -518,7 +530,7 @@ pub fn train_with_hook(
     )?;
     // Dropout draws from the backend's process-wide generator.
     train_device.seed(cfg.seed ^ state.global_step as u64);
-    write_ron(&out.join("trainer.ron"), cfg)?;
+    write_ron(&out.join(TRAINER_CONFIG_FILE), cfg)?;
     let teacher = load_teacher(cfg, model_cfg, device)?;
 
     let n = data.train.len();

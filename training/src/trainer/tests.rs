@@ -153,6 +153,47 @@ fn resume_after_interruption_loses_nothing() {
     assert_eq!(a.test_confusion, b.test_confusion);
 }
 
+#[test]
+fn resume_with_other_settings_is_refused_naming_them() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |model: &KwtConfig, cfg: &TrainerConfig, stop| {
+        let opts = TrainOptions {
+            stop_after_steps: stop,
+            ..Default::default()
+        };
+        train(model, cfg, &splits(), dir.path(), &device, &opts)
+    };
+    assert!(matches!(
+        run(&model(), &trainer(2), Some(5)).unwrap(),
+        TrainOutcome::Interrupted { global_step: 5 }
+    ));
+    // a longer schedule would stretch the cosine curve the first steps followed
+    let err = run(&model(), &trainer(4), None).unwrap_err().to_string();
+    assert!(
+        err.contains("trainer settings") && err.contains("`epochs` is 2 in the saved run, 4 now"),
+        "{err}"
+    );
+    let wider = KwtConfig {
+        mlp_dim: model().mlp_dim * 2,
+        ..model()
+    };
+    let err = run(&wider, &trainer(2), None).unwrap_err().to_string();
+    assert!(
+        err.contains("model settings") && err.contains("`mlp_dim`"),
+        "{err}"
+    );
+    // the refused attempts left the run as it was: it resumes with its own settings, and
+    // with another evaluation batch size and checkpoint interval, which change nothing learned
+    let relaxed = TrainerConfig {
+        eval_batch_size: 13,
+        checkpoint_every_steps: 3,
+        ..trainer(2)
+    };
+    let summary = finished(run(&model(), &relaxed, None).unwrap());
+    assert_eq!(summary.steps, 2 * 180usize.div_ceil(16));
+}
+
 /// A finished run of `cfg` on the flex backend.
 fn train_on_flex(
     model: &KwtConfig,
