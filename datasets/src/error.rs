@@ -108,12 +108,30 @@ pub enum DatasetError {
     },
     #[error("{path}: {message}")]
     ClassNames { path: PathBuf, message: String },
+    /// A data set that is not there, with how to get it.
+    #[error("{source}; {hint}")]
+    NotThere {
+        source: Box<DatasetError>,
+        hint: &'static str,
+    },
 }
 
 /// Shorthand used throughout the crate.
 pub type Result<T> = std::result::Result<T, DatasetError>;
 
 impl DatasetError {
+    /// Adds `hint` (how to get the data set) to an error that says a folder or file of it is
+    /// missing; other errors (a corrupt file, say) are returned as they are.
+    pub(crate) fn with_hint_if_missing(self, hint: &'static str) -> Self {
+        match self {
+            e @ (Self::MissingRoot(_) | Self::MissingFile { .. }) => Self::NotThere {
+                source: Box::new(e),
+                hint,
+            },
+            e => e,
+        }
+    }
+
     /// Wraps an I/O error with the path and the action that failed.
     pub(crate) fn io(
         path: impl Into<PathBuf>,

@@ -15,7 +15,7 @@ pub mod synth;
 pub mod wav;
 
 pub use augment::AugmentConfig;
-pub use download::{SPEECH_COMMANDS_V1_URL, SPEECH_COMMANDS_V2_URL, download_speech_commands};
+pub use download::{Archive, CIFAR10_BINARY_URL, SPEECH_COMMANDS_V1_URL, SPEECH_COMMANDS_V2_URL};
 pub use error::{DatasetError, Result};
 pub use images::{
     CIFAR10_CLASSES, FASHION_MNIST_CLASSES, Holdout, ImageSet, read_cifar10, read_fashion_mnist,

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use datasets::Archive;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -12,9 +13,17 @@ pub enum DataCommand {
     /// Words spoken by espeak-ng (voices, accents, pitch, speed and noise varied), Speech
     /// Commands layout with split lists made by the official hashing rule.
     SynthSpeech(SynthArgs),
-    /// Download and unpack the real Speech Commands archive (needs internet; the only command
-    /// that does).
+    /// Download and unpack a real data set: Speech Commands (default) or CIFAR-10 (needs
+    /// internet; the only command that does).
     Download(DownloadArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DownloadDataset {
+    /// Google Speech Commands, v0.02 (or v0.01 with --version 1).
+    SpeechCommands,
+    /// CIFAR-10's binary version, for `nas search --config configs/cifar10.ron`.
+    Cifar10,
 }
 
 #[derive(Args)]
@@ -22,23 +31,41 @@ pub struct DownloadArgs {
     /// Destination folder (must not exist).
     #[arg(long)]
     out: PathBuf,
-    /// Data set version: 1 (30 words) or 2 (35 words).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
-    version: u8,
+    #[arg(long, value_enum, default_value = "speech-commands")]
+    dataset: DownloadDataset,
+    /// Speech Commands version: 1 (30 words) or 2 (35 words, the default).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    version: Option<u8>,
     /// Another URL of the same `.tar.gz` (a mirror).
     #[arg(long)]
     url: Option<String>,
 }
 
 fn download(args: &DownloadArgs) -> Result<()> {
-    let url = args.url.clone().unwrap_or_else(|| {
-        if args.version == 1 {
-            datasets::SPEECH_COMMANDS_V1_URL
-        } else {
-            datasets::SPEECH_COMMANDS_V2_URL
+    let (archive, default_url, name) = match (args.dataset, args.version) {
+        (DownloadDataset::Cifar10, Some(_)) => {
+            bail!("--version is a Speech Commands setting; CIFAR-10 has one binary version")
         }
-        .to_string()
-    });
+        (DownloadDataset::Cifar10, None) => (
+            Archive::Cifar10,
+            datasets::CIFAR10_BINARY_URL,
+            "CIFAR-10 (binary version)".to_string(),
+        ),
+        (DownloadDataset::SpeechCommands, v) => {
+            let v = v.unwrap_or(2);
+            let url = if v == 1 {
+                datasets::SPEECH_COMMANDS_V1_URL
+            } else {
+                datasets::SPEECH_COMMANDS_V2_URL
+            };
+            (
+                Archive::SpeechCommands,
+                url,
+                format!("Speech Commands v0.0{v}"),
+            )
+        }
+    };
+    let url = args.url.as_deref().unwrap_or(default_url);
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -47,20 +74,16 @@ fn download(args: &DownloadArgs) -> Result<()> {
         .expect("constant template")
         .progress_chars("=> "),
     );
-    bar.set_message("speech commands");
-    datasets::download_speech_commands(&url, &args.out, &mut |read, total| {
+    bar.set_message(name.clone());
+    datasets::download::download(archive, url, &args.out, &mut |read, total| {
         if let Some(t) = total {
             bar.set_length(t);
         }
         bar.set_position(read);
     })
-    .with_context(|| format!("fetching Speech Commands into {}", args.out.display()))?;
+    .with_context(|| format!("fetching {name} into {}", args.out.display()))?;
     bar.finish();
-    println!(
-        "Speech Commands v0.0{} unpacked into {}",
-        args.version,
-        args.out.display()
-    );
+    println!("{name} unpacked into {}", args.out.display());
     Ok(())
 }
 

@@ -310,6 +310,41 @@ fn unknown_backend_lists_the_choices() {
 }
 
 #[test]
+fn download_offline_or_misused_fails_fast_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nas(
+        &[
+            "data",
+            "download",
+            "--dataset",
+            "cifar10",
+            "--version",
+            "1",
+            "--out",
+            "c",
+        ],
+        dir.path(),
+    );
+    assert_error(&o, &["--version", "CIFAR-10"]);
+    // nothing listens on port 9: refused at once, with what to do offline
+    let o = nas(
+        &[
+            "data",
+            "download",
+            "--dataset",
+            "cifar10",
+            "--url",
+            "http://127.0.0.1:9/c.tar.gz",
+            "--out",
+            "c",
+        ],
+        dir.path(),
+    );
+    assert_error(&o, &["127.0.0.1:9", "cifar-10-binary.tar.gz"]);
+    assert!(!dir.path().join("c").exists());
+}
+
+#[test]
 fn missing_checkpoint_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let o = nas(

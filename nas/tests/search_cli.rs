@@ -1,6 +1,7 @@
 //! `nas search` end to end: a real kill -9 in the middle of a search, then a resume, gives the
 //! same answer as an uninterrupted run (TinyFormer and KWT searches); the shipped Fashion-MNIST
-//! config runs offline; a KWT search's best model is read by `nas eval` and `nas export`.
+//! config runs offline; a KWT search's best model is read by `nas eval` and `nas export`; the
+//! CIFAR-10 config without its data says how to get it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -282,4 +283,31 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
     assert_eq!(arena, fin["resources"]["sram_bytes"].as_u64().unwrap());
     assert!(text.contains(&format!("{arena} B")), "{text}");
+}
+
+#[test]
+fn shipped_cifar10_config_without_its_data_says_how_to_get_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if root.join("data/cifar10").exists() {
+        eprintln!("skipped: data/cifar10 exists here");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = nas()
+        .args([
+            "search",
+            "--quiet",
+            "--config",
+            "configs/cifar10.ron",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("data/cifar10") && err.contains("nas data download --dataset cifar10"),
+        "{err}"
+    );
 }

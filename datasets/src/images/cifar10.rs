@@ -100,7 +100,16 @@ fn class_names(dir: &Path) -> Result<Vec<String>> {
 /// optional `batches.meta.txt`; or the `cifar-10-batches-bin` folder inside `dir`) as
 /// `(train, test)`.
 pub fn read_cifar10(dir: impl AsRef<Path>) -> Result<(ImageSet, ImageSet)> {
-    let dir = batches_dir(dir.as_ref())?;
+    read_cifar10_files(dir.as_ref()).map_err(|e| e.with_hint_if_missing(CIFAR10_HINT))
+}
+
+/// How to get CIFAR-10 when it is not where a config says.
+pub const CIFAR10_HINT: &str = "get CIFAR-10's binary version with `nas data download --dataset \
+    cifar10 --out DIR` (needs internet), or unpack cifar-10-binary.tar.gz \
+    (https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz) into the folder";
+
+fn read_cifar10_files(dir: &Path) -> Result<(ImageSet, ImageSet)> {
+    let dir = batches_dir(dir)?;
     let classes = class_names(&dir)?;
     let mut files: Vec<(PathBuf, String)> = (1..=TRAIN_BATCHES)
         .map(|k| {
@@ -189,14 +198,20 @@ mod tests {
         write_folder(dir.path());
         std::fs::remove_file(dir.path().join("data_batch_4.bin")).unwrap();
         let err = read_cifar10(dir.path()).unwrap_err();
-        assert!(matches!(err, DatasetError::MissingFile { .. }), "{err}");
         let msg = err.to_string();
         assert!(
-            msg.contains("data_batch_4.bin") && msg.contains("batch 4 of 5"),
+            msg.contains("data_batch_4.bin")
+                && msg.contains("batch 4 of 5")
+                && msg.contains("nas data download --dataset cifar10"),
             "{msg}"
         );
         let err = read_cifar10(dir.path().join("absent")).unwrap_err();
-        assert!(matches!(err, DatasetError::MissingRoot(_)), "{err}");
+        assert!(
+            matches!(&err, DatasetError::NotThere { source, .. }
+                if matches!(**source, DatasetError::MissingRoot(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains("cifar-10-binary.tar.gz"), "{err}");
     }
 
     #[test]

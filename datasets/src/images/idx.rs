@@ -183,7 +183,13 @@ pub fn read_idx_dir(dir: &Path, classes: &[&str]) -> Result<(ImageSet, ImageSet)
 /// `/usr/share/datasets/fashion-mnist`.
 pub fn read_fashion_mnist(dir: impl AsRef<Path>) -> Result<(ImageSet, ImageSet)> {
     read_idx_dir(dir.as_ref(), &FASHION_MNIST_CLASSES)
+        .map_err(|e| e.with_hint_if_missing(FASHION_MNIST_HINT))
 }
+
+/// How to get Fashion-MNIST when it is not where a config says.
+pub const FASHION_MNIST_HINT: &str = "install it with `apt-get install dataset-fashion-mnist` \
+    (into /usr/share/datasets/fashion-mnist), or put the four idx files of \
+    https://github.com/zalandoresearch/fashion-mnist (gzipped or not) in the folder";
 
 #[cfg(test)]
 mod tests {
@@ -260,13 +266,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_dir(dir.path());
         std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
-        let err = read_fashion_mnist(dir.path()).unwrap_err();
+        let err = read_idx_dir(dir.path(), &FASHION_MNIST_CLASSES).unwrap_err();
         assert!(matches!(err, DatasetError::MissingFile { .. }), "{err}");
-        let msg = err.to_string();
+        let msg = read_fashion_mnist(dir.path()).unwrap_err().to_string();
         assert!(msg.contains("t10k-labels-idx1-ubyte"), "{msg}");
         assert!(msg.contains(".gz") && msg.contains("test labels"), "{msg}");
-        let err = read_fashion_mnist(dir.path().join("nope")).unwrap_err();
+        assert!(
+            msg.contains("apt-get install dataset-fashion-mnist"),
+            "{msg}"
+        );
+        let err = read_idx_dir(&dir.path().join("nope"), &FASHION_MNIST_CLASSES).unwrap_err();
         assert!(matches!(err, DatasetError::MissingRoot(_)), "{err}");
+        let msg = read_fashion_mnist(dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("nope") && msg.contains("dataset-fashion-mnist"),
+            "{msg}"
+        );
     }
 
     #[test]
