@@ -22,7 +22,7 @@ use crate::cost_graph::{Limits, evaluate};
 use crate::data::ImageTensors;
 use crate::error::{Result, SearchError};
 use crate::evolution::{mutate_candidate, mutate_supernet, parent};
-use crate::space::{adjust_space, analyse, sample_supernet};
+use crate::space::{SmallestCost, adjust_space, analyse, budget_unreachable, sample_supernet};
 use crate::sparsity::{global_sparsity, sample};
 use crate::state::{
     CandidateRecord, FinalRecord, Int8Record, SearchState, SupernetRecord, write_atomic,
@@ -311,6 +311,16 @@ pub fn run_search(
             adjust_space,
         )?;
         state.analyses = analyses;
+        if state.analyses.iter().all(|a| a.evaluated == 0) {
+            return Err(budget_unreachable(
+                "TinyFormer path",
+                &target,
+                &limits,
+                SmallestCost::over(state.analyses.iter().map(|a| a.smallest)),
+                "shrink supernet_space's dims or last_linear, allow higher sparsities, or \
+                 loosen the budget",
+            ));
+        }
         state.space = Some(space);
         state.save(out)?;
     }

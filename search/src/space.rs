@@ -47,6 +47,68 @@ pub struct Analysis {
     pub probability: f64,
     /// Effective parameter counts of the evaluated samples.
     pub params: Vec<usize>,
+    /// The smallest cost any sample reached (none in states written before it was kept).
+    #[serde(default)]
+    pub smallest: Option<SmallestCost>,
+}
+
+/// The smallest peak SRAM, flash and latency over a set of sampled models (each minimum on its
+/// own; no one model need reach all three), for the "cannot meet the budget" message.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SmallestCost {
+    pub sram_bytes: u64,
+    pub flash_bytes: u64,
+    pub latency_ms: f64,
+}
+
+impl SmallestCost {
+    fn of(res: &crate::cost_graph::Resources) -> Self {
+        Self {
+            sram_bytes: res.sram_bytes,
+            flash_bytes: res.flash_bytes,
+            latency_ms: res.latency_ms,
+        }
+    }
+
+    fn min(self, o: Self) -> Self {
+        Self {
+            sram_bytes: self.sram_bytes.min(o.sram_bytes),
+            flash_bytes: self.flash_bytes.min(o.flash_bytes),
+            latency_ms: self.latency_ms.min(o.latency_ms),
+        }
+    }
+
+    /// The smallest over several analyses.
+    pub fn over(all: impl IntoIterator<Item = Option<Self>>) -> Option<Self> {
+        all.into_iter().flatten().reduce(Self::min)
+    }
+}
+
+/// The error for a space none of whose analysed samples fits the memory and storage limits:
+/// it names the budget, the smallest cost reached and what to change.
+pub fn budget_unreachable(
+    models: &str,
+    target: &cost::target::Target,
+    limits: &Limits,
+    smallest: Option<SmallestCost>,
+    advice: &str,
+) -> crate::error::SearchError {
+    let reached = match smallest {
+        Some(s) => format!(
+            "the smallest reached were SRAM {} B, flash {} B and latency {:.2} ms",
+            s.sram_bytes, s.flash_bytes, s.latency_ms
+        ),
+        None => "no model was sampled".into(),
+    };
+    let latency = limits
+        .latency_ms
+        .map(|ms| format!(", latency {ms} ms"))
+        .unwrap_or_default();
+    crate::error::SearchError::Search(format!(
+        "no sampled {models} of the space fits the budget of {}: SRAM {} B, flash {} B{latency}; \
+         {reached} ({advice})",
+        target.name, limits.sram_bytes, limits.flash_bytes
+    ))
 }
 
 /// Alg. 1's tally: samples within the memory and storage limits, and those whose effective
@@ -58,6 +120,7 @@ pub struct Acceptance {
     pub evaluated: usize,
     pub accepted: usize,
     pub params: Vec<usize>,
+    pub smallest: Option<SmallestCost>,
 }
 
 impl Acceptance {
@@ -77,6 +140,8 @@ impl Acceptance {
         limits: &Limits,
         params: impl FnOnce() -> usize,
     ) {
+        let this = SmallestCost::of(res);
+        self.smallest = Some(self.smallest.map_or(this, |s| s.min(this)));
         if res.sram_bytes <= limits.sram_bytes && res.flash_bytes <= limits.flash_bytes {
             self.evaluated += 1;
             let n = params();
@@ -123,6 +188,7 @@ pub fn analyse(
         accepted: tally.accepted,
         probability: tally.probability(),
         params: tally.params,
+        smallest: tally.smallest,
     })
 }
 
@@ -217,6 +283,7 @@ mod tests {
             probability: 0.3,
             // Mean capacity at a quarter of the observed range: b = x_min + 0.25 (x_max - x_min).
             params: vec![0, 0, 0, 400],
+            smallest: None,
         };
         // k = 0.4, mean x = 160, b = 96 + 0.25 * 160 = 136:
         // 96 -> 110.4, 128 -> 123.2, 256 -> 174.4.

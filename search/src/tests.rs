@@ -13,6 +13,18 @@ fn target() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron")
 }
 
+/// The error message of a search of `cfg` into `out` that must fail.
+fn search_error(cfg: &SearchConfig, out: &Path) -> String {
+    run_search(
+        cfg,
+        out,
+        &Device::flex().autodiff(),
+        &SearchOptions::default(),
+    )
+    .unwrap_err()
+    .to_string()
+}
+
 fn state(dir: &Path) -> SearchState {
     serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).unwrap()).unwrap()
 }
@@ -122,6 +134,35 @@ fn search_runs_end_to_end_and_resumes_to_the_same_answer() {
     );
 }
 
+/// A space none of whose paths fits says so right after the analysis, with the smallest cost
+/// reached, before any supernet is trained.
+#[test]
+fn a_space_that_cannot_fit_is_refused_after_the_analysis_with_the_smallest_cost() {
+    let data = tempfile::tempdir().unwrap();
+    write_idx(data.path(), "train", 100, 1).unwrap();
+    write_idx(data.path(), "t10k", 20, 2).unwrap();
+    let mut cfg = tiny_config(data.path(), &target());
+    cfg.budget.sram_bytes = Some(500);
+    let out = tempfile::tempdir().unwrap();
+    let msg = search_error(&cfg, out.path());
+    assert!(
+        msg.contains("no sampled TinyFormer path")
+            && msg.contains("SRAM 500 B")
+            && msg.contains("the smallest reached were SRAM "),
+        "{msg}"
+    );
+    // the smallest SRAM named is a real sample's, above the limit
+    let smallest: u64 = msg
+        .split("the smallest reached were SRAM ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(smallest > 500, "{msg}");
+    // nothing was trained: no supernet or candidate in a state file
+    assert!(!out.path().join(STATE_FILE).exists() || state(out.path()).supernets.is_empty());
+}
+
 #[test]
 fn config_errors_name_the_field() {
     let data = tempfile::tempdir().unwrap();
@@ -138,15 +179,11 @@ fn config_errors_name_the_field() {
     // Missing data names the file it looked for.
     let out = tempfile::tempdir().unwrap();
     let cfg = tiny_config(&data.path().join("nowhere"), &target());
-    let msg = run_search(
-        &cfg,
-        out.path(),
-        &Device::flex().autodiff(),
-        &SearchOptions::default(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(msg.contains("nowhere"), "{msg}");
+    let msg = search_error(&cfg, out.path());
+    assert!(
+        msg.contains("nowhere") && msg.contains("apt-get install dataset-fashion-mnist"),
+        "{msg}"
+    );
 }
 
 #[test]

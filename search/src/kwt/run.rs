@@ -30,6 +30,7 @@ use crate::error::{Result, SearchError};
 use crate::evolution::parent;
 use crate::pareto::{self, Row};
 use crate::run::{Budget, agp_schedule, analysis_rounds, bar, derive, scored, write_ron};
+use crate::space::{SmallestCost, budget_unreachable};
 use crate::sparsity::SparseConfig;
 use crate::state::{Int8Record, STATE_FILE, write_atomic};
 use crate::{SearchOptions, run::violation_kinds};
@@ -172,18 +173,13 @@ pub fn run_kwt_search(
         )?;
         state.analyses = analyses;
         if state.analyses.iter().all(|a| a.evaluated == 0) {
-            let smallest =
-                |f: fn(&KwtAnalysis) -> u64| state.analyses.iter().map(f).min().unwrap_or_default();
-            return Err(SearchError::Search(format!(
-                "no sampled KWT of the space fits the budget of {}: SRAM {} B, flash {} B; the \
-                 smallest reached were SRAM {} B and flash {} B (make kwt_space smaller or allow \
-                 higher sparsities)",
-                target.name,
-                limits.sram_bytes,
-                limits.flash_bytes,
-                smallest(|a| a.smallest_sram),
-                smallest(|a| a.smallest_flash),
-            )));
+            return Err(budget_unreachable(
+                "KWT",
+                &target,
+                &limits,
+                SmallestCost::over(state.analyses.iter().map(|a| a.smallest)),
+                "make kwt_space smaller or allow higher sparsities",
+            ));
         }
         state.space = Some(space);
         state.save(out)?;

@@ -13,7 +13,7 @@ use crate::config::{AnalysisConfig, SparseSpace};
 use crate::cost_graph::Limits;
 use crate::error::Result;
 use crate::evolution::maybe;
-use crate::space::Acceptance;
+use crate::space::{Acceptance, SmallestCost};
 use crate::sparsity::{LayerSparsity, SparseConfig};
 
 /// What the data fixes: input size and classes.
@@ -265,10 +265,9 @@ pub struct KwtAnalysis {
     pub accepted: usize,
     pub probability: f64,
     pub params: Vec<usize>,
-    /// The smallest peak SRAM and flash any sample reached (B), for the "cannot meet the
-    /// budget" message.
-    pub smallest_sram: u64,
-    pub smallest_flash: u64,
+    /// The smallest cost any sample reached (none in states written before it was kept).
+    #[serde(default)]
+    pub smallest: Option<SmallestCost>,
 }
 
 /// Alg. 1: samples (KWT, sparsity) pairs and counts the acceptable ones.
@@ -282,13 +281,10 @@ pub fn analyse(
     rng: &mut StdRng,
 ) -> Result<KwtAnalysis> {
     let mut tally = Acceptance::new(cfg, limits);
-    let (mut smallest_sram, mut smallest_flash) = (u64::MAX, u64::MAX);
     for _ in 0..cfg.samples {
         let m = sample_model(space, input, rng);
         let sp = sample_sparsity(&m, sparse, rng);
         let (res, _) = evaluate_kwt(&m, &sp, target, limits)?;
-        smallest_sram = smallest_sram.min(res.sram_bytes);
-        smallest_flash = smallest_flash.min(res.flash_bytes);
         tally.add(&res, limits, || effective_parameters(&m, &sp));
     }
     Ok(KwtAnalysis {
@@ -298,8 +294,7 @@ pub fn analyse(
         accepted: tally.accepted,
         probability: tally.probability(),
         params: tally.params,
-        smallest_sram,
-        smallest_flash,
+        smallest: tally.smallest,
     })
 }
 
