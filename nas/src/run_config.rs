@@ -97,6 +97,8 @@ mod tests {
                 let text = std::fs::read_to_string(&path).unwrap();
                 if search::kwt::config::is_kwt_config(&text) {
                     search::kwt::KwtSearchConfig::load(&path).unwrap();
+                } else if search::path_train::is_path_train_config(&text) {
+                    search::path_train::PathTrainConfig::load(&path).unwrap();
                 } else if text.contains("supernet_space:") {
                     search::SearchConfig::load(&path).unwrap();
                 } else {

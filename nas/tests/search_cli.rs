@@ -191,6 +191,36 @@ fn shipped_fashion_mnist_config_runs_offline() {
     ] {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
+
+    // `nas train` with the shipped retraining config, pointed at this search and shortened:
+    // the winner trained on from its weights at its sparsity, quantized and placed again.
+    let best = out.path().join("best");
+    let retrained = out.path().join("retrained");
+    let cfg = std::fs::read_to_string("../configs/fashion_mnist_retrain.ron")
+        .unwrap()
+        .replace("runs/search/best", best.to_str().unwrap())
+        .replace("runs/search_retrained", retrained.to_str().unwrap())
+        .replace("train_samples: Some(10000)", "train_samples: Some(1000)")
+        .replace("valid_samples: 1000", "valid_samples: 300")
+        .replace("test_samples: None", "test_samples: Some(1000)")
+        .replace("steps: 1000", "steps: 40")
+        .replace("eval_every: 100", "eval_every: 20");
+    let cfg_path = out.path().join("retrain.ron");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let stdout = run_ok(nas().args(["train", "--quiet", "--config"]).arg(&cfg_path));
+    assert!(stdout.contains("best checkpoint after step"), "{stdout}");
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(retrained.join("summary.json")).unwrap())
+            .unwrap();
+    // the same architecture and sparsity: the same exported arena and flash
+    assert_eq!(again["int8"]["arena_bytes"], fin["int8"]["arena_bytes"]);
+    assert_eq!(again["int8"]["flash_bytes"], fin["int8"]["flash_bytes"]);
+    // the searched model stays at its accuracy or improves with more training
+    let retest = again["test_accuracy"].as_f64().unwrap();
+    assert!(retest > test - 0.05, "search {test}, retrained {retest}");
+    for f in ["best/model.int8", "best/cost.txt", "curves.svg"] {
+        assert!(retrained.join(f).is_file(), "{f} missing");
+    }
 }
 
 /// A KWT search config (one with a `kwt_space`) runs the KWT search; its best model is read

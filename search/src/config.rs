@@ -178,6 +178,18 @@ fn one() -> usize {
     1
 }
 
+impl TrainConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.batch_size == 0 || self.lr <= 0.0 || !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err("train: batch_size > 0, lr > 0 and label_smoothing in [0, 1)".into());
+        }
+        if self.batch_shards == 0 || self.batch_shards > self.batch_size {
+            return Err("train: batch_shards must be in [1, batch_size]".into());
+        }
+        Ok(())
+    }
+}
+
 /// Alg. 2.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,13 +280,7 @@ impl SearchConfig {
         }
         self.sparse_space.validate()?;
         self.analysis.validate()?;
-        let t = &self.train;
-        if t.batch_size == 0 || t.lr <= 0.0 || !(0.0..1.0).contains(&t.label_smoothing) {
-            return Err("train: batch_size > 0, lr > 0 and label_smoothing in [0, 1)".into());
-        }
-        if t.batch_shards == 0 || t.batch_shards > t.batch_size {
-            return Err("train: batch_shards must be in [1, batch_size]".into());
-        }
+        self.train.validate()?;
         if self.supernas.iterations == 0 || self.supernas.paths == 0 {
             return Err("supernas: iterations and paths must be > 0".into());
         }

@@ -10,6 +10,7 @@ pub mod evolution;
 pub mod fixtures;
 pub mod kwt;
 pub mod pareto;
+pub mod path_train;
 pub mod run;
 pub mod space;
 pub mod sparsity;

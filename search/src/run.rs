@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 use training::tinyformer::{Supernet, SupernetConfig, save_tinyformer};
 
-use crate::config::{ImageData, SearchConfig};
+use crate::config::{DataConfig, ImageData, SearchConfig};
 use crate::cost_graph::{Limits, evaluate};
 use crate::data::ImageTensors;
 use crate::error::{Result, SearchError};
@@ -71,14 +71,19 @@ pub(crate) struct Data {
 }
 
 pub(crate) fn load_data(cfg: &SearchConfig) -> Result<Data> {
-    let d = &cfg.data;
+    load_images(&cfg.data, cfg.seed, cfg.supernet_space.dims.len())
+}
+
+/// The train / validation / test images `d` describes, subsets and split drawn from `seed`;
+/// spectrograms cropped for a network of `stages` DoT stages.
+pub(crate) fn load_images(d: &DataConfig, seed: u64, stages: usize) -> Result<Data> {
     let (train, test) = match &d.source {
         ImageData::FashionMnist { dir } => datasets::read_fashion_mnist(dir)?,
         ImageData::Cifar10 { dir } => datasets::read_cifar10(dir)?,
-        ImageData::Speech(spec) => return load_speech(cfg, spec),
+        ImageData::Speech(spec) => return load_speech(d, seed, stages, spec),
     };
     let mut train: ImageSet = match d.train_samples {
-        Some(n) if n + d.valid_samples < train.len() => train.subset(n + d.valid_samples, cfg.seed),
+        Some(n) if n + d.valid_samples < train.len() => train.subset(n + d.valid_samples, seed),
         _ => train,
     };
     if d.valid_samples >= train.len() {
@@ -88,9 +93,9 @@ pub(crate) fn load_data(cfg: &SearchConfig) -> Result<Data> {
             train.len()
         )));
     }
-    let valid = train.split_off_validation(d.valid_samples, cfg.seed);
+    let valid = train.split_off_validation(d.valid_samples, seed);
     let test = match d.test_samples {
-        Some(n) if n < test.len() => test.subset(n, cfg.seed),
+        Some(n) if n < test.len() => test.subset(n, seed),
         _ => test,
     };
     let (mean, std) = train.channel_stats();
@@ -107,13 +112,17 @@ pub(crate) fn load_data(cfg: &SearchConfig) -> Result<Data> {
 
 /// MFCC spectrograms as one-channel `[1, frames, coefficients]` images, standardized with the
 /// training split's mean and standard deviation (one channel: one pair).
-fn load_speech(cfg: &SearchConfig, spec: &training::speech_data::DataSpec) -> Result<Data> {
+fn load_speech(
+    d: &DataConfig,
+    seed: u64,
+    stages: usize,
+    spec: &training::speech_data::DataSpec,
+) -> Result<Data> {
     use training::data::SampleSource;
-    let d = &cfg.data;
     let splits = spec.load(false)?;
     // Every DoT stage halves the map, so each side must be a multiple of 2^stages: the last
     // frames / coefficients beyond one are dropped (98 x 40 MFCC -> 96 x 40 for two stages).
-    let m = 1usize << cfg.supernet_space.dims.len();
+    let m = 1usize << stages;
     let (frames, coeffs) = (
         splits.frames - splits.frames % m,
         splits.features - splits.features % m,
@@ -121,9 +130,7 @@ fn load_speech(cfg: &SearchConfig, spec: &training::speech_data::DataSpec) -> Re
     if frames == 0 || coeffs == 0 {
         return Err(SearchError::Search(format!(
             "speech data: {} x {} spectrograms are smaller than the {m} x {m} that {} stages need",
-            splits.frames,
-            splits.features,
-            cfg.supernet_space.dims.len()
+            splits.frames, splits.features, stages
         )));
     }
     if (frames, coeffs) != (splits.frames, splits.features) {
@@ -139,7 +146,7 @@ fn load_speech(cfg: &SearchConfig, spec: &training::speech_data::DataSpec) -> Re
      -> Result<(Vec<f32>, Vec<usize>)> {
         let mut order: Vec<usize> = (0..src.len()).collect();
         if let Some(n) = cap.filter(|&n| n < order.len()) {
-            order.shuffle(&mut StdRng::seed_from_u64(derive(cfg.seed, 8, stream)));
+            order.shuffle(&mut StdRng::seed_from_u64(derive(seed, 8, stream)));
             order.truncate(n);
         }
         let mut values = Vec::with_capacity(order.len() * frames * coeffs);
@@ -521,7 +528,7 @@ const CALIBRATION_IMAGES: usize = 256;
 /// PTQ of the compressed model (power-of-two scales, per-channel weights, Scaled-LayerNorm),
 /// its int8 test accuracy from the integer interpreter, and the exporter's SRAM and flash for it.
 /// Writes `model.int8` and `quantization.txt` into `best`.
-fn quantize_and_place(
+pub(crate) fn quantize_and_place(
     model: &training::tinyformer::TinyFormer,
     arch: &training::tinyformer::TinyFormerArch,
     data: &Data,
@@ -715,7 +722,20 @@ fn write_best(
 ) -> Result<()> {
     write_ron(&best.join("arch.ron"), &c.arch)?;
     write_ron(&best.join("sparsity.ron"), &c.sparse)?;
-    let (_, est) = evaluate(&c.arch, &c.sparse, target, limits)?;
+    write_cost_report(best, &c.arch, &c.sparse, target, limits, int8)
+}
+
+/// `cost.txt` (the cost model's layer table and totals beside the exported int8 model's
+/// arena and flash) and `memory.svg` for a model in `best`.
+pub(crate) fn write_cost_report(
+    best: &Path,
+    arch: &training::tinyformer::TinyFormerArch,
+    sparse: &crate::sparsity::SparseConfig,
+    target: &Target,
+    limits: &Limits,
+    int8: &Int8Record,
+) -> Result<()> {
+    let (_, est) = evaluate(arch, sparse, target, limits)?;
     let mut report = layer_table(&est);
     report.push_str(&format!(
         "\npeak SRAM {} B (limit {}), flash {} B (limit {}), latency {:.1} ms{}\n",

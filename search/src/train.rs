@@ -21,13 +21,13 @@ use crate::error::Result;
 use crate::sparsity::{SparseConfig, layout};
 use crate::weights::{WeightMut, for_each_weight_mut};
 
-fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+pub(crate) fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .init()
 }
 
-fn schedule(cfg: &TrainConfig, steps: usize) -> WarmupCosine {
+pub(crate) fn schedule(cfg: &TrainConfig, steps: usize) -> WarmupCosine {
     WarmupCosine {
         peak_lr: cfg.lr,
         final_lr: cfg.lr * 0.01,
@@ -76,17 +76,35 @@ fn batch_grads(
     cfg: &TrainConfig,
     device: &Device,
 ) -> GradientsParams {
+    batch_step(model, x, y, cfg, false, device).0
+}
+
+/// [`batch_grads`] with the batch's mean loss and, when `count` asks, its correct predictions.
+pub(crate) fn batch_step(
+    model: &TinyFormer,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    cfg: &TrainConfig,
+    count: bool,
+    device: &Device,
+) -> (GradientsParams, f32, u64) {
     let [b] = y.dims();
-    let (grads, _, _) =
-        training::shards::sharded_grads(model, device, b, cfg.batch_shards, |m, r| {
-            let loss = smoothed_cross_entropy(
-                m.forward(x.clone().slice(r.clone())),
-                y.clone().slice(r),
-                cfg.label_smoothing,
-            );
-            (loss, 0)
-        });
-    grads
+    training::shards::sharded_grads(model, device, b, cfg.batch_shards, |m, r| {
+        let logits = m.forward(x.clone().slice(r.clone()));
+        let labels = y.clone().slice(r);
+        let correct = if count {
+            let [n, _] = logits.dims();
+            let pred = logits.clone().argmax(1).reshape([n]);
+            let hits: i64 = pred.equal(labels.clone()).int().sum().into_scalar();
+            hits as u64
+        } else {
+            0
+        };
+        (
+            smoothed_cross_entropy(logits, labels, cfg.label_smoothing),
+            correct,
+        )
+    })
 }
 
 /// SPOS: every step trains one uniformly sampled path of the supernet.

@@ -67,17 +67,23 @@ pub struct KwtSearchConfig {
 }
 
 /// Whether the RON text is a KWT search configuration (it has a `kwt_space` field) rather than
-/// a TinyFormer one. Text that does not parse is told apart by a `kwt_space:` outside line
-/// comments, so that its syntax error comes from the loader it was written for.
+/// a TinyFormer one.
 pub fn is_kwt_config(text: &str) -> bool {
+    has_top_level_field(text, "kwt_space")
+}
+
+/// Whether the RON text's top-level struct has the field `name`. Text that does not parse is
+/// told apart by `name:` outside line comments, so that its syntax error comes from the
+/// loader it was written for.
+pub fn has_top_level_field(text: &str, name: &str) -> bool {
     match ron::from_str::<ron::Value>(text) {
         Ok(ron::Value::Map(m)) => m
             .keys()
-            .any(|k| matches!(k, ron::Value::String(s) if s == "kwt_space")),
+            .any(|k| matches!(k, ron::Value::String(s) if s == name)),
         Ok(_) => false,
         Err(_) => text.lines().any(|l| {
             let code = l.split("//").next().unwrap_or("");
-            code.split("kwt_space")
+            code.split(name)
                 .skip(1)
                 .any(|rest| rest.trim_start().starts_with(':'))
         }),
