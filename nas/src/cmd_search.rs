@@ -27,6 +27,10 @@ pub struct SearchArgs {
     /// resume).
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Also write the winner's C project (`best/c`, as `nas export` does, with the budget's
+    /// operand-tile policy) once the search is done.
+    #[arg(long)]
+    export: bool,
 }
 
 pub fn run(args: SearchArgs) -> Result<()> {
@@ -60,6 +64,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         print_int8(&f.int8);
     }
     print_front(outcome.pareto.len(), &args.out, "best/ with model.int8");
+    export_if_asked(&args, &cfg.budget)?;
     Ok(())
 }
 
@@ -98,6 +103,19 @@ fn run_kwt(args: &SearchArgs, device: &burn::tensor::Device, opts: &SearchOption
         &args.out,
         "best/ with model.int8 and model.bpk",
     );
+    export_if_asked(args, &cfg.budget)
+}
+
+/// `--export`: the winner's C project in `best/c`.
+fn export_if_asked(args: &SearchArgs, budget: &search::config::BudgetConfig) -> Result<()> {
+    if args.export {
+        let dir = search::export_best::export_best(&args.out, budget)?;
+        println!(
+            "C project of the best model in {} (build with `make -C {} host|m4|m7|rv32`)",
+            dir.display(),
+            dir.display()
+        );
+    }
     Ok(())
 }
 

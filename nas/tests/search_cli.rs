@@ -221,6 +221,29 @@ fn shipped_fashion_mnist_config_runs_offline() {
     for f in ["best/model.int8", "best/cost.txt", "curves.svg"] {
         assert!(retrained.join(f).is_file(), "{f} missing");
     }
+
+    // The finished search again with --export: its winner as a C project, with the arena the
+    // search measured.
+    let stdout = run_ok(
+        nas()
+            .args([
+                "search",
+                "--quiet",
+                "--config",
+                "configs/fashion_mnist.ron",
+                "--export",
+                "--out",
+            ])
+            .arg(out.path()),
+    );
+    assert!(stdout.contains("C project of the best model"), "{stdout}");
+    let header = std::fs::read_to_string(best.join("c/model.h")).unwrap();
+    let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
+    assert!(
+        header.contains(&format!("#define MODEL_ARENA_BYTES {arena}\n")),
+        "{arena}: {header}"
+    );
+    assert!(best.join("c/Makefile").is_file());
 }
 
 /// A KWT search config (one with a `kwt_space`) runs the KWT search; its best model is read

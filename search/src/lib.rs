@@ -7,6 +7,7 @@ pub mod cost_graph;
 pub mod data;
 pub mod error;
 pub mod evolution;
+pub mod export_best;
 pub mod fixtures;
 pub mod kwt;
 pub mod pareto;

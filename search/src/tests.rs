@@ -98,6 +98,16 @@ fn search_runs_end_to_end_and_resumes_to_the_same_answer() {
     // before any weight exists) are what the exported model allocates: SRAM and flash.
     assert_eq!(fin.resources.sram_bytes, fin.int8.arena_bytes);
     assert_eq!(fin.resources.flash_bytes, fin.int8.flash_bytes);
+    // `nas search --export`: the C project declares that arena.
+    let c = crate::export_best::export_best(full.path(), &cfg.budget).unwrap();
+    let header = std::fs::read_to_string(c.join("model.h")).unwrap();
+    assert!(
+        header.contains(&format!(
+            "#define MODEL_ARENA_BYTES {}\n",
+            fin.int8.arena_bytes
+        )),
+        "{header}"
+    );
     assert!(fin.int8.test_accuracy > 0.0);
 
     // Interrupted after two evaluations, then resumed: the same final answer.
