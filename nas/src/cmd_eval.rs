@@ -18,8 +18,12 @@ pub struct EvalArgs {
     #[arg(long)]
     int8: Option<PathBuf>,
     /// A Speech Commands folder (word folders, validation_list.txt, testing_list.txt).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "images")]
+    data: Option<PathBuf>,
+    /// Instead of --data: an image set, for the integer model a search (or `nas train` of a
+    /// searched path) wrote: a Fashion-MNIST idx folder or a CIFAR-10 binary folder.
+    #[arg(long, conflicts_with_all = ["data", "task", "checkpoint"], requires = "int8")]
+    images: Option<PathBuf>,
     /// The task; default: the one the run was trained on (its `data.ron` beside the model),
     /// else labels12.
     #[arg(long, value_enum)]
@@ -69,48 +73,33 @@ pub fn run(args: EvalArgs) -> Result<()> {
             bail!("model file {} does not exist", model.display());
         }
     }
-    let model_file = args.checkpoint.as_ref().or(args.int8.as_ref());
-    let data = data_spec(model_file.map(|p| p.as_path()), &args.data, args.task)?.load(false)?;
-    let source = match args.split {
-        EvalSplit::Train => &data.train,
-        EvalSplit::Valid => &data.valid,
-        EvalSplit::Test => &data.test,
-    };
-    let pairs = match (&args.checkpoint, &args.int8) {
-        (Some(checkpoint), None) => {
-            let device = args.backend.device()?;
-            let (model, config) = training::load_checkpoint(checkpoint, &device)?;
-            check_shapes(checkpoint, &config, &args.data, &data)?;
-            training::classify(
-                &model,
-                source.as_ref(),
-                data.frames,
-                data.features,
-                args.batch_size,
-                &device,
-            )?
+    let (labels, pairs, source_dir) = match (&args.images, &args.data) {
+        (Some(dir), _) => {
+            let int8 = args
+                .int8
+                .as_deref()
+                .context("--images scores an --int8 model")?;
+            let (labels, pairs) = classify_images(int8, dir, args.split)?;
+            (labels, pairs, dir)
         }
-        (None, Some(path)) => {
-            let graph = quant::load(path)
-                .with_context(|| format!("reading integer model {}", path.display()))?;
-            quant::ptq::classify_int8(&graph, source.as_ref(), &data.labels).with_context(|| {
-                format!("evaluating {} on {}", path.display(), args.data.display())
-            })?
+        (None, Some(dir)) => {
+            let (labels, pairs) = classify_speech(&args, dir)?;
+            (labels, pairs, dir)
         }
-        _ => bail!("give exactly one of --checkpoint FILE.bpk and --int8 FILE.int8"),
+        (None, None) => bail!("give --data DIR (speech) or --images DIR"),
     };
     let confusion =
-        ConfusionMatrix::from_pairs(data.labels.clone(), &pairs).map_err(|(truth, pred)| {
+        ConfusionMatrix::from_pairs(labels.clone(), &pairs).map_err(|(truth, pred)| {
             anyhow::anyhow!(
                 "label {truth} or prediction {pred} outside the {} classes of {}",
-                data.labels.len(),
-                args.data.display()
+                labels.len(),
+                source_dir.display()
             )
         })?;
     if let Some(path) = &args.predictions {
         let mut csv = String::from("index,truth,predicted\n");
         for (i, (truth, pred)) in pairs.iter().enumerate() {
-            csv += &format!("{i},{},{}\n", data.labels[*truth], data.labels[*pred]);
+            csv += &format!("{i},{},{}\n", labels[*truth], labels[*pred]);
         }
         std::fs::write(path, csv)
             .with_context(|| format!("writing predictions to {}", path.display()))?;
@@ -124,6 +113,99 @@ pub fn run(args: EvalArgs) -> Result<()> {
         confusion.total()
     );
     Ok(())
+}
+
+/// The class names and every sample's (truth, prediction) pair.
+type Scored = (Vec<String>, Vec<(usize, usize)>);
+
+/// Every clip of the split of the Speech Commands folder `dir`: (label names, (truth,
+/// prediction) pairs) of the float checkpoint or the integer model.
+fn classify_speech(args: &EvalArgs, dir: &Path) -> Result<Scored> {
+    let model_file = args.checkpoint.as_ref().or(args.int8.as_ref());
+    let data = data_spec(model_file.map(|p| p.as_path()), dir, args.task)?.load(false)?;
+    let source = match args.split {
+        EvalSplit::Train => &data.train,
+        EvalSplit::Valid => &data.valid,
+        EvalSplit::Test => &data.test,
+    };
+    let pairs = match (&args.checkpoint, &args.int8) {
+        (Some(checkpoint), None) => {
+            let device = args.backend.device()?;
+            let (model, config) = training::load_checkpoint(checkpoint, &device)?;
+            check_shapes(checkpoint, &config, dir, &data)?;
+            training::classify(
+                &model,
+                source.as_ref(),
+                data.frames,
+                data.features,
+                args.batch_size,
+                &device,
+            )?
+        }
+        (None, Some(path)) => {
+            let graph = quant::load(path)
+                .with_context(|| format!("reading integer model {}", path.display()))?;
+            quant::ptq::classify_int8(&graph, source.as_ref(), &data.labels)
+                .with_context(|| format!("evaluating {} on {}", path.display(), dir.display()))?
+        }
+        _ => bail!("give exactly one of --checkpoint FILE.bpk and --int8 FILE.int8"),
+    };
+    Ok((data.labels, pairs))
+}
+
+/// Every image of the split of the image set in `dir` (Fashion-MNIST idx or CIFAR-10
+/// binary) through the integer image model `int8`, which takes raw pixels in [0, 1] (it holds
+/// the training set's standardization).
+fn classify_images(int8: &Path, dir: &Path, split: EvalSplit) -> Result<Scored> {
+    let graph =
+        quant::load(int8).with_context(|| format!("reading integer model {}", int8.display()))?;
+    let chw = quant::ptq::tinyformer::image_input_chw(&graph).with_context(|| {
+        format!(
+            "{} is not an image model (e.g. a KWT: use --data)",
+            int8.display()
+        )
+    })?;
+    if graph.input_standardization.is_none() {
+        bail!(
+            "{} takes images standardized by its training set's statistics, which it does not \
+             hold; only models written by `nas search` or by `nas train` of a searched path \
+             take raw images",
+            int8.display()
+        );
+    }
+    let cifar = dir.join("data_batch_1.bin").is_file() || dir.join("cifar-10-batches-bin").is_dir();
+    let (train, test) = if cifar {
+        datasets::read_cifar10(dir)?
+    } else {
+        datasets::read_fashion_mnist(dir)?
+    };
+    let set = match split {
+        EvalSplit::Train => train,
+        EvalSplit::Test => test,
+        EvalSplit::Valid => bail!(
+            "image sets have a train and a test split; the validation images of a search are a \
+             seeded part of train"
+        ),
+    };
+    let shape = [set.channels, set.height, set.width];
+    if shape != chw {
+        bail!(
+            "{} takes {chw:?} images (channels, height, width), {} holds {shape:?}",
+            int8.display(),
+            dir.display()
+        );
+    }
+    let (zero, one) = (vec![0.0; set.channels], vec![1.0; set.channels]);
+    let features = (0..set.len())
+        .map(|i| quant::ptq::chw_to_hwc(&set.to_f32_normalized(i, &zero, &one), chw))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let source = training::InMemory {
+        features,
+        labels: set.labels.iter().map(|&l| l as usize).collect(),
+    };
+    let pairs = quant::ptq::classify_int8(&graph, &source, &set.classes)
+        .with_context(|| format!("evaluating {} on {}", int8.display(), dir.display()))?;
+    Ok((set.classes, pairs))
 }
 
 /// How to read `data` for `model`: the training run's description (`data.ron` beside the

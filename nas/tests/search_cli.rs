@@ -202,7 +202,6 @@ fn shipped_fashion_mnist_config_runs_offline() {
         .replace("runs/search_retrained", retrained.to_str().unwrap())
         .replace("train_samples: Some(10000)", "train_samples: Some(1000)")
         .replace("valid_samples: 1000", "valid_samples: 300")
-        .replace("test_samples: None", "test_samples: Some(1000)")
         .replace("steps: 1000", "steps: 40")
         .replace("eval_every: 100", "eval_every: 20");
     let cfg_path = out.path().join("retrain.ron");
@@ -221,6 +220,24 @@ fn shipped_fashion_mnist_config_runs_offline() {
     for f in ["best/model.int8", "best/cost.txt", "curves.svg"] {
         assert!(retrained.join(f).is_file(), "{f} missing");
     }
+    // `nas eval --images` scores that integer model on the raw test images (all 10,000, as
+    // the retraining did): the int8 accuracy it reported, image for image.
+    let text = run_ok(
+        nas()
+            .args(["eval", "--int8"])
+            .arg(retrained.join("best/model.int8"))
+            .args(["--images", "/usr/share/datasets/fashion-mnist"]),
+    );
+    let int8 = again["int8"]["test_accuracy"].as_f64().unwrap();
+    assert!(
+        text.contains(&format!(
+            "Test accuracy {:.2}% ({} / 10000)",
+            100.0 * int8,
+            (10000.0 * int8).round()
+        )),
+        "the retraining said {int8}: {text}"
+    );
+    assert!(int8 > 0.5, "{int8}");
 
     // The finished search again with --export: its winner as a C project, with the arena the
     // search measured.
