@@ -22,6 +22,12 @@ pub enum SearchError {
     State { path: PathBuf, message: String },
     #[error("search: {0}")]
     Search(String),
+    /// `nas train` of a searched path: its config file.
+    #[error("training config {path}: {message}")]
+    TrainConfig { path: PathBuf, message: String },
+    /// `nas train` of a searched path: the message names the file or setting.
+    #[error("{0}")]
+    PathTrain(String),
 }
 
 impl SearchError {

@@ -76,7 +76,10 @@ pub struct PathTrainConfig {
 impl PathTrainConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        load_ron(path, Self::validate)
+        load_ron(path, Self::validate).map_err(|e| match e {
+            SearchError::Config { path, message } => SearchError::TrainConfig { path, message },
+            e => e,
+        })
     }
 
     /// Checks every field; the message names the field.
@@ -150,7 +153,7 @@ pub fn train_path_config(
     opts: &PathTrainOptions,
 ) -> Result<Option<PathTrainSummary>> {
     cfg.validate()
-        .map_err(|message| SearchError::Search(format!("invalid training config: {message}")))?;
+        .map_err(|message| SearchError::PathTrain(format!("invalid training config: {message}")))?;
     let arch: TinyFormerArch = read(&cfg.arch)?;
     let sparse: Option<SparseConfig> = cfg.sparsity.as_deref().map(read).transpose()?;
     if let Some(sp) = &sparse {
@@ -160,7 +163,7 @@ pub fn train_path_config(
     let limits = cfg.budget.limits(&target);
     let data = load_images(&cfg.data, cfg.seed, arch.stages.len())?;
     if data.train.shape != arch.input || data.classes != arch.classes {
-        return Err(SearchError::Search(format!(
+        return Err(SearchError::PathTrain(format!(
             "{}: a model of {:?} images into {} classes, but the data gives {:?} images of {} \
              classes",
             cfg.arch.display(),
@@ -171,7 +174,6 @@ pub fn train_path_config(
         )));
     }
     let out = &cfg.out;
-    std::fs::create_dir_all(out).map_err(|e| SearchError::io(out, e))?;
     let state_path = out.join(STATE_FILE);
     let train_device = device.clone().autodiff();
     let mut optim = optimizer(&cfg.train);
@@ -183,7 +185,7 @@ pub fn train_path_config(
             let path = out.join(LAST_OPTIMIZER);
             optim = optim
                 .load(&path)
-                .map_err(|e| SearchError::Search(format!("{}: {e}", path.display())))?;
+                .map_err(|e| SearchError::PathTrain(format!("{}: {e}", path.display())))?;
         }
         tracing::info!(step = state.step, "resuming the run in {}", out.display());
         (model, state)
@@ -192,7 +194,7 @@ pub fn train_path_config(
             Some(init) => {
                 let (m, a) = load_tinyformer(init, &train_device)?;
                 if a != arch {
-                    return Err(SearchError::Search(format!(
+                    return Err(SearchError::PathTrain(format!(
                         "{}: its arch.ron is not {}",
                         init.display(),
                         cfg.arch.display()
@@ -214,6 +216,8 @@ pub fn train_path_config(
             },
         )
     };
+    // only now, with every input checked, does the run get a folder
+    std::fs::create_dir_all(out).map_err(|e| SearchError::io(out, e))?;
     let (resources, _) = crate::cost_graph::evaluate(
         &arch,
         sparse.as_ref().unwrap_or(&SparseConfig::new()),
@@ -282,7 +286,7 @@ pub fn train_path_config(
         let tmp = optim_path.with_extension("tmp.bpk");
         optim
             .save(&tmp)
-            .map_err(|e| SearchError::Search(format!("{}: {e}", tmp.display())))?;
+            .map_err(|e| SearchError::PathTrain(format!("{}: {e}", tmp.display())))?;
         std::fs::rename(&tmp, &optim_path).map_err(|e| SearchError::io(&optim_path, e))?;
         write_json(&state_path, &state)?;
         training::plot::plot_training_curves(&state.history, &out.join(CURVES_FILE))?;
@@ -426,29 +430,29 @@ fn check_sparsity(sparse: &SparseConfig, arch: &TinyFormerArch, path: &Path) -> 
         } else {
             continue;
         };
-        return Err(SearchError::Search(format!("{}: {bad}", path.display())));
+        return Err(SearchError::PathTrain(format!("{}: {bad}", path.display())));
     }
     Ok(())
 }
 
 fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| SearchError::io(path, e))?;
-    ron::from_str(&text).map_err(|e| SearchError::Search(format!("{}: {e}", path.display())))
+    ron::from_str(&text).map_err(|e| SearchError::PathTrain(format!("{}: {e}", path.display())))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| SearchError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| SearchError::State {
-        path: path.into(),
-        message: format!("cannot parse ({e}); delete it to start over"),
+    serde_json::from_str(&text).map_err(|e| {
+        SearchError::PathTrain(format!(
+            "{}: cannot parse ({e}); delete it to start over",
+            path.display()
+        ))
     })
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| SearchError::State {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| SearchError::PathTrain(format!("{}: {e}", path.display())))?;
     write_atomic(path, text.as_bytes())
 }
 
@@ -595,6 +599,26 @@ mod tests {
         };
         let e = run(&bad, None).unwrap_err().to_string();
         assert!(e.contains("rgb.ron") && e.contains("[3, 32, 32]"), "{e}");
+        // starting weights of another architecture
+        let mut wider: TinyFormerArch = read(&cfg.arch).unwrap();
+        wider.last_linear *= 2;
+        let other = dir.path().join("other/model.bpk");
+        let device = Device::flex();
+        save_tinyformer(
+            &TinyFormer::init(&wider, 0, &device).unwrap(),
+            &wider,
+            &other,
+        )
+        .unwrap();
+        let bad = PathTrainConfig {
+            init: Some(other),
+            ..cfg.clone()
+        };
+        let e = run(&bad, None).unwrap_err().to_string();
+        assert!(
+            e.contains("other/model.bpk") && e.contains("arch.ron"),
+            "{e}"
+        );
         // pruning that never reaches its target inside the run
         let bad = PathTrainConfig {
             prune_steps: 40,
