@@ -26,8 +26,13 @@ use crate::train::{Masks, accuracy, batch_step, optimizer, schedule};
 
 /// The run's resumable state in its folder.
 pub const STATE_FILE: &str = "state.json";
-const LAST_CHECKPOINT: &str = "last.bpk";
-const LAST_OPTIMIZER: &str = "last_optim.bpk";
+/// The checkpoints of step N: `last-N.bpk`, `last_optim-N.bpk` and `best-N.bpk`. Each name
+/// carries its step and `state.json` names the steps in force, so a run killed after writing
+/// a checkpoint but before its state resumes from the state's own files; older files are
+/// removed once a newer state is written.
+fn checkpoint(out: &Path, kind: &str, step: usize) -> PathBuf {
+    out.join(format!("{kind}-{step}.bpk"))
+}
 const SUMMARY_FILE: &str = "summary.json";
 const CURVES_FILE: &str = "curves.svg";
 
@@ -180,13 +185,11 @@ pub fn train_path_config(
     let (mut model, mut state) = if state_path.is_file() {
         let state: RunState = read_json(&state_path)?;
         training::run_match::check_resumable(out, "training", &state.config, cfg, &[])?;
-        let (model, _) = load_tinyformer(&out.join(LAST_CHECKPOINT), &train_device)?;
-        if state.step > 0 {
-            let path = out.join(LAST_OPTIMIZER);
-            optim = optim
-                .load(&path)
-                .map_err(|e| SearchError::PathTrain(format!("{}: {e}", path.display())))?;
-        }
+        let (model, _) = load_tinyformer(&checkpoint(out, "last", state.step), &train_device)?;
+        let path = checkpoint(out, "last_optim", state.step);
+        optim = optim
+            .load(&path)
+            .map_err(|e| SearchError::PathTrain(format!("{}: {e}", path.display())))?;
         tracing::info!(step = state.step, "resuming the run in {}", out.display());
         (model, state)
     } else {
@@ -278,17 +281,16 @@ pub fn train_path_config(
         let eligible = pruning.sparse.is_none() || end > cfg.prune_steps;
         if eligible && state.best.is_none_or(|(_, b)| valid > b) {
             state.best = Some((end, valid));
-            save_tinyformer(&model, &arch, &out.join("best").join("model.bpk"))?;
+            save_tinyformer(&model, &arch, &checkpoint(out, "best", end))?;
         }
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
-        save_tinyformer(&model, &arch, &out.join(LAST_CHECKPOINT))?;
-        let optim_path = out.join(LAST_OPTIMIZER);
-        let tmp = optim_path.with_extension("tmp.bpk");
+        save_tinyformer(&model, &arch, &checkpoint(out, "last", end))?;
+        let optim_path = checkpoint(out, "last_optim", end);
         optim
-            .save(&tmp)
-            .map_err(|e| SearchError::PathTrain(format!("{}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, &optim_path).map_err(|e| SearchError::io(&optim_path, e))?;
+            .save(&optim_path)
+            .map_err(|e| SearchError::PathTrain(format!("{}: {e}", optim_path.display())))?;
         write_json(&state_path, &state)?;
+        remove_stale_checkpoints(out, &state)?;
         training::plot::plot_training_curves(&state.history, &out.join(CURVES_FILE))?;
         tracing::info!(
             step = end,
@@ -308,8 +310,9 @@ pub fn train_path_config(
 
     // The best checkpoint: its float and int8 test accuracy and its place on the target.
     let best_dir = out.join("best");
-    let (best_model, _) = load_tinyformer(&best_dir.join("model.bpk"), device)?;
     let (best_step, best_valid) = state.best.unwrap_or((cfg.steps, 0.0));
+    let (best_model, _) = load_tinyformer(&checkpoint(out, "best", best_step), device)?;
+    save_tinyformer(&best_model, &arch, &best_dir.join("model.bpk"))?;
     let test_accuracy = accuracy(&best_model, &data.test, eval_batch, device);
     let int8 = quantize_and_place(&best_model, &arch, &data, &target, &limits, &best_dir)?;
     let sparse = sparse.unwrap_or_default();
@@ -337,6 +340,28 @@ pub fn train_path_config(
     state.summary = Some(summary.clone());
     write_json(&state_path, &state)?;
     Ok(Some(summary))
+}
+
+/// Removes the checkpoint files of steps `state` no longer names.
+fn remove_stale_checkpoints(out: &Path, state: &RunState) -> Result<()> {
+    let keep = [
+        checkpoint(out, "last", state.step),
+        checkpoint(out, "last_optim", state.step),
+        checkpoint(out, "best", state.best.map_or(usize::MAX, |(s, _)| s)),
+    ];
+    let entries = std::fs::read_dir(out).map_err(|e| SearchError::io(out, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        let ours = ["last-", "last_optim-", "best-"]
+            .iter()
+            .any(|k| name.starts_with(k))
+            && name.ends_with(".bpk");
+        if ours && !keep.contains(&path) {
+            std::fs::remove_file(&path).map_err(|e| SearchError::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The AGP plan of a run: masks grow on the schedule over the first `prune_steps` steps and
@@ -555,6 +580,36 @@ mod tests {
             crate::weights::weights(&m, &a)
         };
         assert!(weights(&parts) == weights(&cfg), "the best weights differ");
+        // killed after writing the checkpoints of step 20 but before its state: the run
+        // resumes from the files of step 10 that its state names
+        let crash = PathTrainConfig {
+            out: dir.path().join("crash"),
+            ..cfg.clone()
+        };
+        let ahead = PathTrainConfig {
+            out: dir.path().join("ahead"),
+            ..cfg.clone()
+        };
+        assert!(run(&crash, Some(10)).unwrap().is_none());
+        assert!(run(&ahead, Some(20)).unwrap().is_none());
+        for entry in std::fs::read_dir(&ahead.out).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().ends_with("-20.bpk") {
+                std::fs::copy(entry.path(), crash.out.join(entry.file_name())).unwrap();
+            }
+        }
+        assert!(crash.out.join("last-20.bpk").is_file());
+        assert_eq!(same(&run(&crash, None).unwrap().unwrap()), same(&whole));
+        assert!(weights(&crash) == weights(&cfg), "the best weights differ");
+        // only the checkpoints the state names are left
+        let mut left: Vec<String> = std::fs::read_dir(&crash.out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".bpk"))
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.contains(&"last-40.bpk".to_string()), "{left:?}");
         // a finished run reports its summary again; another setting is refused, named
         assert_eq!(same(&run(&parts, None).unwrap().unwrap()), same(&whole));
         let longer = PathTrainConfig {
