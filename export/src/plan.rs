@@ -965,6 +965,14 @@ impl Int8Estimate {
     pub fn fits(&self) -> bool {
         self.sram_fits() && self.flash_fits()
     }
+    /// The code generator's limits on this target: the SRAM for the arena, the flash left
+    /// for constants once the kernels' code is placed.
+    pub fn export_limits(&self) -> crate::ExportLimits {
+        crate::ExportLimits {
+            sram_bytes: Some(self.sram_limit as usize),
+            flash_bytes: Some(self.flash_limit.saturating_sub(self.code_bytes) as usize),
+        }
+    }
 }
 
 /// Output positions of a Linear / Conv node: output elements per output channel.

@@ -173,8 +173,7 @@ fn classify_images(int8: &Path, dir: &Path, split: EvalSplit) -> Result<Scored> 
             int8.display()
         );
     }
-    let cifar = dir.join("data_batch_1.bin").is_file() || dir.join("cifar-10-batches-bin").is_dir();
-    let (train, test) = if cifar {
+    let (train, test) = if datasets::images::is_cifar10_dir(dir) {
         datasets::read_cifar10(dir)?
     } else {
         datasets::read_fashion_mnist(dir)?

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cost::target::Target;
-use export::{ExportLimits, Int8Options};
+use export::Int8Options;
 
 use crate::tile_args::TileArgs;
 
@@ -120,11 +120,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             problems.join("; ")
         );
     }
-    let limits = ExportLimits {
-        sram_bytes: Some(est.sram_limit as usize),
-        flash_bytes: Some(est.flash_limit.saturating_sub(est.code_bytes) as usize),
-    };
-    let report = export::export_c_with(&graph, &args.name, &args.out, &limits, &opts)?;
+    let report = export::export_c_with(&graph, &args.name, &args.out, &est.export_limits(), &opts)?;
     tracing::info!(
         arena = report.arena_bytes,
         constants = report.weight_bytes,

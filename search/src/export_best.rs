@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use cost::target::Target;
-use export::ExportLimits;
 
 use crate::config::BudgetConfig;
 use crate::error::{Result, SearchError};
@@ -26,11 +25,7 @@ pub fn export_best(out: &Path, budget: &BudgetConfig) -> Result<PathBuf> {
         ))
     };
     let (_, est) = export::plan::estimate(&graph, &target, &opts).map_err(fail)?;
-    let limits = ExportLimits {
-        sram_bytes: Some(est.sram_limit as usize),
-        flash_bytes: Some(est.flash_limit.saturating_sub(est.code_bytes) as usize),
-    };
     let dir = best.join("c");
-    export::export_c_with(&graph, "model", &dir, &limits, &opts).map_err(fail)?;
+    export::export_c_with(&graph, "model", &dir, &est.export_limits(), &opts).map_err(fail)?;
     Ok(dir)
 }

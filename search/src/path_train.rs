@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
+use training::checkpoint::read_ron;
 use training::history::EpochRecord;
 use training::tinyformer::{TinyFormer, TinyFormerArch, load_tinyformer, save_tinyformer};
 
@@ -159,8 +160,8 @@ pub fn train_path_config(
 ) -> Result<Option<PathTrainSummary>> {
     cfg.validate()
         .map_err(|message| SearchError::PathTrain(format!("invalid training config: {message}")))?;
-    let arch: TinyFormerArch = read(&cfg.arch)?;
-    let sparse: Option<SparseConfig> = cfg.sparsity.as_deref().map(read).transpose()?;
+    let arch: TinyFormerArch = read_ron(&cfg.arch)?;
+    let sparse: Option<SparseConfig> = cfg.sparsity.as_deref().map(read_ron).transpose()?;
     if let Some(sp) = &sparse {
         check_sparsity(sp, &arch, cfg.sparsity.as_deref().unwrap_or(Path::new("")))?;
     }
@@ -243,18 +244,13 @@ pub fn train_path_config(
     let eval_batch = cfg.train.batch_size * 4;
     let pb = bar(cfg.steps, state.step, "training", opts.progress);
     let (started, seconds_before) = (Instant::now(), state.seconds);
-    while state.step < cfg.steps && state.summary.is_none() {
+    while state.step < cfg.steps {
         let end = (state.step + cfg.eval_every).min(cfg.steps);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0usize);
         let lr_at_start = lr.lr(state.step);
         for step in state.step..end {
-            if let Some(point) = pruning.update_at(step) {
-                masks.update(
-                    &model,
-                    &arch,
-                    pruning.sparse.unwrap_or(&SparseConfig::new()),
-                    point,
-                )?;
+            if let (Some(sp), Some(point)) = (pruning.sparse, pruning.update_at(step)) {
+                masks.update(&model, &arch, sp, point)?;
                 model = masks.apply(model, &arch);
             }
             let idx = batches.indices(step);
@@ -460,11 +456,6 @@ fn check_sparsity(sparse: &SparseConfig, arch: &TinyFormerArch, path: &Path) -> 
     Ok(())
 }
 
-fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| SearchError::io(path, e))?;
-    ron::from_str(&text).map_err(|e| SearchError::PathTrain(format!("{}: {e}", path.display())))
-}
-
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| SearchError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| {
@@ -625,7 +616,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = setup(dir.path());
         // a layer the architecture lacks
-        let mut sparse: SparseConfig = read(&dir.path().join("sparsity.ron")).unwrap();
+        let mut sparse: SparseConfig = read_ron(&dir.path().join("sparsity.ron")).unwrap();
         let block = sparse.values().next().unwrap().block;
         sparse.insert(
             "s9.nothing".into(),
@@ -645,7 +636,7 @@ mod tests {
             "{e}"
         );
         // an architecture for other images
-        let mut arch: TinyFormerArch = read(&cfg.arch).unwrap();
+        let mut arch: TinyFormerArch = read_ron(&cfg.arch).unwrap();
         arch.input = [3, 32, 32];
         write_ron(&dir.path().join("rgb.ron"), &arch).unwrap();
         let bad = PathTrainConfig {
@@ -655,7 +646,7 @@ mod tests {
         let e = run(&bad, None).unwrap_err().to_string();
         assert!(e.contains("rgb.ron") && e.contains("[3, 32, 32]"), "{e}");
         // starting weights of another architecture
-        let mut wider: TinyFormerArch = read(&cfg.arch).unwrap();
+        let mut wider: TinyFormerArch = read_ron(&cfg.arch).unwrap();
         wider.last_linear *= 2;
         let other = dir.path().join("other/model.bpk");
         let device = Device::flex();

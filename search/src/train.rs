@@ -93,10 +93,7 @@ pub(crate) fn batch_step(
         let logits = m.forward(x.clone().slice(r.clone()));
         let labels = y.clone().slice(r);
         let correct = if count {
-            let [n, _] = logits.dims();
-            let pred = logits.clone().argmax(1).reshape([n]);
-            let hits: i64 = pred.equal(labels.clone()).int().sum().into_scalar();
-            hits as u64
+            training::metrics::count_correct(logits.clone(), labels.clone())
         } else {
             0
         };
@@ -262,9 +259,7 @@ pub fn accuracy(model: &TinyFormer, data: &ImageTensors, batch: usize, device: &
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let (x, y) = data.batch(chunk, &plain);
-        let pred = model.forward(x).argmax(1).reshape([chunk.len()]);
-        let hits: i64 = pred.equal(y).int().sum().into_scalar();
-        correct += hits as usize;
+        correct += training::metrics::count_correct(model.forward(x), y) as usize;
     }
     correct as f64 / data.len().max(1) as f64
 }

@@ -1,6 +1,21 @@
 //! Accuracy and confusion matrix over a split.
 
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
+
+/// How many rows of `logits` have their arg-max at the row's label.
+pub fn count_correct(logits: Tensor<2>, labels: Tensor<1, Int>) -> u64 {
+    let [n, _] = logits.dims();
+    let hits: i64 = logits
+        .detach()
+        .argmax(1)
+        .reshape([n])
+        .equal(labels)
+        .int()
+        .sum()
+        .into_scalar();
+    hits as u64
+}
 
 /// `counts[true][predicted]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

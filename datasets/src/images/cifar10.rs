@@ -56,6 +56,14 @@ pub fn read_cifar10_batch(path: &Path, classes: &[String]) -> Result<ImageSet> {
     })
 }
 
+/// Whether `dir` holds CIFAR-10's batches, itself or in `cifar-10-batches-bin` (as
+/// [`read_cifar10`] finds them), rather than another image set.
+pub fn is_cifar10_dir(dir: &Path) -> bool {
+    dir.join(FIRST_BATCH).is_file() || dir.join(ARCHIVE_DIR).is_dir()
+}
+
+const FIRST_BATCH: &str = "data_batch_1.bin";
+
 /// The folder holding the batches: `dir` itself, or `dir/cifar-10-batches-bin` when `dir` has no
 /// `data_batch_1.bin` but that subfolder exists.
 fn batches_dir(dir: &Path) -> Result<PathBuf> {
@@ -63,7 +71,7 @@ fn batches_dir(dir: &Path) -> Result<PathBuf> {
         return Err(DatasetError::MissingRoot(dir.into()));
     }
     let nested = dir.join(ARCHIVE_DIR);
-    if !dir.join("data_batch_1.bin").is_file() && nested.is_dir() {
+    if !dir.join(FIRST_BATCH).is_file() && nested.is_dir() {
         Ok(nested)
     } else {
         Ok(dir.into())

@@ -9,7 +9,7 @@ pub mod set;
 
 use std::path::Path;
 
-pub use cifar10::{CIFAR10_RECORD_LEN, read_cifar10, read_cifar10_batch};
+pub use cifar10::{CIFAR10_RECORD_LEN, is_cifar10_dir, read_cifar10, read_cifar10_batch};
 pub use idx::{
     IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IdxImages, read_fashion_mnist, read_idx_dir,
     read_idx_images, read_idx_labels, read_idx_pair,

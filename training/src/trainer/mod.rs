@@ -283,16 +283,7 @@ fn batch_loss(
         ),
         None => smoothed_cross_entropy(class.clone(), targets.clone(), label_smoothing),
     };
-    let logits = out.logits().detach();
-    let [b, _] = logits.dims();
-    let correct: i64 = logits
-        .argmax(1)
-        .reshape([b])
-        .equal(targets)
-        .int()
-        .sum()
-        .into_scalar();
-    (loss, correct as u64)
+    (loss, crate::metrics::count_correct(out.logits(), targets))
 }
 
 /// One optimizer step on a batch: forward, loss (with the teacher's targets when given),
