@@ -173,6 +173,11 @@ fn prune_one(
     Ok(result)
 }
 
+/// The run folder of the sweep point at sparsity `s`.
+fn sweep_folder(out: &Path, s: f64) -> PathBuf {
+    out.join(format!("sparsity-{:02}", (100.0 * s).round() as u32))
+}
+
 pub fn run(args: PruneArgs) -> Result<()> {
     let mut config = PruneRunConfig::load(&args.config)?;
     if let Some(dir) = &args.data {
@@ -187,6 +192,18 @@ pub fn run(args: PruneArgs) -> Result<()> {
     let device = args.backend.device()?;
     let (dense, model) = training::load_checkpoint(&args.checkpoint, &device)?;
     let layers = kwt_layers(&dense);
+    // an interrupted run resumes only on the data it started with (the sweep's folders each
+    // hold a run)
+    let folders: Vec<PathBuf> = match &config.sweep {
+        None => vec![config.out.clone()],
+        Some(sweep) => sweep
+            .iter()
+            .map(|&s| sweep_folder(&config.out, s))
+            .collect(),
+    };
+    for folder in &folders {
+        config.data.check_resumable(folder)?;
+    }
     let data = config.data.load(config.trainer.augment)?;
     let options = TrainOptions {
         progress: !args.quiet,
@@ -195,6 +212,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
 
     let Some(sweep) = &config.sweep else {
         let plan = plan_for(&config.pruning, &layers, &config.trainer, data.train.len())?;
+        config.data.write_into(&config.out)?;
         prune_one(
             &args.checkpoint,
             &model,
@@ -241,10 +259,9 @@ pub fn run(args: PruneArgs) -> Result<()> {
         stored_bytes: dense_report.stored_bytes,
     }];
     for (&s, plan) in sweep.iter().zip(plans) {
-        let out = config
-            .out
-            .join(format!("sparsity-{:02}", (100.0 * s).round() as u32));
+        let out = sweep_folder(&config.out, s);
         tracing::info!("sweep point {s}: fine-tuning into {}", out.display());
+        config.data.write_into(&out)?;
         let r = prune_one(
             &args.checkpoint,
             &model,
@@ -419,6 +436,8 @@ mod tests {
                 REPORT_JSON,
                 REPORT_TABLE,
                 "model.ron",
+                "data.ron",
+                pruning::hook::PRUNING_SETTINGS_FILE,
             ] {
                 assert!(out.join(sub).join(f).is_file(), "{sub}/{f} missing");
             }
@@ -440,6 +459,17 @@ mod tests {
                 fc1.sparsity
             );
         }
+
+        // the sweep's runs are resumed only on the data they were trained on
+        let other = PruneArgs {
+            data: Some(d.join("words")),
+            ..args(Some(vec![0.5, 0.75]))
+        };
+        let err = format!("{:#}", run(other).unwrap_err());
+        assert!(
+            err.contains("sparsity-50") && err.contains("other data settings"),
+            "{err}"
+        );
 
         std::fs::write(&cfg_path, prune_cfg("blocks.4.mlp.fc1")).unwrap();
         let err = format!("{:#}", run(args(None)).unwrap_err());

@@ -80,7 +80,9 @@ pub struct QuantizeArgs {
     /// measured against.
     #[arg(long)]
     float_control: bool,
-    /// QAT run folder (checkpoints, curves); default `<out>.qat-run`, replaced on each run.
+    /// QAT run folder (checkpoints, curves); default `<out>.qat-run`. An interrupted QAT
+    /// resumes there when the command is run again with the same settings; the default
+    /// folder holding a run of other settings is replaced, a folder named here is not.
     #[arg(long)]
     qat_dir: Option<PathBuf>,
     /// Output integer graph; the report is written beside it (`.report.txt`, `.report.json`).
@@ -153,7 +155,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             let (graph, report, acc) = if args.epochs == 0 {
                 qat_untrained(&model, &config, &data, &samples, &opts, &device)?
             } else {
-                qat(&args, &trainer, &config, &data, &samples, &opts)?
+                qat(&args, &trainer, &config, &data, &data_spec, &samples, &opts)?
             };
             (graph, report, Some(acc))
         }
@@ -268,17 +270,19 @@ fn qat_trainer(args: &QuantizeArgs, run: &RunConfig) -> Result<training::Trainer
 
 /// TQT fine-tuning from the checkpoint; returns the integer graph at the learned scales, its
 /// report and the fake-quantized model's test accuracy.
+#[allow(clippy::too_many_arguments)]
 fn qat(
     args: &QuantizeArgs,
     trainer: &training::TrainerConfig,
     config: &KwtConfig,
     data: &DataSplits,
+    data_spec: &DataSpec,
     samples: &[Vec<f32>],
     opts: &PtqOptions,
 ) -> Result<(Graph, PtqReport, f64)> {
-    let dir = match &args.qat_dir {
-        Some(d) => d.clone(),
-        None => scratch_dir(&args.out, "qat-run")?,
+    let (dir, ours) = match &args.qat_dir {
+        Some(d) => (d.clone(), false),
+        None => (sibling(&args.out, "qat-run"), true),
     };
     let device = args.backend.device()?;
     let options = TrainOptions {
@@ -292,20 +296,22 @@ fn qat(
         "QAT fine-tuning into {}",
         dir.display()
     );
-    let run = quant::qat::quantize_kwt_qat(
-        &args.checkpoint,
-        trainer,
-        data,
-        &dir,
-        &device,
-        &options,
-        samples,
-        &quant::qat::QatOptions {
-            ptq: opts.clone(),
-            threshold_lr_gain: (args.threshold_lr / args.lr) as f32,
-        },
-    )
-    .with_context(|| format!("QAT of {}", args.checkpoint.display()))?;
+    let run = in_run_folder(&dir, ours, data_spec, |dir| {
+        quant::qat::quantize_kwt_qat(
+            &args.checkpoint,
+            trainer,
+            data,
+            dir,
+            &device,
+            &options,
+            samples,
+            &quant::qat::QatOptions {
+                ptq: opts.clone(),
+                threshold_lr_gain: (args.threshold_lr / args.lr) as f32,
+            },
+        )
+        .with_context(|| format!("QAT of {}", args.checkpoint.display()))
+    })?;
     if &run.config != config {
         bail!("the checkpoint changed during QAT");
     }
@@ -355,19 +361,46 @@ fn qat(
     )?;
     if args.float_control {
         float_control(
-            args, trainer, config, data, samples, opts, &device, &options,
+            args, trainer, config, data, data_spec, samples, opts, &device, &options,
         )?;
     }
     Ok((run.graph, run.report, run.fake_quant_test_acc))
 }
 
-/// A run folder of ours beside `out`, emptied: a previous run there would be resumed.
-fn scratch_dir(out: &Path, suffix: &str) -> Result<PathBuf> {
-    let d = sibling(out, suffix);
-    if d.exists() {
-        std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
+/// Runs `job` in the run folder `dir` on the data `data`: an interrupted run of the same
+/// settings there resumes (a finished one reports again). A folder of ours (`ours`) that holds
+/// a run of other settings is emptied and the job starts afresh; a folder the user named is
+/// left alone and the mismatch reported.
+fn in_run_folder<T>(
+    dir: &Path,
+    ours: bool,
+    data: &DataSpec,
+    job: impl Fn(&Path) -> Result<T>,
+) -> Result<T> {
+    let attempt = || -> Result<T> {
+        data.check_resumable(dir)?;
+        data.write_into(dir)?;
+        job(dir)
+    };
+    match attempt() {
+        Err(e) if ours && is_run_mismatch(&e) => {
+            tracing::info!("{e:#}: starting afresh in {}", dir.display());
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+            attempt()
+        }
+        other => other,
     }
-    Ok(d)
+}
+
+/// Whether `e` says a run folder holds a run of other settings.
+fn is_run_mismatch(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let training = match cause.downcast_ref::<quant::ptq::PtqError>() {
+            Some(quant::ptq::PtqError::Training(t)) => Some(&**t),
+            _ => cause.downcast_ref::<training::TrainingError>(),
+        };
+        matches!(training, Some(training::TrainingError::RunMismatch { .. }))
+    })
 }
 
 /// `--float-control`: the QAT fine-tuning without fake quantization, scored float and PTQ.
@@ -377,15 +410,24 @@ fn float_control(
     trainer: &training::TrainerConfig,
     config: &KwtConfig,
     data: &DataSplits,
+    data_spec: &DataSpec,
     samples: &[Vec<f32>],
     opts: &PtqOptions,
     device: &burn::tensor::Device,
     options: &TrainOptions,
 ) -> Result<()> {
-    let dir = scratch_dir(&args.out, "float-run")?;
+    let dir = sibling(&args.out, "float-run");
     tracing::info!("float control fine-tuning into {}", dir.display());
-    let (tuned, summary) =
-        quant::qat::fine_tune_float(&args.checkpoint, trainer, data, &dir, device, options)?;
+    let (tuned, summary) = in_run_folder(&dir, true, data_spec, |dir| {
+        Ok(quant::qat::fine_tune_float(
+            &args.checkpoint,
+            trainer,
+            data,
+            dir,
+            device,
+            options,
+        )?)
+    })?;
     let (graph, _) = quantize_kwt(&tuned, config, samples, opts)?;
     let int8 = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
     println!(

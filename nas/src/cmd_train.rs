@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use training::{DataSpec, TrainOptions, TrainOutcome};
+use training::{TrainOptions, TrainOutcome};
 
 use crate::backend::Backend;
 use crate::run_config::{QUICKSTART, RunConfig};
@@ -47,18 +47,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(out) = args.out {
         config.out = out;
     }
-    let data_path = config.out.join(training::speech_data::DATA_SPEC_FILE);
-    if config.out.join(training::trainer::STATE_FILE).is_file() && data_path.is_file() {
-        // a resumed run must go on reading the data it started with
-        let saved: DataSpec = training::checkpoint::read_ron(&data_path)?;
-        training::run_match::check_resumable(
-            &config.out,
-            "data",
-            &saved.with_canonical_folder(),
-            &config.data.clone().with_canonical_folder(),
-            &[],
-        )?;
-    }
+    // a resumed run must go on reading the data it started with
+    config.data.check_resumable(&config.out)?;
     let device = args.backend.device()?;
     let data = config.data.load(config.trainer.augment)?;
     let model = config
@@ -74,9 +64,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.out.display()
     );
     // Evaluation and quantization read the data as training did (see DataSpec::beside).
-    std::fs::create_dir_all(&config.out)
-        .with_context(|| format!("creating {}", config.out.display()))?;
-    training::checkpoint::write_ron(&data_path, &config.data)?;
+    config.data.write_into(&config.out)?;
     let options = TrainOptions {
         progress: !args.quiet,
         ..Default::default()

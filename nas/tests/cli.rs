@@ -78,7 +78,6 @@ fn synthesize_train_and_evaluate() {
     assert!(out.contains("test accuracy"), "{out}");
     for f in [
         "best.bpk",
-        "last.bpk",
         "model.ron",
         "summary.json",
         "curves.svg",
@@ -87,6 +86,17 @@ fn synthesize_train_and_evaluate() {
     ] {
         assert!(d.join("run").join(f).is_file(), "{f} missing");
     }
+    // the resumable checkpoint its state names, and no other
+    let last = training::trainer::last_checkpoint(&d.join("run")).unwrap();
+    assert!(last.is_file(), "{}", last.display());
+    let lasts = std::fs::read_dir(d.join("run"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("last-")
+        })
+        .count();
+    assert_eq!(lasts, 1);
     // The run folder's run is not resumed on other data, and its data.ron stays as it was.
     let saved_spec = std::fs::read_to_string(d.join("run/data.ron")).unwrap();
     let other = d.join("other.ron");
@@ -194,6 +204,36 @@ fn synthesize_train_and_evaluate() {
     ] {
         assert!(d.join(f).is_file(), "{f} missing");
     }
+    // Run again, its QAT run folder is reused (an interrupted run would resume there): the
+    // same integer graph. Other settings replace the default folder's run, but not the run of
+    // a folder the user named.
+    let first = std::fs::read(d.join("m.int8")).unwrap();
+    let args = |epochs: &'static str, more: &[&'static str]| {
+        let mut a = vec![
+            "--config",
+            cfg_arg,
+            "--epochs",
+            epochs,
+            "--calibration-samples",
+            "32",
+            "--out",
+            "m.int8",
+            "--quiet",
+            "--no-eval",
+        ];
+        a.extend_from_slice(more);
+        a
+    };
+    let o = qat(&args("1", &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(d.join("m.int8")).unwrap() == first);
+    let o = qat(&args("2", &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = qat(&args("3", &["--qat-dir", "m.int8.qat-run"]));
+    assert_error(
+        &o,
+        &["m.int8.qat-run", "`epochs` is 2 in the saved run, 3 now"],
+    );
     // A distillation weight outside [0, 1] is refused before calibration, naming the flag.
     let o = qat(&[
         "--config",

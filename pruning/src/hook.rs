@@ -1,7 +1,7 @@
 //! Pruning during training: a [`StepHook`] that updates block masks on the schedule's steps,
 //! reapplies them after every optimizer step (pruned weights stay exactly zero), and keeps
-//! them in `masks.json` beside the trainer's `last.bpk` so a resumed run continues with the
-//! same masks.
+//! them in `masks-N.json` beside the trainer's checkpoint of step N so a resumed run
+//! continues with the same masks.
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +15,37 @@ use crate::error::PruneError;
 use crate::mask::{BlockMask, Score, WeightLayout, prune_blocks};
 use crate::model::{apply_mask_tensor, kwt_layers, linear_layers_mut, linear_weights, mask_tensor};
 
-/// The mask set of a pruning run, beside its checkpoints.
-pub const MASKS_FILE: &str = "masks.json";
+/// The mask set of step N of a pruning run is `masks-N.json`, beside the checkpoint of
+/// that step (see [`masks_file`]).
+pub const MASKS_KIND: &str = "masks";
+/// The mask file of run folders from before mask files carried their step.
+const LEGACY_MASKS_FILE: &str = "masks.json";
+
+/// The mask set of step `global_step` in run folder `out`.
+pub fn masks_file(out: &Path, global_step: usize) -> PathBuf {
+    training::checkpoint::step_file(out, MASKS_KIND, global_step, "json")
+}
 const MASKS_VERSION: u32 = 1;
+
+/// What a pruning run starts from (`pruning.ron` in its folder): a resumed run must go on
+/// from the same checkpoint towards the same targets on the same schedule.
+pub const PRUNING_SETTINGS_FILE: &str = "pruning.ron";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PruningSettings {
+    /// The dense checkpoint fine-tuned, canonical; `None` when training from scratch.
+    checkpoint: Option<PathBuf>,
+    score: Score,
+    schedule: crate::schedule::Schedule,
+    /// Each prunable layer's block size and final sparsity, by name.
+    layers: std::collections::BTreeMap<String, LayerTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LayerTarget {
+    block: usize,
+    sparsity: f64,
+}
 
 /// A set of block masks as a file: which blocks of which layer are pruned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +193,29 @@ impl PruningHook {
         &self.plan
     }
 
+    fn settings(&self) -> PruningSettings {
+        PruningSettings {
+            checkpoint: self
+                .initial
+                .as_ref()
+                .map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.clone())),
+            score: self.plan.score,
+            schedule: self.plan.schedule,
+            layers: self
+                .plan
+                .layers
+                .iter()
+                .map(|l| {
+                    let target = LayerTarget {
+                        block: l.geometry.block(),
+                        sparsity: l.target,
+                    };
+                    (l.name.clone(), target)
+                })
+                .collect(),
+        }
+    }
+
     pub fn masks(&self) -> &[BlockMask] {
         &self.masks
     }
@@ -241,11 +292,30 @@ impl PruningHook {
         check_layers(&self.plan, &kwt_layers(&model))?;
         match start.resumed_at {
             Some(step) => {
-                let path = start.out.join(MASKS_FILE);
+                let settings = start.out.join(PRUNING_SETTINGS_FILE);
+                // folders from before the settings were written are checked by their masks
+                if settings.is_file() {
+                    let saved: PruningSettings = training::checkpoint::read_ron(&settings)?;
+                    training::run_match::check_resumable(
+                        start.out,
+                        "pruning",
+                        &saved,
+                        &self.settings(),
+                        &[],
+                    )?;
+                }
+                let mut path = masks_file(start.out, step);
+                let legacy = start.out.join(LEGACY_MASKS_FILE);
+                if !path.is_file() && legacy.is_file() {
+                    path = legacy;
+                }
                 if !path.is_file() {
                     return Err(PruneError::file(
                         &path,
-                        "missing: this run folder was not written by a pruning run",
+                        format!(
+                            "missing: the run folder's checkpoint is of step {step}, but it \
+                             holds no masks of that step (was it written by a pruning run?)"
+                        ),
                     ));
                 }
                 let set = MaskSet::read(&path)?;
@@ -264,6 +334,10 @@ impl PruningHook {
                 Ok(self.apply(model))
             }
             None => {
+                training::checkpoint::write_ron(
+                    &start.out.join(PRUNING_SETTINGS_FILE),
+                    &self.settings(),
+                )?;
                 let model = match &self.initial {
                     Some(path) => {
                         let (loaded, _) = load_checkpoint(path, start.device)?;
@@ -299,7 +373,21 @@ impl StepHook for PruningHook {
     }
 
     fn save(&self, out: &Path, global_step: usize) -> Result<(), TrainingError> {
-        Ok(self.mask_set(global_step).write(&out.join(MASKS_FILE))?)
+        Ok(self
+            .mask_set(global_step)
+            .write(&masks_file(out, global_step))?)
+    }
+
+    fn committed(&self, out: &Path, global_step: usize) -> Result<(), TrainingError> {
+        training::checkpoint::remove_stale_step_files(
+            out,
+            &[(MASKS_KIND, "json", Some(global_step))],
+        )?;
+        let legacy = out.join(LEGACY_MASKS_FILE);
+        if legacy.is_file() {
+            std::fs::remove_file(&legacy).map_err(|e| TrainingError::io(&legacy, e))?;
+        }
+        Ok(())
     }
 
     fn may_be_best(&self, global_step: usize) -> bool {

@@ -21,7 +21,7 @@ pub mod schedule;
 
 pub use config::{LayerInfo, LayerPlan, LayerRule, PruningConfig, PruningPlan};
 pub use error::PruneError;
-pub use hook::{MASKS_FILE, MaskSet, PruningHook, mask_violations, prune_once};
+pub use hook::{MASKS_KIND, MaskSet, PruningHook, mask_violations, masks_file, prune_once};
 pub use mask::{BlockGeometry, BlockMask, Score, WeightLayout};
 pub use model::kwt_layers;
 pub use report::{SparsityReport, SweepPoint, plot_sweep, sparsity_report};

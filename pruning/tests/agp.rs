@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 use pruning::model::{linear_layers, linear_weights};
 use pruning::{
-    MASKS_FILE, MaskSet, PruningConfig, PruningHook, PruningPlan, kwt_layers, mask_violations,
+    MaskSet, PruningConfig, PruningHook, PruningPlan, kwt_layers, mask_violations, masks_file,
     prune_once, sparsity_report,
 };
-use training::trainer::{BEST_CHECKPOINT, LAST_CHECKPOINT};
+use training::trainer::{BEST_CHECKPOINT, last_checkpoint};
 use training::{
     KwtConfig, RunSummary, TrainOptions, TrainOutcome, TrainerConfig, load_checkpoint, train,
     train_with_hook,
@@ -107,7 +107,7 @@ fn prune_run(out: &Path, options: &TrainOptions) -> TrainOutcome {
 fn check_pruned(checkpoint: &Path, masks: &MaskSet) {
     let plan = plan();
     let (m, _) = load_checkpoint(checkpoint, &Device::flex()).unwrap();
-    let masks = masks.masks_for(&plan, Path::new(MASKS_FILE)).unwrap();
+    let masks = masks.masks_for(&plan, Path::new("masks.json")).unwrap();
     assert_eq!(mask_violations(&m, &plan, &masks), Vec::<String>::new());
     for ((name, linear), (layer, mask)) in linear_layers(&m)
         .into_iter()
@@ -133,11 +133,11 @@ fn agp_fine_tuning_zeroes_pruned_blocks_and_meets_targets() {
     let dir = tempfile::tempdir().unwrap();
     let s = finished(prune_run(dir.path(), &TrainOptions::default()));
     assert!(s.test_acc > 0.6, "pruned accuracy {}", s.test_acc);
-    let masks = MaskSet::read(&dir.path().join(MASKS_FILE)).unwrap();
+    let masks = MaskSet::read(&masks_file(dir.path(), 36)).unwrap();
     assert_eq!(masks.global_step, 36);
     // The best checkpoint is from after the last mask update, as is the last one.
     check_pruned(&dir.path().join(BEST_CHECKPOINT), &masks);
-    check_pruned(&dir.path().join(LAST_CHECKPOINT), &masks);
+    check_pruned(&last_checkpoint(dir.path()).unwrap(), &masks);
 
     let (m, _) = load_checkpoint(&dir.path().join(BEST_CHECKPOINT), &Device::flex()).unwrap();
     let report = sparsity_report(&m, &plan()).unwrap();
@@ -166,8 +166,15 @@ fn resumed_pruning_run_equals_an_uninterrupted_one() {
             TrainOutcome::Interrupted { global_step } => assert_eq!(global_step, stop),
             TrainOutcome::Finished(_) => panic!("should have stopped at {stop}"),
         }
-        let saved = MaskSet::read(&parts.path().join(MASKS_FILE)).unwrap();
+        let saved = MaskSet::read(&masks_file(parts.path(), stop)).unwrap();
         assert_eq!(saved.global_step, stop);
+        // the masks of earlier steps are gone once the state names this one
+        let masks: Vec<_> = std::fs::read_dir(parts.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("masks"))
+            .collect();
+        assert_eq!(masks, [format!("masks-{stop}.json")]);
     }
     let b = finished(prune_run(parts.path(), &TrainOptions::default()));
     assert_eq!(a.steps, b.steps);
@@ -176,12 +183,12 @@ fn resumed_pruning_run_equals_an_uninterrupted_one() {
         assert_eq!(x.valid_acc, y.valid_acc);
     }
     assert_eq!(a.test_confusion, b.test_confusion);
-    let ma = MaskSet::read(&whole.path().join(MASKS_FILE)).unwrap();
-    let mb = MaskSet::read(&parts.path().join(MASKS_FILE)).unwrap();
+    let ma = MaskSet::read(&masks_file(whole.path(), a.steps)).unwrap();
+    let mb = MaskSet::read(&masks_file(parts.path(), b.steps)).unwrap();
     assert_eq!(ma, mb);
     let device = Device::flex();
-    let (wa, _) = load_checkpoint(&whole.path().join(LAST_CHECKPOINT), &device).unwrap();
-    let (wb, _) = load_checkpoint(&parts.path().join(LAST_CHECKPOINT), &device).unwrap();
+    let (wa, _) = load_checkpoint(&last_checkpoint(whole.path()).unwrap(), &device).unwrap();
+    let (wb, _) = load_checkpoint(&last_checkpoint(parts.path()).unwrap(), &device).unwrap();
     for ((name, la), (_, lb)) in linear_layers(&wa).into_iter().zip(linear_layers(&wb)) {
         let (x, y) = (linear_weights(la), linear_weights(lb));
         let diff = x
@@ -266,39 +273,38 @@ fn bad_pruning_configs_are_clear_errors() {
         TrainOutcome::Interrupted { .. }
     ));
     // Resuming with other targets is refused...
+    let resume_err = |mut hook: PruningHook| {
+        train_with_hook(
+            &model(),
+            &trainer(3),
+            &splits(),
+            dir.path(),
+            &device,
+            &TrainOptions::default(),
+            &mut hook,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let dense = || dense_checkpoint().to_path_buf();
     let m = model().init(0, &device).unwrap();
     let other = PruningConfig::parse(&CONFIG.replace("(sparsity: 0.6,", "(sparsity: 0.7,"))
         .unwrap()
         .plan(&kwt_layers(&m))
         .unwrap();
-    let err = train_with_hook(
-        &model(),
-        &trainer(3),
-        &splits(),
-        dir.path(),
-        &device,
-        &TrainOptions::default(),
-        &mut PruningHook::new(other),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = resume_err(PruningHook::new(other).starting_from(dense()));
     assert!(
-        err.contains("blocks.0.attn.qkv") && err.contains("pruned toward 0.6"),
+        err.contains("`layers.blocks.0.attn.qkv.sparsity` is 0.6 in the saved run, 0.7 now"),
         "{err}"
     );
+    // ... as is starting from another checkpoint, or none
+    let err = resume_err(PruningHook::new(plan()));
+    assert!(err.contains("`checkpoint` is"), "{err}");
     // ... and so is a run folder that lost its masks.
-    std::fs::remove_file(dir.path().join(MASKS_FILE)).unwrap();
-    let mut hook = PruningHook::new(plan());
-    let err = train_with_hook(
-        &model(),
-        &trainer(3),
-        &splits(),
-        dir.path(),
-        &device,
-        &TrainOptions::default(),
-        &mut hook,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("masks.json"), "{err}");
+    std::fs::remove_file(masks_file(dir.path(), 4)).unwrap();
+    let err = resume_err(PruningHook::new(plan()).starting_from(dense()));
+    assert!(
+        err.contains("masks-4.json") && err.contains("no masks of that step"),
+        "{err}"
+    );
 }

@@ -32,7 +32,7 @@ pub const STATE_FILE: &str = "state.json";
 /// a checkpoint but before its state resumes from the state's own files; older files are
 /// removed once a newer state is written.
 fn checkpoint(out: &Path, kind: &str, step: usize) -> PathBuf {
-    out.join(format!("{kind}-{step}.bpk"))
+    training::checkpoint::step_file(out, kind, step, "bpk")
 }
 const SUMMARY_FILE: &str = "summary.json";
 const CURVES_FILE: &str = "curves.svg";
@@ -340,24 +340,14 @@ pub fn train_path_config(
 
 /// Removes the checkpoint files of steps `state` no longer names.
 fn remove_stale_checkpoints(out: &Path, state: &RunState) -> Result<()> {
-    let keep = [
-        checkpoint(out, "last", state.step),
-        checkpoint(out, "last_optim", state.step),
-        checkpoint(out, "best", state.best.map_or(usize::MAX, |(s, _)| s)),
-    ];
-    let entries = std::fs::read_dir(out).map_err(|e| SearchError::io(out, e))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().to_string();
-        let ours = ["last-", "last_optim-", "best-"]
-            .iter()
-            .any(|k| name.starts_with(k))
-            && name.ends_with(".bpk");
-        if ours && !keep.contains(&path) {
-            std::fs::remove_file(&path).map_err(|e| SearchError::io(&path, e))?;
-        }
-    }
-    Ok(())
+    Ok(training::checkpoint::remove_stale_step_files(
+        out,
+        &[
+            ("last", "bpk", Some(state.step)),
+            ("last_optim", "bpk", Some(state.step)),
+            ("best", "bpk", state.best.map(|(s, _)| s)),
+        ],
+    )?)
 }
 
 /// The AGP plan of a run: masks grow on the schedule over the first `prune_steps` steps and

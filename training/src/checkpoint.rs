@@ -40,6 +40,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainingError> {
     fs::rename(&tmp, path).map_err(|e| TrainingError::io(path, e))
 }
 
+/// `{kind}-{step}.{ext}` in `out`: a file of a run's step. Runs name their checkpoints by
+/// step and let their state file name the step in force, so a run killed after writing a new
+/// checkpoint but before its state resumes from the files its state names.
+pub fn step_file(out: &Path, kind: &str, step: usize, ext: &str) -> PathBuf {
+    out.join(format!("{kind}-{step}.{ext}"))
+}
+
+/// The step of `name` if it is `{kind}-{step}.{ext}`.
+fn step_of(name: &str, kind: &str, ext: &str) -> Option<usize> {
+    let digits = name
+        .strip_prefix(kind)?
+        .strip_prefix('-')?
+        .strip_suffix(ext)?
+        .strip_suffix('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Removes the step files of `out` that a newer state no longer names: for each
+/// `(kind, ext, keep)`, every `{kind}-{n}.{ext}` with `n` other than `keep`.
+pub fn remove_stale_step_files(
+    out: &Path,
+    kinds: &[(&str, &str, Option<usize>)],
+) -> Result<(), TrainingError> {
+    let entries = fs::read_dir(out).map_err(|e| TrainingError::io(out, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainingError::io(out, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let stale = kinds.iter().any(|&(kind, ext, keep)| {
+            step_of(&name, kind, ext).is_some_and(|step| Some(step) != keep)
+        });
+        if stale {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| TrainingError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), TrainingError> {
     // Burnpack picks the file name; write beside the target and rename for atomicity.
     let tmp = path.with_extension("tmp.bpk");
@@ -93,4 +134,61 @@ pub(crate) fn unreadable_weights(
             description.display()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_files_are_told_apart_by_kind_and_step() {
+        assert_eq!(step_of("last-12.bpk", "last", "bpk"), Some(12));
+        assert_eq!(step_of("last_optim-12.bpk", "last", "bpk"), None);
+        assert_eq!(step_of("last_optim-12.bpk", "last_optim", "bpk"), Some(12));
+        assert_eq!(step_of("last-.bpk", "last", "bpk"), None);
+        assert_eq!(step_of("last-1x.bpk", "last", "bpk"), None);
+        assert_eq!(step_of("last-3.bpk.tmp", "last", "bpk"), None);
+        assert_eq!(step_of("last.bpk", "last", "bpk"), None);
+    }
+
+    #[test]
+    fn only_the_named_steps_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "last-4.bpk",
+            "last-8.bpk",
+            "last_optim-4.bpk",
+            "last_optim-8.bpk",
+            "best-4.bpk",
+            "masks-4.json",
+            "last.bpk",
+            "notes.txt",
+        ] {
+            fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        remove_stale_step_files(
+            dir.path(),
+            &[
+                ("last", "bpk", Some(8)),
+                ("last_optim", "bpk", Some(8)),
+                ("best", "bpk", None),
+            ],
+        )
+        .unwrap();
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "last-8.bpk",
+                "last.bpk",
+                "last_optim-8.bpk",
+                "masks-4.json",
+                "notes.txt"
+            ]
+        );
+    }
 }

@@ -104,6 +104,30 @@ impl DataSpec {
         crate::checkpoint::read_ron(&path).map(Some)
     }
 
+    /// Refuses to resume the run in `run_dir` on other data than it started with (the
+    /// `data.ron` there); a folder without a run to resume passes.
+    pub fn check_resumable(&self, run_dir: &std::path::Path) -> Result<(), TrainingError> {
+        let path = run_dir.join(DATA_SPEC_FILE);
+        if !run_dir.join(crate::trainer::STATE_FILE).is_file() || !path.is_file() {
+            return Ok(());
+        }
+        let saved: DataSpec = crate::checkpoint::read_ron(&path)?;
+        crate::run_match::check_resumable(
+            run_dir,
+            "data",
+            &saved.with_canonical_folder(),
+            &self.clone().with_canonical_folder(),
+            &[],
+        )
+    }
+
+    /// Writes it into `run_dir` (made if missing) as the `data.ron` that evaluation,
+    /// quantization and a resume read.
+    pub fn write_into(&self, run_dir: &std::path::Path) -> Result<(), TrainingError> {
+        std::fs::create_dir_all(run_dir).map_err(|e| TrainingError::io(run_dir, e))?;
+        crate::checkpoint::write_ron(&run_dir.join(DATA_SPEC_FILE), self)
+    }
+
     /// A Speech Commands folder with default settings (no augmentation is applied by
     /// evaluation anyway).
     pub fn speech_commands(folder: PathBuf, task: Task) -> Self {

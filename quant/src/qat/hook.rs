@@ -2,20 +2,56 @@
 //! points attached, initialised from PTQ calibration.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+use training::checkpoint::{read_ron, write_ron};
 use training::qat::KwtQuant;
 use training::{HookStart, Kwt, KwtConfig, StepHook, TrainingError, load_checkpoint};
 
+/// The hook's settings in its run folder: a resumed fine-tuning must start from the same
+/// checkpoint and quantizers.
+pub const QAT_SETTINGS_FILE: &str = "qat.ron";
+
 /// Replaces the trainer's fresh model by the float checkpoint plus its quantizers; the
 /// optimizer then updates weights and log2 thresholds together. As a float control it
-/// attaches nothing: the same fine-tuning without fake quantization.
+/// attaches nothing: the same fine-tuning without fake quantization. An interrupted run
+/// resumes: its checkpoints hold the quantizers' learned thresholds.
 pub struct QatHook {
-    checkpoint: PathBuf,
     config: KwtConfig,
-    /// Initial log2 thresholds, their learning-rate gain and whether weights round per
-    /// channel; `None` for the float control.
-    quantizers: Option<(BTreeMap<String, f32>, f32, bool)>,
+    settings: QatSettings,
+}
+
+/// What a QAT run starts from (`qat.ron`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct QatSettings {
+    /// The float checkpoint fine-tuned.
+    checkpoint: PathBuf,
+    /// `None` for the float control.
+    quantizers: Option<Quantizers>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Quantizers {
+    /// Initial log2 threshold of every point, by name.
+    initial_log2_thresholds: BTreeMap<String, f32>,
+    /// The thresholds' learning-rate multiplier.
+    threshold_lr_gain: f32,
+    /// Weights rounded per output channel at `max|w| / 127`, not at learned power-of-two
+    /// scales.
+    per_channel_weights: bool,
+}
+
+impl QatSettings {
+    /// With the checkpoint's path canonical, so that a resume from another working folder
+    /// compares equal.
+    fn canonical(&self) -> Self {
+        Self {
+            checkpoint: std::fs::canonicalize(&self.checkpoint)
+                .unwrap_or_else(|_| self.checkpoint.clone()),
+            ..self.clone()
+        }
+    }
 }
 
 impl QatHook {
@@ -31,9 +67,15 @@ impl QatHook {
         per_channel: bool,
     ) -> Self {
         Self {
-            checkpoint,
             config,
-            quantizers: Some((log2_t, lr_gain, per_channel)),
+            settings: QatSettings {
+                checkpoint,
+                quantizers: Some(Quantizers {
+                    initial_log2_thresholds: log2_t,
+                    threshold_lr_gain: lr_gain,
+                    per_channel_weights: per_channel,
+                }),
+            },
         }
     }
 
@@ -41,10 +83,32 @@ impl QatHook {
     /// measured against: the same steps of plain training).
     pub fn float_control(checkpoint: PathBuf, config: KwtConfig) -> Self {
         Self {
-            checkpoint,
             config,
-            quantizers: None,
+            settings: QatSettings {
+                checkpoint,
+                quantizers: None,
+            },
         }
+    }
+
+    /// Refuses to resume the run in `out` unless it started from these settings.
+    fn check_resumable(&self, out: &Path) -> Result<(), TrainingError> {
+        let path = out.join(QAT_SETTINGS_FILE);
+        if !path.is_file() {
+            return Err(TrainingError::checkpoint(
+                &path,
+                "missing: the run folder holds an interrupted run that is not a QAT \
+                 fine-tuning (remove it, or choose another folder)",
+            ));
+        }
+        let saved: QatSettings = read_ron(&path)?;
+        training::run_match::check_resumable(
+            out,
+            "QAT",
+            &saved.canonical(),
+            &self.settings.canonical(),
+            &[],
+        )
     }
 }
 
@@ -72,28 +136,35 @@ pub fn attach(
 }
 
 impl StepHook for QatHook {
-    fn on_start(&mut self, _fresh: Kwt, start: &HookStart<'_>) -> Result<Kwt, TrainingError> {
-        if start.resumed_at.is_some() {
-            // The trainer reloads `last.bpk` into a float model before this hook runs, which
-            // cannot hold the quantizers' thresholds.
-            return Err(TrainingError::InvalidConfig(format!(
-                "{} holds an interrupted run; QAT fine-tuning starts afresh: remove it first",
-                start.out.display()
-            )));
+    fn structure(&self, model: Kwt) -> Result<Kwt, TrainingError> {
+        match &self.settings.quantizers {
+            Some(q) => attach(
+                model,
+                &self.config,
+                &q.initial_log2_thresholds,
+                q.threshold_lr_gain,
+                q.per_channel_weights,
+            ),
+            None => Ok(model),
         }
-        let (model, saved) = load_checkpoint(&self.checkpoint, start.device)?;
+    }
+
+    fn on_start(&mut self, model: Kwt, start: &HookStart<'_>) -> Result<Kwt, TrainingError> {
+        if start.resumed_at.is_some() {
+            // the trainer loaded the checkpoint into `structure`: weights and thresholds
+            self.check_resumable(start.out)?;
+            return Ok(model);
+        }
+        let checkpoint = &self.settings.checkpoint;
+        let (model, saved) = load_checkpoint(checkpoint, start.device)?;
         if saved != self.config {
             return Err(TrainingError::checkpoint(
-                &self.checkpoint,
+                checkpoint,
                 "is not a checkpoint of the model being fine-tuned",
             ));
         }
-        match &self.quantizers {
-            Some((log2_t, gain, per_channel)) => {
-                attach(model, &self.config, log2_t, *gain, *per_channel)
-            }
-            None => Ok(model),
-        }
+        write_ron(&start.out.join(QAT_SETTINGS_FILE), &self.settings)?;
+        self.structure(model)
     }
 
     fn after_step(&mut self, model: Kwt, _global_step: usize) -> Result<Kwt, TrainingError> {

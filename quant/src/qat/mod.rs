@@ -166,9 +166,9 @@ pub struct QatRun {
     pub learned: BTreeMap<String, f32>,
 }
 
-/// Fine-tunes `checkpoint` with fake quantization into the run folder `out` (which must not
-/// hold an interrupted run), then lowers the best model by validation accuracy: the best epoch,
-/// or the starting point if no epoch beats it. `samples` (raw training features)
+/// Fine-tunes `checkpoint` with fake quantization into the run folder `out` (an interrupted
+/// run there, of the same settings, resumes), then lowers the best model by validation
+/// accuracy: the best epoch, or the starting point if no epoch beats it. `samples` (raw training features)
 /// calibrate the initial thresholds and feed the report.
 #[allow(clippy::too_many_arguments)]
 pub fn quantize_kwt_qat(

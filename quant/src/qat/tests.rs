@@ -84,20 +84,81 @@ fn opts() -> PtqOptions {
 
 /// QAT of `ckpt` with the test options into `out`.
 fn qat_of(ckpt: &Path, trainer: &TrainerConfig, data: &training::DataSplits, out: &Path) -> QatRun {
+    qat_with(
+        ckpt,
+        trainer,
+        data,
+        out,
+        None,
+        QatOptions::default().threshold_lr_gain,
+    )
+    .unwrap()
+}
+
+/// [`qat_of`], stopped after `stop` steps, with the thresholds' learning-rate gain `gain`.
+fn qat_with(
+    ckpt: &Path,
+    trainer: &TrainerConfig,
+    data: &training::DataSplits,
+    out: &Path,
+    stop: Option<usize>,
+    gain: f32,
+) -> Result<QatRun> {
     quantize_kwt_qat(
         ckpt,
         trainer,
         data,
         out,
         &Device::flex(),
-        &TrainOptions::default(),
+        &TrainOptions {
+            stop_after_steps: stop,
+            ..TrainOptions::default()
+        },
         &calibration(),
         &QatOptions {
             ptq: opts(),
-            ..QatOptions::default()
+            threshold_lr_gain: gain,
         },
     )
-    .unwrap()
+}
+
+#[test]
+fn an_interrupted_qat_run_resumes_to_the_same_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = float_checkpoint_after(&dir.path().join("float"), 1);
+    let data = toy_splits();
+    let tr = trainer(3, 3e-3);
+    let gain = QatOptions::default().threshold_lr_gain;
+    let whole = qat_of(&ckpt, &tr, &data, &dir.path().join("whole"));
+
+    // 12 steps per epoch: stopped in the second epoch, then resumed by the same call
+    let parts = dir.path().join("parts");
+    let e = qat_with(&ckpt, &tr, &data, &parts, Some(17), gain)
+        .err()
+        .expect("stopped")
+        .to_string();
+    assert!(e.contains("stopped at step 17"), "{e}");
+    let resumed = qat_of(&ckpt, &tr, &data, &parts);
+    assert_eq!(resumed.learned, whole.learned);
+    assert_eq!(resumed.summary.test_confusion, whole.summary.test_confusion);
+    assert_eq!(resumed.kept_start, whole.kept_start);
+    assert!(resumed.graph == whole.graph, "the integer graphs differ");
+
+    // the run folder is not resumed from other quantizers or another float checkpoint
+    let e = qat_with(&ckpt, &tr, &data, &parts, None, gain * 2.0)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("`quantizers.threshold_lr_gain` is 50.0 in the saved run, 100.0 now"),
+        "{e}"
+    );
+    let other = float_checkpoint_after(&dir.path().join("float2"), 2);
+    let e = qat_with(&other, &tr, &data, &parts, None, gain)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("`checkpoint` is"), "{e}");
 }
 
 #[test]

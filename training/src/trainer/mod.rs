@@ -28,8 +28,13 @@ use crate::plot::plot_training_curves;
 use crate::schedule::WarmupCosine;
 
 pub const STATE_FILE: &str = "state.json";
-pub const LAST_CHECKPOINT: &str = "last.bpk";
-pub const LAST_OPTIMIZER: &str = "last_optim.bpk";
+/// The resumable checkpoint of step N is `last-N.bpk` with its optimizer state in
+/// `last_optim-N.bpk`; `state.json` names the pair in force (see [`last_checkpoint`]).
+pub const LAST_KIND: &str = "last";
+pub const OPTIMIZER_KIND: &str = "last_optim";
+/// The names of run folders written before checkpoints carried their step.
+const LEGACY_LAST_CHECKPOINT: &str = "last.bpk";
+const LEGACY_LAST_OPTIMIZER: &str = "last_optim.bpk";
 pub const BEST_CHECKPOINT: &str = "best.bpk";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const CURVES_FILE: &str = "curves.svg";
@@ -64,6 +69,13 @@ pub struct HookStart<'a> {
 /// Extension point of [`train_with_hook`]: it may rewrite the model after every optimizer step
 /// (pruning masks, ...) and keeps its state with the run's checkpoints.
 pub trait StepHook {
+    /// The module structure this hook trains, built on a freshly initialised `model`: a
+    /// resumed run's checkpoint is loaded into it (a QAT hook attaches its quantizers, whose
+    /// learned thresholds the checkpoint holds).
+    fn structure(&self, model: Kwt) -> Result<Kwt, TrainingError> {
+        Ok(model)
+    }
+
     /// Called once before the first step. On a fresh run `model` is freshly initialised and
     /// may be replaced (a fine-tuning hook returns pretrained weights); on resume it is the
     /// model of the checkpoint of step `resumed_at`.
@@ -77,8 +89,17 @@ pub trait StepHook {
     fn after_step(&mut self, model: Kwt, global_step: usize) -> Result<Kwt, TrainingError>;
 
     /// Called each time the resumable checkpoint of step `global_step` is written into
-    /// `out`, before `state.json` (which marks the checkpoint complete).
+    /// `out`, before `state.json` (which marks the checkpoint complete). Name the files by
+    /// the step (`checkpoint::step_file`): a run killed before its state is written resumes
+    /// from the previous step, whose files must still be there.
     fn save(&self, out: &Path, global_step: usize) -> Result<(), TrainingError> {
+        let _ = (out, global_step);
+        Ok(())
+    }
+
+    /// Called once `state.json` names the checkpoint of `global_step`: the hook's files of
+    /// earlier steps may go.
+    fn committed(&self, out: &Path, global_step: usize) -> Result<(), TrainingError> {
         let _ = (out, global_step);
         Ok(())
     }
@@ -112,6 +133,86 @@ pub struct RunState {
     pub best_valid_acc: Option<f64>,
     pub best_epoch: Option<usize>,
     pub history: Vec<EpochRecord>,
+    /// The file names (in the run folder) of the model and optimizer state of
+    /// `global_step`; absent in run folders from before checkpoints carried their step,
+    /// which hold `last.bpk` and `last_optim.bpk`.
+    #[serde(default)]
+    pub last_checkpoint: Option<String>,
+    #[serde(default)]
+    pub last_optimizer: Option<String>,
+}
+
+impl RunState {
+    /// Reads the `state.json` of run folder `out`.
+    pub fn read(out: &Path) -> Result<Self, TrainingError> {
+        let path = out.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| TrainingError::io(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| TrainingError::Parse {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    fn last_files(&self, out: &Path) -> (PathBuf, PathBuf) {
+        (
+            out.join(
+                self.last_checkpoint
+                    .as_deref()
+                    .unwrap_or(LEGACY_LAST_CHECKPOINT),
+            ),
+            out.join(
+                self.last_optimizer
+                    .as_deref()
+                    .unwrap_or(LEGACY_LAST_OPTIMIZER),
+            ),
+        )
+    }
+}
+
+/// The newest resumable checkpoint of run folder `out`: the one its `state.json` names.
+pub fn last_checkpoint(out: &Path) -> Result<PathBuf, TrainingError> {
+    Ok(RunState::read(out)?.last_files(out).0)
+}
+
+/// Writes the resumable checkpoint of `state.global_step`: the hook's state and the
+/// step-named model and optimizer files, then `state.json` naming them, then removes what
+/// the previous state named. A kill at any point leaves a state whose files all exist.
+fn save_last(
+    out: &Path,
+    model: &Kwt,
+    optim: &ModuleOptimizer,
+    state: &mut RunState,
+    hook: &dyn StepHook,
+) -> Result<(), TrainingError> {
+    let step = state.global_step;
+    hook.save(out, step)?;
+    save_model(model, &checkpoint::step_file(out, LAST_KIND, step, "bpk"))?;
+    let optim_path = checkpoint::step_file(out, OPTIMIZER_KIND, step, "bpk");
+    let tmp = optim_path.with_extension("tmp.bpk");
+    optim
+        .save(&tmp)
+        .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
+    std::fs::rename(&tmp, &optim_path).map_err(|e| TrainingError::io(&optim_path, e))?;
+    state.last_checkpoint = Some(format!("{LAST_KIND}-{step}.bpk"));
+    state.last_optimizer = Some(format!("{OPTIMIZER_KIND}-{step}.bpk"));
+    let state_path = out.join(STATE_FILE);
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|e| TrainingError::checkpoint(&state_path, e))?;
+    checkpoint::write_atomic(&state_path, &json)?;
+    checkpoint::remove_stale_step_files(
+        out,
+        &[
+            (LAST_KIND, "bpk", Some(step)),
+            (OPTIMIZER_KIND, "bpk", Some(step)),
+        ],
+    )?;
+    for legacy in [LEGACY_LAST_CHECKPOINT, LEGACY_LAST_OPTIMIZER] {
+        let path = out.join(legacy);
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(|e| TrainingError::io(&path, e))?;
+        }
+    }
+    hook.committed(out, step)
 }
 
 /// What a finished run reports; also written as `summary.json`.
@@ -456,11 +557,11 @@ pub fn train_with_hook(
     let train_device = device.clone().autodiff();
     let eval_device = device.clone().without_autodiff();
     let state_path = out.join(STATE_FILE);
-    let model_path = out.join(MODEL_CONFIG_FILE);
+    let description_path = out.join(MODEL_CONFIG_FILE);
 
     let resuming = state_path.is_file();
     let (model, mut optim, mut state) = if resuming {
-        let saved: KwtConfig = read_ron(&model_path)?;
+        let saved: KwtConfig = read_ron(&description_path)?;
         crate::run_match::check_resumable(out, "model", &saved, model_cfg, &[])?;
         let trainer_path = out.join(TRAINER_CONFIG_FILE);
         // run folders from before trainer.ron was written resume as they always did
@@ -474,15 +575,19 @@ pub fn train_with_hook(
                 RESUME_FREE_SETTINGS,
             )?;
         }
-        let state: RunState = serde_json::from_slice(
-            &std::fs::read(&state_path).map_err(|e| TrainingError::io(&state_path, e))?,
-        )
-        .map_err(|e| TrainingError::Parse {
-            path: state_path.clone(),
-            message: e.to_string(),
-        })?;
-        let (model, _) = load_checkpoint(&out.join(LAST_CHECKPOINT), &train_device)?;
-        let optim_path = out.join(LAST_OPTIMIZER);
+        let state = RunState::read(out)?;
+        let (weights_path, optim_path) = state.last_files(out);
+        if !weights_path.is_file() {
+            return Err(TrainingError::checkpoint(
+                &weights_path,
+                format!("no such file, though {STATE_FILE} names it"),
+            ));
+        }
+        // The weights are replaced by the checkpoint's; the seed does not matter.
+        let model = hook
+            .structure(model_cfg.init(0, &train_device)?)?
+            .try_load_file(&weights_path)
+            .map_err(|e| checkpoint::unreadable_weights(&weights_path, &description_path, e))?;
         let optim = AdamWConfig::new()
             .with_weight_decay(cfg.weight_decay as f32)
             .init()
@@ -504,7 +609,7 @@ pub fn train_with_hook(
             NORM_SAMPLES,
         )?;
         model.input_norm = FeatureNorm::from_stats(&stats, &train_device);
-        write_ron(&model_path, model_cfg)?;
+        write_ron(&description_path, model_cfg)?;
         let optim = AdamWConfig::new()
             .with_weight_decay(cfg.weight_decay as f32)
             .init();
@@ -533,20 +638,6 @@ pub fn train_with_hook(
         total_steps: cfg.epochs * per_epoch,
     };
     let started = Instant::now();
-
-    let save_last =
-        |model: &Kwt, optim: &ModuleOptimizer, state: &RunState| -> Result<(), TrainingError> {
-            save_model(model, &out.join(LAST_CHECKPOINT))?;
-            let optim_path = out.join(LAST_OPTIMIZER);
-            let tmp = optim_path.with_extension("tmp.bpk");
-            optim
-                .save(&tmp)
-                .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
-            std::fs::rename(&tmp, &optim_path).map_err(|e| TrainingError::io(&optim_path, e))?;
-            let json = serde_json::to_vec_pretty(state)
-                .map_err(|e| TrainingError::checkpoint(&state_path, e))?;
-            checkpoint::write_atomic(&state_path, &json)
-        };
 
     while state.epoch < cfg.epochs {
         let epoch = state.epoch;
@@ -616,9 +707,7 @@ pub fn train_with_hook(
             let periodic = cfg.checkpoint_every_steps > 0
                 && state.global_step % cfg.checkpoint_every_steps == 0;
             if (stop || periodic) && state.step_in_epoch < per_epoch {
-                // The hook's state first: `state.json`, written last, marks the checkpoint.
-                hook.save(out, state.global_step)?;
-                save_last(&model, &optim, &state)?;
+                save_last(out, &model, &optim, &mut state, &*hook)?;
             }
             if stop && state.step_in_epoch < per_epoch {
                 bar.abandon();
@@ -673,8 +762,7 @@ pub fn train_with_hook(
         state.epoch_loss_sum = 0.0;
         state.epoch_correct = 0;
         state.epoch_seen = 0;
-        hook.save(out, state.global_step)?;
-        save_last(&model, &optim, &state)?;
+        save_last(out, &model, &optim, &mut state, &*hook)?;
         plot_training_curves(&state.history, &out.join(CURVES_FILE))?;
         if options
             .stop_after_steps

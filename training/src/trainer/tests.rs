@@ -53,7 +53,8 @@ fn learns_well_above_chance_and_writes_its_outputs() {
     assert_eq!(summary.test_confusion.total(), 60);
     for f in [
         BEST_CHECKPOINT,
-        LAST_CHECKPOINT,
+        "last-120.bpk",
+        "last_optim-120.bpk",
         SUMMARY_FILE,
         CURVES_FILE,
         MODEL_CONFIG_FILE,
@@ -65,6 +66,10 @@ fn learns_well_above_chance_and_writes_its_outputs() {
     assert!(
         svg.contains("<svg") && svg.contains("polyline"),
         "curves.svg has no lines"
+    );
+    assert_eq!(
+        last_checkpoint(dir.path()).unwrap(),
+        dir.path().join("last-120.bpk")
     );
     // The best checkpoint loads back and scores the same on the test split.
     let (best, _) = load_checkpoint(&dir.path().join(BEST_CHECKPOINT), &device).unwrap();
@@ -145,12 +150,98 @@ fn resume_after_interruption_loses_nothing() {
         )
         .unwrap(),
     );
-    assert_eq!(a.steps, b.steps);
-    for (x, y) in a.history.iter().zip(&b.history) {
-        assert!((x.train_loss - y.train_loss).abs() < 1e-5, "{x:?} vs {y:?}");
-        assert!((x.valid_acc - y.valid_acc).abs() < 1e-9, "{x:?} vs {y:?}");
+    let same = |b: &RunSummary| {
+        assert_eq!(a.steps, b.steps);
+        for (x, y) in a.history.iter().zip(&b.history) {
+            assert!((x.train_loss - y.train_loss).abs() < 1e-5, "{x:?} vs {y:?}");
+            assert!((x.valid_acc - y.valid_acc).abs() < 1e-9, "{x:?} vs {y:?}");
+        }
+        assert_eq!(a.test_confusion, b.test_confusion);
+    };
+    same(&b);
+
+    // Killed after writing the checkpoint of step 29 but before its state: the run resumes
+    // from the step-17 files its state names, and ends as the others did.
+    let crash = tempfile::tempdir().unwrap();
+    let stop = |out: &Path, at| {
+        let opts = TrainOptions {
+            stop_after_steps: Some(at),
+            ..Default::default()
+        };
+        let outcome = train(&model(), &trainer(3), &splits(), out, &device, &opts).unwrap();
+        assert!(matches!(outcome, TrainOutcome::Interrupted { .. }));
+    };
+    stop(crash.path(), 17);
+    let ahead = tempfile::tempdir().unwrap();
+    stop(ahead.path(), 29);
+    for f in ["last-29.bpk", "last_optim-29.bpk"] {
+        std::fs::copy(ahead.path().join(f), crash.path().join(f)).unwrap();
     }
+    assert_eq!(
+        last_checkpoint(crash.path()).unwrap(),
+        crash.path().join("last-17.bpk")
+    );
+    let c = finished(
+        train(
+            &model(),
+            &trainer(3),
+            &splits(),
+            crash.path(),
+            &device,
+            &TrainOptions::default(),
+        )
+        .unwrap(),
+    );
+    same(&c);
+    // Only the checkpoint the final state names is left.
+    let mut left: Vec<String> = std::fs::read_dir(crash.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("last"))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["last-36.bpk", "last_optim-36.bpk"]);
+}
+
+#[test]
+fn a_run_folder_from_before_step_named_checkpoints_resumes() {
+    // Such a folder holds `last.bpk`, `last_optim.bpk` and a state without their names.
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = TrainOptions {
+        stop_after_steps: Some(5),
+        ..Default::default()
+    };
+    let outcome = train(&model(), &trainer(1), &splits(), dir.path(), &device, &stop).unwrap();
+    assert!(matches!(outcome, TrainOutcome::Interrupted { .. }));
+    let out = dir.path();
+    std::fs::rename(out.join("last-5.bpk"), out.join("last.bpk")).unwrap();
+    std::fs::rename(out.join("last_optim-5.bpk"), out.join("last_optim.bpk")).unwrap();
+    let mut state = RunState::read(out).unwrap();
+    state.last_checkpoint = None;
+    state.last_optimizer = None;
+    std::fs::write(out.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
+    assert_eq!(last_checkpoint(out).unwrap(), out.join("last.bpk"));
+
+    let whole = tempfile::tempdir().unwrap();
+    let run = |out: &Path| {
+        finished(
+            train(
+                &model(),
+                &trainer(1),
+                &splits(),
+                out,
+                &device,
+                &TrainOptions::default(),
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b) = (run(whole.path()), run(out));
     assert_eq!(a.test_confusion, b.test_confusion);
+    assert!((a.history[0].train_loss - b.history[0].train_loss).abs() < 1e-5);
+    // the old names are gone with the first step-named checkpoint
+    assert!(!out.join("last.bpk").exists() && !out.join("last_optim.bpk").exists());
 }
 
 #[test]
