@@ -100,18 +100,27 @@ fn kill_9_mid_search_then_resume_gives_the_same_answer() {
     search(&cfg_path, &whole);
 
     let killed = tmp.path().join("killed");
+    // killed inside a supernet's training (after one of its checkpoints, every 3 steps), once
+    // the state holds an earlier supernet: the resumed search finishes that run from its
+    // checkpoint (supernet 1 is trained, not skipped by TestSupernet, in this config)
+    assert!(answer(&whole)["supernets"][1]["skipped"].is_null());
     let n = kill_search_when(&cfg_path, &killed, Duration::from_millis(20), |out| {
         let text = std::fs::read_to_string(out.join("state.json")).ok()?;
         let v = serde_json::from_str::<Value>(&text).ok()?;
         let n = v["supernets"].as_array()?.len();
-        (n > 0).then_some(n)
+        let text = std::fs::read_to_string(out.join("progress/progress.json")).ok()?;
+        let p = serde_json::from_str::<Value>(&text).ok()?;
+        (n > 0 && p["job"] == format!("supernet {n}")).then_some(n)
     });
     assert!(
         n < cfg.supernas.iterations,
         "killed too late to test anything"
     );
+    assert!(killed.join("progress/progress.json").is_file());
     search(&cfg_path, &killed);
     assert_eq!(answer(&killed), answer(&whole));
+    // the run checkpoints go with the finished search
+    assert!(!killed.join("progress").exists());
 
     // `nas cost` reads the best model's files: the cost model's figure for the architecture and
     // sparsity, and the exporter's for the integer model, as the search recorded them.

@@ -235,9 +235,21 @@ pub struct SearchConfig {
     pub train: TrainConfig,
     pub supernas: SuperNasConfig,
     pub sparsenas: SparseNasConfig,
+    /// Steps between checkpoints inside one training run (a supernet's, a candidate's, the
+    /// compression stage): a killed search loses at most these steps (500 when absent; 0:
+    /// none, the run starts over). May change when resuming: it does not change the result.
+    #[serde(default = "default_checkpoint_every_steps")]
+    pub checkpoint_every_steps: usize,
+}
+
+fn default_checkpoint_every_steps() -> usize {
+    500
 }
 
 impl SearchConfig {
+    /// Top-level settings a resumed search may change (they do not change its result).
+    pub const RESUME_FREE_SETTINGS: &[&str] = &["checkpoint_every_steps"];
+
     /// Reads and validates a config; relative paths inside it are resolved against the
     /// current directory (as the CLI documents).
     pub fn load(path: &Path) -> Result<Self> {

@@ -115,6 +115,8 @@ pub fn tiny_config(data: &Path, target: &Path) -> SearchConfig {
             final_prune_steps: 6,
             final_finetune_steps: 4,
         },
+        // a checkpoint inside every run: the resume tests go through them
+        checkpoint_every_steps: 3,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod fixtures;
 pub mod kwt;
 pub mod pareto;
 pub mod path_train;
+pub mod progress;
 pub mod run;
 pub mod space;
 pub mod sparsity;

@@ -22,6 +22,7 @@ use crate::cost_graph::{Limits, evaluate};
 use crate::data::ImageTensors;
 use crate::error::{Result, SearchError};
 use crate::evolution::{mutate_candidate, mutate_supernet, parent};
+use crate::progress::Progress;
 use crate::space::{SmallestCost, adjust_space, analyse, budget_unreachable, sample_supernet};
 use crate::sparsity::{global_sparsity, sample};
 use crate::state::{
@@ -283,7 +284,12 @@ pub fn run_search(
     opts: &SearchOptions,
 ) -> Result<SearchOutcome> {
     std::fs::create_dir_all(out).map_err(|e| SearchError::io(out, e))?;
+    let fresh = !out.join(crate::state::STATE_FILE).is_file();
     let mut state = SearchState::load_or_new(out, cfg)?;
+    if fresh {
+        // run checkpoints of an earlier search in this folder must not be resumed
+        Progress::clear(&progress_dir(out))?;
+    }
     let target = Target::load(&cfg.budget.target)?;
     let limits = cfg.budget.limits(&target);
     let data = load_data(cfg)?;
@@ -421,6 +427,7 @@ pub fn run_search(
                 seed,
                 None,
                 Masks::default(),
+                Some(&run_progress(cfg, out, format!("candidate {i}, training"))),
                 device,
             )?;
             let (model, _) = train_path(
@@ -435,6 +442,7 @@ pub fn run_search(
                     schedule: agp_schedule(sp.prune_steps, sp.prune_frequency),
                 }),
                 Masks::default(),
+                Some(&run_progress(cfg, out, format!("candidate {i}, pruning"))),
                 device,
             )?;
             Some(accuracy(
@@ -482,6 +490,7 @@ pub fn run_search(
                 schedule: agp_schedule(sp.final_prune_steps.max(1), sp.prune_frequency),
             }),
             Masks::default(),
+            Some(&run_progress(cfg, out, "compression stage")),
             device,
         )?;
         let batch = cfg.train.batch_size * 4;
@@ -505,6 +514,7 @@ pub fn run_search(
         write_best(&best, &c, &target, &limits, &fin.int8)?;
         state.final_model = Some(fin);
         state.save(out)?;
+        Progress::clear(&progress_dir(out))?;
     }
     let rows = pareto::rows(&state.candidates);
     let front = pareto::front(&rows);
@@ -520,6 +530,16 @@ pub fn run_search(
         final_model: state.final_model.clone(),
         pareto: front,
     })
+}
+
+/// The folder of the checkpoints inside the search's training runs.
+fn progress_dir(out: &Path) -> PathBuf {
+    out.join("progress")
+}
+
+/// The checkpoints of the training run `job` of the search in `out`.
+fn run_progress(cfg: &SearchConfig, out: &Path, job: impl Into<String>) -> Progress {
+    Progress::new(&progress_dir(out), cfg.checkpoint_every_steps, job)
 }
 
 /// Calibration images for PTQ.
@@ -672,6 +692,7 @@ fn evaluate_supernet(
         &cfg.train,
         sn.train_steps,
         derive(cfg.seed, 8, i as u64),
+        Some(&run_progress(cfg, out, format!("supernet {i}"))),
         device,
     )?;
     let dir = out.join("supernets");

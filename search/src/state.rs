@@ -101,7 +101,8 @@ impl SearchState {
             path: path.clone(),
             message: format!("cannot parse ({e}); delete it to start over"),
         })?;
-        if &state.config != config {
+        let free = SearchConfig::RESUME_FREE_SETTINGS;
+        if !training::run_match::differences(&state.config, config, free).is_empty() {
             return Err(SearchError::State {
                 path,
                 message: crate::state::other_config_message(&state.config, config),

@@ -313,6 +313,7 @@ fn learning_curve_on_fashion_mnist() {
             round,
             None,
             Masks::default(),
+            None,
             &device,
         )
         .unwrap();
@@ -379,6 +380,7 @@ fn diagnose_candidates() {
         1,
         None,
         Masks::default(),
+        None,
         &device,
     )
     .unwrap();
@@ -407,6 +409,7 @@ fn diagnose_candidates() {
             10 + round,
             None,
             masks,
+            None,
             &device,
         )
         .unwrap();

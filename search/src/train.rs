@@ -18,6 +18,7 @@ use training::tinyformer::{Supernet, SupernetConfig, TinyFormer, TinyFormerArch}
 use crate::config::TrainConfig;
 use crate::data::ImageTensors;
 use crate::error::Result;
+use crate::progress::Progress;
 use crate::sparsity::{SparseConfig, layout};
 use crate::weights::{WeightMut, for_each_weight_mut};
 
@@ -105,6 +106,7 @@ pub(crate) fn batch_step(
 }
 
 /// SPOS: every step trains one uniformly sampled path of the supernet.
+#[allow(clippy::too_many_arguments)]
 pub fn train_supernet(
     mut supernet: Supernet,
     scfg: &SupernetConfig,
@@ -112,19 +114,32 @@ pub fn train_supernet(
     cfg: &TrainConfig,
     steps: usize,
     seed: u64,
+    progress: Option<&Progress>,
     device: &Device,
 ) -> Result<Supernet> {
     let mut optim = optimizer(cfg);
     let lr = schedule(cfg, steps);
     let mut batches = Batches::new(data.len(), cfg.batch_size, seed);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5u64);
-    for step in 0..steps {
+    let mut start = 0;
+    if let Some(p) = progress {
+        (supernet, optim, start) = p.resume(supernet, optim, steps)?;
+        // the same paths and batches as the interrupted run drew up to there
+        for _ in 0..start {
+            scfg.sample_path(&mut rng);
+            batches.next_indices();
+        }
+    }
+    for step in start..steps {
         let path = scfg.sample_path(&mut rng);
         let model = supernet.extract(scfg, &path)?;
         let (x, y) = data.batch(&batches.next_indices(), device);
         // the path shares the supernet's parameter ids: its gradients update the supernet
         let grads = batch_grads(&model, x, y, cfg, device);
         supernet = optim.step(lr.lr(step), supernet, grads);
+        if let Some(p) = progress {
+            p.after_step(&supernet, &optim, step + 1, steps)?;
+        }
     }
     Ok(supernet)
 }
@@ -212,13 +227,31 @@ pub fn train_path(
     seed: u64,
     prune: Option<PruneRun<'_>>,
     masks: Masks,
+    progress: Option<&Progress>,
     device: &Device,
 ) -> Result<(TinyFormer, Masks)> {
     let mut masks = masks;
     let mut optim = optimizer(cfg);
     let lr = schedule(cfg, steps.max(1));
     let mut batches = Batches::new(data.len(), cfg.batch_size, seed);
-    for step in 0..steps {
+    let mut start = 0;
+    if let Some(p) = progress {
+        (model, optim, start) = p.resume(model, optim, steps)?;
+        for _ in 0..start {
+            batches.next_indices();
+        }
+        // The masks in force: the pruned blocks are exactly zero, so pruning the share of
+        // the last update before `start` again by magnitude picks the same blocks.
+        if let Some(p) = &prune
+            && let Some(last) = (0..start).rev().find(|&s| p.schedule.is_update(s))
+        {
+            masks.update(&model, arch, p.sparse, |target| {
+                p.schedule.sparsity(target, last)
+            })?;
+            model = masks.apply(model, arch);
+        }
+    }
+    for step in start..steps {
         if let Some(p) = &prune
             && p.schedule.is_update(step)
         {
@@ -231,6 +264,9 @@ pub fn train_path(
         let grads = batch_grads(&model, x, y, cfg, device);
         model = optim.step(lr.lr(step), model, grads);
         model = masks.apply(model, arch);
+        if let Some(p) = progress {
+            p.after_step(&model, &optim, step + 1, steps)?;
+        }
     }
     // Reach the final sparsity even when the schedule ends at the last step.
     if let Some(p) = &prune {
