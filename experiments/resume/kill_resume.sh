@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # kill -9 at seeded random moments, resume by running the same command again, until it
 # finishes; then compare with the same job run without interruption. Covers `nas train`
-# (KWT-tiny quick start, a checkpoint every 7 steps), `nas quantize --mode qat` (6 epochs) and
-# `nas prune`. Prints a table; exits non-zero if any interrupted job ends differently.
+# (KWT-tiny quick start, a checkpoint every 7 steps), `nas quantize --mode qat` (6 epochs),
+# `nas prune` and `nas search` (configs/fashion_mnist.ron with a checkpoint inside each training
+# run every 20 steps; needs `apt-get install dataset-fashion-mnist`). Prints a table; exits
+# non-zero if any interrupted job ends differently.
 #   NAS    the release binary (default target/release/nas)
 #   W      work folder (default /tmp/kill_resume; emptied)
 #   KILLS  interruptions per job (default 3)
@@ -18,8 +20,9 @@ sed 's|batch_shards: 2,|batch_shards: 2,\n        checkpoint_every_steps: 7,|' c
 grep -q "checkpoint_every_steps: 7" "$W/train.ron"
 
 # Runs "$@" to the end, killing it -9 up to $KILLS times after seeded random waits of
-# $from_ms to $to_ms milliseconds and running it again. Prints, for each kill that hit a running job, the step of the
-# checkpoint the run folder's state named right after it ("-" if none was written yet).
+# $from_ms to $to_ms milliseconds and running it again. Prints, for each kill that hit a
+# running job, the checkpoint the run folder's state named right after it (its step; for a
+# search, the training run and its step; "-" if none was written yet).
 interrupted() {
     local marker=$1 state=$2 from_ms=$3 to_ms=$4; shift 4
     local steps=()
@@ -31,7 +34,7 @@ interrupted() {
         if kill -9 "$pid" 2> /dev/null; then
             wait "$pid" 2> /dev/null || true
             if [ -f "$state" ]; then
-                steps+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["global_step"])' "$state")")
+                steps+=("$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s.get("global_step", "%s: %s" % (s.get("job"), s.get("step"))))' "$state")")
             else
                 steps+=("-")
             fi
@@ -40,7 +43,7 @@ interrupted() {
         [ -e "$marker" ] && break
     done
     "$@" > /dev/null 2>&1
-    local IFS=,
+    local IFS=";"
     echo "${steps[*]:-none}"
 }
 
@@ -62,9 +65,15 @@ P=(prune --checkpoint "$C" --config configs/prune/kwt_tiny_agp.ron --data data/s
 t_prune=$(timed "$NAS" "${P[@]}" --out "$W/prune-whole")
 k_prune=$(interrupted "$W/prune-parts/sweep.json" "$W/prune-parts/sparsity-50/state.json" 3000 10000 "$NAS" "${P[@]}" --out "$W/prune-parts")
 
-python3 - "$W" "$t_train" "$k_train" "$t_qat" "$k_qat" "$t_prune" "$k_prune" <<'PY'
+sed 's|^)$|    checkpoint_every_steps: 20,\n)|' configs/fashion_mnist.ron > "$W/search.ron"
+grep -q "checkpoint_every_steps: 20" "$W/search.ron"
+S=(search --config "$W/search.ron" --quiet)
+t_search=$(timed "$NAS" "${S[@]}" --out "$W/search-whole")
+k_search=$(interrupted "$W/search-parts/summary.json" "$W/search-parts/progress/progress.json" 5000 30000 "$NAS" "${S[@]}" --out "$W/search-parts")
+
+python3 - "$W" "$t_train" "$k_train" "$t_qat" "$k_qat" "$t_prune" "$k_prune" "$t_search" "$k_search" <<'PY'
 import json, sys
-w, t_train, k_train, t_qat, k_qat, t_prune, k_prune = sys.argv[1:]
+w, t_train, k_train, t_qat, k_qat, t_prune, k_prune, t_search, k_search = sys.argv[1:]
 def js(p): return json.load(open(f"{w}/{p}"))
 rows, bad = [], 0
 a, b = js("train-whole/summary.json"), js("train-parts/summary.json")
@@ -82,6 +91,12 @@ pa, pb = js("prune-whole/sparsity-50/report.json"), js("prune-parts/sparsity-50/
 rows.append(("nas prune (sweep 0.5)", t_prune, k_prune,
              f"test {100*pa['test_acc']:.2f} % / {100*pb['test_acc']:.2f} %",
              pa["test_acc"] == pb["test_acc"] and pa["report"] == pb["report"] and pa["steps"] == pb["steps"]))
+sa, sb = js("search-whole/state.json"), js("search-parts/state.json")
+keys = ("supernets", "candidates", "final_model")
+fa = sa["final_model"]
+rows.append(("nas search (fashion_mnist.ron)", t_search, k_search,
+             f"int8 test {100*fa['int8']['test_accuracy']:.2f} % / {100*sb['final_model']['int8']['test_accuracy']:.2f} %",
+             all(sa[k] == sb[k] for k in keys)))
 print("| job | uninterrupted wall | resumed from steps (one per kill -9) | result, uninterrupted / interrupted | same |")
 print("| --- | --- | --- | --- | --- |")
 for name, t, k, res, ok in rows:
