@@ -82,12 +82,19 @@ impl Progress {
             .try_load_file(&weights)
             .map_err(|e| SearchError::State {
                 path: weights.clone(),
-                message: format!("cannot be read as the run's model: {e}"),
+                message: format!(
+                    "cannot be read as the run's model ({e}); delete {} to start the run over",
+                    self.dir.display()
+                ),
             })?;
         let optim_path = step_file(&self.dir, OPTIMIZER, state.step, "bpk");
         let optim = optim.load(&optim_path).map_err(|e| SearchError::State {
             path: optim_path.clone(),
-            message: format!("cannot be read as the run's optimizer state: {e}"),
+            message: format!(
+                "cannot be read as the run's optimizer state ({e}); delete {} to start the run \
+                 over",
+                self.dir.display()
+            ),
         })?;
         tracing::info!(job = %self.job, step = state.step, steps, "resuming a training run");
         Ok((model, optim, state.step))
@@ -156,10 +163,12 @@ mod tests {
     use burn::tensor::Device;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use training::tinyformer::Supernet;
+    use training::tinyformer::{Supernet, SupernetConfig};
 
     use super::*;
+    use crate::config::SearchConfig;
     use crate::fixtures::{tiny_config, write_idx};
+    use crate::run::Data;
     use crate::sparsity::SparseConfig;
     use crate::train::{Masks, PruneRun, train_path, train_supernet};
     use crate::weights::weights;
@@ -167,22 +176,24 @@ mod tests {
     /// A supernet's training, then an AGP-pruned path's, each stopped after a checkpoint and
     /// run again: the same weights as uninterrupted runs, and no checkpoint of another job or
     /// length is taken for theirs.
-    #[test]
-    fn an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights() {
+    /// The tiny search's config and data, and a supernet of its space.
+    fn setup(rng: &mut StdRng) -> (SearchConfig, Data, SupernetConfig) {
         let data_dir = tempfile::tempdir().unwrap();
         write_idx(data_dir.path(), "train", 80, 1).unwrap();
         write_idx(data_dir.path(), "t10k", 20, 2).unwrap();
         let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron");
         let cfg = tiny_config(data_dir.path(), &target);
         let data = crate::run::load_data(&cfg).unwrap();
-        let device = Device::flex().autodiff();
+        let scfg =
+            crate::space::sample_supernet(&cfg.supernet_space, data.train.shape, data.classes, rng);
+        (cfg, data, scfg)
+    }
+
+    #[test]
+    fn an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights() {
         let mut rng = StdRng::seed_from_u64(3);
-        let scfg = crate::space::sample_supernet(
-            &cfg.supernet_space,
-            data.train.shape,
-            data.classes,
-            &mut rng,
-        );
+        let (cfg, data, scfg) = setup(&mut rng);
+        let device = Device::flex().autodiff();
         let dir = tempfile::tempdir().unwrap();
         let progress = |job: &str| Progress::new(dir.path(), 2, job);
         let supernet = || Supernet::init(&scfg, 4, &device).unwrap();
@@ -248,5 +259,36 @@ mod tests {
         assert!(e.contains("step 4"), "{e}");
         Progress::clear(dir.path()).unwrap();
         assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_is_named_with_the_way_out() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let (cfg, data, scfg) = setup(&mut rng);
+        let device = Device::flex().autodiff();
+        let dir = tempfile::tempdir().unwrap();
+        let run = |p: Progress| {
+            let supernet = Supernet::init(&scfg, 4, &device).unwrap();
+            train_supernet(
+                supernet,
+                &scfg,
+                &data.train,
+                &cfg.train,
+                5,
+                9,
+                Some(&p),
+                &device,
+            )
+        };
+        let p = Progress::new(dir.path(), 2, "supernet");
+        assert!(run(p.clone().stopping_at(2)).is_err());
+        let weights = dir.path().join("model-2.bpk");
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        let e = run(p).unwrap_err().to_string();
+        assert!(
+            e.contains("model-2.bpk") && e.contains("to start the run over"),
+            "{e}"
+        );
     }
 }
