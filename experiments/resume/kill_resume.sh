@@ -2,9 +2,11 @@
 # kill -9 at seeded random moments, resume by running the same command again, until it
 # finishes; then compare with the same job run without interruption. Covers `nas train`
 # (KWT-tiny quick start, a checkpoint every 7 steps), `nas quantize --mode qat` (6 epochs),
-# `nas prune` and `nas search` (configs/fashion_mnist.ron with a checkpoint inside each training
-# run every 20 steps; needs `apt-get install dataset-fashion-mnist`). Prints a table; exits
-# non-zero if any interrupted job ends differently.
+# `nas prune`, `nas search` (configs/fashion_mnist.ron with a checkpoint inside each training
+# run every 20 steps; needs `apt-get install dataset-fashion-mnist`) and a KWT search
+# (configs/kwt_search.ron cut to 3 candidates of 3 epochs and a 4-epoch compression, a
+# checkpoint every 10 steps). Prints a table; exits non-zero if any interrupted job ends
+# differently.
 #   NAS    the release binary (default target/release/nas)
 #   W      work folder (default /tmp/kill_resume; emptied)
 #   KILLS  interruptions per job (default 3)
@@ -22,7 +24,8 @@ grep -q "checkpoint_every_steps: 7" "$W/train.ron"
 # Runs "$@" to the end, killing it -9 up to $KILLS times after seeded random waits of
 # $from_ms to $to_ms milliseconds and running it again. Prints, for each kill that hit a
 # running job, the checkpoint the run folder's state named right after it (its step; for a
-# search, the training run and its step; "-" if none was written yet).
+# search, the training run and its step; for the KWT search, the candidates recorded; "-" if
+# none was written yet).
 interrupted() {
     local marker=$1 state=$2 from_ms=$3 to_ms=$4; shift 4
     local steps=()
@@ -34,7 +37,7 @@ interrupted() {
         if kill -9 "$pid" 2> /dev/null; then
             wait "$pid" 2> /dev/null || true
             if [ -f "$state" ]; then
-                steps+=("$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s.get("global_step", "%s: %s" % (s.get("job"), s.get("step"))))' "$state")")
+                steps+=("$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["global_step"] if "global_step" in s else "%s: %s" % (s["job"], s["step"]) if "job" in s else "%d candidates done" % len(s["candidates"]))' "$state")")
             else
                 steps+=("-")
             fi
@@ -71,9 +74,19 @@ S=(search --config "$W/search.ron" --quiet)
 t_search=$(timed "$NAS" "${S[@]}" --out "$W/search-whole")
 k_search=$(interrupted "$W/search-parts/summary.json" "$W/search-parts/progress/progress.json" 5000 30000 "$NAS" "${S[@]}" --out "$W/search-parts")
 
-python3 - "$W" "$t_train" "$k_train" "$t_qat" "$k_qat" "$t_prune" "$k_prune" "$t_search" "$k_search" <<'PY'
+sed -e 's/iterations: 10,/iterations: 3,/' -e 's/population: 5,/population: 2,/' \
+    -e 's/epochs: 30,/epochs: 3,/' -e 's/epochs: 80,/epochs: 4,/' \
+    -e 's/augment: true,/augment: true,\n            checkpoint_every_steps: 10,/' \
+    configs/kwt_search.ron > "$W/kwt_search.ron"
+[ "$(grep -c "checkpoint_every_steps: 10" "$W/kwt_search.ron")" = 2 ]
+K=(search --config "$W/kwt_search.ron" --quiet)
+t_kwt=$(timed "$NAS" "${K[@]}" --out "$W/kwt-whole")
+k_kwt=$(interrupted "$W/kwt-parts/summary.json" "$W/kwt-parts/state.json" 2000 10000 "$NAS" "${K[@]}" --out "$W/kwt-parts")
+
+python3 - "$W" "$t_train" "$k_train" "$t_qat" "$k_qat" "$t_prune" "$k_prune" "$t_search" "$k_search" "$t_kwt" "$k_kwt" <<'PY'
 import json, sys
-w, t_train, k_train, t_qat, k_qat, t_prune, k_prune, t_search, k_search = sys.argv[1:]
+(w, t_train, k_train, t_qat, k_qat, t_prune, k_prune, t_search, k_search, t_kwt,
+ k_kwt) = sys.argv[1:]
 def js(p): return json.load(open(f"{w}/{p}"))
 rows, bad = [], 0
 a, b = js("train-whole/summary.json"), js("train-parts/summary.json")
@@ -97,6 +110,15 @@ fa = sa["final_model"]
 rows.append(("nas search (fashion_mnist.ron)", t_search, k_search,
              f"int8 test {100*fa['int8']['test_accuracy']:.2f} % / {100*sb['final_model']['int8']['test_accuracy']:.2f} %",
              all(sa[k] == sb[k] for k in keys)))
+ka, kb = js("kwt-whole/state.json"), js("kwt-parts/state.json")
+rows.append(("nas search (KWT space, cut down)", t_kwt, k_kwt,
+             f"int8 test {100*ka['final_model']['int8']['test_accuracy']:.2f} % / {100*kb['final_model']['int8']['test_accuracy']:.2f} %",
+             # wall-clock seconds are not part of the result
+             all({x: y for x, y in ca.items() if x != "train_seconds"}
+                 == {x: y for x, y in cb.items() if x != "train_seconds"}
+                 for ca, cb in zip(ka["candidates"], kb["candidates"]))
+             and len(ka["candidates"]) == len(kb["candidates"])
+             and ka["final_model"] == kb["final_model"]))
 print("| job | uninterrupted wall | resumed from steps (one per kill -9) | result, uninterrupted / interrupted | same |")
 print("| --- | --- | --- | --- | --- |")
 for name, t, k, res, ok in rows:
