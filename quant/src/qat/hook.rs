@@ -95,11 +95,12 @@ impl QatHook {
     fn check_resumable(&self, out: &Path) -> Result<(), TrainingError> {
         let path = out.join(QAT_SETTINGS_FILE);
         if !path.is_file() {
-            return Err(TrainingError::checkpoint(
-                &path,
-                "missing: the run folder holds an interrupted run that is not a QAT \
-                 fine-tuning (remove it, or choose another folder)",
-            ));
+            // a plain training run, or a QAT run of a version that kept no settings
+            return Err(TrainingError::RunMismatch {
+                path: out.to_path_buf(),
+                what: "QAT".into(),
+                differences: format!("it has no {QAT_SETTINGS_FILE} naming what it started from"),
+            });
         }
         let saved: QatSettings = read_ron(&path)?;
         training::run_match::check_resumable(

@@ -159,6 +159,13 @@ fn an_interrupted_qat_run_resumes_to_the_same_graph() {
         .expect("refused")
         .to_string();
     assert!(e.contains("`checkpoint` is"), "{e}");
+    // nor a run folder that does not say what it started from (an older version's)
+    std::fs::remove_file(parts.join(hook::QAT_SETTINGS_FILE)).unwrap();
+    let e = qat_with(&ckpt, &tr, &data, &parts, None, gain)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("has no qat.ron"), "{e}");
 }
 
 #[test]
