@@ -198,7 +198,7 @@ impl PruningHook {
             checkpoint: self
                 .initial
                 .as_ref()
-                .map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.clone())),
+                .map(|c| training::run_match::canonical_path(c)),
             score: self.plan.score,
             schedule: self.plan.schedule,
             layers: self
@@ -383,11 +383,7 @@ impl StepHook for PruningHook {
             out,
             &[(MASKS_KIND, "json", Some(global_step))],
         )?;
-        let legacy = out.join(LEGACY_MASKS_FILE);
-        if legacy.is_file() {
-            std::fs::remove_file(&legacy).map_err(|e| TrainingError::io(&legacy, e))?;
-        }
-        Ok(())
+        training::checkpoint::remove_if_present(&out.join(LEGACY_MASKS_FILE))
     }
 
     fn may_be_best(&self, global_step: usize) -> bool {

@@ -281,10 +281,7 @@ pub fn train_path_config(
         }
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
         save_tinyformer(&model, &arch, &checkpoint(out, "last", end))?;
-        let optim_path = checkpoint(out, "last_optim", end);
-        optim
-            .save(&optim_path)
-            .map_err(|e| SearchError::PathTrain(format!("{}: {e}", optim_path.display())))?;
+        training::checkpoint::save_optimizer(&optim, &checkpoint(out, "last_optim", end))?;
         write_json(&state_path, &state)?;
         remove_stale_checkpoints(out, &state)?;
         training::plot::plot_training_curves(&state.history, &out.join(CURVES_FILE))?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
-use training::checkpoint::{remove_stale_step_files, save_model, step_file};
+use training::checkpoint::{remove_stale_step_files, save_model, save_optimizer, step_file};
 
 use crate::error::{Result, SearchError};
 use crate::state::write_atomic;
@@ -114,13 +114,7 @@ impl Progress {
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| SearchError::io(&self.dir, e))?;
         save_model(model, &step_file(&self.dir, MODEL, done, "bpk"))?;
-        let optim_path = step_file(&self.dir, OPTIMIZER, done, "bpk");
-        let tmp = optim_path.with_extension("tmp.bpk");
-        optim.save(&tmp).map_err(|e| SearchError::State {
-            path: tmp.clone(),
-            message: e.to_string(),
-        })?;
-        std::fs::rename(&tmp, &optim_path).map_err(|e| SearchError::io(&optim_path, e))?;
+        save_optimizer(optim, &step_file(&self.dir, OPTIMIZER, done, "bpk"))?;
         let state = ProgressState {
             job: self.job.clone(),
             steps,

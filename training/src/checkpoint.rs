@@ -91,6 +91,26 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), TrainingError
     fs::rename(&tmp, path).map_err(|e| TrainingError::io(path, e))
 }
 
+/// Saves `optim`'s state to `path` through a temporary file, as [`save_model`] does.
+pub fn save_optimizer(
+    optim: &burn::optim::ModuleOptimizer,
+    path: &Path,
+) -> Result<(), TrainingError> {
+    let tmp = path.with_extension("tmp.bpk");
+    optim
+        .save(&tmp)
+        .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| TrainingError::io(path, e))
+}
+
+/// Removes `path` if it is there (a run folder's file of an older layout).
+pub fn remove_if_present(path: &Path) -> Result<(), TrainingError> {
+    if path.is_file() {
+        fs::remove_file(path).map_err(|e| TrainingError::io(path, e))?;
+    }
+    Ok(())
+}
+
 /// Loads a checkpoint written by the trainer: the weights from `checkpoint` and the
 /// architecture from the `model.ron` beside it.
 pub fn load_checkpoint(

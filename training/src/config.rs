@@ -106,10 +106,8 @@ impl TrainerConfig {
     /// The same settings with the teacher's path made absolute where the file exists, so a
     /// run resumed from another working directory compares equal.
     pub fn with_canonical_teacher(mut self) -> Self {
-        if let Some(d) = &mut self.distillation
-            && let Ok(abs) = std::fs::canonicalize(&d.teacher)
-        {
-            d.teacher = abs;
+        if let Some(d) = &mut self.distillation {
+            d.teacher = crate::run_match::canonical_path(&d.teacher);
         }
         self
     }

@@ -8,6 +8,12 @@ use serde_json::Value;
 
 use crate::error::TrainingError;
 
+/// `path` made absolute and resolved where it exists, else as given: a path setting compared
+/// on resume must not differ only by the working folder it was named from.
+pub fn canonical_path(path: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// One setting that differs: its dotted path and both values as text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Difference {

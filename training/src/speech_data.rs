@@ -148,9 +148,7 @@ impl DataSpec {
         match &mut self {
             DataSpec::SpeechCommands { folder, .. }
             | DataSpec::SyntheticKeywords { folder, .. } => {
-                if let Ok(abs) = std::fs::canonicalize(&*folder) {
-                    *folder = abs;
-                }
+                *folder = crate::run_match::canonical_path(folder);
             }
         }
         self

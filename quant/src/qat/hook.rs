@@ -47,8 +47,7 @@ impl QatSettings {
     /// compares equal.
     fn canonical(&self) -> Self {
         Self {
-            checkpoint: std::fs::canonicalize(&self.checkpoint)
-                .unwrap_or_else(|_| self.checkpoint.clone()),
+            checkpoint: training::run_match::canonical_path(&self.checkpoint),
             ..self.clone()
         }
     }

@@ -187,12 +187,10 @@ fn save_last(
     let step = state.global_step;
     hook.save(out, step)?;
     save_model(model, &checkpoint::step_file(out, LAST_KIND, step, "bpk"))?;
-    let optim_path = checkpoint::step_file(out, OPTIMIZER_KIND, step, "bpk");
-    let tmp = optim_path.with_extension("tmp.bpk");
-    optim
-        .save(&tmp)
-        .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
-    std::fs::rename(&tmp, &optim_path).map_err(|e| TrainingError::io(&optim_path, e))?;
+    checkpoint::save_optimizer(
+        optim,
+        &checkpoint::step_file(out, OPTIMIZER_KIND, step, "bpk"),
+    )?;
     state.last_checkpoint = Some(format!("{LAST_KIND}-{step}.bpk"));
     state.last_optimizer = Some(format!("{OPTIMIZER_KIND}-{step}.bpk"));
     let state_path = out.join(STATE_FILE);
@@ -207,10 +205,7 @@ fn save_last(
         ],
     )?;
     for legacy in [LEGACY_LAST_CHECKPOINT, LEGACY_LAST_OPTIMIZER] {
-        let path = out.join(legacy);
-        if path.is_file() {
-            std::fs::remove_file(&path).map_err(|e| TrainingError::io(&path, e))?;
-        }
+        checkpoint::remove_if_present(&out.join(legacy))?;
     }
     hook.committed(out, step)
 }
