@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
-use training::checkpoint::{remove_stale_step_files, save_model, save_optimizer, step_file};
+use training::checkpoint::{
+    log_written, remove_stale_step_files, save_model, save_optimizer, step_file,
+};
 
 use crate::error::{Result, SearchError};
 use crate::state::write_atomic;
@@ -112,9 +114,12 @@ impl Progress {
         if self.every == 0 || !done.is_multiple_of(self.every) || done >= steps {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         std::fs::create_dir_all(&self.dir).map_err(|e| SearchError::io(&self.dir, e))?;
-        save_model(model, &step_file(&self.dir, MODEL, done, "bpk"))?;
-        save_optimizer(optim, &step_file(&self.dir, OPTIMIZER, done, "bpk"))?;
+        let model_file = step_file(&self.dir, MODEL, done, "bpk");
+        let optim_file = step_file(&self.dir, OPTIMIZER, done, "bpk");
+        save_model(model, &model_file)?;
+        save_optimizer(optim, &optim_file)?;
         let state = ProgressState {
             job: self.job.clone(),
             steps,
@@ -124,8 +129,15 @@ impl Progress {
             path: self.dir.join(STATE_FILE),
             message: e.to_string(),
         })?;
-        write_atomic(&self.dir.join(STATE_FILE), text.as_bytes())?;
+        let state_file = self.dir.join(STATE_FILE);
+        write_atomic(&state_file, text.as_bytes())?;
         self.remove_files(Some(done))?;
+        log_written(
+            &self.job,
+            done,
+            started,
+            &[&model_file, &optim_file, &state_file],
+        );
         if self.stop_at == Some(done) {
             return Err(SearchError::Search(format!(
                 "{}: stopped after the checkpoint of step {done}",

@@ -698,12 +698,7 @@ fn evaluate_supernet(
     let dir = out.join("supernets");
     std::fs::create_dir_all(&dir).map_err(|e| SearchError::io(&dir, e))?;
     let rel = format!("supernets/supernet_{i}.bpk");
-    let tmp = out.join(format!("supernets/supernet_{i}.tmp.bpk"));
-    supernet
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| SearchError::Search(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, out.join(&rel)).map_err(|e| SearchError::io(out.join(&rel), e))?;
+    training::checkpoint::save_model(&supernet, &out.join(&rel))?;
     record.checkpoint = Some(rel);
     let mut accs = Vec::new();
     for _ in 0..sn.paths {

@@ -1,7 +1,7 @@
 //! The search state, written (atomically) after every candidate so that an interrupted search
 //! resumes with nothing lost and reaches the same answer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use training::tinyformer::{PathChoice, SupernetConfig, TinyFormerArch};
@@ -130,10 +130,9 @@ pub(crate) fn other_config_message<T: Serialize>(saved: &T, now: &T) -> String {
     )
 }
 
+/// [`training::checkpoint::write_atomic`]: written whole and durably, or not at all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp: PathBuf = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| SearchError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| SearchError::io(path, e))
+    Ok(training::checkpoint::write_atomic(path, bytes)?)
 }
 
 #[cfg(test)]

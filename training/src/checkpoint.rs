@@ -37,7 +37,39 @@ pub fn write_ron<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Trai
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainingError> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes).map_err(|e| TrainingError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| TrainingError::io(path, e))
+    commit(&tmp, path)
+}
+
+/// Moves the finished temporary file `tmp` to `path` durably: its data reaches the disk
+/// before the rename, and the rename before the caller goes on. A kill alone needs only the
+/// rename (the page cache survives the process); a power loss or a crashed host does not:
+/// the file system may commit the rename of a fresh file before its data, and a state file
+/// written next would then name a checkpoint that comes back empty.
+pub fn commit(tmp: &Path, path: &Path) -> Result<(), TrainingError> {
+    fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainingError::io(tmp, e))?;
+    fs::rename(tmp, path).map_err(|e| TrainingError::io(path, e))?;
+    sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
+}
+
+/// Makes the entries of `dir` (a rename, a new file) durable. Unix only: elsewhere a folder
+/// cannot be opened as a file, and the rename is as durable as the platform makes it.
+fn sync_dir(dir: &Path) -> Result<(), TrainingError> {
+    #[cfg(unix)]
+    {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| TrainingError::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// `{kind}-{step}.{ext}` in `out`: a file of a run's step. Runs name their checkpoints by
@@ -88,7 +120,7 @@ pub fn save_model<M: Module>(model: &M, path: &Path) -> Result<(), TrainingError
         .clone()
         .save_file(&tmp)
         .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| TrainingError::io(path, e))
+    commit(&tmp, path)
 }
 
 /// Saves `optim`'s state to `path` through a temporary file, as [`save_model`] does.
@@ -100,7 +132,24 @@ pub fn save_optimizer(
     optim
         .save(&tmp)
         .map_err(|e| TrainingError::checkpoint(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| TrainingError::io(path, e))
+    commit(&tmp, path)
+}
+
+/// Logs (debug) what one resumable checkpoint cost: its files' bytes and the time since
+/// `started`, fsyncs included, so a user can size `checkpoint_every_steps`.
+pub fn log_written(run: &str, step: usize, started: std::time::Instant, files: &[&Path]) {
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    tracing::debug!(
+        run,
+        step,
+        bytes,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "checkpoint written"
+    );
 }
 
 /// Removes `path` if it is there (a run folder's file of an older layout).
@@ -169,6 +218,26 @@ mod tests {
         assert_eq!(step_of("last-1x.bpk", "last", "bpk"), None);
         assert_eq!(step_of("last-3.bpk.tmp", "last", "bpk"), None);
         assert_eq!(step_of("last.bpk", "last", "bpk"), None);
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second, longer").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second, longer");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+        // a file named without a folder syncs the working directory
+        sync_dir(Path::new("")).unwrap();
+        // committing a temporary file that is not there names it
+        let err = commit(&dir.path().join("gone.tmp"), &path).unwrap_err();
+        assert!(err.to_string().contains("gone.tmp"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"second, longer");
     }
 
     #[test]

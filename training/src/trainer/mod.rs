@@ -184,13 +184,13 @@ fn save_last(
     state: &mut RunState,
     hook: &dyn StepHook,
 ) -> Result<(), TrainingError> {
+    let started = std::time::Instant::now();
     let step = state.global_step;
     hook.save(out, step)?;
-    save_model(model, &checkpoint::step_file(out, LAST_KIND, step, "bpk"))?;
-    checkpoint::save_optimizer(
-        optim,
-        &checkpoint::step_file(out, OPTIMIZER_KIND, step, "bpk"),
-    )?;
+    let model_file = checkpoint::step_file(out, LAST_KIND, step, "bpk");
+    let optim_file = checkpoint::step_file(out, OPTIMIZER_KIND, step, "bpk");
+    save_model(model, &model_file)?;
+    checkpoint::save_optimizer(optim, &optim_file)?;
     state.last_checkpoint = Some(format!("{LAST_KIND}-{step}.bpk"));
     state.last_optimizer = Some(format!("{OPTIMIZER_KIND}-{step}.bpk"));
     let state_path = out.join(STATE_FILE);
@@ -207,6 +207,12 @@ fn save_last(
     for legacy in [LEGACY_LAST_CHECKPOINT, LEGACY_LAST_OPTIMIZER] {
         checkpoint::remove_if_present(&out.join(legacy))?;
     }
+    checkpoint::log_written(
+        &out.display().to_string(),
+        step,
+        started,
+        &[&model_file, &optim_file, &state_path],
+    );
     hook.committed(out, step)
 }
 
