@@ -346,7 +346,16 @@ fn qat(
             run.initial.len()
         );
     }
+    let f = &run.graph_fidelity;
+    println!(
+        "QAT's fake-quantized model vs the integer graph on {} test samples: logits SNR {:.1} dB, \
+         same class on {:.2}%",
+        f.samples,
+        f.logits_snr_db,
+        100.0 * f.argmax_agreement
+    );
     let thresholds = serde_json::json!({
+        "graph_fidelity": run.graph_fidelity,
         "initial_log2_threshold": run.initial,
         "learned_log2_threshold": run.learned,
         "fake_quant_test_acc": run.fake_quant_test_acc,

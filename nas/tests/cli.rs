@@ -196,6 +196,11 @@ fn synthesize_train_and_evaluate() {
         out.contains("int8 (PTQ)") && out.contains("int8 (QAT)") && out.contains("float control"),
         "{out}"
     );
+    // how closely the trained forward computes the shipped graph, on the test clips
+    assert!(
+        out.contains("QAT's fake-quantized model vs the integer graph on "),
+        "{out}"
+    );
     for f in [
         "m.int8",
         "m.int8.report.txt",
@@ -258,6 +263,12 @@ fn synthesize_train_and_evaluate() {
         qat_json.contains("\"Soft\""),
         "QAT distils by default: {qat_json}"
     );
+    let qat_record: serde_json::Value = serde_json::from_str(&qat_json).unwrap();
+    let agreement = qat_record["graph_fidelity"]["argmax_agreement"]
+        .as_f64()
+        .unwrap();
+    assert!((0.0..=1.0).contains(&agreement), "{qat_json}");
+    assert!(qat_record["graph_fidelity"]["samples"].as_u64().unwrap() > 0);
     // QAT trains: it needs the run configuration.
     let o = qat(&["--data", "words", "--out", "n.int8"]);
     assert!(

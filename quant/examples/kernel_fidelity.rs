@@ -3,8 +3,9 @@
 //! node's output scale, and compared code by code with what the integer kernel wrote. Linear
 //! layers differ by their weight rounding (float weights here), softmax, GELU, LayerNorm and the
 //! embedding addition by their integer approximations and stored constants: what QAT's forward
-//! must model to train against the graph it is lowered to (see `training::qat`). Prints, per op
-//! kind, the share of output codes that differ and their mean |diff|.
+//! must model to train against the graph it is lowered to (see `training::qat`; the rows "as
+//! QAT computes it" are its forward's LayerNorm and softmax). Prints, per op kind, the share of
+//! output codes that differ and their mean |diff|.
 //!
 //! `cargo run --release -p quant --example kernel_fidelity -- CHECKPOINT GRAPH DATA [N]`
 //! (CHECKPOINT: the model the graph was lowered from, e.g. a QAT run's `best.bpk`; DATA: its
@@ -67,6 +68,16 @@ fn qat_layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], exp: i32) -> Vec<f32> 
         .collect()
 }
 
+/// `training::int_softmax::int_softmax` of rows of `len` values of `x` (on the grid of
+/// `2^exp`): QAT's forward of a softmax.
+fn qat_softmax(x: &[f32], len: usize, exp: i32) -> Result<Vec<f32>> {
+    let device = Device::flex();
+    let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [x.len() / len, len]), &device);
+    let p = training::int_softmax::int_softmax(t, exp)
+        .context("no integer softmax constants for this row length and scale")?;
+    Ok(p.into_data().iter::<f32>().collect())
+}
+
 /// The float model of a plain checkpoint or of a QAT run's (quantizers attached at thresholds
 /// calibrated on a few `data` samples, then replaced by the file's, then dropped).
 fn load_model(checkpoint: &Path, data: &dyn training::SampleSource) -> Result<(Kwt, KwtConfig)> {
@@ -120,6 +131,21 @@ fn main() -> Result<()> {
     // integer graph stores them
     let mut fg_int8 = fg.clone();
     for n in &mut fg_int8.nodes {
+        // Linear weights per output channel at max|w| / 127, as PTQ and per-channel QAT do
+        if let FOp::Linear {
+            weight,
+            in_features,
+            ..
+        } = &mut n.op
+        {
+            for row in weight.chunks_mut(*in_features) {
+                let s = row.iter().fold(0f32, |m, &x| m.max(x.abs())) / 127.0;
+                if s > 0.0 {
+                    row.iter_mut().for_each(|x| *x = (*x / s).round() * s);
+                }
+            }
+            continue;
+        }
         let v = match &mut n.op {
             FOp::LayerNorm { gamma, .. } => gamma,
             FOp::AddEmbedding { embedding } => embedding,
@@ -131,8 +157,8 @@ fn main() -> Result<()> {
         }
     }
     let tallies = op_table(&fg, &fg_int8, &graph, &infos, test, n)?;
-    let (correct, m) = accuracies(&fg, &graph, &infos, test)?;
-    for (name, c) in [
+    let (correct, snr, m) = accuracies(&fg, &graph, &infos, test)?;
+    for (i, (name, c)) in [
         "float graph",
         "every tensor rounded, exact GELU",
         "every tensor rounded, the graph's GELU table",
@@ -140,8 +166,13 @@ fn main() -> Result<()> {
     ]
     .iter()
     .zip(correct)
+    .enumerate()
     {
-        println!("{name}: {:.2} % ({c}/{m})", 100.0 * c as f64 / m as f64);
+        let vs = snr
+            .get(i)
+            .map(|db| format!("; logits {db:.1} dB from the integer graph's"))
+            .unwrap_or_default();
+        println!("{name}: {:.2} % ({c}/{m}){vs}", 100.0 * c as f64 / m as f64);
     }
     println!("| op | codes | differ | mean abs diff (codes) | max diff |");
     println!("| --- | --- | --- | --- | --- |");
@@ -197,10 +228,29 @@ fn op_table(
                         qat_layer_norm(&vals[input], gamma, beta, exp),
                     ));
                 }
+                FOp::Linear { .. } => versions.push((
+                    "Linear (int8 weights per channel)",
+                    fg_int8.eval_node(idx, &vals),
+                )),
                 FOp::AddEmbedding { .. } => versions.push((
                     "AddEmbedding (int8 embedding)",
                     fg_int8.eval_node(idx, &vals),
                 )),
+                FOp::Softmax => {
+                    let input = node.inputs[0];
+                    let exp = infos[input]
+                        .scale
+                        .pow2_exponent()
+                        .context("a softmax input scale that is not a power of two")?;
+                    let len = *infos[input]
+                        .shape
+                        .last()
+                        .context("a scalar softmax input")?;
+                    versions.push((
+                        "Softmax (as QAT computes it)",
+                        qat_softmax(&vals[input], len, exp)?,
+                    ));
+                }
                 _ => {}
             }
             for (k, y) in versions {
@@ -222,13 +272,14 @@ fn op_table(
 /// Correct test clips of: the float graph; the float graph with every node output rounded at its
 /// integer tensor's scale (what fake quantization models, weights aside) with GELU computed
 /// exactly, or by the graph's table (i-GELU or exact) on the rounded input code; and the
-/// integer graph. Returns them and the number of clips.
+/// integer graph; the SNR of the first three's logits against the integer graph's. Returns them and
+/// the number of clips.
 fn accuracies(
     fg: &FloatGraph,
     graph: &quant::Graph,
     infos: &[&quant::TensorInfo],
     test: &dyn training::SampleSource,
-) -> Result<([usize; 4], usize)> {
+) -> Result<([usize; 4], [f64; 3], usize)> {
     let mut interp = Interpreter::new(graph.clone())?;
     let gelus: BTreeMap<&str, Box<[i8; 256]>> = graph
         .nodes
@@ -237,10 +288,23 @@ fn accuracies(
         .collect();
     let m = test.len();
     let mut correct = [0usize; 4];
+    // signal and noise of each variant's logits against the integer graph's
+    let mut energy = [(0f64, 0f64); 3];
+    let out_info = infos[fg.output];
     for i in 0..m {
         let (x, label) = test.sample(i, None)?;
+        let out = interp.run_single(&graph.quantize_input(&x)?)?;
+        correct[3] += usize::from(argmax(&out) == label);
+        let int_logits: Vec<f64> = out.iter().map(|&q| out_info.dequantize(q)).collect();
+        let mut compare = |slot: usize, logits: &[f32]| {
+            for (&f, &q) in logits.iter().zip(&int_logits) {
+                energy[slot].0 += q * q;
+                energy[slot].1 += (f as f64 - q).powi(2);
+            }
+        };
         let float = fg.run(&x)?;
         correct[0] += usize::from(argmax(&float[fg.output]) == label);
+        compare(0, &float[fg.output]);
         for (slot, igelu) in [(1, false), (2, true)] {
             let mut vals = vec![
                 float[0]
@@ -272,9 +336,9 @@ fn accuracies(
                 vals.push(y);
             }
             correct[slot] += usize::from(argmax(&vals[fg.output]) == label);
+            compare(slot, &vals[fg.output]);
         }
-        let out = interp.run_single(&graph.quantize_input(&x)?)?;
-        correct[3] += usize::from(argmax(&out) == label);
     }
-    Ok((correct, m))
+    let snr = energy.map(|(sig, noise)| 10.0 * (sig / noise.max(f64::MIN_POSITIVE)).log10());
+    Ok((correct, snr, m))
 }

@@ -5,9 +5,9 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
-use crate::fused_ops::{matmul, softmax};
+use crate::fused_ops::matmul;
 use crate::init;
-use crate::qat::{AttentionQuant, LinearQuant, linear, linear_parts, maybe, maybe_softmax};
+use crate::qat::{AttentionQuant, LinearQuant, linear, linear_parts, maybe, softmax_q};
 
 /// KWT's attention: `heads` heads of `dim_head` each (inner width `heads * dim_head`).
 #[derive(Module, Debug)]
@@ -58,7 +58,7 @@ impl SelfAttention {
         );
         let attn = self
             .dropout
-            .forward(maybe_softmax(q.is_some(), softmax(scores, 3)));
+            .forward(softmax_q(scores, q.map(|q| q.scores.scale_exp())));
         let ctx = maybe(q.map(|q| &q.context), matmul(attn, value))
             .swap_dims(1, 2)
             .reshape([batch, tokens, h * dh]);

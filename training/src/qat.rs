@@ -2,7 +2,7 @@
 //! [`FakeQuant`] wherever the integer graph of `quant::ptq::kwt_graph` rounds: every Linear's
 //! weight (per tensor) and output, and every activation that starts a new scale group (graph
 //! input, position-embedding sum, attention scores and context, residual sums, LayerNorms,
-//! GELU, heads). Softmax outputs are rounded at the kernel's fixed uint8 scale `2^-8`.
+//! GELU, heads). Softmax outputs are the integer kernel's uint8 codes at `2^-8`.
 //!
 //! Points are named like the tensors of the float graph (`block0.attn.q`, `head.fc`, ...);
 //! weight points add `.weight`. Weights are rounded either at their point's learned
@@ -16,9 +16,10 @@
 //! uses I-BERT's polynomial, which is not modelled: 24 % of its codes differ); the position
 //! embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores them;
 //! LayerNorm normalises as I-BERT's integer kernel does ([`int_layer_norm`]); activations round
-//! half up as the graph's requantization does. Not modelled: the integer softmax's i-exp (0.45 %
-//! of its output codes differ by one) and the two-head average of a distillation model (its
-//! point keeps its initial threshold).
+//! half up as the graph's requantization does; the softmax is the integer kernel's, i-exp and
+//! division ([`crate::int_softmax`]; the float softmax's gradient passes straight through).
+//! Not modelled: the two-head average of a distillation model (its point keeps its initial
+//! threshold).
 
 use std::collections::BTreeMap;
 
@@ -32,11 +33,9 @@ use crate::fake_quant::{
     straight_through,
 };
 use crate::fused_ops::{self, layer_norm};
+pub use crate::int_softmax::SOFTMAX_OUT_EXP;
+use crate::int_softmax::int_softmax;
 use crate::kwt::KwtConfig;
-
-/// Exponent of the integer softmax output scale (`quant::ibert::SOFTMAX_OUT_EXP`); the
-/// probabilities are unsigned 8-bit codes.
-pub const SOFTMAX_OUT_EXP: i32 = -8;
 
 /// A LayerNorm; under QAT (`input`: the point that rounded `x`) as the integer graph computes
 /// it: I-BERT's integer normalisation ([`int_layer_norm`]) and the gain rounded to int8 at
@@ -336,12 +335,18 @@ pub fn maybe<const D: usize>(q: Option<&FakeQuant>, x: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// Softmax output rounded at the integer kernel's fixed scale when quantizing.
-pub fn maybe_softmax<const D: usize>(quantize: bool, p: Tensor<D>) -> Tensor<D> {
-    if quantize {
-        fake_quant_fixed_unsigned(p, SOFTMAX_OUT_EXP, 8)
-    } else {
-        p
+/// Softmax over the last axis; under QAT (`scores_exp`: the exponent of the scale `scores`
+/// were rounded at) the integer kernel's probabilities ([`int_softmax`]) with the float
+/// softmax's gradient passed straight through. Where the kernel has no constants for the row
+/// length and scale (lowering fails there too) the float softmax rounded at its output scale.
+pub fn softmax_q<const D: usize>(scores: Tensor<D>, scores_exp: Option<i32>) -> Tensor<D> {
+    let p = fused_ops::softmax(scores.clone(), D - 1);
+    let Some(exp) = scores_exp else {
+        return p;
+    };
+    match int_softmax(scores, exp) {
+        Some(kernel) => p.clone() + (kernel - p).detach(),
+        None => fake_quant_fixed_unsigned(p, SOFTMAX_OUT_EXP, 8),
     }
 }
 

@@ -78,7 +78,7 @@ struct Acc {
     n: u64,
 }
 
-fn snr(sig: f64, noise: f64) -> f64 {
+pub(crate) fn snr(sig: f64, noise: f64) -> f64 {
     if noise == 0.0 {
         MAX_SNR_DB
     } else {

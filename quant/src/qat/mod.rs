@@ -15,6 +15,7 @@
 //!    per output channel at `max|w| / 127` as PTQ does ([`PtqOptions::per_channel`], the
 //!    default) or per tensor at their learned power-of-two scales (TQT's original format).
 
+pub mod fidelity;
 pub mod hook;
 pub mod thresholds;
 
@@ -33,6 +34,7 @@ use crate::ptq::float_graph::FloatGraph;
 use crate::ptq::kwt_graph::{self, WeightScales, calibrate, scale_groups};
 use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, layer_report};
 
+pub use fidelity::{GraphFidelity, graph_fidelity};
 pub use hook::{QatHook, attach};
 pub use thresholds::{LearnedExponents, initial_thresholds, log2_threshold_for_exp};
 
@@ -160,6 +162,8 @@ pub struct QatRun {
     pub kept_start: bool,
     /// Test accuracy of `model`, fake-quantized.
     pub fake_quant_test_acc: f64,
+    /// `model`'s fake-quantized forward against `graph` on the test split.
+    pub graph_fidelity: GraphFidelity,
     pub config: KwtConfig,
     /// Log2 thresholds before and after fine-tuning, by point name.
     pub initial: BTreeMap<String, f32>,
@@ -233,7 +237,15 @@ pub fn quantize_kwt_qat(
         .map(|q| q.thresholds())
         .unwrap_or_default();
     let (graph, report) = lower_qat(&model, &config, samples, opts)?;
+    let graph_fidelity = graph_fidelity(
+        &model,
+        &config,
+        &graph,
+        data.test.as_ref(),
+        trainer.eval_batch_size,
+    )?;
     Ok(QatRun {
+        graph_fidelity,
         graph,
         report,
         summary,

@@ -402,41 +402,69 @@ fn the_untrained_per_channel_starting_point_is_the_ptq_graph() {
 }
 
 #[test]
-fn qat_rounds_softmax_where_the_integer_kernel_does() {
-    // the fake quantizer's fixed softmax step is the kernel's output scale
+fn qat_softmax_writes_the_integer_kernels_codes() {
+    use crate::ibert::{EXP_A, EXP_B, EXP_C, ISoftmax, SOFTMAX_MAX_EXP_OUT, SOFTMAX_OUT_EXP};
+    use training::int_softmax::{self as emu, IntSoftmaxConstants, int_softmax};
+    assert_eq!(training::qat::SOFTMAX_OUT_EXP, SOFTMAX_OUT_EXP);
     assert_eq!(
-        training::qat::SOFTMAX_OUT_EXP,
-        crate::ibert::SOFTMAX_OUT_EXP
+        (emu::EXP_A, emu::EXP_B, emu::EXP_C, emu::SOFTMAX_MAX_EXP_OUT),
+        (EXP_A, EXP_B, EXP_C, SOFTMAX_MAX_EXP_OUT)
     );
-}
-
-/// Signal-to-noise ratio (dB) of the integer graph's dequantized logits against the
-/// fake-quantized Burn model's, over `xs`.
-fn fake_quant_vs_graph_snr(model: &training::Kwt, graph: &Graph, xs: &[Vec<f32>]) -> f64 {
     let device = Device::flex();
-    let (frames, features) = (TOY_FRAMES, TOY_FEATURES);
-    let flat: Vec<f32> = xs.iter().flatten().copied().collect();
-    let x = Tensor::<3>::from_data(TensorData::new(flat, [xs.len(), frames, features]), &device);
-    let fake: Vec<f32> = model.forward(x).class.into_data().iter::<f32>().collect();
-    let out = graph.tensor(&graph.outputs[0]).unwrap().clone();
-    let mut it = crate::Interpreter::new(graph.clone()).unwrap();
-    let (mut sig, mut noise) = (0f64, 0f64);
-    let classes = fake.len() / xs.len();
-    for (x, f) in xs.iter().zip(fake.chunks_exact(classes)) {
-        let q = it.run_single(&graph.quantize_input(x).unwrap()).unwrap();
-        for (&fv, &qv) in f.iter().zip(&q) {
-            sig += (fv as f64).powi(2);
-            noise += (fv as f64 - out.dequantize(qv)).powi(2);
+    let mut r = crate::tests::Rng(7);
+    let mut shifts = std::collections::BTreeSet::new();
+    // scales from coarse to fine enough that the kernel shifts its input right (j < 0)
+    for exp in [3, 0, -2, -4, -6, -9, -12, -14] {
+        for len in [1usize, 7, 99, 300] {
+            let scale = 2f64.powi(exp);
+            let kernel = ISoftmax::new(len, scale);
+            let ours = IntSoftmaxConstants::new(len, exp);
+            let Ok(kernel) = kernel else {
+                assert_eq!(ours, None, "exp {exp} len {len}");
+                continue;
+            };
+            let c = ours.unwrap_or_else(|| panic!("exp {exp} len {len}: no constants"));
+            let e = kernel.exp;
+            assert_eq!(
+                (c.j, c.q_ln2, c.q_b, c.q_c),
+                (kernel.j, e.q_ln2 as i64, e.q_b as i64, e.q_c as i64),
+                "exp {exp} len {len}"
+            );
+            shifts.insert(c.j.signum());
+            // full-range rows, and narrow ones as attention scores mostly are
+            let mut rows: Vec<Vec<i8>> = (0..4).map(|_| r.i8s(len)).collect();
+            rows.extend((0..4).map(|k| r.i8s(len).iter().map(|&v| v / (8 << k)).collect()));
+            rows.push(vec![127; len]);
+            rows.push(vec![-128; len]);
+            let flat: Vec<f32> = rows
+                .iter()
+                .flatten()
+                .map(|&v| v as f32 * scale as f32)
+                .collect();
+            let x = Tensor::<2>::from_data(TensorData::new(flat, [rows.len(), len]), &device);
+            let emulated: Vec<f32> = int_softmax(x, exp)
+                .unwrap()
+                .into_data()
+                .iter::<f32>()
+                .collect();
+            let (mut out, mut scratch) = (vec![0i8; len], vec![0i32; len]);
+            for (row, em) in rows.iter().zip(emulated.chunks_exact(len)) {
+                kernel.eval_row(row, &mut out, &mut scratch);
+                let codes: Vec<i32> = out.iter().map(|&o| o as i32 + 128).collect();
+                let ours: Vec<i32> = em.iter().map(|&p| (p * 256.0) as i32).collect();
+                assert_eq!(ours, codes, "exp {exp} len {len} row {row:?}");
+            }
         }
     }
-    10.0 * (sig / noise).log10()
+    // both shift directions of the kernel's input were exercised
+    assert!(shifts.contains(&1) && shifts.contains(&-1), "{shifts:?}");
 }
 
 #[test]
 fn the_fake_quantized_forward_tracks_its_integer_graph() {
     // The fake-quantized forward and the graph lowered from it compute the same thing up to
-    // what QAT does not model (the integer softmax's i-exp, and i-GELU in a graph built with
-    // it); GELU inputs span several units here (i-GELU's error grows with |x|).
+    // what QAT does not model (i-GELU in a graph built with it; the integer softmax is
+    // modelled); GELU inputs span several units here (i-GELU's error grows with |x|).
     let device = Device::flex();
     let cfg = config();
     let mut m = untrained(&cfg, 4, &device);
@@ -444,15 +472,19 @@ fn the_fake_quantized_forward_tracks_its_integer_graph() {
         let w = b.mlp.fc1.weight.val() * 6.0;
         b.mlp.fc1.weight = burn::module::Param::from_tensor(w);
     }
-    let xs = toy_split(12, 21).features;
-    let snr = |gelu| {
+    let test = toy_split(12, 21);
+    let fidelity = |gelu| {
         let o = PtqOptions { gelu, ..opts() };
         let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &o).unwrap();
-        fake_quant_vs_graph_snr(&q, &graph, &xs)
+        graph_fidelity(&q, &cfg, &graph, &test, 16).unwrap()
     };
-    let (exact, ibert) = (snr(GeluMethod::Exact), snr(GeluMethod::IBert));
-    eprintln!("fake-quant vs graph logits: exact GELU {exact:.1} dB, i-GELU {ibert:.1} dB");
-    assert!(exact > 30.0 && ibert > 30.0, "{exact} {ibert}");
+    let (exact, ibert) = (fidelity(GeluMethod::Exact), fidelity(GeluMethod::IBert));
+    eprintln!("fake-quant vs graph: exact GELU {exact:?}, i-GELU {ibert:?}");
+    assert_eq!(exact.samples, training::SampleSource::len(&test));
+    assert!(
+        exact.logits_snr_db > 30.0 && ibert.logits_snr_db > 30.0,
+        "{exact:?} {ibert:?}"
+    );
 }
 
 #[test]

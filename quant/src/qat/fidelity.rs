@@ -1,0 +1,85 @@
+//! How closely QAT's training forward (the fake-quantized Burn model) computes what the integer
+//! graph lowered from it computes. QAT optimises the first and deploys the second: where they
+//! differ (an integer kernel the forward does not model, a scale the lowering picks otherwise)
+//! the fine-tuning trains against a network that is not the one shipped.
+
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use training::{Kwt, KwtConfig, SampleSource};
+
+use crate::Graph;
+use crate::interpreter::Interpreter;
+use crate::ptq::error::{PtqError, Result};
+use crate::ptq::report::argmax;
+
+/// The fake-quantized forward against the integer graph, over one data split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GraphFidelity {
+    /// Samples compared.
+    pub samples: usize,
+    /// SNR (dB) of the graph's dequantized logits against the forward's.
+    pub logits_snr_db: f64,
+    /// Share of samples on which both pick the same class.
+    pub argmax_agreement: f64,
+}
+
+/// Runs `model` (quantizers attached) and `graph` on every sample of `split`, `batch` samples
+/// per forward.
+pub fn graph_fidelity(
+    model: &Kwt,
+    cfg: &KwtConfig,
+    graph: &Graph,
+    split: &dyn SampleSource,
+    batch: usize,
+) -> Result<GraphFidelity> {
+    if model.qat.is_none() {
+        return Err(PtqError::Qat("the model has no quantizers".into()));
+    }
+    let device = model.embed.weight.val().device();
+    let out = graph
+        .outputs
+        .first()
+        .and_then(|name| graph.tensor(name))
+        .ok_or_else(|| PtqError::Qat("the integer graph has no output".into()))?
+        .clone();
+    let mut interp = Interpreter::new(graph.clone())?;
+    let (mut sig, mut noise, mut agree) = (0f64, 0f64, 0usize);
+    let indices: Vec<usize> = (0..split.len()).collect();
+    for chunk in indices.chunks(batch.max(1)) {
+        let samples = chunk
+            .iter()
+            .map(|&i| split.sample(i, None).map(|(x, _)| x))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let flat: Vec<f32> = samples.iter().flatten().copied().collect();
+        let x = Tensor::<3>::from_data(
+            TensorData::new(flat, [samples.len(), cfg.frames, cfg.features]),
+            &device,
+        );
+        let fake: Vec<f32> = model
+            .forward(x)
+            .logits()
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let classes = fake.len() / samples.len();
+        for (s, f) in samples.iter().zip(fake.chunks_exact(classes)) {
+            let q = interp.run_single(&graph.quantize_input(s)?)?;
+            let deq: Vec<f64> = q.iter().map(|&v| out.dequantize(v)).collect();
+            for (&fv, &qv) in f.iter().zip(&deq) {
+                sig += (fv as f64).powi(2);
+                noise += (fv as f64 - qv).powi(2);
+            }
+            agree += usize::from(argmax(f) == argmax(&deq));
+        }
+    }
+    let samples = split.len();
+    Ok(GraphFidelity {
+        samples,
+        logits_snr_db: crate::ptq::report::snr(sig, noise),
+        argmax_agreement: if samples == 0 {
+            0.0
+        } else {
+            agree as f64 / samples as f64
+        },
+    })
+}
