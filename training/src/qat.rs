@@ -340,10 +340,11 @@ pub fn maybe<const D: usize>(q: Option<&FakeQuant>, x: Tensor<D>) -> Tensor<D> {
 /// softmax's gradient passed straight through. Where the kernel has no constants for the row
 /// length and scale (lowering fails there too) the float softmax rounded at its output scale.
 pub fn softmax_q<const D: usize>(scores: Tensor<D>, scores_exp: Option<i32>) -> Tensor<D> {
-    let p = fused_ops::softmax(scores.clone(), D - 1);
     let Some(exp) = scores_exp else {
-        return p;
+        // no clone: the float path's softmax may then reuse the scores' buffer
+        return fused_ops::softmax(scores, D - 1);
     };
+    let p = fused_ops::softmax(scores.clone(), D - 1);
     match int_softmax(scores, exp) {
         Some(kernel) => p.clone() + (kernel - p).detach(),
         None => fake_quant_fixed_unsigned(p, SOFTMAX_OUT_EXP, 8),
