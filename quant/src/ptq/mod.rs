@@ -180,22 +180,33 @@ pub(crate) fn calibration_slice<'a>(
     Ok(samples)
 }
 
-/// The float graph must reproduce the Burn model: otherwise calibration would measure a
-/// different network than the one trained.
-pub(crate) fn check_against_burn(model: &Kwt, fg: &FloatGraph, samples: &[Vec<f32>]) -> Result<()> {
+/// `model`'s logits (fake-quantized when it has quantizers) for `samples`, each `[frames *
+/// features]`, in one forward on the model's device; row-major `[samples, classes]`.
+pub(crate) fn burn_logits(
+    model: &Kwt,
+    samples: &[Vec<f32>],
+    frames: usize,
+    features: usize,
+) -> Vec<f32> {
     let device: Device = model.embed.weight.val().device();
-    let [frames, features] = [fg.input_shape[0], fg.input_shape[1]];
     let flat: Vec<f32> = samples.iter().flatten().copied().collect();
     let x = Tensor::<3>::from_data(
         TensorData::new(flat, [samples.len(), frames, features]),
         &device,
     );
-    let burn_logits: Vec<f32> = model
+    model
         .forward(x)
         .logits()
         .into_data()
         .iter::<f32>()
-        .collect();
+        .collect()
+}
+
+/// The float graph must reproduce the Burn model: otherwise calibration would measure a
+/// different network than the one trained.
+pub(crate) fn check_against_burn(model: &Kwt, fg: &FloatGraph, samples: &[Vec<f32>]) -> Result<()> {
+    let [frames, features] = [fg.input_shape[0], fg.input_shape[1]];
+    let burn_logits = burn_logits(model, samples, frames, features);
     let classes = burn_logits.len() / samples.len();
     for (i, s) in samples.iter().enumerate() {
         let ours = fg.logits(s)?;

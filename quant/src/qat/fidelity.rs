@@ -3,12 +3,12 @@
 //! differ (an integer kernel the forward does not model, a scale the lowering picks otherwise)
 //! the fine-tuning trains against a network that is not the one shipped.
 
-use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use training::{Kwt, KwtConfig, SampleSource};
 
 use crate::Graph;
 use crate::interpreter::Interpreter;
+use crate::ptq::burn_logits;
 use crate::ptq::error::{PtqError, Result};
 use crate::ptq::report::argmax;
 
@@ -35,7 +35,6 @@ pub fn graph_fidelity(
     if model.qat.is_none() {
         return Err(PtqError::Qat("the model has no quantizers".into()));
     }
-    let device = model.embed.weight.val().device();
     let out = graph
         .outputs
         .first()
@@ -50,17 +49,7 @@ pub fn graph_fidelity(
             .iter()
             .map(|&i| split.sample(i, None).map(|(x, _)| x))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let flat: Vec<f32> = samples.iter().flatten().copied().collect();
-        let x = Tensor::<3>::from_data(
-            TensorData::new(flat, [samples.len(), cfg.frames, cfg.features]),
-            &device,
-        );
-        let fake: Vec<f32> = model
-            .forward(x)
-            .logits()
-            .into_data()
-            .iter::<f32>()
-            .collect();
+        let fake = burn_logits(model, &samples, cfg.frames, cfg.features);
         let classes = fake.len() / samples.len();
         for (s, f) in samples.iter().zip(fake.chunks_exact(classes)) {
             let q = interp.run_single(&graph.quantize_input(s)?)?;
