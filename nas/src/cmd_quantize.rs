@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use quant::Graph;
 use quant::ptq::{Estimator, GeluMethod, PtqOptions, PtqReport, evaluate_int8, quantize_kwt};
-use training::{DataSpec, DataSplits, KwtConfig, TrainOptions};
+use training::{ConfusionMatrix, DataSpec, DataSplits, KwtConfig, TrainOptions};
 
 use crate::backend::Backend;
 use crate::cmd_eval::SpeechTask;
@@ -88,7 +88,8 @@ pub struct QuantizeArgs {
     /// Output integer graph; the report is written beside it (`.report.txt`, `.report.json`).
     #[arg(long)]
     out: PathBuf,
-    /// Skip scoring float and int8 on the test split.
+    /// Skip scoring float and int8 on the test split (and, with `--mode qat`, the comparison of
+    /// the fine-tuned model with its integer graph there).
     #[arg(long)]
     no_eval: bool,
     #[arg(long, value_enum, default_value = "flex")]
@@ -148,16 +149,20 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     tracing::info!(samples = samples.len(), estimator = %opts.estimator, "calibrating");
     let (ptq_graph, ptq_report) = quantize_kwt(&model, &config, &samples, &opts)
         .with_context(|| format!("quantizing {}", args.checkpoint.display()))?;
-    let (graph, report, qat_fake_acc) = match args.mode {
+    let (graph, report, qat_scores) = match args.mode {
         Mode::Ptq => (ptq_graph.clone(), ptq_report, None),
         Mode::Qat => {
             let trainer = qat_trainer.context("--mode qat needs --config")?;
-            let (graph, report, acc) = if args.epochs == 0 {
+            let done = if args.epochs == 0 {
                 qat_untrained(&model, &config, &data, &samples, &opts, &device)?
             } else {
                 qat(&args, &trainer, &config, &data, &data_spec, &samples, &opts)?
             };
-            (graph, report, Some(acc))
+            (
+                done.graph,
+                done.report,
+                Some((done.fake_quant_acc, done.int8_test)),
+            )
         }
     };
     write_outputs(&args.out, &graph, &report)?;
@@ -181,8 +186,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             pct(ptq.accuracy()),
             pct(ptq.accuracy() - float.accuracy()),
         );
-        if let Some(fake) = qat_fake_acc {
-            let qat = evaluate_int8(&graph, data.test.as_ref(), &data.labels)?;
+        if let Some((fake, int8_test)) = qat_scores {
+            let qat = match int8_test {
+                Some(scored) => scored,
+                None => evaluate_int8(&graph, data.test.as_ref(), &data.labels)?,
+            };
             print!(
                 ", int8 (QAT) {:.2}% ({:+.2} points; fake-quantized Burn model {:.2}%)",
                 pct(qat.accuracy()),
@@ -268,8 +276,19 @@ fn qat_trainer(args: &QuantizeArgs, run: &RunConfig) -> Result<training::Trainer
     Ok(trainer)
 }
 
-/// TQT fine-tuning from the checkpoint; returns the integer graph at the learned scales, its
-/// report and the fake-quantized model's test accuracy.
+/// What a QAT mode hands back to the scoring in [`run`].
+struct QatDone {
+    /// The integer graph at the learned scales, and its report.
+    graph: Graph,
+    report: PtqReport,
+    /// The fake-quantized model's test accuracy.
+    fake_quant_acc: f64,
+    /// The graph on the test split, when the fidelity check already ran it.
+    int8_test: Option<ConfusionMatrix>,
+}
+
+/// TQT fine-tuning from the checkpoint, lowered; unless `--no-eval`, the fine-tuned model and
+/// its graph compared on the test split.
 #[allow(clippy::too_many_arguments)]
 fn qat(
     args: &QuantizeArgs,
@@ -279,7 +298,7 @@ fn qat(
     data_spec: &DataSpec,
     samples: &[Vec<f32>],
     opts: &PtqOptions,
-) -> Result<(Graph, PtqReport, f64)> {
+) -> Result<QatDone> {
     let (dir, ours) = match &args.qat_dir {
         Some(d) => (d.clone(), false),
         None => (sibling(&args.out, "qat-run"), true),
@@ -346,16 +365,26 @@ fn qat(
             run.initial.len()
         );
     }
-    let f = &run.graph_fidelity;
-    println!(
-        "QAT's fake-quantized model vs the integer graph on {} test samples: logits SNR {:.1} dB, \
-         same class on {:.2}%",
-        f.samples,
-        f.logits_snr_db,
-        100.0 * f.argmax_agreement
-    );
+    let score = if args.no_eval {
+        None
+    } else {
+        let test = data.test.as_ref();
+        let batch = trainer.eval_batch_size;
+        let s =
+            quant::qat::graph_fidelity(&run.model, config, &run.graph, test, &data.labels, batch)
+                .context("comparing QAT's model with its integer graph")?;
+        let f = &s.fidelity;
+        println!(
+            "QAT's fake-quantized model vs the integer graph on {} test samples: logits SNR \
+             {:.1} dB, same class on {:.2}%",
+            f.samples,
+            f.logits_snr_db,
+            100.0 * f.argmax_agreement
+        );
+        Some(s)
+    };
     let thresholds = serde_json::json!({
-        "graph_fidelity": run.graph_fidelity,
+        "graph_fidelity": score.as_ref().map(|s| s.fidelity),
         "initial_log2_threshold": run.initial,
         "learned_log2_threshold": run.learned,
         "fake_quant_test_acc": run.fake_quant_test_acc,
@@ -373,7 +402,12 @@ fn qat(
             args, trainer, config, data, data_spec, samples, opts, &device, &options,
         )?;
     }
-    Ok((run.graph, run.report, run.fake_quant_test_acc))
+    Ok(QatDone {
+        graph: run.graph,
+        report: run.report,
+        fake_quant_acc: run.fake_quant_test_acc,
+        int8_test: score.map(|s| s.int8),
+    })
 }
 
 /// Runs `job` in the run folder `dir` on the data `data`: an interrupted run of the same
@@ -459,7 +493,7 @@ fn qat_untrained(
     samples: &[Vec<f32>],
     opts: &PtqOptions,
     device: &burn::tensor::Device,
-) -> Result<(Graph, PtqReport, f64)> {
+) -> Result<QatDone> {
     let (quantized, graph, report) =
         quant::qat::quantize_kwt_untrained(model, config, samples, opts)?;
     let fake = training::evaluate(
@@ -472,7 +506,12 @@ fn qat_untrained(
         device,
     )?;
     println!("QAT: 0 epochs, the initial thresholds lowered as they are");
-    Ok((graph, report, fake.accuracy()))
+    Ok(QatDone {
+        graph,
+        report,
+        fake_quant_acc: fake.accuracy(),
+        int8_test: None,
+    })
 }
 
 fn write_outputs(out: &Path, graph: &Graph, report: &PtqReport) -> Result<()> {

@@ -209,6 +209,17 @@ fn synthesize_train_and_evaluate() {
     ] {
         assert!(d.join(f).is_file(), "{f} missing");
     }
+    let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
+    assert!(
+        qat_json.contains("\"Soft\""),
+        "QAT distils by default: {qat_json}"
+    );
+    let qat_record: serde_json::Value = serde_json::from_str(&qat_json).unwrap();
+    let agreement = qat_record["graph_fidelity"]["argmax_agreement"]
+        .as_f64()
+        .unwrap();
+    assert!((0.0..=1.0).contains(&agreement), "{qat_json}");
+    assert!(qat_record["graph_fidelity"]["samples"].as_u64().unwrap() > 0);
     // Run again, its QAT run folder is reused (an interrupted run would resume there): the
     // same integer graph. Other settings replace the default folder's run, but not the run of
     // a folder the user named.
@@ -258,17 +269,10 @@ fn synthesize_train_and_evaluate() {
         std::fs::read_to_string(d.join("data.ron")).unwrap(),
         run_spec
     );
+    // The last run here was scored with `--no-eval`: no comparison on the test split.
     let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
-    assert!(
-        qat_json.contains("\"Soft\""),
-        "QAT distils by default: {qat_json}"
-    );
     let qat_record: serde_json::Value = serde_json::from_str(&qat_json).unwrap();
-    let agreement = qat_record["graph_fidelity"]["argmax_agreement"]
-        .as_f64()
-        .unwrap();
-    assert!((0.0..=1.0).contains(&agreement), "{qat_json}");
-    assert!(qat_record["graph_fidelity"]["samples"].as_u64().unwrap() > 0);
+    assert!(qat_record["graph_fidelity"].is_null(), "{qat_json}");
     // QAT trains: it needs the run configuration.
     let o = qat(&["--data", "words", "--out", "n.int8"]);
     assert!(

@@ -11,13 +11,13 @@ use crate::{Graph, Interpreter};
 /// Samples handed to one worker at a time.
 const CHUNK: usize = 64;
 
-/// The true and predicted class of every sample of `source`, in order; the graph must have
-/// one output per label.
-pub fn classify_int8(
+/// The true class and the graph's output codes for every sample of `source`, in order; the
+/// graph must have one output per label.
+pub fn int8_outputs(
     graph: &Graph,
     source: &dyn SampleSource,
     labels: &[String],
-) -> Result<Vec<(usize, usize)>> {
+) -> Result<Vec<(usize, Vec<i8>)>> {
     single_input(graph)?;
     let classes = output_len(graph)?;
     if classes != labels.len() {
@@ -27,9 +27,9 @@ pub fn classify_int8(
         )));
     }
     let indices: Vec<usize> = (0..source.len()).collect();
-    let results: Vec<Vec<(usize, usize)>> = indices
+    let results: Vec<Vec<(usize, Vec<i8>)>> = indices
         .par_chunks(CHUNK)
-        .map(|chunk| -> Result<Vec<(usize, usize)>> {
+        .map(|chunk| -> Result<Vec<(usize, Vec<i8>)>> {
             let mut interp = Interpreter::new(graph.clone())?;
             chunk
                 .iter()
@@ -38,13 +38,35 @@ pub fn classify_int8(
                     let q = graph
                         .quantize_input(&x)
                         .map_err(|e| PtqError::Calibration(format!("sample {i}: {e}")))?;
-                    let logits = interp.run_single(&q)?;
-                    Ok((label, argmax(&logits)))
+                    Ok((label, interp.run_single(&q)?))
                 })
                 .collect()
         })
         .collect::<Result<_>>()?;
     Ok(results.into_iter().flatten().collect())
+}
+
+/// The true and predicted class of every sample of `source`, in order; the graph must have
+/// one output per label.
+pub fn classify_int8(
+    graph: &Graph,
+    source: &dyn SampleSource,
+    labels: &[String],
+) -> Result<Vec<(usize, usize)>> {
+    Ok(int8_outputs(graph, source, labels)?
+        .into_iter()
+        .map(|(label, logits)| (label, argmax(&logits)))
+        .collect())
+}
+
+/// The confusion matrix of `(truth, predicted)` pairs over `labels`.
+pub(crate) fn confusion(labels: &[String], pairs: &[(usize, usize)]) -> Result<ConfusionMatrix> {
+    ConfusionMatrix::from_pairs(labels.to_vec(), pairs).map_err(|(truth, _)| {
+        PtqError::Model(format!(
+            "label {truth} outside the {} classes",
+            labels.len()
+        ))
+    })
 }
 
 /// Accuracy and confusion matrix of `graph` on `source`.
@@ -53,13 +75,7 @@ pub fn evaluate_int8(
     source: &dyn SampleSource,
     labels: &[String],
 ) -> Result<ConfusionMatrix> {
-    let pairs = classify_int8(graph, source, labels)?;
-    ConfusionMatrix::from_pairs(labels.to_vec(), &pairs).map_err(|(truth, _)| {
-        PtqError::Model(format!(
-            "label {truth} outside the {} classes",
-            labels.len()
-        ))
-    })
+    confusion(labels, &classify_int8(graph, source, labels)?)
 }
 
 /// Accuracy and confusion matrix of an image graph (from [`super::quantize_tinyformer`]) on

@@ -4,12 +4,12 @@
 //! the fine-tuning trains against a network that is not the one shipped.
 
 use serde::{Deserialize, Serialize};
-use training::{Kwt, KwtConfig, SampleSource};
+use training::{ConfusionMatrix, Kwt, KwtConfig, SampleSource};
 
 use crate::Graph;
-use crate::interpreter::Interpreter;
 use crate::ptq::burn_logits;
 use crate::ptq::error::{PtqError, Result};
+use crate::ptq::eval::{confusion, int8_outputs};
 use crate::ptq::report::argmax;
 
 /// The fake-quantized forward against the integer graph, over one data split.
@@ -23,15 +23,25 @@ pub struct GraphFidelity {
     pub argmax_agreement: f64,
 }
 
-/// Runs `model` (quantizers attached) and `graph` on every sample of `split`, `batch` samples
-/// per forward.
+/// What one pass of QAT's model and its integer graph over a labelled split gives.
+#[derive(Debug, Clone)]
+pub struct GraphScore {
+    pub fidelity: GraphFidelity,
+    /// The graph's own accuracy on the split (the interpreter runs each sample once for both).
+    pub int8: ConfusionMatrix,
+}
+
+/// Runs `model` (quantizers attached) on every sample of `split`, `batch` samples per
+/// forward, and `graph` (one output per entry of `labels`) on each with the reference
+/// interpreter.
 pub fn graph_fidelity(
     model: &Kwt,
     cfg: &KwtConfig,
     graph: &Graph,
     split: &dyn SampleSource,
+    labels: &[String],
     batch: usize,
-) -> Result<GraphFidelity> {
+) -> Result<GraphScore> {
     if model.qat.is_none() {
         return Err(PtqError::Qat("the model has no quantizers".into()));
     }
@@ -41,8 +51,9 @@ pub fn graph_fidelity(
         .and_then(|name| graph.tensor(name))
         .ok_or_else(|| PtqError::Qat("the integer graph has no output".into()))?
         .clone();
-    let mut interp = Interpreter::new(graph.clone())?;
+    let int8 = int8_outputs(graph, split, labels)?;
     let (mut sig, mut noise, mut agree) = (0f64, 0f64, 0usize);
+    let mut pairs = Vec::with_capacity(int8.len());
     let indices: Vec<usize> = (0..split.len()).collect();
     for chunk in indices.chunks(batch.max(1)) {
         let samples = chunk
@@ -51,24 +62,29 @@ pub fn graph_fidelity(
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let fake = burn_logits(model, &samples, cfg.frames, cfg.features);
         let classes = fake.len() / samples.len();
-        for (s, f) in samples.iter().zip(fake.chunks_exact(classes)) {
-            let q = interp.run_single(&graph.quantize_input(s)?)?;
+        for (&i, f) in chunk.iter().zip(fake.chunks_exact(classes)) {
+            let (label, q) = &int8[i];
             let deq: Vec<f64> = q.iter().map(|&v| out.dequantize(v)).collect();
             for (&fv, &qv) in f.iter().zip(&deq) {
                 sig += (fv as f64).powi(2);
                 noise += (fv as f64 - qv).powi(2);
             }
-            agree += usize::from(argmax(f) == argmax(&deq));
+            let predicted = argmax(q);
+            agree += usize::from(argmax(f) == predicted);
+            pairs.push((*label, predicted));
         }
     }
     let samples = split.len();
-    Ok(GraphFidelity {
-        samples,
-        logits_snr_db: crate::ptq::report::snr(sig, noise),
-        argmax_agreement: if samples == 0 {
-            0.0
-        } else {
-            agree as f64 / samples as f64
+    Ok(GraphScore {
+        fidelity: GraphFidelity {
+            samples,
+            logits_snr_db: crate::ptq::report::snr(sig, noise),
+            argmax_agreement: if samples == 0 {
+                0.0
+            } else {
+                agree as f64 / samples as f64
+            },
         },
+        int8: confusion(labels, &pairs)?,
     })
 }

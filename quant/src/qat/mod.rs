@@ -34,7 +34,7 @@ use crate::ptq::float_graph::FloatGraph;
 use crate::ptq::kwt_graph::{self, WeightScales, calibrate, scale_groups};
 use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, layer_report};
 
-pub use fidelity::{GraphFidelity, graph_fidelity};
+pub use fidelity::{GraphFidelity, GraphScore, graph_fidelity};
 pub use hook::{QatHook, attach};
 pub use thresholds::{LearnedExponents, initial_thresholds, log2_threshold_for_exp};
 
@@ -162,8 +162,6 @@ pub struct QatRun {
     pub kept_start: bool,
     /// Test accuracy of `model`, fake-quantized.
     pub fake_quant_test_acc: f64,
-    /// `model`'s fake-quantized forward against `graph` on the test split.
-    pub graph_fidelity: GraphFidelity,
     pub config: KwtConfig,
     /// Log2 thresholds before and after fine-tuning, by point name.
     pub initial: BTreeMap<String, f32>,
@@ -173,7 +171,8 @@ pub struct QatRun {
 /// Fine-tunes `checkpoint` with fake quantization into the run folder `out` (an interrupted
 /// run there, of the same settings, resumes), then lowers the best model by validation
 /// accuracy: the best epoch, or the starting point if no epoch beats it. `samples` (raw training features)
-/// calibrate the initial thresholds and feed the report.
+/// calibrate the initial thresholds and feed the report. [`graph_fidelity`] compares the
+/// returned model with its graph.
 #[allow(clippy::too_many_arguments)]
 pub fn quantize_kwt_qat(
     checkpoint: &Path,
@@ -237,15 +236,7 @@ pub fn quantize_kwt_qat(
         .map(|q| q.thresholds())
         .unwrap_or_default();
     let (graph, report) = lower_qat(&model, &config, samples, opts)?;
-    let graph_fidelity = graph_fidelity(
-        &model,
-        &config,
-        &graph,
-        data.test.as_ref(),
-        trainer.eval_batch_size,
-    )?;
     Ok(QatRun {
-        graph_fidelity,
         graph,
         report,
         summary,

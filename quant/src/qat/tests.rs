@@ -473,10 +473,15 @@ fn the_fake_quantized_forward_tracks_its_integer_graph() {
         b.mlp.fc1.weight = burn::module::Param::from_tensor(w);
     }
     let test = toy_split(12, 21);
+    let labels = toy_splits().labels;
     let fidelity = |gelu| {
         let o = PtqOptions { gelu, ..opts() };
         let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &o).unwrap();
-        graph_fidelity(&q, &cfg, &graph, &test, 16).unwrap()
+        let score = graph_fidelity(&q, &cfg, &graph, &test, &labels, 16).unwrap();
+        // the same interpreter pass scores the graph as evaluate_int8 does
+        let int8 = evaluate_int8(&graph, &test, &labels).unwrap();
+        assert_eq!(score.int8, int8);
+        score.fidelity
     };
     let (exact, ibert) = (fidelity(GeluMethod::Exact), fidelity(GeluMethod::IBert));
     eprintln!("fake-quant vs graph: exact GELU {exact:?}, i-GELU {ibert:?}");
