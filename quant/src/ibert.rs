@@ -636,14 +636,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn gelu(x: f64) -> f64 {
-        0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
-    }
-
-    // Abramowitz-Stegun 7.1.26 is too coarse for a reference; use a series/continued fraction.
-    pub(crate) fn erf(x: f64) -> f64 {
-        crate::ibert_error::erf(x)
-    }
+    use crate::ibert_error::gelu;
 
     #[test]
     fn isqrt_exact() {

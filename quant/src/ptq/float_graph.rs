@@ -659,8 +659,7 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
             let mut y = Vec::with_capacity(x.len() / in_features * out_features);
             for row in x.chunks_exact(*in_features) {
                 for (wr, b) in weight.chunks_exact(*in_features).zip(bias) {
-                    let acc: f64 = row.iter().zip(wr).map(|(&a, &w)| a as f64 * w as f64).sum();
-                    y.push((acc + *b as f64) as f32);
+                    y.push((dot(row, wr) + *b as f64) as f32);
                 }
             }
             y
@@ -673,21 +672,32 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
             let n = if *transpose_b { bs[r - 2] } else { bs[r - 1] };
             let batch: usize = xs[..r - 2].iter().product();
             let mut y = vec![0f32; batch * m * n];
+            let alpha = *alpha as f64;
+            let mut acc = vec![0f64; n];
             for bi in 0..batch {
                 let a = &x[bi * m * k..(bi + 1) * m * k];
                 let bb = &b[bi * k * n..(bi + 1) * k * n];
-                for i in 0..m {
-                    for j in 0..n {
-                        let mut acc = 0f64;
-                        for kk in 0..k {
-                            let bv = if *transpose_b {
-                                bb[j * k + kk]
-                            } else {
-                                bb[kk * n + j]
-                            };
-                            acc += a[i * k + kk] as f64 * bv as f64;
+                for (i, out) in y[bi * m * n..(bi + 1) * m * n]
+                    .chunks_exact_mut(n)
+                    .enumerate()
+                {
+                    let row = &a[i * k..(i + 1) * k];
+                    if *transpose_b {
+                        for (o, col) in out.iter_mut().zip(bb.chunks_exact(k)) {
+                            *o = (dot(row, col) * alpha) as f32;
                         }
-                        y[(bi * m + i) * n + j] = (acc * *alpha as f64) as f32;
+                    } else {
+                        // rows of b in turn: a stride-1 update of every output column
+                        acc.fill(0.0);
+                        for (&av, brow) in row.iter().zip(bb.chunks_exact(n)) {
+                            let av = av as f64;
+                            for (s, &bv) in acc.iter_mut().zip(brow) {
+                                *s += av * bv as f64;
+                            }
+                        }
+                        for (o, &s) in out.iter_mut().zip(&acc) {
+                            *o = (s * alpha) as f32;
+                        }
                     }
                 }
             }
@@ -746,6 +756,22 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
         | FOp::AvgPool2d(_)
         | FOp::Relu) => super::image_ops::eval(op, x, xs),
     }
+}
+
+/// `sum a[i] * b[i]` in f64 (every f32 product is exact there), over independent partial
+/// sums: one running sum is a chain of dependent adds, several keep the FPU's pipelines full.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [0f64; LANES];
+    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (a8.remainder(), b8.remainder());
+    for (x, y) in a8.zip(b8) {
+        for l in 0..LANES {
+            lanes[l] += x[l] as f64 * y[l] as f64;
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(&x, &y)| x as f64 * y as f64).sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// General axis permutation (same index order as [`crate::kernels::transpose`]).

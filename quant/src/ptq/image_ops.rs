@@ -13,7 +13,7 @@ use crate::graph::{MAX_PRODUCT, Op, Window};
 
 use super::PtqOptions;
 use super::error::{PtqError, Result, at};
-use super::float_graph::FOp;
+use super::float_graph::{FOp, dot};
 use super::kwt_graph::quantize_weight;
 
 /// Output `[oh, ow]` of `window` over an `h x w` map (the integer graph's formula).
@@ -142,11 +142,7 @@ pub(super) fn eval(op: &FOp, x: &[f32], xs: &[usize]) -> Vec<f32> {
                         for (ky, kx, iy, ix) in window_taps(window, hw, oy, ox) {
                             let xp = &x[(iy * hw[1] + ix) * in_c..][..*in_c];
                             let wp = &weight[((o * kh + ky) * kw + kx) * in_c..][..*in_c];
-                            acc += xp
-                                .iter()
-                                .zip(wp)
-                                .map(|(&a, &b)| a as f64 * b as f64)
-                                .sum::<f64>();
+                            acc += dot(xp, wp);
                         }
                         y.push(acc as f32);
                     }

@@ -25,6 +25,7 @@
 use crate::builder::GraphBuilder;
 use crate::graph::{Graph, MAX_PRODUCT, Op};
 use crate::{AddParams, Dyadic};
+use rayon::prelude::*;
 
 use super::error::{PtqError, Result, at};
 use super::float_graph::{FOp, FloatGraph};
@@ -49,31 +50,45 @@ pub fn scale_groups(fg: &FloatGraph) -> (Vec<Option<usize>>, usize) {
     (groups, next)
 }
 
-/// Observes every activation of the float graph over `samples`.
+/// Observes every activation of the float graph over `samples`, clips spread over the cores
+/// (observers count, so merging them in any order gives the same statistics).
 pub fn calibrate(
     fg: &FloatGraph,
     groups: &[Option<usize>],
     n_groups: usize,
     samples: &[Vec<f32>],
 ) -> Result<Vec<Observer>> {
+    /// Clips per task: enough to amortise a set of observers, few enough to balance.
+    const CLIPS: usize = 8;
     if samples.is_empty() {
         return Err(PtqError::Calibration("no calibration samples".into()));
     }
-    let mut obs = vec![Observer::new(); n_groups];
-    for s in samples {
-        let vals = fg.run(s)?;
-        for (id, v) in vals.iter().enumerate() {
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(PtqError::NonFinite {
-                    layer: fg.tensor_name(id).to_string(),
-                });
-            }
-            if let Some(g) = groups[id] {
-                obs[g].observe(v);
+    let observe = |chunk: &[Vec<f32>]| -> Result<Vec<Observer>> {
+        let mut obs = vec![Observer::new(); n_groups];
+        for s in chunk {
+            let vals = fg.run(s)?;
+            for (id, v) in vals.iter().enumerate() {
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(PtqError::NonFinite {
+                        layer: fg.tensor_name(id).to_string(),
+                    });
+                }
+                if let Some(g) = groups[id] {
+                    obs[g].observe(v);
+                }
             }
         }
+        Ok(obs)
+    };
+    // in clip order, so that the error reported is the first clip's
+    let partial: Vec<Result<Vec<Observer>>> = samples.par_chunks(CLIPS).map(observe).collect();
+    let mut merged = vec![Observer::new(); n_groups];
+    for part in partial {
+        for (m, o) in merged.iter_mut().zip(&part?) {
+            m.merge(o);
+        }
     }
-    Ok(obs)
+    Ok(merged)
 }
 
 /// Symmetric int8 weight quantization of a `[out, in]` matrix: the scale per output row

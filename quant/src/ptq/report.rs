@@ -3,6 +3,7 @@
 //! (dequantized) against the float model's value of the same tensor. Errors accumulate along
 //! the graph: a layer's figure includes everything upstream of it.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Graph;
@@ -78,6 +79,16 @@ struct Acc {
     n: u64,
 }
 
+impl Acc {
+    fn merge(&mut self, other: &Acc) {
+        self.sig += other.sig;
+        self.noise += other.noise;
+        self.max_err = self.max_err.max(other.max_err);
+        self.clipped += other.clipped;
+        self.n += other.n;
+    }
+}
+
 pub(crate) fn snr(sig: f64, noise: f64) -> f64 {
     if noise == 0.0 {
         MAX_SNR_DB
@@ -98,7 +109,6 @@ pub fn build(
     estimator: Estimator,
     per_channel: bool,
 ) -> Result<PtqReport> {
-    let mut interp = Interpreter::new(graph.clone())?;
     let n_t = fg.nodes.len() + 1;
     let infos: Vec<&crate::graph::TensorInfo> = (0..n_t)
         .map(|id| {
@@ -108,36 +118,51 @@ pub fn build(
         })
         .collect();
     let scales: Vec<f64> = infos.iter().map(|t| t.scale.to_f64()).collect();
+    // Fixed chunks, merged in order: the sums do not depend on how many cores ran them.
+    let measure = |chunk: &[Vec<f32>]| -> Result<(Vec<Acc>, usize)> {
+        let mut interp = Interpreter::new(graph.clone())?;
+        let mut accs = vec![Acc::default(); n_t];
+        let mut agree = 0usize;
+        for s in chunk {
+            let vals = fg.run(s)?;
+            let q = graph.quantize_input(s)?;
+            interp.execute(&[&q])?;
+            for (id, f) in vals.iter().enumerate() {
+                let qs = interp
+                    .tensor(fg.tensor_name(id))
+                    .expect("every float tensor is in the integer graph");
+                let (sc, t) = (scales[id], infos[id]);
+                // the stored int8 range, shifted by the zero point (softmax: probabilities 0..=255)
+                let (lo, hi) = ((-128 - t.zero_point) as f64, (127 - t.zero_point) as f64);
+                let a = &mut accs[id];
+                for (&fv, &qv) in f.iter().zip(qs) {
+                    let fv = fv as f64;
+                    let e = fv - t.dequantize(qv);
+                    a.sig += fv * fv;
+                    a.noise += e * e;
+                    a.max_err = a.max_err.max(e.abs());
+                    let r = (fv / sc).round();
+                    a.clipped += u64::from(!(lo..=hi).contains(&r));
+                    a.n += 1;
+                }
+            }
+            let fl = &vals[fg.output];
+            let il = interp
+                .tensor(fg.tensor_name(fg.output))
+                .expect("output is in the graph");
+            agree += usize::from(argmax(fl) == argmax(il));
+        }
+        Ok((accs, agree))
+    };
+    let parts: Vec<Result<(Vec<Acc>, usize)>> = samples.par_chunks(8).map(measure).collect();
     let mut accs = vec![Acc::default(); n_t];
     let mut agree = 0usize;
-    for s in samples {
-        let vals = fg.run(s)?;
-        let q = graph.quantize_input(s)?;
-        interp.execute(&[&q])?;
-        for (id, f) in vals.iter().enumerate() {
-            let qs = interp
-                .tensor(fg.tensor_name(id))
-                .expect("every float tensor is in the integer graph");
-            let (sc, t) = (scales[id], infos[id]);
-            // the stored int8 range, shifted by the zero point (softmax: probabilities 0..=255)
-            let (lo, hi) = ((-128 - t.zero_point) as f64, (127 - t.zero_point) as f64);
-            let a = &mut accs[id];
-            for (&fv, &qv) in f.iter().zip(qs) {
-                let fv = fv as f64;
-                let e = fv - t.dequantize(qv);
-                a.sig += fv * fv;
-                a.noise += e * e;
-                a.max_err = a.max_err.max(e.abs());
-                let r = (fv / sc).round();
-                a.clipped += u64::from(!(lo..=hi).contains(&r));
-                a.n += 1;
-            }
+    for part in parts {
+        let (part, a) = part?;
+        agree += a;
+        for (m, p) in accs.iter_mut().zip(&part) {
+            m.merge(p);
         }
-        let fl = &vals[fg.output];
-        let il = interp
-            .tensor(fg.tensor_name(fg.output))
-            .expect("output is in the graph");
-        agree += usize::from(argmax(fl) == argmax(il));
     }
     let layers = (0..n_t)
         .map(|id| {

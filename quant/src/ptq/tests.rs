@@ -254,3 +254,43 @@ fn gelu_is_the_exact_table_by_default_and_i_gelu_on_request() {
         }
     }
 }
+
+#[test]
+fn calibration_spread_over_cores_observes_exactly_what_one_pass_does() {
+    let device = Device::flex();
+    let cfg = config(NormPlacement::PostNorm, false);
+    let fg = FloatGraph::from_kwt(&model(&cfg, &device), &cfg).unwrap();
+    let (groups, n) = kwt_graph::scale_groups(&fg);
+    // more clips than one task takes, and not a multiple of it
+    let xs = samples(21, 60, 4);
+    let mut one_by_one = vec![Observer::new(); n];
+    for x in &xs {
+        let vals = fg.run(x).unwrap();
+        for (id, v) in vals.iter().enumerate() {
+            if let Some(g) = groups[id] {
+                one_by_one[g].observe(v);
+            }
+        }
+    }
+    assert_eq!(
+        kwt_graph::calibrate(&fg, &groups, n, &xs).unwrap(),
+        one_by_one
+    );
+    // a clip that overflows is named by its layer, whichever task meets it
+    let mut bad = xs.clone();
+    bad[17][3] = f32::INFINITY;
+    let err = kwt_graph::calibrate(&fg, &groups, n, &bad).unwrap_err();
+    assert!(matches!(err, PtqError::NonFinite { .. }), "{err}");
+}
+
+#[test]
+fn float_graph_dot_products_sum_every_term() {
+    use crate::ptq::float_graph::dot;
+    for len in [0usize, 1, 7, 8, 9, 64, 67] {
+        let a: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..len).map(|i| (i % 5) as f32 - 2.0).collect();
+        // halves and small integers: every partial sum is exact, in any order
+        let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        assert_eq!(dot(&a, &b), want, "len {len}");
+    }
+}
