@@ -122,7 +122,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let device = args.backend.device()?;
     let (model, config) = training::load_checkpoint(&args.checkpoint, &device)?;
     let run_config = args.config.as_deref().map(RunConfig::load).transpose()?;
-    // QAT's settings are checked before the minute of calibration.
+    // QAT's settings are checked before calibrating.
     let qat_trainer = match (&args.mode, &run_config) {
         (Mode::Qat, Some(rc)) => Some(qat_trainer(&args, rc)?),
         _ => None,

@@ -49,22 +49,17 @@ fn code(f: f32, scale: f64, zero_point: i32) -> i64 {
     ((f as f64 / scale + 0.5).floor() as i64 + zero_point as i64).clamp(-128, 127)
 }
 
-/// `training::qat::int_layer_norm` of rows of `x` (on the grid of `2^exp`), then the affine
-/// part with `gamma` and `beta`: QAT's forward of a LayerNorm.
+/// `training::qat::int_layer_norm` of rows of `x` (on the grid of `2^exp`), then
+/// `int_layer_norm_affine` with `gamma` and `beta`: QAT's forward of a LayerNorm.
 fn qat_layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], exp: i32) -> Vec<f32> {
     let device = Device::flex();
     let d = gamma.len();
     let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [x.len() / d, d]), &device);
-    let n: Vec<f32> = training::qat::int_layer_norm(t, exp)
+    let vector = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [d]), &device);
+    let n = training::qat::int_layer_norm(t, exp);
+    training::qat::int_layer_norm_affine(n, vector(gamma), Some(vector(beta)))
         .into_data()
         .iter::<f32>()
-        .collect();
-    n.chunks_exact(d)
-        .flat_map(|row| {
-            row.iter()
-                .zip(gamma.iter().zip(beta))
-                .map(|(&v, (&g, &b))| v * g + b)
-        })
         .collect()
 }
 

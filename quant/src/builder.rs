@@ -254,7 +254,14 @@ impl GraphBuilder {
         eps: f64,
         out_scale: f64,
     ) -> Result<String> {
-        let ln = IntLayerNorm::from_float(gamma, beta, eps, self.scale(x)?, out_scale, 14)?;
+        let ln = IntLayerNorm::from_float(
+            gamma,
+            beta,
+            eps,
+            self.scale(x)?,
+            out_scale,
+            crate::ibert::IBERT_NORM_FRAC,
+        )?;
         self.node(name, Op::LayerNorm(ln), &[x], out_scale)
     }
 

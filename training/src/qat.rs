@@ -15,8 +15,10 @@
 //! the integer graph's default GELU table (`quant::GeluTable`; with `--gelu ibert` the graph
 //! uses I-BERT's polynomial, which is not modelled: 24 % of its codes differ); the position
 //! embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores them;
-//! LayerNorm normalises as I-BERT's integer kernel does ([`int_layer_norm`]); activations round
-//! half up as the graph's requantization does; the softmax is the integer kernel's, i-exp and
+//! LayerNorm normalises and applies its int8 gain and int32 offset as I-BERT's integer kernel
+//! does ([`int_layer_norm`], [`int_layer_norm_affine`]; TinyFormer's Scaled-LayerNorm, which
+//! `--scaled-layer-norm` lowers to, is not modelled); activations round half up as the graph's
+//! requantization does; the softmax is the integer kernel's, i-exp and
 //! division ([`crate::int_softmax`]; the float softmax's gradient passes straight through).
 //! Not modelled: the two-head average of a distillation model (its point keeps its initial
 //! threshold).
@@ -48,24 +50,66 @@ pub fn layer_norm_q<const D: usize>(
     let Some(input) = input else {
         return layer_norm(norm, x);
     };
-    let gamma = fake_quant_abs_max(norm.gamma.val());
     let normalized = int_layer_norm(x, input.scale_exp());
-    let y = normalized * gamma.unsqueeze();
-    match &norm.beta {
-        Some(beta) => y + beta.val().unsqueeze(),
-        None => y,
-    }
+    int_layer_norm_affine(
+        normalized,
+        norm.gamma.val(),
+        norm.beta.as_ref().map(|b| b.val()),
+    )
 }
 
 /// Fractional bits of the integer LayerNorm's mean (`quant::ibert::NORM_MEAN_FRAC`).
 pub const NORM_MEAN_FRAC: i32 = 4;
+/// Fractional bits of I-BERT's normalised value, `G` (`quant::ibert::IBERT_NORM_FRAC`).
+pub const NORM_FRAC: i32 = 14;
+
+/// `sign(v) floor(|v| + 1/2)`: rounding half away from zero, as the integer kernels'
+/// divisions and Rust's `f64::round` (offline parameter rounding) do; Burn's `round` rounds
+/// half to even.
+fn round_half_away<const D: usize>(v: Tensor<D>) -> Tensor<D> {
+    v.clone().sign() * v.abs().add_scalar(0.5).floor()
+}
+
+/// The affine part of the integer LayerNorm, from rows `n` normalised as [`int_layer_norm`]
+/// gives them, as `quant::IntLayerNorm::eval_row_ibert` computes it: `n` rounded to
+/// `2^-NORM_FRAC` (the kernel's division) and clamped to `+-2^8`, the gain rounded to int8 at
+/// `S_g = max|gamma| / 127`, the offset rounded to `S_g 2^-NORM_FRAC` (int32, `|.| <= 2^30`
+/// steps). Straight-through gradients through each rounding.
+pub fn int_layer_norm_affine<const D: usize>(
+    n: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let frac = 2f32.powi(NORM_FRAC);
+    let n = straight_through(n, |v| {
+        round_half_away(v.mul_scalar(frac))
+            .clamp(-256.0 * frac, 256.0 * frac)
+            .div_scalar(frac)
+    });
+    let absmax = gamma.clone().abs().max().detach();
+    let y = n * fake_quant_abs_max(gamma).unsqueeze();
+    let Some(beta) = beta else {
+        return y;
+    };
+    let s_g = absmax
+        .clone()
+        .div_scalar(127.0)
+        .mask_fill(absmax.equal_elem(0.0), 1.0);
+    let step = s_g.div_scalar(frac);
+    let limit = 2f32.powi(30);
+    let beta = straight_through(beta, |b| {
+        round_half_away(b / step.clone()).clamp(-limit, limit) * step
+    });
+    y + beta.unsqueeze()
+}
 
 /// `(x - mean) / sqrt(var + eps)` over the last axis as `quant::ibert::normalize_row` computes
 /// it from int8 codes at scale `2^exp` (`x` must lie on that grid): the mean rounded half away
 /// from zero to `2^(exp - 4)`, the variance of the centred values in those units floored (after
 /// dropping `r` bits per square for rows over 256), the standard deviation floored to an
 /// integer of those units. Straight-through gradients (those of the float LayerNorm) through
-/// each rounding. The kernel's final division rounds at `2^-14`; that is not modelled.
+/// each rounding. The kernel's final division rounds at `2^-14`: [`int_layer_norm_affine`]
+/// models that.
 pub fn int_layer_norm<const D: usize>(x: Tensor<D>, exp: i32) -> Tensor<D> {
     let n = x.dims()[D - 1];
     let unit = 2f32.powi(exp - NORM_MEAN_FRAC);
@@ -74,7 +118,7 @@ pub fn int_layer_norm<const D: usize>(x: Tensor<D>, exp: i32) -> Tensor<D> {
     let eps_q = (fused_ops::LAYER_NORM_EPSILON as f32 / (unit * unit) / 2f32.powi(r)).round();
     let u = x / unit;
     let mean = u.clone().mean_dim(D - 1);
-    let mu = straight_through(mean, |m| m.clone().sign() * (m.abs() + 0.5).floor());
+    let mu = straight_through(mean, round_half_away);
     let c = u - mu;
     let sq = c.clone().powi_scalar(2) / 2f32.powi(r);
     let sq = straight_through(sq, |v| v.floor());

@@ -493,6 +493,67 @@ fn the_fake_quantized_forward_tracks_its_integer_graph() {
 }
 
 #[test]
+fn qat_layer_norm_writes_the_integer_kernels_codes() {
+    // int_layer_norm then int_layer_norm_affine, rounded half up at the output scale, against
+    // IntLayerNorm::eval_row_ibert; the affine part in float (the gain rounded, n and the
+    // offset not) is what QAT computed before and misses codes.
+    use crate::ibert::{IBERT_NORM_FRAC, IntLayerNorm};
+    assert_eq!(training::qat::NORM_FRAC as u32, IBERT_NORM_FRAC);
+    let device = Device::flex();
+    let (len, rows, exp, out_exp) = (64usize, 400usize, -4i32, -5i32);
+    let mut r = crate::tests::Rng(7);
+    let unit = |r: &mut crate::tests::Rng| r.i8s(1)[0] as f32 / 128.0;
+    let gamma: Vec<f32> = (0..len).map(|_| 1.0 + 0.5 * unit(&mut r)).collect();
+    let beta: Vec<f32> = (0..len).map(|_| 0.3 * unit(&mut r)).collect();
+    let (scale, out_scale) = (2f64.powi(exp), 2f64.powi(out_exp));
+    let eps = training::fused_ops::LAYER_NORM_EPSILON;
+    let ln =
+        IntLayerNorm::from_float(&gamma, &beta, eps, scale, out_scale, IBERT_NORM_FRAC).unwrap();
+    let codes: Vec<Vec<i8>> = (0..rows).map(|_| r.i8s(len)).collect();
+    let flat: Vec<f32> = codes
+        .iter()
+        .flatten()
+        .map(|&q| q as f32 * scale as f32)
+        .collect();
+    let x = Tensor::<2>::from_data(TensorData::new(flat, [rows, len]), &device);
+    let n = training::qat::int_layer_norm(x, exp);
+    let vector = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [len]), &device);
+    let modelled =
+        training::qat::int_layer_norm_affine(n.clone(), vector(&gamma), Some(vector(&beta)));
+    let float_affine = n * training::fake_quant::fake_quant_abs_max(vector(&gamma)).unsqueeze()
+        + vector(&beta).unsqueeze();
+    let to_codes = |t: Tensor<2>| -> Vec<i8> {
+        t.into_data()
+            .iter::<f32>()
+            .map(|v| ((v as f64 / out_scale + 0.5).floor()).clamp(-128.0, 127.0) as i8)
+            .collect()
+    };
+    let (modelled, float_affine) = (to_codes(modelled), to_codes(float_affine));
+    let (mut out, mut c, mut nb) = (vec![0i8; len], vec![0i32; len], vec![0i32; len]);
+    let (mut missed_modelled, mut missed_float) = (0, 0);
+    for (i, row) in codes.iter().enumerate() {
+        ln.eval_row_ibert(row, &mut out, &mut c, &mut nb);
+        let span = i * len..(i + 1) * len;
+        missed_modelled += out
+            .iter()
+            .zip(&modelled[span.clone()])
+            .filter(|(a, b)| a != b)
+            .count();
+        missed_float += out
+            .iter()
+            .zip(&float_affine[span])
+            .filter(|(a, b)| a != b)
+            .count();
+    }
+    eprintln!(
+        "codes missed of {}: modelled {missed_modelled}, float affine {missed_float}",
+        rows * len
+    );
+    assert_eq!(missed_modelled, 0);
+    assert!(missed_float > 0, "the unmodelled roundings never showed");
+}
+
+#[test]
 fn qat_normalizes_layer_norm_rows_as_the_integer_kernel_does() {
     use crate::ibert::{NORM_MEAN_FRAC, NormParams, normalize_row};
     assert_eq!(training::qat::NORM_MEAN_FRAC as u32, NORM_MEAN_FRAC);
