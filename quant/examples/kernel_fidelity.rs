@@ -63,6 +63,26 @@ fn qat_layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], exp: i32) -> Vec<f32> 
         .collect()
 }
 
+/// A Linear of per-channel int8-rounded weights whose bias is rounded as the integer graph
+/// stores it: int32 at the accumulator's scale `S_x S_w` of each output channel.
+fn linear_int32_bias(x: &[f32], weight: &[f32], bias: &[f32], d_in: usize, sx: f64) -> Vec<f32> {
+    x.chunks_exact(d_in)
+        .flat_map(|row| {
+            weight.chunks_exact(d_in).zip(bias).map(move |(w, &b)| {
+                let sw = w.iter().fold(0f64, |m, &v| m.max((v as f64).abs())) / 127.0;
+                let step = sx * sw;
+                let b = if step > 0.0 {
+                    (b as f64 / step).round() * step
+                } else {
+                    b as f64
+                };
+                let acc: f64 = row.iter().zip(w).map(|(&a, &c)| a as f64 * c as f64).sum();
+                (acc + b) as f32
+            })
+        })
+        .collect()
+}
+
 /// `training::int_softmax::int_softmax` of rows of `len` values of `x` (on the grid of
 /// `2^exp`): QAT's forward of a softmax.
 fn qat_softmax(x: &[f32], len: usize, exp: i32) -> Result<Vec<f32>> {
@@ -223,10 +243,22 @@ fn op_table(
                         qat_layer_norm(&vals[input], gamma, beta, exp),
                     ));
                 }
-                FOp::Linear { .. } => versions.push((
-                    "Linear (int8 weights per channel)",
-                    fg_int8.eval_node(idx, &vals),
-                )),
+                FOp::Linear {
+                    in_features,
+                    weight,
+                    bias,
+                    ..
+                } => {
+                    versions.push((
+                        "Linear (int8 weights per channel)",
+                        fg_int8.eval_node(idx, &vals),
+                    ));
+                    let sx = infos[node.inputs[0]].scale.to_f64();
+                    versions.push((
+                        "Linear (int8 weights, int32 bias)",
+                        linear_int32_bias(&vals[node.inputs[0]], weight, bias, *in_features, sx),
+                    ));
+                }
                 FOp::AddEmbedding { .. } => versions.push((
                     "AddEmbedding (int8 embedding)",
                     fg_int8.eval_node(idx, &vals),

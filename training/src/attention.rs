@@ -5,6 +5,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
+use crate::fake_quant::FakeQuant;
 use crate::fused_ops::matmul;
 use crate::init;
 use crate::qat::{AttentionQuant, LinearQuant, linear, linear_parts, maybe, softmax_q};
@@ -41,16 +42,22 @@ impl SelfAttention {
 
     /// `x`: [batch, tokens, dim] -> [batch, tokens, dim].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward_q(x, None)
+        self.forward_q(x, None, None)
     }
 
-    /// [`Self::forward`], fake-quantized at the integer graph's points when `q` is given.
-    pub fn forward_q(&self, x: Tensor<3>, q: Option<&AttentionQuant>) -> Tensor<3> {
+    /// [`Self::forward`], fake-quantized at the integer graph's points when `q` is given;
+    /// `input` is the point that rounded `x`.
+    pub fn forward_q(
+        &self,
+        x: Tensor<3>,
+        q: Option<&AttentionQuant>,
+        input: Option<&FakeQuant>,
+    ) -> Tensor<3> {
         let [batch, tokens, _] = x.dims();
         let (h, dh) = (self.heads, self.dim_head);
-        let query = self.heads_of(0, x.clone(), q.map(|q| &q.q));
-        let key = self.heads_of(1, x.clone(), q.map(|q| &q.k));
-        let value = self.heads_of(2, x, q.map(|q| &q.v));
+        let query = self.heads_of(0, x.clone(), q.map(|q| &q.q), input);
+        let key = self.heads_of(1, x.clone(), q.map(|q| &q.k), input);
+        let value = self.heads_of(2, x, q.map(|q| &q.v), input);
         let scale = (dh as f64).powf(-0.5);
         let scores = maybe(
             q.map(|q| &q.scores),
@@ -62,7 +69,7 @@ impl SelfAttention {
         let ctx = maybe(q.map(|q| &q.context), matmul(attn, value))
             .swap_dims(1, 2)
             .reshape([batch, tokens, h * dh]);
-        linear(&self.out, ctx, q.map(|q| &q.out))
+        linear(&self.out, ctx, q.map(|q| &q.out), q.map(|q| &q.context))
     }
 
     /// Part `i` of the joint projection (0 q, 1 k, 2 v) as `[batch, heads, tokens, dim_head]`.
@@ -70,7 +77,13 @@ impl SelfAttention {
     /// weight and output rounding, as the integer graph's three Linears): it comes out
     /// contiguous, so the heads are a view. Splitting one product's output instead costs a
     /// copy per part forward and, backward, a zero-filled gradient of the whole output per part.
-    fn heads_of(&self, i: usize, x: Tensor<3>, q: Option<&LinearQuant>) -> Tensor<4> {
+    fn heads_of(
+        &self,
+        i: usize,
+        x: Tensor<3>,
+        q: Option<&LinearQuant>,
+        input: Option<&FakeQuant>,
+    ) -> Tensor<4> {
         let [batch, tokens, _] = x.dims();
         let inner = self.heads * self.dim_head;
         let weight = self.qkv.weight.val().narrow(1, i * inner, inner);
@@ -79,7 +92,7 @@ impl SelfAttention {
             .bias
             .as_ref()
             .map(|b| b.val().narrow(0, i * inner, inner));
-        linear_parts(x, weight, bias, q)
+        linear_parts(x, weight, bias, q, input)
             .reshape([batch, tokens, self.heads, self.dim_head])
             .swap_dims(1, 2)
     }

@@ -47,17 +47,23 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward_q(x, None)
+        self.forward_q(x, None, None)
     }
 
-    /// [`Self::forward`] with fake-quantized fc1, GELU and fc2 when `q` is given.
-    pub fn forward_q(&self, x: Tensor<3>, q: Option<&BlockQuant>) -> Tensor<3> {
+    /// [`Self::forward`] with fake-quantized fc1, GELU and fc2 when `q` is given; `input` is
+    /// the point that rounded `x`.
+    pub fn forward_q(
+        &self,
+        x: Tensor<3>,
+        q: Option<&BlockQuant>,
+        input: Option<&FakeQuant>,
+    ) -> Tensor<3> {
         // `gelu` is `self.act`'s function, vectorized on flex (the field stays so that
         // checkpoints keep their layout).
-        let h = gelu(linear(&self.fc1, x, q.map(|q| &q.fc1)));
+        let h = gelu(linear(&self.fc1, x, q.map(|q| &q.fc1), input));
         let h = self.dropout.forward(maybe(q.map(|q| &q.gelu), h));
         self.dropout
-            .forward(linear(&self.fc2, h, q.map(|q| &q.fc2)))
+            .forward(linear(&self.fc2, h, q.map(|q| &q.fc2), q.map(|q| &q.gelu)))
     }
 }
 
@@ -96,37 +102,43 @@ impl TransformerBlock {
     }
 
     /// [`Self::forward`], fake-quantized at the integer graph's points when `q` is given;
-    /// `input` is the point that rounded `x` (its scale is the pre-norm LayerNorm's input
-    /// scale).
+    /// `input` is the point that rounded `x` (the scale of the PostNorm attention's input and
+    /// of the PreNorm LayerNorm's).
     pub fn forward_q(
         &self,
         x: Tensor<3>,
         q: Option<&BlockQuant>,
         input: Option<&FakeQuant>,
     ) -> Tensor<3> {
-        let attn = |x| self.attn.forward_q(x, q.map(|q| &q.attn));
+        let input = input.filter(|_| q.is_some());
+        let attn = |x, input| self.attn.forward_q(x, q.map(|q| &q.attn), input);
         let at = |f: fn(&BlockQuant) -> &FakeQuant, x| maybe(q.map(f), x);
         let point = |f: fn(&BlockQuant) -> &FakeQuant| q.map(f);
         if self.post_norm {
-            let r1 = at(|q| &q.add1, x.clone() + attn(x));
+            let r1 = at(|q| &q.add1, x.clone() + attn(x, input));
             let x = at(
                 |q| &q.norm1,
                 layer_norm_q(&self.norm1, r1, point(|q| &q.add1)),
             );
-            let r2 = at(|q| &q.add2, x.clone() + self.mlp.forward_q(x, q));
+            let r2 = at(
+                |q| &q.add2,
+                x.clone() + self.mlp.forward_q(x, q, point(|q| &q.norm1)),
+            );
             at(
                 |q| &q.norm2,
                 layer_norm_q(&self.norm2, r2, point(|q| &q.add2)),
             )
         } else {
-            let input = input.filter(|_| q.is_some());
             let n1 = at(|q| &q.norm1, layer_norm_q(&self.norm1, x.clone(), input));
-            let x = at(|q| &q.add1, x + attn(n1));
+            let x = at(|q| &q.add1, x + attn(n1, point(|q| &q.norm1)));
             let n2 = at(
                 |q| &q.norm2,
                 layer_norm_q(&self.norm2, x.clone(), point(|q| &q.add1)),
             );
-            at(|q| &q.add2, x + self.mlp.forward_q(n2, q))
+            at(
+                |q| &q.add2,
+                x + self.mlp.forward_q(n2, q, point(|q| &q.norm2)),
+            )
         }
     }
 }

@@ -127,13 +127,18 @@ pub fn fake_quant_per_channel(w: Tensor<2>) -> Tensor<2> {
 /// `t` rounded onto `[-127, 127]` steps of `absmax / 127` (`absmax` broadcasts against `t`),
 /// straight-through.
 fn round_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> Tensor<D> {
-    // An all-zero part quantizes to zeros at any scale; 1 avoids dividing by zero.
-    let s = absmax
-        .clone()
-        .div_scalar(127.0)
-        .mask_fill(absmax.equal_elem(0.0), 1.0);
+    let s = abs_max_step(absmax);
     let u = (t / s.clone()).clamp(-127.0, 127.0);
     straight_through(u, |v| v.round()) * s
+}
+
+/// The int8 step `absmax / 127` of values whose largest magnitude is `absmax`; an all-zero
+/// part quantizes to zeros at any scale, and 1 avoids dividing by zero.
+pub(crate) fn abs_max_step<const D: usize>(absmax: Tensor<D>) -> Tensor<D> {
+    absmax
+        .clone()
+        .div_scalar(127.0)
+        .mask_fill(absmax.equal_elem(0.0), 1.0)
 }
 
 /// Fake-quantizes a whole tensor at one scale `max|t| / 127`, as the integer graph stores the

@@ -168,7 +168,7 @@ impl Head {
     fn forward(&self, x: Tensor<2>, q: Option<&HeadQuant>, input: Option<&FakeQuant>) -> Tensor<2> {
         let input = input.filter(|_| q.is_some());
         let x = maybe(q.map(|q| &q.norm), layer_norm_q(&self.norm, x, input));
-        linear(&self.fc, x, q.map(|q| &q.fc))
+        linear(&self.fc, x, q.map(|q| &q.fc), q.map(|q| &q.norm))
     }
 }
 
@@ -210,7 +210,7 @@ impl Kwt {
         let q = self.qat.as_ref();
         let [batch, _, _] = x.dims();
         let x = maybe(q.map(|q| &q.input), self.input_norm.forward(x));
-        let x = linear(&self.embed, x, q.map(|q| &q.embed));
+        let x = linear(&self.embed, x, q.map(|q| &q.embed), q.map(|q| &q.input));
         let dim = x.dims()[2];
         // The integer graph quantizes the tokens at the embedding's output scale.
         let token = |t: &Param<Tensor<3>>| {
@@ -227,12 +227,13 @@ impl Kwt {
             None => self.pos_embedding.val(),
         };
         let mut x = maybe(q.map(|q| &q.pos_embedding), Tensor::cat(parts, 1) + pos);
-        // the point whose scale `x` is on: each block's output is its add2
+        // the point whose scale `x` is on: a block's output is its norm2 (PostNorm) or its
+        // add2 (PreNorm)
         let mut point = q.map(|q| &q.pos_embedding);
         for (l, block) in self.blocks.iter().enumerate() {
             let bq = q.and_then(|q| q.blocks.get(l));
             x = block.forward_q(x, bq, point);
-            point = bq.map(|b| &b.add2);
+            point = bq.map(|b| if block.post_norm { &b.norm2 } else { &b.add2 });
         }
         let token = |i: usize| -> Tensor<2> { x.clone().narrow(1, i, 1).squeeze_dim(1) };
         KwtOutput {
