@@ -23,8 +23,8 @@
 //! division ([`crate::int_softmax`]; the float softmax's gradient passes straight through).
 //! Not modelled: the two-head average of a distillation model (its point keeps its initial
 //! threshold). On small KWTs the forward's logits are then the graph's bit for bit
-//! (`quant::qat` tests); on KWT-1 they are 33 dB apart (the Linears' f32 products of
-//! non-power-of-two per-channel weight scales are the remaining candidate, not yet measured).
+//! (`quant::qat` tests); on KWT-1 they are still 28-33 dB apart, cause not found (computing
+//! the Linears on integer codes did not narrow it: experiments/quantization).
 
 use std::collections::BTreeMap;
 
