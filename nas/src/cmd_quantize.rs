@@ -308,6 +308,12 @@ fn qat(
         progress: !args.quiet,
         ..Default::default()
     };
+    if args.scaled_layer_norm {
+        tracing::warn!(
+            "QAT's forward computes I-BERT's integer LayerNorm (G = 14); the graph is lowered \
+             with --scaled-layer-norm (G = 7, int16), which the fine-tuning does not model"
+        );
+    }
     tracing::info!(
         epochs = trainer.epochs,
         lr = trainer.learning_rate,
