@@ -120,31 +120,36 @@ impl FakeQuant {
 /// follows the weight instead of being learned, so the straight-through rounding is the only
 /// gradient path (nothing is clipped: the largest weight maps to 127).
 pub fn fake_quant_per_channel(w: Tensor<2>) -> Tensor<2> {
+    per_channel_with_step(w).0
+}
+
+/// [`fake_quant_per_channel`] and the step of each output column (`[1, out]`).
+pub(crate) fn per_channel_with_step(w: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     let absmax = w.clone().abs().max_dim(0).detach();
     round_at_abs_max(w, absmax)
 }
 
 /// `t` rounded onto `[-127, 127]` steps of `absmax / 127` (`absmax` broadcasts against `t`),
-/// straight-through.
-fn round_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> Tensor<D> {
-    let s = abs_max_step(absmax);
-    let u = (t / s.clone()).clamp(-127.0, 127.0);
-    straight_through(u, |v| v.round()) * s
-}
-
-/// The int8 step `absmax / 127` of values whose largest magnitude is `absmax`; an all-zero
-/// part quantizes to zeros at any scale, and 1 avoids dividing by zero.
-pub(crate) fn abs_max_step<const D: usize>(absmax: Tensor<D>) -> Tensor<D> {
-    absmax
+/// straight-through; and that step.
+fn round_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+    // An all-zero part quantizes to zeros at any scale; 1 avoids dividing by zero.
+    let s = absmax
         .clone()
         .div_scalar(127.0)
-        .mask_fill(absmax.equal_elem(0.0), 1.0)
+        .mask_fill(absmax.equal_elem(0.0), 1.0);
+    let u = (t / s.clone()).clamp(-127.0, 127.0);
+    (straight_through(u, |v| v.round()) * s.clone(), s)
 }
 
 /// Fake-quantizes a whole tensor at one scale `max|t| / 127`, as the integer graph stores the
 /// position embedding and the LayerNorm gains (`quant::ptq::kwt_graph`, `quant::IntLayerNorm`);
 /// like [`fake_quant_per_channel`] the scale follows the values and nothing clips.
 pub fn fake_quant_abs_max<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    abs_max_with_step(t).0
+}
+
+/// [`fake_quant_abs_max`] and its step (a single value, as a tensor of `D` axes).
+pub(crate) fn abs_max_with_step<const D: usize>(t: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
     let absmax = t.clone().abs().max().detach().unsqueeze::<D>();
     round_at_abs_max(t, absmax)
 }

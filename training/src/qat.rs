@@ -34,7 +34,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::TrainingError;
 use crate::fake_quant::{
-    FakeQuant, abs_max_step, fake_quant_abs_max, fake_quant_fixed_unsigned, fake_quant_per_channel,
+    FakeQuant, abs_max_with_step, fake_quant_fixed_unsigned, per_channel_with_step,
     straight_through,
 };
 use crate::fused_ops::{self, layer_norm};
@@ -89,12 +89,12 @@ pub fn int_layer_norm_affine<const D: usize>(
             .clamp(-256.0 * frac, 256.0 * frac)
             .div_scalar(frac)
     });
-    let absmax = gamma.clone().abs().max().detach();
-    let y = n * fake_quant_abs_max(gamma).unsqueeze();
+    let (gamma, s_g) = abs_max_with_step(gamma);
+    let y = n * gamma.unsqueeze();
     let Some(beta) = beta else {
         return y;
     };
-    let step = abs_max_step(absmax).div_scalar(frac);
+    let step = s_g.div_scalar(frac);
     let limit = 2f32.powi(30);
     let beta = straight_through(beta, |b| {
         round_half_away(b / step.clone()).clamp(-limit, limit) * step
@@ -427,8 +427,8 @@ pub fn linear_parts<const D: usize>(
     let out = weight.dims()[1];
     // the weight step of each output channel
     let (w, w_step) = if q.per_channel {
-        let step = abs_max_step(weight.clone().abs().max_dim(0).detach()).reshape([out]);
-        (fake_quant_per_channel(weight), step)
+        let (w, step) = per_channel_with_step(weight);
+        (w, step.reshape([out]))
     } else {
         let step = Tensor::<1>::full([out], 2f32.powi(q.weight.scale_exp()), &weight.device());
         (q.weight.forward(weight), step)

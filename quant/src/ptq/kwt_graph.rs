@@ -58,8 +58,6 @@ pub fn calibrate(
     n_groups: usize,
     samples: &[Vec<f32>],
 ) -> Result<Vec<Observer>> {
-    /// Clips per task: enough to amortise a set of observers, few enough to balance.
-    const CLIPS: usize = 8;
     if samples.is_empty() {
         return Err(PtqError::Calibration("no calibration samples".into()));
     }
@@ -81,7 +79,10 @@ pub fn calibrate(
         Ok(obs)
     };
     // in clip order, so that the error reported is the first clip's
-    let partial: Vec<Result<Vec<Observer>>> = samples.par_chunks(CLIPS).map(observe).collect();
+    let partial: Vec<Result<Vec<Observer>>> = samples
+        .par_chunks(super::CLIPS_PER_TASK)
+        .map(observe)
+        .collect();
     let mut merged = vec![Observer::new(); n_groups];
     for part in partial {
         for (m, o) in merged.iter_mut().zip(&part?) {

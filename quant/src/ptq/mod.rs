@@ -113,6 +113,11 @@ pub fn quantize_kwt(
     calibrate_and_lower(&fg, samples, opts)
 }
 
+/// Clips one core takes at a time when calibration and the layer report run the float graph
+/// over many: enough to amortise a worker's observers or interpreter, few enough to balance.
+/// Fixed, so that sums merged chunk by chunk do not depend on the number of cores.
+pub(crate) const CLIPS_PER_TASK: usize = 8;
+
 /// What every PTQ front end does once its float graph is checked: observe the activations on
 /// `samples`, take each scale group's power-of-two exponent from `opts.estimator`, lower to the
 /// integer graph and measure it layer by layer.

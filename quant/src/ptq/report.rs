@@ -154,7 +154,10 @@ pub fn build(
         }
         Ok((accs, agree))
     };
-    let parts: Vec<Result<(Vec<Acc>, usize)>> = samples.par_chunks(8).map(measure).collect();
+    let parts: Vec<Result<(Vec<Acc>, usize)>> = samples
+        .par_chunks(super::CLIPS_PER_TASK)
+        .map(measure)
+        .collect();
     let mut accs = vec![Acc::default(); n_t];
     let mut agree = 0usize;
     for part in parts {
