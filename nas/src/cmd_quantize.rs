@@ -127,6 +127,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         (Mode::Qat, Some(rc)) => Some(qat_trainer(&args, rc)?),
         _ => None,
     };
+    // the graph's folder, made before the minutes of calibration rather than failed after
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the folder of --out {}", args.out.display()))?;
+    }
     let (data, data_name, data_spec) = load_data(&args, run_config.as_ref())?;
     crate::cmd_eval::check_shapes(&args.checkpoint, &config, &data_name, &data)?;
     let opts = PtqOptions {

@@ -171,6 +171,25 @@ fn synthesize_train_and_evaluate() {
     let default_spec = String::from_utf8_lossy(&o.stdout).to_string();
     let count = |s: &str| s.rsplit('(').next().map(str::to_string);
     assert_ne!(count(&default_spec), count(&out), "{default_spec}");
+    // PTQ into a folder that does not exist yet: made before calibrating.
+    let o = nas(
+        &[
+            "quantize",
+            "--checkpoint",
+            "run/best.bpk",
+            "--data",
+            "words",
+            "--calibration-samples",
+            "32",
+            "--no-eval",
+            "--quiet",
+            "--out",
+            "ptq/graphs/p.int8",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("ptq/graphs/p.int8").is_file());
     // TQT fine-tuning from the checkpoint, lowered and scored by the integer interpreter.
     let cfg_arg = cfg.to_str().unwrap();
     let qat = |more: &[&str]| {

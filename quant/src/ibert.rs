@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dyadic::{Dyadic, div_round};
 use crate::error::{Result, params};
+use crate::rounding::{abs_max_step, to_int8, to_int32};
 
 /// I-BERT i-exp polynomial coefficient `a`.
 pub const EXP_A: f64 = 0.3585;
@@ -416,24 +417,14 @@ impl IntLayerNorm {
             ));
         }
         let norm = NormParams::new(gamma.len(), in_scale, eps, g)?;
-        let gmax = gamma.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
-        let sg = if gmax > 0.0 { gmax / 127.0 } else { 1.0 };
-        let sb = sg * 2f64.powi(-(g as i32));
+        // in f32 as QAT's forward rounds them (`crate::rounding`)
+        let sg = abs_max_step(gamma.iter().copied());
+        let sb = sg / 2f32.powi(g as i32);
         let ln = IntLayerNorm {
             norm,
-            gamma: gamma
-                .iter()
-                .map(|&v| (v as f64 / sg).round() as i8)
-                .collect(),
-            beta: beta
-                .iter()
-                .map(|&v| {
-                    (v as f64 / sb)
-                        .round()
-                        .clamp(-(LN_MAX_BETA as f64), LN_MAX_BETA as f64) as i32
-                })
-                .collect(),
-            requant: Dyadic::from_scale(sb / out_scale)?,
+            gamma: gamma.iter().map(|&v| to_int8(v, sg)).collect(),
+            beta: beta.iter().map(|&v| to_int32(v, sb, LN_MAX_BETA)).collect(),
+            requant: Dyadic::from_scale(sb as f64 / out_scale)?,
         };
         ln.validate("IntLayerNorm::from_float")?;
         Ok(ln)

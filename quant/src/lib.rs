@@ -10,6 +10,7 @@
 //! * [`format`]: the versioned, checksummed `NASI8` file format.
 //! * [`kernels`]: reference loops of the tensor ops.
 //! * [`interpreter`]: runs a graph on int8 inputs.
+//! * [`rounding`]: float constants to int8 and int32, as QAT's forward rounds them.
 //! * [`ptq`]: post-training quantization of a trained Burn KWT into an integer graph.
 //!
 //! No floating point is used on the integer inference path ([`interpreter`], [`kernels`], the `eval*`
@@ -28,6 +29,7 @@ pub mod interpreter;
 pub mod kernels;
 pub mod ptq;
 pub mod qat;
+pub mod rounding;
 
 pub use builder::GraphBuilder;
 pub use dyadic::{Dyadic, requantize};

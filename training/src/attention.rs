@@ -85,6 +85,15 @@ impl SelfAttention {
         input: Option<&FakeQuant>,
     ) -> Tensor<4> {
         let [batch, tokens, _] = x.dims();
+        let (weight, bias) = self.qkv_part(i);
+        linear_parts(x, weight, bias, q, input)
+            .reshape([batch, tokens, self.heads, self.dim_head])
+            .swap_dims(1, 2)
+    }
+
+    /// Weight `[dim, heads * dim_head]` and bias of part `i` of the joint projection (0 q,
+    /// 1 k, 2 v): the integer graph's three Linears.
+    pub fn qkv_part(&self, i: usize) -> (Tensor<2>, Option<Tensor<1>>) {
         let inner = self.heads * self.dim_head;
         let weight = self.qkv.weight.val().narrow(1, i * inner, inner);
         let bias = self
@@ -92,8 +101,6 @@ impl SelfAttention {
             .bias
             .as_ref()
             .map(|b| b.val().narrow(0, i * inner, inner));
-        linear_parts(x, weight, bias, q, input)
-            .reshape([batch, tokens, self.heads, self.dim_head])
-            .swap_dims(1, 2)
+        (weight, bias)
     }
 }

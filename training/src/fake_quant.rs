@@ -138,7 +138,14 @@ fn round_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> (Tensor<
         .div_scalar(127.0)
         .mask_fill(absmax.equal_elem(0.0), 1.0);
     let u = (t / s.clone()).clamp(-127.0, 127.0);
-    (straight_through(u, |v| v.round()) * s.clone(), s)
+    (straight_through(u, round_half_away) * s.clone(), s)
+}
+
+/// `sign(v) floor(|v| + 1/2)`: rounding half away from zero, as the integer kernels'
+/// divisions and the offline rounding of constants (`quant::rounding`) do; Burn's `round`
+/// rounds half to even.
+pub fn round_half_away<const D: usize>(v: Tensor<D>) -> Tensor<D> {
+    v.clone().sign() * v.abs().add_scalar(0.5).floor()
 }
 
 /// Fake-quantizes a whole tensor at one scale `max|t| / 127`, as the integer graph stores the
@@ -246,7 +253,7 @@ mod tests {
             .reshape([1, 2, 3])
             .require_grad();
         let y = fake_quant_abs_max(t.clone());
-        // scale 1.27 / 127 = 0.01, the graph's `quantize_values(e, max|e| / 127)`
+        // scale 1.27 / 127 = 0.01, as the graph stores it (`quant::rounding::to_int8`)
         for (&v, g) in e.iter().zip(values(y.clone())) {
             let want = (v as f64 / 0.01).round() * 0.01;
             assert!((g as f64 - want).abs() < 1e-6, "{v}: {g} vs {want}");

@@ -9,12 +9,13 @@
 //! | `MaxPool2d`, `AvgPool2d`, `Relu` | same | scale kept (one observer group with the producer) |
 
 use crate::builder::GraphBuilder;
-use crate::graph::{MAX_PRODUCT, Op, Window};
+use crate::graph::{Op, Window};
 
 use super::PtqOptions;
 use super::error::{PtqError, Result, at};
 use super::float_graph::{FOp, dot};
-use super::kwt_graph::quantize_weight;
+use super::kwt_graph::{quantize_bias, quantize_weight};
+use crate::rounding::{abs_max_step, to_int8};
 
 /// Output `[oh, ow]` of `window` over an `h x w` map (the integer graph's formula).
 pub(super) fn window_out(name: &str, win: &Window, h: usize, w: usize) -> Result<[usize; 2]> {
@@ -202,41 +203,22 @@ pub(super) fn eval(op: &FOp, x: &[f32], xs: &[usize]) -> Vec<f32> {
     }
 }
 
-/// Int32 biases at `S_x S_w(o)`, clamped so that the accumulator bound of the integer graph
-/// (`terms * 2^14 + max|bias| < 2^31`) holds.
-fn quantize_bias(bias: &[f32], sx: f64, ws: &[f64], terms: usize) -> Vec<i32> {
-    let limit = (i32::MAX as i64 - terms as i64 * MAX_PRODUCT).max(0) as f64;
-    bias.iter()
-        .enumerate()
-        .map(|(o, &v)| {
-            let s = sx * ws[if ws.len() == 1 { 0 } else { o }];
-            (v as f64 / s).round().clamp(-limit, limit) as i32
-        })
-        .collect()
-}
-
 /// Symmetric int8 quantization of a depthwise `[kh, kw, c]` weight: the channel is the last
 /// axis, so per-channel scales run across rows (unlike [`quantize_weight`]).
 pub(super) fn quantize_depthwise(w: &[f32], c: usize, per_channel: bool) -> (Vec<i8>, Vec<f64>) {
-    let scale = |m: f64| if m > 0.0 { m / 127.0 } else { 1.0 };
-    let scales: Vec<f64> = if per_channel {
-        let mut m = vec![0f64; c];
-        for (i, &v) in w.iter().enumerate() {
-            m[i % c] = m[i % c].max((v as f64).abs());
-        }
-        m.into_iter().map(scale).collect()
+    let scales: Vec<f32> = if per_channel {
+        (0..c)
+            .map(|ch| abs_max_step(w.iter().skip(ch).step_by(c).copied()))
+            .collect()
     } else {
-        vec![scale(w.iter().fold(0f64, |m, &v| m.max((v as f64).abs())))]
+        vec![abs_max_step(w.iter().copied())]
     };
     let q = w
         .iter()
         .enumerate()
-        .map(|(i, &v)| {
-            let s = scales[if per_channel { i % c } else { 0 }];
-            (v as f64 / s).round().clamp(-127.0, 127.0) as i8
-        })
+        .map(|(i, &v)| to_int8(v, scales[if per_channel { i % c } else { 0 }]))
         .collect();
-    (q, scales)
+    (q, scales.into_iter().map(f64::from).collect())
 }
 
 /// Emits the integer form of an image op; `so` is the output scale (ignored by the

@@ -23,7 +23,9 @@
 //! the embedding's scale also covers the class and distillation tokens.
 
 use crate::builder::GraphBuilder;
+use crate::dyadic::pow2_exponent_of;
 use crate::graph::{Graph, MAX_PRODUCT, Op};
+use crate::rounding::{abs_max_step, to_int8, to_int32};
 use crate::{AddParams, Dyadic};
 use rayon::prelude::*;
 
@@ -93,43 +95,60 @@ pub fn calibrate(
 }
 
 /// Symmetric int8 weight quantization of a `[out, in]` matrix: the scale per output row
-/// (`per_channel`) or for the whole matrix is `max|w| / 127` (1 for an all-zero block).
+/// (`per_channel`) or for the whole matrix is `max|w| / 127` (1 for an all-zero block), in f32
+/// as QAT's forward computes it ([`crate::rounding`]).
 pub fn quantize_weight(w: &[f32], in_f: usize, per_channel: bool) -> (Vec<i8>, Vec<f64>) {
-    let absmax = |ws: &[f32]| ws.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
-    let scale = |m: f64| if m > 0.0 { m / 127.0 } else { 1.0 };
-    let scales: Vec<f64> = if per_channel {
-        w.chunks_exact(in_f).map(|r| scale(absmax(r))).collect()
+    let scales: Vec<f32> = if per_channel {
+        w.chunks_exact(in_f)
+            .map(|r| abs_max_step(r.iter().copied()))
+            .collect()
     } else {
-        vec![scale(absmax(w))]
+        vec![abs_max_step(w.iter().copied())]
     };
     let q = w
         .chunks_exact(in_f)
         .enumerate()
         .flat_map(|(o, row)| {
             let s = scales[if per_channel { o } else { 0 }];
-            row.iter()
-                .map(move |&v| (v as f64 / s).round().clamp(-127.0, 127.0) as i8)
+            row.iter().map(move |&v| to_int8(v, s))
         })
         .collect();
-    (q, scales)
+    (q, scales.into_iter().map(f64::from).collect())
 }
 
-/// Int8 values of a tensor at a given scale (round half away from zero, saturate).
-pub fn quantize_values(xs: &[f32], scale: f64) -> Vec<i8> {
+/// Int8 codes of activation values at the power-of-two scale `2^exp`, rounded half up and
+/// saturated to `[-128, 127]` as QAT's activation points (`training::fake_quant::fake_quant`)
+/// and the graph's requantization round: the class token, stored at the embedding's scale.
+pub fn quantize_activation(xs: &[f32], exp: i32) -> Vec<i8> {
+    let s = 2f32.powi(exp);
     xs.iter()
-        .map(|&v| (v as f64 / scale).round().clamp(-128.0, 127.0) as i8)
+        .map(|&v| ((v / s).clamp(-128.0, 127.0) + 0.5).floor().min(127.0) as i8)
         .collect()
 }
 
 /// Power-of-two weight quantization at scale `2^exp` (QAT's learned thresholds), symmetric
-/// like [`quantize_weight`].
+/// like [`quantize_weight`], rounded half up as QAT's weight points round.
 pub fn quantize_weight_pow2(w: &[f32], exp: i32) -> (Vec<i8>, Vec<f64>) {
-    let s = 2f64.powi(exp);
+    let s = 2f32.powi(exp);
     let q = w
         .iter()
-        .map(|&v| (v as f64 / s).round().clamp(-127.0, 127.0) as i8)
+        .map(|&v| ((v / s).clamp(-127.0, 127.0) + 0.5).floor().min(127.0) as i8)
         .collect();
-    (q, vec![s])
+    (q, vec![2f64.powi(exp)])
+}
+
+/// Int32 biases at `S_x S_w(o)` (`S_x` a power of two), in f32 as QAT's forward rounds them
+/// ([`crate::rounding`]), clamped so that the accumulator bound of the integer graph
+/// (`terms * 2^14 + max|bias| < 2^31`) holds.
+pub(super) fn quantize_bias(bias: &[f32], sx: f64, ws: &[f64], terms: usize) -> Vec<i32> {
+    let limit = (i32::MAX as i64 - terms as i64 * MAX_PRODUCT).max(0) as i32;
+    bias.iter()
+        .enumerate()
+        .map(|(o, &v)| {
+            let step = ws[if ws.len() == 1 { 0 } else { o }] as f32 * sx as f32;
+            to_int32(v, step, limit)
+        })
+        .collect()
 }
 
 /// How Linear weights get their scales.
@@ -191,15 +210,7 @@ pub fn lower_with(
                         quantize_weight_pow2(weight, *exp)
                     }
                 };
-                let limit = (i32::MAX as i64 - *in_features as i64 * MAX_PRODUCT) as f64;
-                let bq = bias
-                    .iter()
-                    .enumerate()
-                    .map(|(o, &v)| {
-                        let s = sx * ws[if ws.len() == 1 { 0 } else { o }];
-                        (v as f64 / s).round().clamp(-limit, limit) as i32
-                    })
-                    .collect();
+                let bq = quantize_bias(bias, sx, &ws, *in_features);
                 b.linear(name, x, wq, bq, &ws, so).map_err(at(name))?;
             }
             FOp::MatMul { transpose_b, alpha } => {
@@ -241,15 +252,20 @@ pub fn lower_with(
                 .map_err(at(name))?;
             }
             FOp::ConcatToken { token } => {
-                let token = quantize_values(token, sx);
+                let exp = pow2_exponent_of(sx).ok_or_else(|| {
+                    PtqError::Model(format!(
+                        "`{name}`: the token scale {sx} is not a power of two"
+                    ))
+                })?;
+                let token = quantize_activation(token, exp);
                 b.same_scale(name, x, Op::ConcatClassToken { token })
                     .map_err(at(name))?;
             }
             FOp::AddEmbedding { embedding } => {
-                let m = embedding.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
-                let es = if m > 0.0 { m / 127.0 } else { 1.0 };
-                let eq = quantize_values(embedding, es);
-                b.add_embedding(name, x, eq, es, so).map_err(at(name))?;
+                let es = abs_max_step(embedding.iter().copied());
+                let eq = embedding.iter().map(|&v| to_int8(v, es)).collect();
+                b.add_embedding(name, x, eq, es as f64, so)
+                    .map_err(at(name))?;
             }
             FOp::Reshape { shape } => {
                 b.same_scale(

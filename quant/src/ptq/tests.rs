@@ -73,8 +73,7 @@ fn every_kwt_variant_quantizes_with_a_faithful_integer_graph() {
         );
         // The saved graph loads back and gives identical outputs.
         let again = from_bytes(&to_bytes(&graph).unwrap()).unwrap();
-        let input =
-            kwt_graph::quantize_values(&xs[0], graph.tensor("input").unwrap().scale.to_f64());
+        let input = graph.quantize_input(&xs[0]).unwrap();
         let mut a = Interpreter::new(graph).unwrap();
         let mut b = Interpreter::new(again).unwrap();
         assert_eq!(a.run(&[&input]).unwrap(), b.run(&[&input]).unwrap());
