@@ -1,6 +1,7 @@
 //! `nas quantize`: a trained float checkpoint to the integer-only int8 graph, by post-training
 //! quantization (`--mode ptq`) or by TQT quantization-aware fine-tuning (`--mode qat`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -161,7 +162,13 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             let done = if args.epochs == 0 {
                 qat_untrained(&model, &config, &data, &samples, &opts, &device)?
             } else {
-                qat(&args, &trainer, &config, &data, &data_spec, &samples, &opts)?
+                // PTQ's graph holds the calibration QAT starts from: no second pass
+                let initial =
+                    quant::qat::initial_thresholds_from_graph(&model, &config, &ptq_graph)
+                        .context("reading QAT's initial thresholds off the PTQ graph")?;
+                qat(
+                    &args, &trainer, &config, &data, &data_spec, &samples, &opts, initial,
+                )?
             };
             (
                 done.graph,
@@ -303,6 +310,7 @@ fn qat(
     data_spec: &DataSpec,
     samples: &[Vec<f32>],
     opts: &PtqOptions,
+    initial: BTreeMap<String, f32>,
 ) -> Result<QatDone> {
     let (dir, ours) = match &args.qat_dir {
         Some(d) => (d.clone(), false),
@@ -338,6 +346,7 @@ fn qat(
             &quant::qat::QatOptions {
                 ptq: opts.clone(),
                 threshold_lr_gain: (args.threshold_lr / args.lr) as f32,
+                initial: Some(initial.clone()),
             },
         )
         .with_context(|| format!("QAT of {}", args.checkpoint.display()))

@@ -36,7 +36,9 @@ use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, l
 
 pub use fidelity::{GraphFidelity, GraphScore, graph_fidelity};
 pub use hook::{QatHook, attach};
-pub use thresholds::{LearnedExponents, initial_thresholds, log2_threshold_for_exp};
+pub use thresholds::{
+    LearnedExponents, initial_thresholds, initial_thresholds_from_graph, log2_threshold_for_exp,
+};
 
 /// `model` without its quantizers: the float network the integer graph is lowered from.
 pub fn float_model(model: &Kwt) -> Kwt {
@@ -108,6 +110,9 @@ pub struct QatOptions {
     /// Thresholds learn this many times faster than weights (TQT trains them at a much
     /// larger learning rate).
     pub threshold_lr_gain: f32,
+    /// The initial thresholds when already known (from [`initial_thresholds_from_graph`] of
+    /// PTQ's graph of the same samples and options); `None` calibrates them.
+    pub initial: Option<BTreeMap<String, f32>>,
 }
 
 impl Default for QatOptions {
@@ -115,6 +120,7 @@ impl Default for QatOptions {
         Self {
             ptq: PtqOptions::default(),
             threshold_lr_gain: 50.0,
+            initial: None,
         }
     }
 }
@@ -188,7 +194,10 @@ pub fn quantize_kwt_qat(
     let gain = qat.threshold_lr_gain;
     let plain = device.clone().without_autodiff();
     let (float, config) = load_checkpoint(checkpoint, &plain)?;
-    let initial = initial_thresholds(&float, &config, samples, opts)?;
+    let initial = match &qat.initial {
+        Some(t) => t.clone(),
+        None => initial_thresholds(&float, &config, samples, opts)?,
+    };
     let per_channel = opts.per_channel;
     let start = attach(float, &config, &initial, gain, per_channel)?;
     let accuracy = |model: &Kwt, split: &dyn training::SampleSource| -> Result<f64> {

@@ -118,6 +118,7 @@ fn qat_with(
         &QatOptions {
             ptq: opts(),
             threshold_lr_gain: gain,
+            initial: None,
         },
     )
 }
@@ -241,6 +242,38 @@ fn qat_keeps_its_starting_point_unless_an_epoch_beats_it_on_validation() {
     .unwrap()
     .accuracy();
     assert_eq!(run.fake_quant_test_acc, start_test);
+}
+
+/// PTQ's graph carries the calibration QAT starts from: read off it, the initial thresholds
+/// are the calibrated ones (the CLI then calibrates once), for every estimator and weight format.
+#[test]
+fn initial_thresholds_read_off_the_ptq_graph_are_the_calibrated_ones() {
+    let cfg = config();
+    let m = untrained(&cfg, 4, &Device::flex());
+    let samples = calibration();
+    for (estimator, per_channel) in [
+        (crate::ptq::Estimator::Percentile(99.99), true),
+        (crate::ptq::Estimator::MinMax, false),
+    ] {
+        let opts = PtqOptions {
+            estimator,
+            per_channel,
+            ..opts()
+        };
+        let (graph, _) = quantize_kwt(&m, &cfg, &samples, &opts).unwrap();
+        let calibrated = initial_thresholds(&m, &cfg, &samples, &opts).unwrap();
+        let read = initial_thresholds_from_graph(&m, &cfg, &graph).unwrap();
+        assert_eq!(read, calibrated, "{estimator:?}, per channel {per_channel}");
+    }
+    // Another model's graph lacks this one's tensors or scales: an error, not a guess.
+    let other = KwtConfig {
+        depth: cfg.depth + 1,
+        ..cfg.clone()
+    };
+    let bigger = untrained(&other, 4, &Device::flex());
+    let (graph, _) = quantize_kwt(&m, &cfg, &samples, &opts()).unwrap();
+    let err = initial_thresholds_from_graph(&bigger, &other, &graph).unwrap_err();
+    assert!(err.to_string().contains("block"), "{err}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use training::qat::{KwtQuant, PointKind};
 use training::{Kwt, KwtConfig};
 
+use crate::Graph;
 use crate::ptq::PtqOptions;
 use crate::ptq::error::{PtqError, Result};
 use crate::ptq::float_graph::{FOp, FloatGraph};
@@ -49,10 +50,48 @@ pub fn initial_thresholds(
     let samples = crate::ptq::calibration_slice(samples, cfg, opts)?;
     let (groups, n_groups) = scale_groups(&fg);
     let observers = calibrate(&fg, &groups, n_groups, samples)?;
-    let mut out: BTreeMap<String, f32> = group_names(&fg, &groups, n_groups)
+    let exps = observers.iter().map(|o| o.exponent(opts.estimator));
+    Ok(thresholds(&fg, &groups, n_groups, exps))
+}
+
+/// [`initial_thresholds`] read off `graph`, PTQ's graph of the same model calibrated with the
+/// same samples and options (its activation scales are those exponents): no second
+/// calibration.
+pub fn initial_thresholds_from_graph(
+    model: &Kwt,
+    cfg: &KwtConfig,
+    graph: &Graph,
+) -> Result<BTreeMap<String, f32>> {
+    let fg = FloatGraph::from_kwt(model, cfg)?;
+    let (groups, n_groups) = scale_groups(&fg);
+    let exps = group_names(&fg, &groups, n_groups)
+        .iter()
+        .map(|name| {
+            graph
+                .tensor(name)
+                .and_then(|t| t.scale.pow2_exponent())
+                .ok_or_else(|| {
+                    PtqError::Qat(format!(
+                        "the PTQ graph has no power-of-two scale for `{name}`"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<i32>>>()?;
+    Ok(thresholds(&fg, &groups, n_groups, exps))
+}
+
+/// Every point's log2 threshold: each observer group's at the exponent `exps` gives it, each
+/// Linear weight's at its `max|w|`.
+fn thresholds(
+    fg: &FloatGraph,
+    groups: &[Option<usize>],
+    n_groups: usize,
+    exps: impl IntoIterator<Item = i32>,
+) -> BTreeMap<String, f32> {
+    let mut out: BTreeMap<String, f32> = group_names(fg, groups, n_groups)
         .into_iter()
-        .zip(&observers)
-        .map(|(name, o)| (name, log2_threshold_for_exp(o.exponent(opts.estimator))))
+        .zip(exps)
+        .map(|(name, exp)| (name, log2_threshold_for_exp(exp)))
         .collect();
     for node in &fg.nodes {
         if let FOp::Linear { weight, .. } = &node.op {
@@ -63,7 +102,7 @@ pub fn initial_thresholds(
             );
         }
     }
-    Ok(out)
+    out
 }
 
 /// Power-of-two exponents the learned thresholds imply.
