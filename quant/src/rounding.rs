@@ -28,10 +28,11 @@ pub fn to_int8(v: f32, step: f32) -> i8 {
     round_half_away((v / step).clamp(-127.0, 127.0)) as i8
 }
 
-/// `v / step` rounded half away from zero, saturated to `[-limit, limit]`.
+/// `v / step` rounded half away from zero, saturated to `[-limit, limit]` (exactly: the
+/// clamp is taken in i64, where f32 could not hold a limit near 2^31).
 pub fn to_int32(v: f32, step: f32, limit: i32) -> i32 {
-    let limit = limit.unsigned_abs() as f32;
-    round_half_away(v / step).clamp(-limit, limit) as i32
+    let limit = i64::from(limit).abs();
+    (round_half_away(v / step) as i64).clamp(-limit, limit) as i32
 }
 
 #[cfg(test)]
@@ -47,6 +48,9 @@ mod tests {
         assert_eq!(to_int8(-1000.0, 1.0), -127);
         assert_eq!(to_int32(-7.5, 0.5, 10), -10);
         assert_eq!(to_int32(5.25, 0.5, 100), 11);
+        // a limit f32 cannot hold (2^31 - 65 rounds to 2^31 in f32) still bounds exactly
+        assert_eq!(to_int32(1e12, 1.0, i32::MAX - 64), i32::MAX - 64);
+        assert_eq!(to_int32(f32::NEG_INFINITY, 1.0, 7), -7);
         assert_eq!(abs_max_step([0.0, -0.0]), 1.0);
         assert_eq!(abs_max_step([0.5, -1.27]), 1.27f32 / 127.0);
     }
