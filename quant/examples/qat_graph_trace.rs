@@ -19,12 +19,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use quant::{Graph, Interpreter};
 use training::fake_quant::{FakeQuant, fake_quant_abs_max, round_half_away};
 use training::fused_ops::gelu;
 use training::int_softmax::int_softmax;
-use training::qat::{layer_norm_q, linear, linear_parts};
+use training::qat::{LinearQuant, layer_norm_q, linear, linear_parts};
 use training::{Kwt, KwtConfig};
 
 /// How one graph tensor's codes compare.
@@ -282,6 +283,34 @@ impl Env<'_> {
         Ok(())
     }
 
+    /// The LayerNorm `norm` of tensor `input` (rounded by `input_point`) as QAT computes it,
+    /// rounded by `point` and compared with the graph's `out`.
+    fn layer_norm<const D: usize>(
+        &mut self,
+        out: &str,
+        norm: &LayerNorm,
+        point: &FakeQuant,
+        input: &str,
+        input_point: &FakeQuant,
+    ) -> Result<()> {
+        let y = layer_norm_q(norm, self.get::<D>(input)?, Some(input_point));
+        self.put(out, point.forward(y))
+    }
+
+    /// The Linear `l` (quantizers `lq`) of tensor `input` (rounded by `input_point`) as QAT
+    /// computes it, compared with the graph's `out`.
+    fn linear<const D: usize>(
+        &mut self,
+        out: &str,
+        l: &Linear,
+        lq: &LinearQuant,
+        input: &str,
+        input_point: &FakeQuant,
+    ) -> Result<()> {
+        let y = linear(l, self.get::<D>(input)?, Some(lq), Some(input_point));
+        self.put(out, y)
+    }
+
     /// Stores a layout op's output (no comparison).
     fn keep<const D: usize>(&mut self, name: &str, y: Tensor<D>) {
         if self.free {
@@ -332,11 +361,7 @@ fn trace_ops(
     );
     let input_name = tr.graph.inputs.first().context("the graph has no input")?;
     env.put(input_name, q.input.forward(model.input_norm.forward(raw)))?;
-    let x: Tensor<3> = env.get::<3>(input_name)?;
-    env.put(
-        "embed",
-        linear(&model.embed, x, Some(&q.embed), Some(&q.input)),
-    )?;
+    env.linear::<3>("embed", &model.embed, &q.embed, input_name, &q.input)?;
     let embedded: Tensor<3> = env.get::<3>("embed")?;
     let dim = embedded.dims()[2];
     let cls = q
@@ -356,8 +381,7 @@ fn trace_ops(
         let (attn_in, attn_in_point) = if block.post_norm {
             (x_name.clone(), x_point)
         } else {
-            let n1 = layer_norm_q(&block.norm1, env.get::<3>(&x_name)?, Some(x_point));
-            env.put(&name("norm1"), bq.norm1.forward(n1))?;
+            env.layer_norm::<3>(&name("norm1"), &block.norm1, &bq.norm1, &x_name, x_point)?;
             (name("norm1"), &bq.norm1)
         };
         // attention, part by part
@@ -394,41 +418,40 @@ fn trace_ops(
             &name("attn.merge"),
             ctx.swap_dims(1, 2).reshape([batch, tokens, inner]),
         );
-        let o = linear(
-            &a.out,
-            env.get::<3>(&name("attn.merge"))?,
-            Some(&aq.out),
-            Some(&aq.context),
-        );
-        env.put(&name("attn.out"), o)?;
+        let merge = name("attn.merge");
+        env.linear::<3>(&name("attn.out"), &a.out, &aq.out, &merge, &aq.context)?;
         let add1 = env.get::<3>(&x_name)? + env.get::<3>(&name("attn.out"))?;
         env.put(&name("add1"), bq.add1.forward(add1))?;
         let (mlp_in, mlp_in_point) = if block.post_norm {
-            let n1 = layer_norm_q(&block.norm1, env.get::<3>(&name("add1"))?, Some(&bq.add1));
-            env.put(&name("norm1"), bq.norm1.forward(n1))?;
+            env.layer_norm::<3>(
+                &name("norm1"),
+                &block.norm1,
+                &bq.norm1,
+                &name("add1"),
+                &bq.add1,
+            )?;
             (name("norm1"), &bq.norm1)
         } else {
-            let n2 = layer_norm_q(&block.norm2, env.get::<3>(&name("add1"))?, Some(&bq.add1));
-            env.put(&name("norm2"), bq.norm2.forward(n2))?;
+            env.layer_norm::<3>(
+                &name("norm2"),
+                &block.norm2,
+                &bq.norm2,
+                &name("add1"),
+                &bq.add1,
+            )?;
             (name("norm2"), &bq.norm2)
         };
         let m = &block.mlp;
-        let h = linear(
-            &m.fc1,
-            env.get::<3>(&mlp_in)?,
-            Some(&bq.fc1),
-            Some(mlp_in_point),
-        );
-        env.put(&name("mlp.fc1"), h)?;
+        env.linear::<3>(&name("mlp.fc1"), &m.fc1, &bq.fc1, &mlp_in, mlp_in_point)?;
         let g = bq.gelu.forward(gelu(env.get::<3>(&name("mlp.fc1"))?));
         env.put(&name("mlp.gelu"), g)?;
-        let y = linear(
+        env.linear::<3>(
+            &name("mlp.fc2"),
             &m.fc2,
-            env.get::<3>(&name("mlp.gelu"))?,
-            Some(&bq.fc2),
-            Some(&bq.gelu),
-        );
-        env.put(&name("mlp.fc2"), y)?;
+            &bq.fc2,
+            &name("mlp.gelu"),
+            &bq.gelu,
+        )?;
         let residual = if block.post_norm {
             name("norm1")
         } else {
@@ -437,8 +460,13 @@ fn trace_ops(
         let add2 = env.get::<3>(&residual)? + env.get::<3>(&name("mlp.fc2"))?;
         env.put(&name("add2"), bq.add2.forward(add2))?;
         if block.post_norm {
-            let n2 = layer_norm_q(&block.norm2, env.get::<3>(&name("add2"))?, Some(&bq.add2));
-            env.put(&name("norm2"), bq.norm2.forward(n2))?;
+            env.layer_norm::<3>(
+                &name("norm2"),
+                &block.norm2,
+                &bq.norm2,
+                &name("add2"),
+                &bq.add2,
+            )?;
             (x_name, x_point) = (name("norm2"), &bq.norm2);
         } else {
             (x_name, x_point) = (name("add2"), &bq.add2);
@@ -447,15 +475,14 @@ fn trace_ops(
     let x: Tensor<3> = env.get::<3>(&x_name)?;
     env.keep("head.token", x.narrow(1, 0, 1).squeeze_dim::<2>(1));
     let hq = &q.head;
-    let n = layer_norm_q(&model.head.norm, env.get::<2>("head.token")?, Some(x_point));
-    env.put("head.norm", hq.norm.forward(n))?;
-    let logits = linear(
-        &model.head.fc,
-        env.get::<2>("head.norm")?,
-        Some(&hq.fc),
-        Some(&hq.norm),
-    );
-    env.put("head.fc", logits)?;
+    env.layer_norm::<2>(
+        "head.norm",
+        &model.head.norm,
+        &hq.norm,
+        "head.token",
+        x_point,
+    )?;
+    env.linear::<2>("head.fc", &model.head.fc, &hq.fc, "head.norm", &hq.norm)?;
     Ok(env.tallies)
 }
 

@@ -28,6 +28,13 @@ pub fn to_int8(v: f32, step: f32) -> i8 {
     round_half_away((v / step).clamp(-127.0, 127.0)) as i8
 }
 
+/// `v / step` rounded half up (`floor(q + 1/2)`) and saturated to `[min, 127]`, as QAT's
+/// learned points round (`training::fake_quant::fake_quant`, at their power-of-two steps) and
+/// the graph's requantization does.
+pub fn to_int8_half_up(v: f32, step: f32, min: f32) -> i8 {
+    ((v / step).clamp(min, 127.0) + 0.5).floor().min(127.0) as i8
+}
+
 /// `v / step` rounded half away from zero, saturated to `[-limit, limit]` (exactly: the
 /// clamp is taken in i64, where f32 could not hold a limit near 2^31).
 pub fn to_int32(v: f32, step: f32, limit: i32) -> i32 {
@@ -46,6 +53,11 @@ mod tests {
         assert_eq!(to_int8(2.4999998, 1.0), 2);
         assert_eq!(to_int8(0.0, 1.0), 0);
         assert_eq!(to_int8(-1000.0, 1.0), -127);
+        assert_eq!(to_int8_half_up(-2.5, 1.0, -128.0), -2);
+        assert_eq!(to_int8_half_up(2.5, 1.0, -128.0), 3);
+        assert_eq!(to_int8_half_up(-500.0, 1.0, -128.0), -128);
+        assert_eq!(to_int8_half_up(-500.0, 1.0, -127.0), -127);
+        assert_eq!(to_int8_half_up(500.0, 1.0, -127.0), 127);
         assert_eq!(to_int32(-7.5, 0.5, 10), -10);
         assert_eq!(to_int32(5.25, 0.5, 100), 11);
         // a limit f32 cannot hold (2^31 - 65 rounds to 2^31 in f32) still bounds exactly

@@ -25,7 +25,7 @@
 use crate::builder::GraphBuilder;
 use crate::dyadic::pow2_exponent_of;
 use crate::graph::{Graph, MAX_PRODUCT, Op};
-use crate::rounding::{abs_max_step, to_int8, to_int32};
+use crate::rounding::{abs_max_step, to_int8, to_int8_half_up, to_int32};
 use crate::{AddParams, Dyadic};
 use rayon::prelude::*;
 
@@ -121,19 +121,14 @@ pub fn quantize_weight(w: &[f32], in_f: usize, per_channel: bool) -> (Vec<i8>, V
 /// and the graph's requantization round: the class token, stored at the embedding's scale.
 pub fn quantize_activation(xs: &[f32], exp: i32) -> Vec<i8> {
     let s = 2f32.powi(exp);
-    xs.iter()
-        .map(|&v| ((v / s).clamp(-128.0, 127.0) + 0.5).floor().min(127.0) as i8)
-        .collect()
+    xs.iter().map(|&v| to_int8_half_up(v, s, -128.0)).collect()
 }
 
 /// Power-of-two weight quantization at scale `2^exp` (QAT's learned thresholds), symmetric
 /// like [`quantize_weight`], rounded half up as QAT's weight points round.
 pub fn quantize_weight_pow2(w: &[f32], exp: i32) -> (Vec<i8>, Vec<f64>) {
     let s = 2f32.powi(exp);
-    let q = w
-        .iter()
-        .map(|&v| ((v / s).clamp(-127.0, 127.0) + 0.5).floor().min(127.0) as i8)
-        .collect();
+    let q = w.iter().map(|&v| to_int8_half_up(v, s, -127.0)).collect();
     (q, vec![2f64.powi(exp)])
 }
 
