@@ -47,7 +47,8 @@ pub struct QuantizeArgs {
     /// QAT rounds weights per channel at `max|w| / 127` as PTQ does).
     #[arg(long)]
     per_tensor: bool,
-    /// TinyFormer's Scaled-LayerNorm instead of I-BERT's integer LayerNorm.
+    /// TinyFormer's Scaled-LayerNorm instead of I-BERT's integer LayerNorm (QAT's forward
+    /// computes the chosen kernel, its INT16 saturations included).
     #[arg(long)]
     scaled_layer_norm: bool,
     /// How GELU's int8 table is made: `exact` (the erf GELU rounded once, what QAT's forward
@@ -321,12 +322,6 @@ fn qat(
         progress: !args.quiet,
         ..Default::default()
     };
-    if args.scaled_layer_norm {
-        tracing::warn!(
-            "QAT's forward computes I-BERT's integer LayerNorm (G = 14); the graph is lowered \
-             with --scaled-layer-norm (G = 7, int16), which the fine-tuning does not model"
-        );
-    }
     tracing::info!(
         epochs = trainer.epochs,
         lr = trainer.learning_rate,

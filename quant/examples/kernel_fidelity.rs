@@ -50,14 +50,15 @@ fn code(f: f32, scale: f64, zero_point: i32) -> i64 {
 }
 
 /// `training::qat::int_layer_norm` of rows of `x` (on the grid of `2^exp`), then
-/// `int_layer_norm_affine` with `gamma` and `beta`: QAT's forward of a LayerNorm.
+/// `int_layer_norm_affine` with `gamma` and `beta`: QAT's forward of an I-BERT LayerNorm.
 fn qat_layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], exp: i32) -> Vec<f32> {
     let device = Device::flex();
     let d = gamma.len();
     let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [x.len() / d, d]), &device);
     let vector = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [d]), &device);
     let n = training::qat::int_layer_norm(t, exp);
-    training::qat::int_layer_norm_affine(n, vector(gamma), Some(vector(beta)))
+    let kernel = training::qat::NormKernel::IBert;
+    training::qat::int_layer_norm_affine(n, vector(gamma), Some(vector(beta)), kernel)
         .into_data()
         .iter::<f32>()
         .collect()
@@ -109,7 +110,7 @@ fn load_model(checkpoint: &Path, data: &dyn training::SampleSource) -> Result<(K
         .collect::<Result<Vec<_>>>()?;
     let opts = quant::ptq::PtqOptions::default();
     let t = quant::qat::initial_thresholds(&template, &config, &samples, &opts)?;
-    let template = quant::qat::attach(template, &config, &t, 1.0, opts.per_channel)?;
+    let template = quant::qat::attach(template, &config, &t, 1.0, opts.quant_format())?;
     let model = template
         .try_load_file(checkpoint)
         .map_err(|e| anyhow::anyhow!("{plain}; as a QAT checkpoint: {e}"))?;

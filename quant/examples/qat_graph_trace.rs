@@ -6,13 +6,14 @@
 //! is the op's own, not one carried from an earlier layer. Last the forward runs on its own
 //! outputs, showing how such differences spread through the blocks to the logits.
 //!
-//! `cargo run --release -p quant --example qat_graph_trace -- CHECKPOINT DATA [N] [--per-tensor]`
+//! `cargo run --release -p quant --example qat_graph_trace -- CHECKPOINT DATA [N] [--per-tensor]
+//! [--scaled-layer-norm]`
 //! (CHECKPOINT: a float checkpoint, whose QAT starting point is traced (thresholds calibrated on
 //! the first 512 training clips, as `nas quantize --mode qat` starts), or a QAT run's
 //! `best.bpk`; DATA: its Speech Commands folder, 12-label task unless a `data.ron` beside
-//! CHECKPOINT says otherwise; N: test clips, default 16; `--per-tensor`: the run used
-//! `nas quantize --per-tensor`). The graph is lowered here from the model with default PTQ
-//! options otherwise (exact GELU table, I-BERT LayerNorm). A distillation-token model is refused.
+//! CHECKPOINT says otherwise; N: test clips, default 16; `--per-tensor`, `--scaled-layer-norm`:
+//! the run used those `nas quantize` flags). The graph is lowered here from the model with
+//! default PTQ options otherwise (exact GELU table). A distillation-token model is refused.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use quant::{Graph, Interpreter};
 use training::fake_quant::{FakeQuant, fake_quant_abs_max, round_half_away};
 use training::fused_ops::gelu;
 use training::int_softmax::int_softmax;
-use training::qat::{LinearQuant, layer_norm_q, linear, linear_parts};
+use training::qat::{LinearQuant, NormKernel, layer_norm_q, linear, linear_parts};
 use training::{Kwt, KwtConfig};
 
 /// How one graph tensor's codes compare.
@@ -142,7 +143,7 @@ fn load_model(
     match training::load_checkpoint(checkpoint, &device) {
         Ok((float, config)) => {
             let t = quant::qat::initial_thresholds(&float, &config, samples, opts)?;
-            let model = quant::qat::attach(float, &config, &t, 1.0, opts.per_channel)?;
+            let model = quant::qat::attach(float, &config, &t, 1.0, opts.quant_format())?;
             Ok((model, config))
         }
         Err(plain) => {
@@ -156,7 +157,7 @@ fn load_model(
                 &samples[..samples.len().min(8)],
                 opts,
             )?;
-            let template = quant::qat::attach(template, &config, &t, 1.0, opts.per_channel)?;
+            let template = quant::qat::attach(template, &config, &t, 1.0, opts.quant_format())?;
             let model = template
                 .try_load_file(checkpoint)
                 .map_err(|e| anyhow::anyhow!("{plain}; as a QAT checkpoint: {e}"))?;
@@ -167,15 +168,23 @@ fn load_model(
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let per_tensor = args.iter().any(|a| a == "--per-tensor");
-    args.retain(|a| a != "--per-tensor");
+    let mut flag = |name: &str| {
+        let on = args.iter().any(|a| a == name);
+        args.retain(|a| a != name);
+        on
+    };
+    let per_tensor = flag("--per-tensor");
+    let scaled_layer_norm = flag("--scaled-layer-norm");
     let (checkpoint, data, n) = match args.as_slice() {
         [c, d] => (c, d, 16),
         [c, d, n] => (c, d, n.parse().context("N")?),
-        _ => bail!("usage: qat_graph_trace CHECKPOINT DATA [N] [--per-tensor]"),
+        _ => {
+            bail!("usage: qat_graph_trace CHECKPOINT DATA [N] [--per-tensor] [--scaled-layer-norm]")
+        }
     };
     let opts = quant::ptq::PtqOptions {
         per_channel: !per_tensor,
+        scaled_layer_norm,
         ..Default::default()
     };
     let checkpoint = PathBuf::from(checkpoint);
@@ -271,6 +280,8 @@ fn print_table(tallies: &[(String, Tally)], n: usize, free: bool) {
 struct Env<'a> {
     tr: &'a Traces<'a>,
     free: bool,
+    /// The LayerNorm kernel QAT models.
+    kernel: NormKernel,
     own: BTreeMap<String, Tensor<4>>,
     tallies: Vec<(String, Tally)>,
 }
@@ -293,7 +304,7 @@ impl Env<'_> {
         input: &str,
         input_point: &FakeQuant,
     ) -> Result<()> {
-        let y = layer_norm_q(norm, self.get::<D>(input)?, Some(input_point));
+        let y = layer_norm_q(norm, self.get::<D>(input)?, Some(input_point), self.kernel);
         self.put(out, point.forward(y))
     }
 
@@ -349,6 +360,7 @@ fn trace_ops(
     let mut env = Env {
         tr,
         free,
+        kernel: q.head.norm_kernel(),
         own: BTreeMap::new(),
         tallies: Vec::new(),
     };
@@ -498,14 +510,15 @@ fn check_layer_norm_constants(model: &Kwt, graph: &Graph) -> Result<()> {
     let (mut total, mut differ) = (0usize, 0usize);
     for (name, norm) in norms {
         let node = graph.nodes.iter().find(|n| n.name == name);
-        let Some(quant::Op::LayerNorm(ln)) = node.map(|n| &n.op) else {
-            bail!("`{name}` is not an I-BERT LayerNorm in the graph");
+        let Some(quant::Op::LayerNorm(ln) | quant::Op::ScaledLayerNorm(ln)) = node.map(|n| &n.op)
+        else {
+            bail!("`{name}` is not a LayerNorm in the graph");
         };
         let gamma = norm.gamma.val();
         let max = values(gamma.clone().abs().max())[0];
         let s = if max == 0.0 { 1.0 } else { max / 127.0 };
         let gq = values(fake_quant_abs_max(gamma).div_scalar(s));
-        let step = s / 2f32.powi(training::qat::NORM_FRAC);
+        let step = s / 2f32.powi(ln.norm.g as i32);
         let bq = match &norm.beta {
             Some(b) => values(round_half_away(b.val().div_scalar(step))),
             None => vec![0.0; gq.len()],

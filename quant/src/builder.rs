@@ -254,18 +254,12 @@ impl GraphBuilder {
         eps: f64,
         out_scale: f64,
     ) -> Result<String> {
-        let ln = IntLayerNorm::from_float(
-            gamma,
-            beta,
-            eps,
-            self.scale(x)?,
-            out_scale,
-            crate::ibert::IBERT_NORM_FRAC,
-        )?;
+        let g = crate::ibert::IBERT_NORM_FRAC;
+        let ln = self.int_layer_norm(x, gamma, beta, eps, out_scale, g)?;
         self.node(name, Op::LayerNorm(ln), &[x], out_scale)
     }
 
-    /// TinyFormer Scaled-LayerNorm (`G = 7`).
+    /// TinyFormer Scaled-LayerNorm (`G = 7`, [`crate::ibert::SCALED_NORM_FRAC`]).
     pub fn scaled_layer_norm(
         &mut self,
         name: &str,
@@ -275,8 +269,22 @@ impl GraphBuilder {
         eps: f64,
         out_scale: f64,
     ) -> Result<String> {
-        let ln = IntLayerNorm::from_float(gamma, beta, eps, self.scale(x)?, out_scale, 7)?;
+        let g = crate::ibert::SCALED_NORM_FRAC;
+        let ln = self.int_layer_norm(x, gamma, beta, eps, out_scale, g)?;
         self.node(name, Op::ScaledLayerNorm(ln), &[x], out_scale)
+    }
+
+    /// The integer LayerNorm of tensor `x` with `g` fractional bits of the normalised value.
+    fn int_layer_norm(
+        &self,
+        x: &str,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+        out_scale: f64,
+        g: u32,
+    ) -> Result<IntLayerNorm> {
+        IntLayerNorm::from_float(gamma, beta, eps, self.scale(x)?, out_scale, g)
     }
 
     /// Adds a learned embedding quantized at `emb_scale`.

@@ -278,6 +278,8 @@ pub fn isqrt_u32(n: u32) -> u32 {
 pub const NORM_MEAN_FRAC: u32 = 4;
 /// I-BERT's fractional bits `G` of the normalised value (TinyFormer's Scaled-LayerNorm: 7).
 pub const IBERT_NORM_FRAC: u32 = 14;
+/// TinyFormer's Scaled-LayerNorm: `G` of its INT16 normalised value.
+pub const SCALED_NORM_FRAC: u32 = 7;
 /// Longest row [`normalize_row`] accepts.
 pub const NORM_MAX_LEN: u32 = 1 << 16;
 

@@ -28,7 +28,7 @@ impl Rng {
     fn scale(&mut self, lo: i32, hi: i32) -> f64 {
         2f64.powf(lo as f64 + (hi - lo) as f64 * self.unit())
     }
-    fn f32s(&mut self, n: usize, a: f32, b: f32) -> Vec<f32> {
+    pub(crate) fn f32s(&mut self, n: usize, a: f32, b: f32) -> Vec<f32> {
         (0..n).map(|_| a + (b - a) * self.unit() as f32).collect()
     }
 }

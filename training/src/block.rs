@@ -114,11 +114,12 @@ impl TransformerBlock {
         let attn = |x, input| self.attn.forward_q(x, q.map(|q| &q.attn), input);
         let at = |f: fn(&BlockQuant) -> &FakeQuant, x| maybe(q.map(f), x);
         let point = |f: fn(&BlockQuant) -> &FakeQuant| q.map(f);
+        let kernel = q.map(BlockQuant::norm_kernel).unwrap_or_default();
         if self.post_norm {
             let r1 = at(|q| &q.add1, x.clone() + attn(x, input));
             let x = at(
                 |q| &q.norm1,
-                layer_norm_q(&self.norm1, r1, point(|q| &q.add1)),
+                layer_norm_q(&self.norm1, r1, point(|q| &q.add1), kernel),
             );
             let r2 = at(
                 |q| &q.add2,
@@ -126,14 +127,17 @@ impl TransformerBlock {
             );
             at(
                 |q| &q.norm2,
-                layer_norm_q(&self.norm2, r2, point(|q| &q.add2)),
+                layer_norm_q(&self.norm2, r2, point(|q| &q.add2), kernel),
             )
         } else {
-            let n1 = at(|q| &q.norm1, layer_norm_q(&self.norm1, x.clone(), input));
+            let n1 = at(
+                |q| &q.norm1,
+                layer_norm_q(&self.norm1, x.clone(), input, kernel),
+            );
             let x = at(|q| &q.add1, x + attn(n1, point(|q| &q.norm1)));
             let n2 = at(
                 |q| &q.norm2,
-                layer_norm_q(&self.norm2, x.clone(), point(|q| &q.add1)),
+                layer_norm_q(&self.norm2, x.clone(), point(|q| &q.add1), kernel),
             );
             at(
                 |q| &q.add2,

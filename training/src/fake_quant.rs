@@ -132,13 +132,19 @@ pub(crate) fn per_channel_with_step(w: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
 /// `t` rounded onto `[-127, 127]` steps of `absmax / 127` (`absmax` broadcasts against `t`),
 /// straight-through; and that step.
 fn round_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+    let (codes, s) = codes_at_abs_max(t, absmax);
+    (codes * s.clone(), s)
+}
+
+/// The int8 codes of [`round_at_abs_max`] (straight-through, gradient `1 / step`) and the step.
+fn codes_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
     // An all-zero part quantizes to zeros at any scale; 1 avoids dividing by zero.
     let s = absmax
         .clone()
         .div_scalar(127.0)
         .mask_fill(absmax.equal_elem(0.0), 1.0);
     let u = (t / s.clone()).clamp(-127.0, 127.0);
-    (straight_through(u, round_half_away) * s.clone(), s)
+    (straight_through(u, round_half_away), s)
 }
 
 /// `sign(v) floor(|v| + 1/2)`: rounding half away from zero, as the integer kernels'
@@ -152,13 +158,15 @@ pub fn round_half_away<const D: usize>(v: Tensor<D>) -> Tensor<D> {
 /// position embedding and the LayerNorm gains (`quant::ptq::kwt_graph`, `quant::IntLayerNorm`);
 /// like [`fake_quant_per_channel`] the scale follows the values and nothing clips.
 pub fn fake_quant_abs_max<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    abs_max_with_step(t).0
+    let (codes, step) = abs_max_codes(t);
+    codes * step
 }
 
-/// [`fake_quant_abs_max`] and its step (a single value, as a tensor of `D` axes).
-pub(crate) fn abs_max_with_step<const D: usize>(t: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+/// The int8 codes of [`fake_quant_abs_max`] (integers, straight-through) and their step (a
+/// single value, as a tensor of `D` axes).
+pub(crate) fn abs_max_codes<const D: usize>(t: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
     let absmax = t.clone().abs().max().detach().unsqueeze::<D>();
-    round_at_abs_max(t, absmax)
+    codes_at_abs_max(t, absmax)
 }
 
 /// Fake quantization at a fixed power-of-two scale `2^exp` onto the unsigned codes

@@ -167,7 +167,11 @@ impl Head {
     /// `input`: the point that rounded `x` (under QAT).
     fn forward(&self, x: Tensor<2>, q: Option<&HeadQuant>, input: Option<&FakeQuant>) -> Tensor<2> {
         let input = input.filter(|_| q.is_some());
-        let x = maybe(q.map(|q| &q.norm), layer_norm_q(&self.norm, x, input));
+        let kernel = q.map(HeadQuant::norm_kernel).unwrap_or_default();
+        let x = maybe(
+            q.map(|q| &q.norm),
+            layer_norm_q(&self.norm, x, input, kernel),
+        );
         linear(&self.fc, x, q.map(|q| &q.fc), q.map(|q| &q.norm))
     }
 }
@@ -191,13 +195,21 @@ pub struct Kwt {
 pub struct KwtOutput {
     pub class: Tensor<2>,
     pub distill: Option<Tensor<2>>,
+    /// Under QAT, the point that rounds the two heads' average (`KwtQuant::logits`).
+    pub average_point: Option<FakeQuant>,
 }
 
 impl KwtOutput {
-    /// Inference logits: with a distillation token the two heads are averaged (KWT Sec. 3.2).
+    /// Inference logits: with a distillation token the two heads are averaged (KWT Sec. 3.2),
+    /// under QAT rounded at `average_point` as the graph's `Add` rounds them (with
+    /// power-of-two scales its multipliers are exact and the sum of two halves is exact in
+    /// f32, so the codes are the kernel's).
     pub fn logits(self) -> Tensor<2> {
         match self.distill {
-            Some(d) => (self.class + d).mul_scalar(0.5),
+            Some(d) => maybe(
+                self.average_point.as_ref(),
+                (self.class + d).mul_scalar(0.5),
+            ),
             None => self.class,
         }
     }
@@ -242,6 +254,7 @@ impl Kwt {
                 .dist_head
                 .as_ref()
                 .map(|h| h.forward(token(1), q.and_then(|q| q.dist_head.as_ref()), point)),
+            average_point: q.and_then(|q| q.logits.clone()),
         }
     }
 }

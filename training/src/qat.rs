@@ -16,14 +16,16 @@
 //! uses I-BERT's polynomial, which is not modelled: 24 % of its codes differ); the position
 //! embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores them,
 //! and each Linear's bias as int32 at its accumulator's scale `S_x S_w` ([`linear`]);
-//! LayerNorm normalises and applies its int8 gain and int32 offset as I-BERT's integer kernel
-//! does ([`int_layer_norm`], [`int_layer_norm_affine`]; TinyFormer's Scaled-LayerNorm, which
-//! `--scaled-layer-norm` lowers to, is not modelled); activations round half up as the graph's
+//! LayerNorm normalises and applies its int8 gain and int32 offset as the graph's integer kernel
+//! does, I-BERT's or TinyFormer's Scaled-LayerNorm with its INT16 saturations ([`NormKernel`],
+//! [`int_layer_norm`], [`int_layer_norm_affine`]); activations round half up as the graph's
 //! requantization does; the softmax is the integer kernel's, i-exp and
-//! division ([`crate::int_softmax`]; the float softmax's gradient passes straight through).
-//! Not modelled: the two-head average of a distillation model (its point keeps its initial
-//! threshold). Every constant is rounded with the f32 operations the lowering uses
-//! (`quant::rounding`), so the graph stores the codes this forward trained with.
+//! division ([`crate::int_softmax`]; the float softmax's gradient passes straight through); a
+//! distillation model's two-head average is rounded at its point as the graph's `Add` rounds
+//! it (the point keeps its initial threshold: training optimizes the heads' own logits). Every
+//! constant is rounded with the f32 operations the lowering uses (`quant::rounding`), so the
+//! graph stores the codes this forward trained with. [`QuantFormat`] says which weight format
+//! and LayerNorm kernel the graph has.
 //!
 //! On the 1-block test models the forward's logits are then the graph's bit for bit
 //! (`quant::qat` tests); on the 2-block quick-start model about 50 dB apart, on KWT-1 about
@@ -44,21 +46,61 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::TrainingError;
 use crate::fake_quant::{
-    FakeQuant, abs_max_with_step, fake_quant_fixed_unsigned, per_channel_with_step,
-    round_half_away, straight_through,
+    FakeQuant, abs_max_codes, fake_quant_fixed_unsigned, per_channel_with_step, round_half_away,
+    straight_through,
 };
 use crate::fused_ops::{self, layer_norm};
 pub use crate::int_softmax::SOFTMAX_OUT_EXP;
 use crate::int_softmax::int_softmax;
 use crate::kwt::KwtConfig;
 
-/// A LayerNorm; under QAT (`input`: the point that rounded `x`) as the integer graph computes
-/// it: I-BERT's integer normalisation ([`int_layer_norm`]) and the gain rounded to int8 at
-/// `max|gamma| / 127`, as `quant::IntLayerNorm` stores it.
+/// The integer LayerNorm kernel a graph runs (`quant::IntLayerNorm::eval_row_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NormKernel {
+    /// I-BERT's i-LayerNorm: the normalised value at `G = 14` fractional bits, clamped to
+    /// `+-2^(G+8)`, and an int32 affine result.
+    #[default]
+    IBert,
+    /// TinyFormer's Scaled-LayerNorm: the normalised value at `G = 7` as INT16, and the affine
+    /// result saturated to INT16 too.
+    Scaled,
+}
+
+impl NormKernel {
+    /// `Scaled` when `scaled` holds.
+    pub fn scaled_if(scaled: bool) -> Self {
+        if scaled { Self::Scaled } else { Self::IBert }
+    }
+
+    /// Fractional bits `G` of the normalised value.
+    pub fn frac(self) -> i32 {
+        match self {
+            Self::IBert => NORM_FRAC,
+            Self::Scaled => SCALED_NORM_FRAC,
+        }
+    }
+
+    /// The range of the normalised value in units of `2^-G`.
+    fn normalized_range(self) -> (f32, f32) {
+        match self {
+            Self::IBert => {
+                let lim = 2f32.powi(NORM_FRAC + 8);
+                (-lim, lim)
+            }
+            Self::Scaled => (i16::MIN as f32, i16::MAX as f32),
+        }
+    }
+}
+
+/// A LayerNorm; under QAT (`input`: the point that rounded `x`) as the integer graph's
+/// `kernel` computes it: the integer normalisation ([`int_layer_norm`]), the gain rounded to
+/// int8 at `max|gamma| / 127` as `quant::IntLayerNorm` stores it, the affine part in the
+/// kernel's integer units ([`int_layer_norm_affine`]).
 pub fn layer_norm_q<const D: usize>(
     norm: &LayerNorm,
     x: Tensor<D>,
     input: Option<&FakeQuant>,
+    kernel: NormKernel,
 ) -> Tensor<D> {
     let Some(input) = input else {
         return layer_norm(norm, x);
@@ -68,6 +110,7 @@ pub fn layer_norm_q<const D: usize>(
         normalized,
         norm.gamma.val(),
         norm.beta.as_ref().map(|b| b.val()),
+        kernel,
     )
 }
 
@@ -75,34 +118,41 @@ pub fn layer_norm_q<const D: usize>(
 pub const NORM_MEAN_FRAC: i32 = 4;
 /// Fractional bits of I-BERT's normalised value, `G` (`quant::ibert::IBERT_NORM_FRAC`).
 pub const NORM_FRAC: i32 = 14;
+/// Fractional bits of Scaled-LayerNorm's normalised value (`quant::ibert::SCALED_NORM_FRAC`).
+pub const SCALED_NORM_FRAC: i32 = 7;
 
 /// The affine part of the integer LayerNorm, from rows `n` normalised as [`int_layer_norm`]
-/// gives them, as `quant::IntLayerNorm::eval_row_ibert` computes it: `n` rounded to
-/// `2^-NORM_FRAC` (the kernel's division) and clamped to `+-2^8`, the gain rounded to int8 at
-/// `S_g = max|gamma| / 127`, the offset rounded to `S_g 2^-NORM_FRAC` (int32, `|.| <= 2^30`
-/// steps). Straight-through gradients through each rounding.
+/// gives them, as `quant::IntLayerNorm::eval_row_ibert` (`kernel` I-BERT) or
+/// `eval_row_scaled` (Scaled) computes it, in the kernel's integer units: `n` rounded to
+/// `2^-G` (the kernel's division) and clamped to the kernel's range, the gain's int8 codes at
+/// `S_g = max|gamma| / 127`, the offset's int32 codes at `S_g 2^-G` (`|.| <= 2^30`), their
+/// `n gamma + beta` (saturated to INT16 by Scaled-LayerNorm), scaled back by `S_g 2^-G` once.
+/// Integers in f32 are exact to `2^24`, so this is the kernel's sum wherever `|n gamma|`
+/// stays there; the float product `n (S_g gamma)` would round a second time. Straight-through
+/// gradients through each rounding (those of `n gamma + beta`); none through a saturated sum.
 pub fn int_layer_norm_affine<const D: usize>(
     n: Tensor<D>,
     gamma: Tensor<1>,
     beta: Option<Tensor<1>>,
+    kernel: NormKernel,
 ) -> Tensor<D> {
-    let frac = 2f32.powi(NORM_FRAC);
-    let n = straight_through(n, |v| {
-        round_half_away(v.mul_scalar(frac))
-            .clamp(-256.0 * frac, 256.0 * frac)
-            .div_scalar(frac)
-    });
-    let (gamma, s_g) = abs_max_with_step(gamma);
-    let y = n * gamma.unsqueeze();
-    let Some(beta) = beta else {
-        return y;
-    };
+    let frac = 2f32.powi(kernel.frac());
+    let (lo, hi) = kernel.normalized_range();
+    let n = straight_through(n.mul_scalar(frac), |v| round_half_away(v).clamp(lo, hi));
+    let (gamma, s_g) = abs_max_codes(gamma);
     let step = s_g.div_scalar(frac);
-    let limit = 2f32.powi(30);
-    let beta = straight_through(beta, |b| {
-        round_half_away(b / step.clone()).clamp(-limit, limit) * step
-    });
-    y + beta.unsqueeze()
+    let mut y = n * gamma.unsqueeze();
+    if let Some(beta) = beta {
+        let limit = 2f32.powi(30);
+        let beta = straight_through(beta / step.clone(), |b| {
+            round_half_away(b).clamp(-limit, limit)
+        });
+        y = y + beta.unsqueeze();
+    }
+    if kernel == NormKernel::Scaled {
+        y = y.clamp(i16::MIN as f32, i16::MAX as f32);
+    }
+    y * step.unsqueeze()
 }
 
 /// `(x - mean) / sqrt(var + eps)` over the last axis as `quant::ibert::normalize_row` computes
@@ -161,12 +211,30 @@ pub struct BlockQuant {
     pub fc2: LinearQuant,
     pub add2: FakeQuant,
     pub norm2: FakeQuant,
+    /// The LayerNorms run TinyFormer's Scaled-LayerNorm, not I-BERT's ([`NormKernel`]).
+    pub scaled_layer_norm: bool,
+}
+
+impl BlockQuant {
+    /// The kernel of this block's LayerNorms.
+    pub fn norm_kernel(&self) -> NormKernel {
+        NormKernel::scaled_if(self.scaled_layer_norm)
+    }
 }
 
 #[derive(Module, Debug)]
 pub struct HeadQuant {
     pub norm: FakeQuant,
     pub fc: LinearQuant,
+    /// The LayerNorm runs TinyFormer's Scaled-LayerNorm, not I-BERT's ([`NormKernel`]).
+    pub scaled_layer_norm: bool,
+}
+
+impl HeadQuant {
+    /// The kernel of the head's LayerNorm.
+    pub fn norm_kernel(&self) -> NormKernel {
+        NormKernel::scaled_if(self.scaled_layer_norm)
+    }
 }
 
 /// All points of one KWT.
@@ -180,9 +248,21 @@ pub struct KwtQuant {
     pub blocks: Vec<BlockQuant>,
     pub head: HeadQuant,
     pub dist_head: Option<HeadQuant>,
-    /// The two-head average of a distillation model. Training optimizes the heads' own
+    /// The two-head average of a distillation model: the inference logits
+    /// ([`crate::KwtOutput::logits`]) are rounded here. Training optimizes the heads' own
     /// logits, so this point keeps its initial threshold.
     pub logits: Option<FakeQuant>,
+}
+
+/// What the integer graph does beyond rounding at the points, which the forward then models:
+/// how it stores weights and which LayerNorm kernel it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuantFormat {
+    /// Weights per output channel at `max|w| / 127` (else per tensor at their points' learned
+    /// power-of-two scales).
+    pub per_channel_weights: bool,
+    /// TinyFormer's Scaled-LayerNorm instead of I-BERT's i-LayerNorm ([`NormKernel`]).
+    pub scaled_layer_norm: bool,
 }
 
 /// Whether a point rounds a weight or an activation (their integer ranges differ).
@@ -233,6 +313,7 @@ impl Init<'_> {
         Ok(HeadQuant {
             norm: self.act(&format!("{p}.norm"))?,
             fc: self.linear(&format!("{p}.fc"))?,
+            scaled_layer_norm: false,
         })
     }
 }
@@ -275,6 +356,7 @@ impl KwtQuant {
                     fc2: init.linear(&format!("{p}.mlp.fc2"))?,
                     add2: init.act(&format!("{p}.add2"))?,
                     norm2: init.act(&format!("{p}.norm2"))?,
+                    scaled_layer_norm: false,
                 })
             })
             .collect::<Result<Vec<_>, TrainingError>>()?;
@@ -317,6 +399,37 @@ impl KwtQuant {
     /// Whether weights are rounded per output channel.
     pub fn per_channel_weights(&self) -> bool {
         self.embed.per_channel
+    }
+
+    /// Computes every LayerNorm as TinyFormer's Scaled-LayerNorm (`on`) or as I-BERT's
+    /// i-LayerNorm, as the graph will be lowered.
+    pub fn with_scaled_layer_norm(mut self, on: bool) -> Self {
+        for b in &mut self.blocks {
+            b.scaled_layer_norm = on;
+        }
+        for h in std::iter::once(&mut self.head).chain(self.dist_head.as_mut()) {
+            h.scaled_layer_norm = on;
+        }
+        self
+    }
+
+    /// Whether the LayerNorms are Scaled-LayerNorms.
+    pub fn scaled_layer_norm(&self) -> bool {
+        self.head.scaled_layer_norm
+    }
+
+    /// These points modelling a graph of `format`.
+    pub fn with_format(self, format: QuantFormat) -> Self {
+        self.with_per_channel_weights(format.per_channel_weights)
+            .with_scaled_layer_norm(format.scaled_layer_norm)
+    }
+
+    /// The graph format these points model.
+    pub fn format(&self) -> QuantFormat {
+        QuantFormat {
+            per_channel_weights: self.per_channel_weights(),
+            scaled_layer_norm: self.scaled_layer_norm(),
+        }
     }
 
     /// Every point with its name and kind, in a fixed order.
@@ -579,14 +692,13 @@ mod tests {
             model.qat = Some(model.qat.take().unwrap().with_per_channel_weights(false));
             assert!(fake.iter().all(|v| v.is_finite()));
             assert_ne!(float, fake, "the quantizers must act");
-            // Head outputs are rounded to the point's grid (2^(4 - 7) = 1/8) unless
-            // averaged over two heads.
-            if !distill {
-                assert!(
-                    fake.iter()
-                        .all(|v| (v * 8.0 - (v * 8.0).round()).abs() < 1e-4)
-                );
-            }
+            // Head outputs, and the two heads' average, are rounded to their point's grid
+            // (2^(4 - 7) = 1/8).
+            assert!(
+                fake.iter()
+                    .all(|v| (v * 8.0 - (v * 8.0).round()).abs() < 1e-4),
+                "{fake:?}"
+            );
         }
         let err = KwtQuant::new(
             &KwtConfig::preset("kwt-micro", 4).unwrap(),

@@ -79,6 +79,17 @@ impl Default for PtqOptions {
 }
 
 impl PtqOptions {
+    /// The weight format and LayerNorm kernel these options lower to, which QAT's forward
+    /// models.
+    pub fn quant_format(&self) -> training::qat::QuantFormat {
+        training::qat::QuantFormat {
+            per_channel_weights: self.per_channel,
+            scaled_layer_norm: self.scaled_layer_norm,
+        }
+    }
+}
+
+impl PtqOptions {
     pub fn validate(&self) -> Result<()> {
         if self.calibration_samples == 0 {
             return Err(PtqError::Options(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use training::checkpoint::{read_ron, write_ron};
-use training::qat::KwtQuant;
+use training::qat::{KwtQuant, QuantFormat};
 use training::{HookStart, Kwt, KwtConfig, StepHook, TrainingError, load_checkpoint};
 
 /// The hook's settings in its run folder: a resumed fine-tuning must start from the same
@@ -40,6 +40,19 @@ struct Quantizers {
     /// Weights rounded per output channel at `max|w| / 127`, not at learned power-of-two
     /// scales.
     per_channel_weights: bool,
+    /// LayerNorms as TinyFormer's Scaled-LayerNorm (absent in runs that predate it, which
+    /// modelled I-BERT's).
+    #[serde(default)]
+    scaled_layer_norm: bool,
+}
+
+impl Quantizers {
+    fn format(&self) -> QuantFormat {
+        QuantFormat {
+            per_channel_weights: self.per_channel_weights,
+            scaled_layer_norm: self.scaled_layer_norm,
+        }
+    }
 }
 
 impl QatSettings {
@@ -56,14 +69,13 @@ impl QatSettings {
 impl QatHook {
     /// `log2_t`: the initial threshold of every point (see
     /// [`super::thresholds::initial_thresholds`]); `lr_gain`: the thresholds' learning-rate
-    /// multiplier; `per_channel`: weights rounded per output channel at `max|w| / 127`
-    /// instead of at learned power-of-two scales.
+    /// multiplier; `format`: the weight format and LayerNorm kernel of the graph.
     pub fn new(
         checkpoint: PathBuf,
         config: KwtConfig,
         log2_t: BTreeMap<String, f32>,
         lr_gain: f32,
-        per_channel: bool,
+        format: QuantFormat,
     ) -> Self {
         Self {
             config,
@@ -72,7 +84,8 @@ impl QatHook {
                 quantizers: Some(Quantizers {
                     initial_log2_thresholds: log2_t,
                     threshold_lr_gain: lr_gain,
-                    per_channel_weights: per_channel,
+                    per_channel_weights: format.per_channel_weights,
+                    scaled_layer_norm: format.scaled_layer_norm,
                 }),
             },
         }
@@ -112,14 +125,14 @@ impl QatHook {
     }
 }
 
-/// `model` with fake-quantization points starting at `log2_t`, on `model`'s device; weights
-/// per output channel (`per_channel`) or at their points' power-of-two scales.
+/// `model` with fake-quantization points starting at `log2_t`, on `model`'s device, modelling
+/// a graph of `format`.
 pub fn attach(
     mut model: Kwt,
     config: &KwtConfig,
     log2_t: &BTreeMap<String, f32>,
     lr_gain: f32,
-    per_channel: bool,
+    format: QuantFormat,
 ) -> Result<Kwt, TrainingError> {
     if model.blocks.len() != config.depth {
         return Err(TrainingError::InvalidModel(format!(
@@ -129,9 +142,7 @@ pub fn attach(
         )));
     }
     let device = model.embed.weight.val().device();
-    model.qat = Some(
-        KwtQuant::new(config, log2_t, lr_gain, &device)?.with_per_channel_weights(per_channel),
-    );
+    model.qat = Some(KwtQuant::new(config, log2_t, lr_gain, &device)?.with_format(format));
     Ok(model)
 }
 
@@ -143,7 +154,7 @@ impl StepHook for QatHook {
                 &self.config,
                 &q.initial_log2_thresholds,
                 q.threshold_lr_gain,
-                q.per_channel_weights,
+                q.format(),
             ),
             None => Ok(model),
         }

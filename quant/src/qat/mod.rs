@@ -67,10 +67,12 @@ pub fn lower_qat(
     check_against_burn(&float, &fg, &samples[..samples.len().min(8)])?;
     let (groups, n_groups) = scale_groups(&fg);
     let exps = learned.group_exps(&fg, &groups, n_groups)?;
-    // The quantizers, not the caller's options, say how the weights were rounded.
+    // The quantizers, not the caller's options, say how the weights were rounded and which
+    // LayerNorm was modelled.
     let per_channel = q.per_channel_weights();
     let opts = PtqOptions {
         per_channel,
+        scaled_layer_norm: q.scaled_layer_norm(),
         ..opts.clone()
     };
     let weights = if per_channel {
@@ -96,7 +98,7 @@ pub fn quantize_kwt_untrained(
 ) -> Result<(Kwt, Graph, PtqReport)> {
     let float = float_model(model);
     let initial = initial_thresholds(&float, cfg, samples, opts)?;
-    let quantized = attach(float, cfg, &initial, 1.0, opts.per_channel)?;
+    let quantized = attach(float, cfg, &initial, 1.0, opts.quant_format())?;
     let (graph, report) = lower_qat(&quantized, cfg, samples, opts)?;
     Ok((quantized, graph, report))
 }
@@ -198,8 +200,8 @@ pub fn quantize_kwt_qat(
         Some(t) => t.clone(),
         None => initial_thresholds(&float, &config, samples, opts)?,
     };
-    let per_channel = opts.per_channel;
-    let start = attach(float, &config, &initial, gain, per_channel)?;
+    let format = opts.quant_format();
+    let start = attach(float, &config, &initial, gain, format)?;
     let accuracy = |model: &Kwt, split: &dyn training::SampleSource| -> Result<f64> {
         let labels = &data.labels;
         let (frames, features, batch) = (data.frames, data.features, trainer.eval_batch_size);
@@ -211,7 +213,7 @@ pub fn quantize_kwt_qat(
         config.clone(),
         initial.clone(),
         gain,
-        per_channel,
+        format,
     );
     let summary = match train_with_hook(&config, trainer, data, out, device, options, &mut hook)? {
         TrainOutcome::Finished(s) => *s,

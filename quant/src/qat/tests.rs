@@ -8,6 +8,7 @@ use super::*;
 use crate::ptq::float_graph::FOp;
 use crate::ptq::{GeluMethod, evaluate_int8, quantize_kwt};
 use crate::{Graph, Op};
+use training::qat::QuantFormat;
 
 fn config() -> KwtConfig {
     KwtConfig {
@@ -61,6 +62,33 @@ fn float_checkpoint_after(dir: &Path, epochs: usize) -> std::path::PathBuf {
 
 fn toy_stats() -> training::FeatureStats {
     training::feature_stats(&toy_split(10, 3), TOY_FRAMES, TOY_FEATURES, 30).unwrap()
+}
+
+/// `m` with every LayerNorm's gain and offset drawn around 1 and 0, as training leaves them.
+/// A fresh gain of all ones puts the graph's LayerNorm outputs on exact ties (`n * 127 *
+/// (1 / 127)` in units of a power of two), which its 31-bit multiplier, rounded from f32's
+/// `1 / 127`, breaks below and f32 products break at the tie: one code apart on a quarter of
+/// Scaled-LayerNorm's outputs. Trained gains make such ties as rare as anywhere else.
+fn with_uneven_norms(mut m: training::Kwt, seed: u64) -> training::Kwt {
+    let mut r = crate::tests::Rng(seed);
+    let device = m.embed.weight.val().device();
+    let mut uneven = |norm: &mut burn::nn::LayerNorm| {
+        let d = norm.gamma.val().dims()[0];
+        let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [d]), &device);
+        norm.gamma = burn::module::Param::from_tensor(vector(r.f32s(d, 0.7, 1.3)));
+        norm.beta = Some(burn::module::Param::from_tensor(vector(
+            r.f32s(d, -0.2, 0.2),
+        )));
+    };
+    for b in &mut m.blocks {
+        uneven(&mut b.norm1);
+        uneven(&mut b.norm2);
+    }
+    uneven(&mut m.head.norm);
+    if let Some(h) = &mut m.dist_head {
+        uneven(&mut h.norm);
+    }
+    m
 }
 
 /// An untrained model of `cfg` with the toy data's input standardization.
@@ -293,7 +321,7 @@ fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
     let ad = device.clone().autodiff();
     let mut on_ad = cfg.init(2, &ad).unwrap();
     on_ad.input_norm = training::FeatureNorm::from_stats(&stats, &ad);
-    let model = attach(on_ad, &cfg, &initial, 10.0, false).unwrap();
+    let model = attach(on_ad, &cfg, &initial, 10.0, QuantFormat::default()).unwrap();
     let xs: Vec<f32> = samples[..6].iter().flatten().copied().collect();
     let x = Tensor::<3>::from_data(TensorData::new(xs, [6, TOY_FRAMES, TOY_FEATURES]), &ad);
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]), &ad);
@@ -322,7 +350,7 @@ fn threshold_gradients_are_nonzero_and_lowering_uses_the_thresholds() {
     );
 
     // Move two thresholds by hand; lowering must follow them.
-    let mut model = attach(float.clone(), &cfg, &initial, 10.0, false).unwrap();
+    let mut model = attach(float.clone(), &cfg, &initial, 10.0, QuantFormat::default()).unwrap();
     let q = model.qat.as_mut().unwrap();
     let fc1_l = initial["block0.mlp.fc1"] + 1.0;
     q.blocks[0].fc1.output.set_log2_threshold(fc1_l);
@@ -539,21 +567,33 @@ fn the_fake_quantized_forward_tracks_its_integer_graph() {
 #[test]
 fn qat_layer_norm_writes_the_integer_kernels_codes() {
     // int_layer_norm then int_layer_norm_affine, rounded half up at the output scale, against
-    // IntLayerNorm::eval_row_ibert; the affine part in float (the gain rounded, n and the
-    // offset not) is what QAT computed before and misses codes.
-    use crate::ibert::{IBERT_NORM_FRAC, IntLayerNorm};
+    // IntLayerNorm::eval_row_ibert and eval_row_scaled; the affine part in float (the gain
+    // rounded, n and the offset not, nothing saturated) is what QAT computed before and misses
+    // codes of both.
+    use crate::ibert::{IBERT_NORM_FRAC, IntLayerNorm, SCALED_NORM_FRAC};
+    use training::qat::NormKernel;
     assert_eq!(training::qat::NORM_FRAC as u32, IBERT_NORM_FRAC);
+    assert_eq!(training::qat::SCALED_NORM_FRAC as u32, SCALED_NORM_FRAC);
     let device = Device::flex();
-    let (len, rows, exp, out_exp) = (64usize, 400usize, -4i32, -5i32);
+    let (len, rows, exp) = (64usize, 400usize, -4i32);
     let mut r = crate::tests::Rng(7);
     let unit = |r: &mut crate::tests::Rng| r.i8s(1)[0] as f32 / 128.0;
     let gamma: Vec<f32> = (0..len).map(|_| 1.0 + 0.5 * unit(&mut r)).collect();
     let beta: Vec<f32> = (0..len).map(|_| 0.3 * unit(&mut r)).collect();
-    let (scale, out_scale) = (2f64.powi(exp), 2f64.powi(out_exp));
+    let scale = 2f64.powi(exp);
     let eps = training::fused_ops::LAYER_NORM_EPSILON;
-    let ln =
-        IntLayerNorm::from_float(&gamma, &beta, eps, scale, out_scale, IBERT_NORM_FRAC).unwrap();
-    let codes: Vec<Vec<i8>> = (0..rows).map(|_| r.i8s(len)).collect();
+    // Every fourth row is near-constant but for one outlier: its normalised value is about
+    // sqrt(len) = 8, past what Scaled-LayerNorm's INT16 affine sum holds (about 2 max|gamma|).
+    let codes: Vec<Vec<i8>> = (0..rows)
+        .map(|i| {
+            let mut row = r.i8s(len);
+            if i % 4 == 0 {
+                row.iter_mut().for_each(|v| *v /= 32);
+                row[i % len] = if i % 8 == 0 { 127 } else { -128 };
+            }
+            row
+        })
+        .collect();
     let flat: Vec<f32> = codes
         .iter()
         .flatten()
@@ -562,39 +602,58 @@ fn qat_layer_norm_writes_the_integer_kernels_codes() {
     let x = Tensor::<2>::from_data(TensorData::new(flat, [rows, len]), &device);
     let n = training::qat::int_layer_norm(x, exp);
     let vector = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [len]), &device);
-    let modelled =
-        training::qat::int_layer_norm_affine(n.clone(), vector(&gamma), Some(vector(&beta)));
-    let float_affine = n * training::fake_quant::fake_quant_abs_max(vector(&gamma)).unsqueeze()
-        + vector(&beta).unsqueeze();
-    let to_codes = |t: Tensor<2>| -> Vec<i8> {
-        t.into_data()
-            .iter::<f32>()
-            .map(|v| ((v as f64 / out_scale + 0.5).floor()).clamp(-128.0, 127.0) as i8)
-            .collect()
-    };
-    let (modelled, float_affine) = (to_codes(modelled), to_codes(float_affine));
-    let (mut out, mut c, mut nb) = (vec![0i8; len], vec![0i32; len], vec![0i32; len]);
-    let (mut missed_modelled, mut missed_float) = (0, 0);
-    for (i, row) in codes.iter().enumerate() {
-        ln.eval_row_ibert(row, &mut out, &mut c, &mut nb);
-        let span = i * len..(i + 1) * len;
-        missed_modelled += out
-            .iter()
-            .zip(&modelled[span.clone()])
-            .filter(|(a, b)| a != b)
-            .count();
-        missed_float += out
-            .iter()
-            .zip(&float_affine[span])
-            .filter(|(a, b)| a != b)
-            .count();
+    // the output scales: fine for I-BERT, coarse enough for Scaled's saturation to show
+    for (kernel, out_exp) in [(NormKernel::IBert, -5), (NormKernel::Scaled, -4)] {
+        let out_scale = 2f64.powi(out_exp);
+        let g = kernel.frac() as u32;
+        let ln = IntLayerNorm::from_float(&gamma, &beta, eps, scale, out_scale, g).unwrap();
+        let modelled = training::qat::int_layer_norm_affine(
+            n.clone(),
+            vector(&gamma),
+            Some(vector(&beta)),
+            kernel,
+        );
+        let float_affine = n.clone()
+            * training::fake_quant::fake_quant_abs_max(vector(&gamma)).unsqueeze()
+            + vector(&beta).unsqueeze();
+        let to_codes = |t: Tensor<2>| -> Vec<i8> {
+            t.into_data()
+                .iter::<f32>()
+                .map(|v| ((v as f64 / out_scale + 0.5).floor()).clamp(-128.0, 127.0) as i8)
+                .collect()
+        };
+        let (modelled, float_affine) = (to_codes(modelled), to_codes(float_affine));
+        let (mut out, mut c, mut nb) = (vec![0i8; len], vec![0i32; len], vec![0i32; len]);
+        let (mut missed_modelled, mut missed_float, mut saturated) = (0, 0, 0);
+        for (i, row) in codes.iter().enumerate() {
+            match kernel {
+                NormKernel::IBert => ln.eval_row_ibert(row, &mut out, &mut c, &mut nb),
+                NormKernel::Scaled => ln.eval_row_scaled(row, &mut out, &mut c, &mut nb),
+            }
+            saturated += out.iter().filter(|&&o| o == 127 || o == -128).count();
+            let span = i * len..(i + 1) * len;
+            missed_modelled += out
+                .iter()
+                .zip(&modelled[span.clone()])
+                .filter(|(a, b)| a != b)
+                .count();
+            missed_float += out
+                .iter()
+                .zip(&float_affine[span])
+                .filter(|(a, b)| a != b)
+                .count();
+        }
+        eprintln!(
+            "{kernel:?}: codes missed of {}: modelled {missed_modelled}, float affine \
+             {missed_float}; saturated {saturated}",
+            rows * len
+        );
+        assert_eq!(missed_modelled, 0, "{kernel:?}");
+        assert!(
+            missed_float > 0,
+            "{kernel:?}: the unmodelled roundings never showed"
+        );
     }
-    eprintln!(
-        "codes missed of {}: modelled {missed_modelled}, float affine {missed_float}",
-        rows * len
-    );
-    assert_eq!(missed_modelled, 0);
-    assert!(missed_float > 0, "the unmodelled roundings never showed");
 }
 
 #[test]
@@ -644,12 +703,75 @@ fn a_prenorm_fake_quantized_forward_is_its_integer_graph() {
     };
     let m = untrained(&cfg, 6, &device);
     let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &opts()).unwrap();
-    let test = toy_split(12, 22);
-    let score = graph_fidelity(&q, &cfg, &graph, &test, &toy_splits().labels, 16).unwrap();
-    assert_eq!(
-        score.fidelity.logits_snr_db,
-        crate::ptq::report::MAX_SNR_DB,
-        "{:?}",
-        score.fidelity
+    assert_bit_exact(&toy_fidelity(&q, &cfg, &graph, 22));
+}
+
+/// How closely `q`'s forward computes `graph` on 12 toy clips per label drawn with `seed`.
+fn toy_fidelity(
+    q: &training::Kwt,
+    cfg: &KwtConfig,
+    graph: &Graph,
+    seed: u64,
+) -> fidelity::GraphFidelity {
+    let test = toy_split(12, seed);
+    graph_fidelity(q, cfg, graph, &test, &toy_splits().labels, 16)
+        .unwrap()
+        .fidelity
+}
+
+/// The forward's logits are the graph's, bit for bit.
+fn assert_bit_exact(f: &fidelity::GraphFidelity) {
+    assert_eq!(f.logits_snr_db, crate::ptq::report::MAX_SNR_DB, "{f:?}");
+}
+
+#[test]
+fn a_fake_quantized_forward_with_scaled_layer_norm_is_its_integer_graph() {
+    // Lowered with Scaled-LayerNorm, every LayerNorm of the graph is one, and QAT's forward
+    // computes its codes: G = 7 and the INT16 saturations included (with I-BERT's kernel
+    // modelled instead the logits part).
+    let device = Device::flex();
+    let cfg = config();
+    let m = with_uneven_norms(untrained(&cfg, 6, &device), 6);
+    let scaled = PtqOptions {
+        scaled_layer_norm: true,
+        ..opts()
+    };
+    let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &scaled).unwrap();
+    assert!(q.qat.as_ref().unwrap().scaled_layer_norm());
+    let norms = |g: &Graph, scaled: bool| {
+        g.nodes
+            .iter()
+            .filter(|n| match n.op {
+                Op::ScaledLayerNorm(_) => scaled,
+                Op::LayerNorm(_) => !scaled,
+                _ => false,
+            })
+            .count()
+    };
+    assert_eq!(norms(&graph, true), 2 * cfg.depth + 1);
+    assert_eq!(norms(&graph, false), 0);
+    assert_bit_exact(&toy_fidelity(&q, &cfg, &graph, 23));
+    // the same quantizers computing I-BERT's LayerNorm miss the graph's codes
+    let mut ibert = q.clone();
+    ibert.qat = ibert.qat.map(|k| k.with_scaled_layer_norm(false));
+    let unmodelled = toy_fidelity(&ibert, &cfg, &graph, 23);
+    assert!(
+        unmodelled.logits_snr_db < crate::ptq::report::MAX_SNR_DB,
+        "{unmodelled:?}"
     );
+}
+
+#[test]
+fn a_distillation_models_fake_quantized_forward_is_its_integer_graph() {
+    // The two heads' average is rounded at the `logits` point as the graph's Add rounds it.
+    let device = Device::flex();
+    let cfg = KwtConfig {
+        norm: training::NormPlacement::PreNorm,
+        distill_token: true,
+        ..config()
+    };
+    let m = untrained(&cfg, 7, &device);
+    let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &opts()).unwrap();
+    assert!(q.qat.as_ref().unwrap().logits.is_some());
+    assert_bit_exact(&toy_fidelity(&q, &cfg, &graph, 24));
 }
