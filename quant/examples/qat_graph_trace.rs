@@ -13,7 +13,7 @@
 //! `best.bpk`; DATA: its Speech Commands folder, 12-label task unless a `data.ron` beside
 //! CHECKPOINT says otherwise; N: test clips, default 16; `--per-tensor`, `--scaled-layer-norm`:
 //! the run used those `nas quantize` flags). The graph is lowered here from the model with
-//! default PTQ options otherwise (exact GELU table). A distillation-token model is refused.
+//! default PTQ options otherwise (exact GELU table).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -354,9 +354,6 @@ fn trace_ops(
     free: bool,
 ) -> Result<Vec<(String, Tally)>> {
     let q = model.qat.as_ref().context("the model has no quantizers")?;
-    if model.dist_token.is_some() {
-        bail!("a distillation-token model: its head average is not traced");
-    }
     let mut env = Env {
         tr,
         free,
@@ -376,11 +373,12 @@ fn trace_ops(
     env.linear::<3>("embed", &model.embed, &q.embed, input_name, &q.input)?;
     let embedded: Tensor<3> = env.get::<3>("embed")?;
     let dim = embedded.dims()[2];
-    let cls = q
-        .embed
-        .output
-        .forward(model.cls_token.val().expand([batch, 1, dim]));
-    env.keep("cls_token", Tensor::cat(vec![cls, embedded], 1));
+    // the tokens at the embedding's scale, the class token first, as the graph concatenates
+    let token = |t: Tensor<3>| q.embed.output.forward(t.expand([batch, 1, dim]));
+    let mut tokens = vec![token(model.cls_token.val())];
+    tokens.extend(model.dist_token.as_ref().map(|t| token(t.val())));
+    tokens.push(embedded);
+    env.keep("cls_token", Tensor::cat(tokens, 1));
     let pos = fake_quant_abs_max(model.pos_embedding.val());
     let tokens: Tensor<3> = env.get::<3>("cls_token")?;
     env.put("pos_embedding", q.pos_embedding.forward(tokens + pos))?;
@@ -485,16 +483,22 @@ fn trace_ops(
         }
     }
     let x: Tensor<3> = env.get::<3>(&x_name)?;
-    env.keep("head.token", x.narrow(1, 0, 1).squeeze_dim::<2>(1));
-    let hq = &q.head;
-    env.layer_norm::<2>(
-        "head.norm",
-        &model.head.norm,
-        &hq.norm,
-        "head.token",
-        x_point,
-    )?;
-    env.linear::<2>("head.fc", &model.head.fc, &hq.fc, "head.norm", &hq.norm)?;
+    let dist = model.dist_head.as_ref().zip(q.dist_head.as_ref());
+    let heads = std::iter::once(("head", &model.head, &q.head))
+        .chain(dist.map(|(h, hq)| ("dist_head", h, hq)));
+    for (i, (p, head, hq)) in heads.enumerate() {
+        let name = |s: &str| format!("{p}.{s}");
+        env.keep(
+            &name("token"),
+            x.clone().narrow(1, i, 1).squeeze_dim::<2>(1),
+        );
+        env.layer_norm::<2>(&name("norm"), &head.norm, &hq.norm, &name("token"), x_point)?;
+        env.linear::<2>(&name("fc"), &head.fc, &hq.fc, &name("norm"), &hq.norm)?;
+    }
+    if let Some(average) = &q.logits {
+        let sum = env.get::<2>("head.fc")? + env.get::<2>("dist_head.fc")?;
+        env.put("logits", average.forward(sum.mul_scalar(0.5)))?;
+    }
     Ok(env.tallies)
 }
 
@@ -503,6 +507,9 @@ fn trace_ops(
 fn check_layer_norm_constants(model: &Kwt, graph: &Graph) -> Result<()> {
     let values = |t: Tensor<1>| -> Vec<f32> { t.into_data().iter::<f32>().collect() };
     let mut norms = vec![("head.norm".to_string(), &model.head.norm)];
+    if let Some(h) = &model.dist_head {
+        norms.push(("dist_head.norm".to_string(), &h.norm));
+    }
     for (l, b) in model.blocks.iter().enumerate() {
         norms.push((format!("block{l}.norm1"), &b.norm1));
         norms.push((format!("block{l}.norm2"), &b.norm2));
@@ -564,6 +571,9 @@ fn check_linear_weights(model: &Kwt, graph: &Graph) -> Result<()> {
         model.head.fc.weight.val(),
         &q.head.fc,
     ));
+    if let Some((h, hq)) = model.dist_head.as_ref().zip(q.dist_head.as_ref()) {
+        linears.push(("dist_head.fc".to_string(), h.fc.weight.val(), &hq.fc));
+    }
     let (mut total, mut differ) = (0usize, 0usize);
     for (name, w, lq) in linears {
         let node = graph.nodes.iter().find(|n| n.name == name);
