@@ -132,6 +132,23 @@ fn qat_with(
     stop: Option<usize>,
     gain: f32,
 ) -> Result<QatRun> {
+    let qat = QatOptions {
+        ptq: opts(),
+        threshold_lr_gain: gain,
+        initial: None,
+    };
+    qat_with_options(ckpt, trainer, data, out, stop, &qat)
+}
+
+/// [`qat_with`] with any options.
+fn qat_with_options(
+    ckpt: &Path,
+    trainer: &TrainerConfig,
+    data: &training::DataSplits,
+    out: &Path,
+    stop: Option<usize>,
+    qat: &QatOptions,
+) -> Result<QatRun> {
     quantize_kwt_qat(
         ckpt,
         trainer,
@@ -143,11 +160,7 @@ fn qat_with(
             ..TrainOptions::default()
         },
         &calibration(),
-        &QatOptions {
-            ptq: opts(),
-            threshold_lr_gain: gain,
-            initial: None,
-        },
+        qat,
     )
 }
 
@@ -188,6 +201,34 @@ fn an_interrupted_qat_run_resumes_to_the_same_graph() {
         .expect("refused")
         .to_string();
     assert!(e.contains("`checkpoint` is"), "{e}");
+    // nor modelling another LayerNorm kernel
+    let scaled = QatOptions {
+        ptq: PtqOptions {
+            scaled_layer_norm: true,
+            ..opts()
+        },
+        threshold_lr_gain: gain,
+        initial: None,
+    };
+    let e = qat_with_options(&ckpt, &tr, &data, &parts, None, &scaled)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("`quantizers.scaled_layer_norm` is false in the saved run, true now"),
+        "{e}"
+    );
+    // settings written before Scaled-LayerNorm was modelled read as I-BERT's: the run resumes
+    let settings = parts.join(hook::QAT_SETTINGS_FILE);
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(text.contains("scaled_layer_norm"), "{text}");
+    let older: String = text
+        .lines()
+        .filter(|l| !l.contains("scaled_layer_norm"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&settings, older).unwrap();
+    assert!(qat_of(&ckpt, &tr, &data, &parts).graph == whole.graph);
     // nor a run folder that does not say what it started from (an older version's)
     std::fs::remove_file(parts.join(hook::QAT_SETTINGS_FILE)).unwrap();
     let e = qat_with(&ckpt, &tr, &data, &parts, None, gain)
