@@ -407,6 +407,8 @@ fn qat(
         "kept_start": run.kept_start,
         "steps": run.summary.steps,
         "distillation": trainer.distillation.as_ref().map(|d| d.targets),
+        // what the fine-tuned forward modelled: the graph's weight format and LayerNorm
+        "format": run.model.qat.as_ref().map(|q| q.format()),
     });
     write(
         &sibling(&args.out, "qat.json"),

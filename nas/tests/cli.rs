@@ -239,6 +239,9 @@ fn synthesize_train_and_evaluate() {
         .unwrap();
     assert!((0.0..=1.0).contains(&agreement), "{qat_json}");
     assert!(qat_record["graph_fidelity"]["samples"].as_u64().unwrap() > 0);
+    let format = &qat_record["format"];
+    assert_eq!(format["per_channel_weights"], true, "{qat_json}");
+    assert_eq!(format["scaled_layer_norm"], false, "{qat_json}");
     // Run again, its QAT run folder is reused (an interrupted run would resume there): the
     // same integer graph. Other settings replace the default folder's run, but not the run of
     // a folder the user named.
@@ -292,6 +295,25 @@ fn synthesize_train_and_evaluate() {
     let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
     let qat_record: serde_json::Value = serde_json::from_str(&qat_json).unwrap();
     assert!(qat_record["graph_fidelity"].is_null(), "{qat_json}");
+    // With Scaled-LayerNorm the forward models it and the graph runs it (the default run
+    // folder's run is replaced: other settings).
+    let o = qat(&args("1", &["--scaled-layer-norm"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
+    let qat_record: serde_json::Value = serde_json::from_str(&qat_json).unwrap();
+    assert_eq!(
+        qat_record["format"]["scaled_layer_norm"], true,
+        "{qat_json}"
+    );
+    let bytes = std::fs::read(d.join("m.int8")).unwrap();
+    let graph: quant::Graph = quant::from_bytes(&bytes).unwrap();
+    assert!(
+        graph
+            .nodes
+            .iter()
+            .any(|n| matches!(n.op, quant::Op::ScaledLayerNorm(_))),
+        "no Scaled-LayerNorm in the graph"
+    );
     // QAT trains: it needs the run configuration.
     let o = qat(&["--data", "words", "--out", "n.int8"]);
     assert!(

@@ -256,7 +256,7 @@ pub struct KwtQuant {
 
 /// What the integer graph does beyond rounding at the points, which the forward then models:
 /// how it stores weights and which LayerNorm kernel it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct QuantFormat {
     /// Weights per output channel at `max|w| / 127` (else per tensor at their points' learned
     /// power-of-two scales).
