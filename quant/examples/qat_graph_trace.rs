@@ -10,16 +10,16 @@
 //! [--scaled-layer-norm]`
 //! (CHECKPOINT: a float checkpoint, whose QAT starting point is traced (thresholds calibrated on
 //! the first 512 training clips, as `nas quantize --mode qat` starts), or a QAT run's
-//! `best.bpk`; DATA: its Speech Commands folder, 12-label task unless a `data.ron` beside
-//! CHECKPOINT says otherwise; N: test clips, default 16; `--per-tensor`, `--scaled-layer-norm`:
-//! the run used those `nas quantize` flags). The graph is lowered here from the model with
-//! default PTQ options otherwise (exact GELU table).
+//! `best.bpk`, loaded with the thresholds, gain and format its run folder's `qat.ron` names;
+//! DATA: its Speech Commands folder, 12-label task unless a `data.ron` beside CHECKPOINT says
+//! otherwise; N: test clips, default 16; `--per-tensor`, `--scaled-layer-norm`: the format of a
+//! float checkpoint's starting point, as those `nas quantize` flags set it). The graph is
+//! lowered here from the model with default PTQ options otherwise (exact GELU table).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use quant::{Graph, Interpreter};
@@ -133,7 +133,8 @@ impl Traces<'_> {
     }
 }
 
-/// The QAT model of a float checkpoint (its starting point) or of a QAT run's checkpoint.
+/// The QAT model of a float checkpoint (its starting point, in the format of `opts`) or of a
+/// QAT run's checkpoint (its thresholds, gain and format from the run's `qat.ron`).
 fn load_model(
     checkpoint: &std::path::Path,
     samples: &[Vec<f32>],
@@ -146,23 +147,8 @@ fn load_model(
             let model = quant::qat::attach(float, &config, &t, 1.0, opts.quant_format())?;
             Ok((model, config))
         }
-        Err(plain) => {
-            let config: KwtConfig = training::checkpoint::read_ron(
-                &training::checkpoint::model_config_path(checkpoint),
-            )?;
-            let template = config.init(0, &device)?;
-            let t = quant::qat::initial_thresholds(
-                &template,
-                &config,
-                &samples[..samples.len().min(8)],
-                opts,
-            )?;
-            let template = quant::qat::attach(template, &config, &t, 1.0, opts.quant_format())?;
-            let model = template
-                .try_load_file(checkpoint)
-                .map_err(|e| anyhow::anyhow!("{plain}; as a QAT checkpoint: {e}"))?;
-            Ok((model, config))
-        }
+        Err(plain) => quant::qat::load_qat_checkpoint(checkpoint, &device)
+            .map_err(|e| anyhow::anyhow!("{plain}; as a QAT run's checkpoint: {e}")),
     }
 }
 

@@ -28,15 +28,16 @@
 //! and LayerNorm kernel the graph has.
 //!
 //! On the 1-block test models the forward's logits are then the graph's bit for bit
-//! (`quant::qat` tests); on the 2-block quick-start model about 50 dB apart, on KWT-1 about
-//! 30-40 dB, and `quant/examples/qat_graph_trace.rs` shows why:
-//! run on the graph's own inputs, every op gives the kernel's codes but for a few in a
-//! million Linear and LayerNorm outputs, one code off, where the f32 sum and scaling fall on
-//! the other side of a rounding boundary than the int32 accumulator and its 31-bit dyadic
-//! multiplier (with power-of-two weights, `with_per_channel_weights` off, the Linears are
-//! exact too). Twelve blocks then spread each such code: attention mixes it into every token,
-//! and by the last block tens of percent of the codes differ by a step or a few. That is the
-//! integer network's sensitivity to a one-code change, not a modelling error.
+//! (`quant::qat` tests). With power-of-two weights and Scaled-LayerNorm (`with_format`) every
+//! op's scaling is exact in f32 and a QAT-tuned KWT-1 was measured bit for bit too (every code
+//! of 192 test clips, `quant/examples/qat_graph_trace.rs`). With per-channel weights or
+//! I-BERT's LayerNorm, KWT-1 ends about 33-39 dB apart, and the trace shows why: run on the
+//! graph's own inputs, every op gives the kernel's codes but for a few in a million Linear and
+//! LayerNorm outputs, one code off, where the f32 sum and scaling fall on the other side of a
+//! rounding boundary than the int32 accumulator and its 31-bit dyadic multiplier. Twelve
+//! blocks then spread each such code: attention mixes it into every token, and by the last
+//! block tens of percent of the codes differ by a step or a few. That is the integer
+//! network's sensitivity to a one-code change, not a modelling error.
 
 use std::collections::BTreeMap;
 
@@ -159,9 +160,10 @@ pub fn int_layer_norm_affine<const D: usize>(
 /// it from int8 codes at scale `2^exp` (`x` must lie on that grid): the mean rounded half away
 /// from zero to `2^(exp - 4)`, the variance of the centred values in those units floored (after
 /// dropping `r` bits per square for rows over 256), the standard deviation floored to an
-/// integer of those units. Straight-through gradients (those of the float LayerNorm) through
-/// each rounding. The kernel's final division rounds at `2^-14`: [`int_layer_norm_affine`]
-/// models that.
+/// integer of those units, each as the kernel's integers give it (the variance by
+/// [`floor_mean`]; rows of up to 2048 values). Straight-through gradients (those of the float
+/// LayerNorm) through each rounding. The kernel's final division rounds at `2^-G`:
+/// [`int_layer_norm_affine`] models that.
 pub fn int_layer_norm<const D: usize>(x: Tensor<D>, exp: i32) -> Tensor<D> {
     let n = x.dims()[D - 1];
     let unit = 2f32.powi(exp - NORM_MEAN_FRAC);
@@ -169,15 +171,36 @@ pub fn int_layer_norm<const D: usize>(x: Tensor<D>, exp: i32) -> Tensor<D> {
     let r = lg.saturating_sub(8).next_multiple_of(2) as i32;
     let eps_q = (fused_ops::LAYER_NORM_EPSILON as f32 / (unit * unit) / 2f32.powi(r)).round();
     let u = x / unit;
-    let mean = u.clone().mean_dim(D - 1);
+    // |u| <= 2^11 and n <= 2^11: the sum is exact and the division correctly rounded
+    let mean = u.clone().sum_dim(D - 1).div_scalar(n as f32);
     let mu = straight_through(mean, round_half_away);
     let c = u - mu;
     let sq = c.clone().powi_scalar(2) / 2f32.powi(r);
     let sq = straight_through(sq, |v| v.floor());
-    let var = straight_through(sq.mean_dim(D - 1), |v| v.floor());
+    let var = sq.clone().mean_dim(D - 1);
+    let var = var.clone() + (floor_mean(sq.detach()) - var).detach();
+    // f32's correctly rounded root of an integer below 2^24 floors to its integer root
     let std = straight_through(var.add_scalar(eps_q).sqrt(), |s| s.floor().clamp_min(1.0));
     // the squares lost `r` bits, so `std` counts units of `2^(r/2)`
     c / std.mul_scalar(2f32.powi(r / 2))
+}
+
+/// `floor(sum / n)` over the last axis of non-negative integers below `2^24` in rows of
+/// `n <= 2^11`, exactly: a plain f32 sum of such values rounds once it passes `2^24`, which a
+/// row of large squares does, and the floored variance then differs from the kernel's u32 one.
+/// The values' high and low 12 bits are summed apart (each sum below `2^23`) and divided in
+/// two steps whose operands stay below `2^24`, so every division is of exact integers, and
+/// correctly rounded division of integers below `2^24` floors to the integer quotient.
+pub fn floor_mean<const D: usize>(v: Tensor<D>) -> Tensor<D> {
+    let n = v.dims()[D - 1] as f32;
+    let split = 4096.0;
+    let hi = v.clone().div_scalar(split).floor();
+    let lo = v - hi.clone().mul_scalar(split);
+    let (hi, lo) = (hi.sum_dim(D - 1), lo.sum_dim(D - 1));
+    let q = hi.clone().div_scalar(n).floor();
+    let rem = hi - q.clone().mul_scalar(n);
+    let rest = (rem.mul_scalar(split) + lo).div_scalar(n).floor();
+    q.mul_scalar(split) + rest
 }
 
 /// A Linear's weight and output points.
@@ -597,6 +620,39 @@ mod tests {
             n.push("logits".into());
         }
         n
+    }
+
+    fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    #[test]
+    fn floor_mean_is_the_integer_quotient_where_an_f32_sum_rounds() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut naive_wrong = 0;
+        for n in [7usize, 64, 192, 2048] {
+            let rows = 64;
+            let v: Vec<u32> = (0..rows * n)
+                .map(|_| rng.random_range(0..1u32 << 24))
+                .collect();
+            let t = Tensor::<1>::from_data(
+                burn::tensor::TensorData::new(v.iter().map(|&x| x as f32).collect(), [rows * n]),
+                &Device::flex(),
+            )
+            .reshape([rows, n]);
+            let exact: Vec<f32> = v
+                .chunks_exact(n)
+                .map(|r| (r.iter().map(|&x| x as u64).sum::<u64>() / n as u64) as f32)
+                .collect();
+            assert_eq!(values(floor_mean(t.clone())), exact, "rows of {n}");
+            let naive = values(t.mean_dim(1).floor());
+            naive_wrong += naive.iter().zip(&exact).filter(|(a, b)| a != b).count();
+        }
+        assert!(
+            naive_wrong > 0,
+            "the f32 mean never rounded: the test shows nothing"
+        );
     }
 
     /// With per-channel weights the weight points go unused: every Linear (q, k and v too) is

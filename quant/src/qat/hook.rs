@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use training::checkpoint::{read_ron, write_ron};
 use training::qat::{KwtQuant, QuantFormat};
@@ -123,6 +125,36 @@ impl QatHook {
             &[],
         )
     }
+}
+
+/// A QAT run's checkpoint (`best.bpk`, `last-*.bpk` in its run folder) with its quantizers as
+/// the run trained them: the run's `qat.ron` gives the points, their learning-rate gain (the
+/// file stores each threshold divided by it, and the gain itself is no tensor) and the graph
+/// format; the file gives weights and thresholds.
+pub fn load_qat_checkpoint(
+    checkpoint: &Path,
+    device: &Device,
+) -> Result<(Kwt, KwtConfig), TrainingError> {
+    let folder = checkpoint.parent().unwrap_or_else(|| Path::new("."));
+    let settings: QatSettings = read_ron(&folder.join(QAT_SETTINGS_FILE))?;
+    let Some(q) = settings.quantizers else {
+        return Err(TrainingError::checkpoint(
+            checkpoint,
+            "is a float control run's: it has no quantizers",
+        ));
+    };
+    let config: KwtConfig = read_ron(&training::checkpoint::model_config_path(checkpoint))?;
+    let template = attach(
+        config.init(0, device)?,
+        &config,
+        &q.initial_log2_thresholds,
+        q.threshold_lr_gain,
+        q.format(),
+    )?;
+    let model = template
+        .try_load_file(checkpoint)
+        .map_err(|e| TrainingError::checkpoint(checkpoint, e))?;
+    Ok((model, config))
 }
 
 /// `model` with fake-quantization points starting at `log2_t`, on `model`'s device, modelling

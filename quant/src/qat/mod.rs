@@ -35,7 +35,7 @@ use crate::ptq::kwt_graph::{self, WeightScales, calibrate, scale_groups};
 use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, layer_report};
 
 pub use fidelity::{GraphFidelity, GraphScore, graph_fidelity};
-pub use hook::{QatHook, attach};
+pub use hook::{QatHook, attach, load_qat_checkpoint};
 pub use thresholds::{
     LearnedExponents, initial_thresholds, initial_thresholds_from_graph, log2_threshold_for_exp,
 };

@@ -276,6 +276,23 @@ fn qat_fine_tunes_and_lowers_to_a_valid_integer_graph() {
         .count();
     assert!(moved > 0, "no threshold moved");
     assert!(!run.report.layers.is_empty());
+    // The run's best checkpoint loads with the quantizers it trained (the thresholds are stored
+    // divided by the run's gain) and lowers to the same graph.
+    let best = &run.summary.best_checkpoint;
+    let (loaded, _) = load_qat_checkpoint(best, &Device::flex()).unwrap();
+    assert_eq!(loaded.qat.as_ref().unwrap().thresholds(), run.learned);
+    let (graph, _) = lower_qat(&loaded, &run.config, &calibration(), &opts()).unwrap();
+    assert!(graph == run.graph, "the reloaded model lowers otherwise");
+    // a checkpoint without its run's settings is refused, naming them
+    let lone = dir.path().join("lone");
+    std::fs::create_dir_all(&lone).unwrap();
+    for f in ["best.bpk", training::checkpoint::MODEL_CONFIG_FILE] {
+        std::fs::copy(best.with_file_name(f), lone.join(f)).unwrap();
+    }
+    let e = load_qat_checkpoint(&lone.join("best.bpk"), &Device::flex())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(hook::QAT_SETTINGS_FILE), "{e}");
 }
 
 #[test]
