@@ -272,7 +272,7 @@ pub struct KwtQuant {
     pub head: HeadQuant,
     pub dist_head: Option<HeadQuant>,
     /// The two-head average of a distillation model: the inference logits
-    /// ([`crate::KwtOutput::logits`]) are rounded here. Training optimizes the heads' own
+    /// ([`crate::kwt::KwtOutput::logits`]) are rounded here. Training optimizes the heads' own
     /// logits, so this point keeps its initial threshold.
     pub logits: Option<FakeQuant>,
 }
