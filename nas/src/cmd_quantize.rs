@@ -51,8 +51,8 @@ pub struct QuantizeArgs {
     /// computes the chosen kernel, its INT16 saturations included).
     #[arg(long)]
     scaled_layer_norm: bool,
-    /// How GELU's int8 table is made: `exact` (the erf GELU rounded once, what QAT's forward
-    /// computes) or `ibert` (I-BERT's i-GELU polynomial, up to 2 codes off).
+    /// How GELU's int8 table is made: `exact` (the erf GELU rounded once) or `ibert`
+    /// (I-BERT's i-GELU polynomial, up to 2 codes off); QAT's forward computes the chosen one.
     #[arg(long, value_enum, default_value = "exact")]
     gelu: GeluArg,
     /// Training samples observed for calibration.
@@ -407,7 +407,7 @@ fn qat(
         "kept_start": run.kept_start,
         "steps": run.summary.steps,
         "distillation": trainer.distillation.as_ref().map(|d| d.targets),
-        // what the fine-tuned forward modelled: the graph's weight format and LayerNorm
+        // what the fine-tuned forward modelled: the graph's weight format, LayerNorm and GELU
         "format": run.model.qat.as_ref().map(|q| q.format()),
     });
     write(

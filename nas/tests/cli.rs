@@ -242,6 +242,7 @@ fn synthesize_train_and_evaluate() {
     let format = &qat_record["format"];
     assert_eq!(format["per_channel_weights"], true, "{qat_json}");
     assert_eq!(format["scaled_layer_norm"], false, "{qat_json}");
+    assert_eq!(format["ibert_gelu"], false, "{qat_json}");
     // Run again, its QAT run folder is reused (an interrupted run would resume there): the
     // same integer graph. Other settings replace the default folder's run, but not the run of
     // a folder the user named.
@@ -295,24 +296,26 @@ fn synthesize_train_and_evaluate() {
     let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
     let qat_record: serde_json::Value = serde_json::from_str(&qat_json).unwrap();
     assert!(qat_record["graph_fidelity"].is_null(), "{qat_json}");
-    // With Scaled-LayerNorm the forward models it and the graph runs it (the default run
-    // folder's run is replaced: other settings).
-    let o = qat(&args("1", &["--scaled-layer-norm"]));
+    // With Scaled-LayerNorm and i-GELU the forward models them and the graph runs them (the
+    // default run folder's run is replaced: other settings).
+    let o = qat(&args("1", &["--scaled-layer-norm", "--gelu", "ibert"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let qat_json = std::fs::read_to_string(d.join("m.int8.qat.json")).unwrap();
     let qat_record: serde_json::Value = serde_json::from_str(&qat_json).unwrap();
-    assert_eq!(
-        qat_record["format"]["scaled_layer_norm"], true,
-        "{qat_json}"
-    );
+    let format = &qat_record["format"];
+    assert_eq!(format["scaled_layer_norm"], true, "{qat_json}");
+    assert_eq!(format["ibert_gelu"], true, "{qat_json}");
     let bytes = std::fs::read(d.join("m.int8")).unwrap();
     let graph: quant::Graph = quant::from_bytes(&bytes).unwrap();
+    let has = |op: fn(&quant::Op) -> bool| graph.nodes.iter().any(|n| op(&n.op));
     assert!(
-        graph
-            .nodes
-            .iter()
-            .any(|n| matches!(n.op, quant::Op::ScaledLayerNorm(_))),
+        has(|op| matches!(op, quant::Op::ScaledLayerNorm(_))),
         "no Scaled-LayerNorm in the graph"
+    );
+    assert!(
+        has(|op| matches!(op, quant::Op::Gelu(_)))
+            && !has(|op| matches!(op, quant::Op::GeluTable(_))),
+        "the graph's GELUs are not all i-GELUs"
     );
     // QAT trains: it needs the run configuration.
     let o = qat(&["--data", "words", "--out", "n.int8"]);

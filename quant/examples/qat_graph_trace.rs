@@ -7,14 +7,15 @@
 //! outputs, showing how such differences spread through the blocks to the logits.
 //!
 //! `cargo run --release -p quant --example qat_graph_trace -- CHECKPOINT DATA [N] [--per-tensor]
-//! [--scaled-layer-norm]`
+//! [--scaled-layer-norm] [--ibert-gelu]`
 //! (CHECKPOINT: a float checkpoint, whose QAT starting point is traced (thresholds calibrated on
 //! the first 512 training clips, as `nas quantize --mode qat` starts), or a QAT run's
 //! `best.bpk`, loaded with the thresholds, gain and format its run folder's `qat.ron` names;
 //! DATA: its Speech Commands folder, 12-label task unless a `data.ron` beside CHECKPOINT says
-//! otherwise; N: test clips, default 16; `--per-tensor`, `--scaled-layer-norm`: the format of a
-//! float checkpoint's starting point, as those `nas quantize` flags set it). The graph is
-//! lowered here from the model with default PTQ options otherwise (exact GELU table).
+//! otherwise; N: test clips, default 16; `--per-tensor`, `--scaled-layer-norm`,
+//! `--ibert-gelu`: the format of a float checkpoint's starting point, as `nas quantize`'s
+//! `--per-tensor`, `--scaled-layer-norm` and `--gelu ibert` set it). The graph is lowered from
+//! the model in the format its quantizers model.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,9 +25,8 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use quant::{Graph, Interpreter};
 use training::fake_quant::{FakeQuant, fake_quant_abs_max, round_half_away};
-use training::fused_ops::gelu;
 use training::int_softmax::int_softmax;
-use training::qat::{LinearQuant, NormKernel, layer_norm_q, linear, linear_parts};
+use training::qat::{LinearQuant, NormKernel, gelu_q, layer_norm_q, linear, linear_parts};
 use training::{Kwt, KwtConfig};
 
 /// How one graph tensor's codes compare.
@@ -161,16 +161,25 @@ fn main() -> Result<()> {
     };
     let per_tensor = flag("--per-tensor");
     let scaled_layer_norm = flag("--scaled-layer-norm");
+    let ibert_gelu = flag("--ibert-gelu");
     let (checkpoint, data, n) = match args.as_slice() {
         [c, d] => (c, d, 16),
         [c, d, n] => (c, d, n.parse().context("N")?),
         _ => {
-            bail!("usage: qat_graph_trace CHECKPOINT DATA [N] [--per-tensor] [--scaled-layer-norm]")
+            bail!(
+                "usage: qat_graph_trace CHECKPOINT DATA [N] [--per-tensor] [--scaled-layer-norm] \
+                 [--ibert-gelu]"
+            )
         }
     };
     let opts = quant::ptq::PtqOptions {
         per_channel: !per_tensor,
         scaled_layer_norm,
+        gelu: if ibert_gelu {
+            quant::ptq::GeluMethod::IBert
+        } else {
+            quant::ptq::GeluMethod::Exact
+        },
         ..Default::default()
     };
     let checkpoint = PathBuf::from(checkpoint);
@@ -439,7 +448,10 @@ fn trace_ops(
         };
         let m = &block.mlp;
         env.linear::<3>(&name("mlp.fc1"), &m.fc1, &bq.fc1, &mlp_in, mlp_in_point)?;
-        let g = bq.gelu.forward(gelu(env.get::<3>(&name("mlp.fc1"))?));
+        let ibert_exp = bq.ibert_gelu.then(|| bq.fc1.output.scale_exp());
+        let g = bq
+            .gelu
+            .forward(gelu_q(env.get::<3>(&name("mlp.fc1"))?, ibert_exp));
         env.put(&name("mlp.gelu"), g)?;
         env.linear::<3>(
             &name("mlp.fc2"),

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::SelfAttention;
 use crate::fake_quant::FakeQuant;
-use crate::fused_ops::gelu;
 use crate::init;
-use crate::qat::{BlockQuant, layer_norm_q, linear, maybe};
+use crate::qat::{BlockQuant, gelu_q, layer_norm_q, linear, maybe};
 
 /// Where the LayerNorm sits. KWT's paper finds PostNorm better for keyword spotting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -58,9 +57,10 @@ impl FeedForward {
         q: Option<&BlockQuant>,
         input: Option<&FakeQuant>,
     ) -> Tensor<3> {
-        // `gelu` is `self.act`'s function, vectorized on flex (the field stays so that
-        // checkpoints keep their layout).
-        let h = gelu(linear(&self.fc1, x, q.map(|q| &q.fc1), input));
+        // `gelu_q` is `self.act`'s function, vectorized on flex (the field stays so that
+        // checkpoints keep their layout), or the graph's i-GELU at fc1's output scale.
+        let ibert_exp = q.filter(|q| q.ibert_gelu).map(|q| q.fc1.output.scale_exp());
+        let h = gelu_q(linear(&self.fc1, x, q.map(|q| &q.fc1), input), ibert_exp);
         let h = self.dropout.forward(maybe(q.map(|q| &q.gelu), h));
         self.dropout
             .forward(linear(&self.fc2, h, q.map(|q| &q.fc2), q.map(|q| &q.gelu)))

@@ -13,6 +13,7 @@ pub mod feature_norm;
 pub mod fused_ops;
 pub mod history;
 pub mod init;
+pub mod int_gelu;
 pub mod int_softmax;
 pub mod kwt;
 pub mod loss;

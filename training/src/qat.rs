@@ -12,8 +12,9 @@
 //!
 //! Beyond rounding, the forward computes what the integer kernels compute where they differ from
 //! the float ops (measured on KWT-1 by `quant/examples/kernel_fidelity.rs`): GELU is exact, as
-//! the integer graph's default GELU table (`quant::GeluTable`; with `--gelu ibert` the graph
-//! uses I-BERT's polynomial, which is not modelled: 24 % of its codes differ); the position
+//! the integer graph's default GELU table (`quant::GeluTable`), or I-BERT's i-GELU where the
+//! graph is lowered with it (`--gelu ibert`, [`gelu_q`]: 24 % of its codes differ from the
+//! exact GELU's); the position
 //! embedding and the LayerNorm gains are rounded at `max|v| / 127` as the graph stores them,
 //! and each Linear's bias as int32 at its accumulator's scale `S_x S_w` ([`linear`]);
 //! LayerNorm normalises and applies its int8 gain and int32 offset as the graph's integer kernel
@@ -51,6 +52,7 @@ use crate::fake_quant::{
     straight_through,
 };
 use crate::fused_ops::{self, layer_norm};
+use crate::int_gelu::int_gelu;
 pub use crate::int_softmax::SOFTMAX_OUT_EXP;
 use crate::int_softmax::int_softmax;
 use crate::kwt::KwtConfig;
@@ -236,6 +238,8 @@ pub struct BlockQuant {
     pub norm2: FakeQuant,
     /// The LayerNorms run TinyFormer's Scaled-LayerNorm, not I-BERT's ([`NormKernel`]).
     pub scaled_layer_norm: bool,
+    /// The GELU is I-BERT's i-GELU ([`gelu_q`]), not the exact table.
+    pub ibert_gelu: bool,
 }
 
 impl BlockQuant {
@@ -278,7 +282,7 @@ pub struct KwtQuant {
 }
 
 /// What the integer graph does beyond rounding at the points, which the forward then models:
-/// how it stores weights and which LayerNorm kernel it runs.
+/// how it stores weights and which LayerNorm and GELU kernels it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct QuantFormat {
     /// Weights per output channel at `max|w| / 127` (else per tensor at their points' learned
@@ -286,6 +290,10 @@ pub struct QuantFormat {
     pub per_channel_weights: bool,
     /// TinyFormer's Scaled-LayerNorm instead of I-BERT's i-LayerNorm ([`NormKernel`]).
     pub scaled_layer_norm: bool,
+    /// I-BERT's i-GELU instead of the exact GELU table ([`gelu_q`]; absent where the format
+    /// was written before it was modelled, which is the exact table's).
+    #[serde(default)]
+    pub ibert_gelu: bool,
 }
 
 /// Whether a point rounds a weight or an activation (their integer ranges differ).
@@ -380,6 +388,7 @@ impl KwtQuant {
                     add2: init.act(&format!("{p}.add2"))?,
                     norm2: init.act(&format!("{p}.norm2"))?,
                     scaled_layer_norm: false,
+                    ibert_gelu: false,
                 })
             })
             .collect::<Result<Vec<_>, TrainingError>>()?;
@@ -441,10 +450,25 @@ impl KwtQuant {
         self.head.scaled_layer_norm
     }
 
+    /// Computes every GELU as I-BERT's i-GELU (`on`) or as the exact GELU table, as the
+    /// graph will be lowered.
+    pub fn with_ibert_gelu(mut self, on: bool) -> Self {
+        for b in &mut self.blocks {
+            b.ibert_gelu = on;
+        }
+        self
+    }
+
+    /// Whether the GELUs are i-GELUs (false for a model without blocks).
+    pub fn ibert_gelu(&self) -> bool {
+        self.blocks.first().is_some_and(|b| b.ibert_gelu)
+    }
+
     /// These points modelling a graph of `format`.
     pub fn with_format(self, format: QuantFormat) -> Self {
         self.with_per_channel_weights(format.per_channel_weights)
             .with_scaled_layer_norm(format.scaled_layer_norm)
+            .with_ibert_gelu(format.ibert_gelu)
     }
 
     /// The graph format these points model.
@@ -452,6 +476,7 @@ impl KwtQuant {
         QuantFormat {
             per_channel_weights: self.per_channel_weights(),
             scaled_layer_norm: self.scaled_layer_norm(),
+            ibert_gelu: self.ibert_gelu(),
         }
     }
 
@@ -528,8 +553,24 @@ pub fn softmax_q<const D: usize>(scores: Tensor<D>, scores_exp: Option<i32>) -> 
     };
     let p = fused_ops::softmax(scores.clone(), D - 1);
     match int_softmax(scores, exp) {
-        Some(kernel) => p.clone() + (kernel - p).detach(),
+        // `p - p` is exactly 0: the value is the kernel's to the bit
+        Some(kernel) => kernel + (p.clone() - p.detach()),
         None => fake_quant_fixed_unsigned(p, SOFTMAX_OUT_EXP, 8),
+    }
+}
+
+/// GELU; under QAT with `ibert_exp` (the exponent of the scale `x` was rounded at) the
+/// integer graph's i-GELU ([`int_gelu`]) with the exact GELU's gradient passed straight
+/// through. Where the kernel has no constants for the scale (lowering fails there too) the
+/// exact GELU.
+pub fn gelu_q<const D: usize>(x: Tensor<D>, ibert_exp: Option<i32>) -> Tensor<D> {
+    let Some(exp) = ibert_exp else {
+        return fused_ops::gelu(x);
+    };
+    let g = fused_ops::gelu(x.clone());
+    match int_gelu(x, exp) {
+        Some(kernel) => kernel + (g.clone() - g.detach()),
+        None => g,
     }
 }
 

@@ -79,12 +79,13 @@ impl Default for PtqOptions {
 }
 
 impl PtqOptions {
-    /// The weight format and LayerNorm kernel these options lower to, which QAT's forward
-    /// models.
+    /// The weight format and LayerNorm and GELU kernels these options lower to, which QAT's
+    /// forward models.
     pub fn quant_format(&self) -> training::qat::QuantFormat {
         training::qat::QuantFormat {
             per_channel_weights: self.per_channel,
             scaled_layer_norm: self.scaled_layer_norm,
+            ibert_gelu: self.gelu == GeluMethod::IBert,
         }
     }
 }

@@ -46,6 +46,10 @@ struct Quantizers {
     /// modelled I-BERT's).
     #[serde(default)]
     scaled_layer_norm: bool,
+    /// GELUs as I-BERT's i-GELU (absent in runs that predate it, which modelled the exact
+    /// table).
+    #[serde(default)]
+    ibert_gelu: bool,
 }
 
 impl Quantizers {
@@ -53,6 +57,7 @@ impl Quantizers {
         QuantFormat {
             per_channel_weights: self.per_channel_weights,
             scaled_layer_norm: self.scaled_layer_norm,
+            ibert_gelu: self.ibert_gelu,
         }
     }
 }
@@ -71,7 +76,7 @@ impl QatSettings {
 impl QatHook {
     /// `log2_t`: the initial threshold of every point (see
     /// [`super::thresholds::initial_thresholds`]); `lr_gain`: the thresholds' learning-rate
-    /// multiplier; `format`: the weight format and LayerNorm kernel of the graph.
+    /// multiplier; `format`: the weight format and LayerNorm and GELU kernels of the graph.
     pub fn new(
         checkpoint: PathBuf,
         config: KwtConfig,
@@ -88,6 +93,7 @@ impl QatHook {
                     threshold_lr_gain: lr_gain,
                     per_channel_weights: format.per_channel_weights,
                     scaled_layer_norm: format.scaled_layer_norm,
+                    ibert_gelu: format.ibert_gelu,
                 }),
             },
         }

@@ -32,7 +32,9 @@ use crate::Graph;
 use crate::ptq::error::{PtqError, Result};
 use crate::ptq::float_graph::FloatGraph;
 use crate::ptq::kwt_graph::{self, WeightScales, calibrate, scale_groups};
-use crate::ptq::{PtqOptions, PtqReport, calibration_slice, check_against_burn, layer_report};
+use crate::ptq::{
+    GeluMethod, PtqOptions, PtqReport, calibration_slice, check_against_burn, layer_report,
+};
 
 pub use fidelity::{GraphFidelity, GraphScore, graph_fidelity};
 pub use hook::{QatHook, attach, load_qat_checkpoint};
@@ -68,11 +70,16 @@ pub fn lower_qat(
     let (groups, n_groups) = scale_groups(&fg);
     let exps = learned.group_exps(&fg, &groups, n_groups)?;
     // The quantizers, not the caller's options, say how the weights were rounded and which
-    // LayerNorm was modelled.
+    // LayerNorm and GELU were modelled.
     let per_channel = q.per_channel_weights();
     let opts = PtqOptions {
         per_channel,
         scaled_layer_norm: q.scaled_layer_norm(),
+        gelu: if q.ibert_gelu() {
+            GeluMethod::IBert
+        } else {
+            GeluMethod::Exact
+        },
         ..opts.clone()
     };
     let weights = if per_channel {

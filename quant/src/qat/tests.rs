@@ -218,13 +218,33 @@ fn an_interrupted_qat_run_resumes_to_the_same_graph() {
         e.contains("`quantizers.scaled_layer_norm` is false in the saved run, true now"),
         "{e}"
     );
-    // settings written before Scaled-LayerNorm was modelled read as I-BERT's: the run resumes
+    // nor another GELU kernel
+    let ibert = QatOptions {
+        ptq: PtqOptions {
+            gelu: GeluMethod::IBert,
+            ..opts()
+        },
+        ..scaled
+    };
+    let e = qat_with_options(&ckpt, &tr, &data, &parts, None, &ibert)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("`quantizers.ibert_gelu` is false in the saved run, true now"),
+        "{e}"
+    );
+    // settings written before Scaled-LayerNorm and i-GELU were modelled read as I-BERT's
+    // LayerNorm and the exact GELU: the run resumes
     let settings = parts.join(hook::QAT_SETTINGS_FILE);
     let text = std::fs::read_to_string(&settings).unwrap();
-    assert!(text.contains("scaled_layer_norm"), "{text}");
+    assert!(
+        text.contains("scaled_layer_norm") && text.contains("ibert_gelu"),
+        "{text}"
+    );
     let older: String = text
         .lines()
-        .filter(|l| !l.contains("scaled_layer_norm"))
+        .filter(|l| !l.contains("scaled_layer_norm") && !l.contains("ibert_gelu"))
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&settings, older).unwrap();
@@ -580,10 +600,76 @@ fn qat_softmax_writes_the_integer_kernels_codes() {
 }
 
 #[test]
+fn qat_gelu_writes_the_integer_kernels_codes() {
+    // training's i-GELU table, rounded half up at the output scale as the GELU point rounds,
+    // against Int8Gelu: the same constants, the same integer result for each of the 256
+    // codes, and the same int8 outputs for every input and output scale a KWT uses
+    use crate::ibert::{ERF_A, ERF_B, Int8Gelu};
+    use training::int_gelu::{self as emu, IntGeluConstants};
+    assert_eq!((emu::ERF_A, emu::ERF_B), (ERF_A, ERF_B));
+    let (mut checked, mut outputs) = (Vec::new(), 0);
+    for exp in -24..=8 {
+        let in_scale = 2f64.powi(exp);
+        let ours = IntGeluConstants::new(exp);
+        // the output scale does not change the constants; any valid one tells them apart
+        let Ok(kernel) = Int8Gelu::new(in_scale, 1.0 / 16.0) else {
+            assert_eq!(ours, None, "exp {exp}");
+            continue;
+        };
+        let c = ours.unwrap_or_else(|| panic!("exp {exp}: no constants"));
+        let g = kernel.gelu;
+        assert_eq!(
+            (c.j, c.q_clip, c.q_b, c.q_c, c.q_one, c.shift, c.q_max),
+            (
+                kernel.j,
+                g.q_clip as i64,
+                g.q_b as i64,
+                g.q_c as i64,
+                g.q_one as i64,
+                g.shift,
+                g.q_max as i64
+            ),
+            "exp {exp}"
+        );
+        let in_internal = in_scale * 2f64.powi(-(c.j as i32));
+        assert_eq!(c.output_scale, g.output_scale(in_internal), "exp {exp}");
+        let table = c.table();
+        for q in -128..=127i8 {
+            assert_eq!(
+                c.eval(q),
+                g.eval((q as i32) << c.j) as i64,
+                "exp {exp} q {q}"
+            );
+        }
+        // output scales around the GELU's range at this input scale: 127 codes cover it
+        let top = (127.0 * in_scale).log2().ceil() as i32;
+        for out_exp in top - 9..=top - 5 {
+            let Ok(kernel) = Int8Gelu::new(in_scale, 2f64.powi(out_exp)) else {
+                continue;
+            };
+            for (i, &v) in table.iter().enumerate() {
+                let q = i as i32 - 128;
+                let ours = (v / 2f32.powi(out_exp) + 0.5).floor().clamp(-128.0, 127.0);
+                assert_eq!(
+                    ours as i8,
+                    kernel.eval(q as i8),
+                    "exp {exp} out {out_exp} q {q}"
+                );
+                outputs += 1;
+            }
+        }
+        checked.push(exp);
+    }
+    // int8 inputs at 2^-24 .. 2^8: only scales finer than 2^-13 overflow int32
+    assert_eq!(checked, (-13..=8).collect::<Vec<_>>());
+    assert_eq!(outputs, 22 * 5 * 256);
+}
+
+#[test]
 fn the_fake_quantized_forward_tracks_its_integer_graph() {
-    // The fake-quantized forward and the graph lowered from it compute the same thing up to
-    // what QAT does not model (i-GELU in a graph built with it); GELU inputs span several
-    // units here (i-GELU's error grows with |x|).
+    // The fake-quantized forward and the graph lowered from it compute the same thing, with
+    // the exact GELU table or I-BERT's i-GELU; GELU inputs span several units here (i-GELU's
+    // error grows with |x|).
     let device = Device::flex();
     let cfg = config();
     let mut m = untrained(&cfg, 4, &device);
@@ -619,7 +705,26 @@ fn the_fake_quantized_forward_tracks_its_integer_graph() {
         "{exact:?}"
     );
     assert_eq!(exact.argmax_agreement, 1.0);
-    assert!(ibert.logits_snr_db > 36.0, "{ibert:?}");
+    // with i-GELU too (before QAT modelled i-GELU: 36-37 dB)
+    assert_eq!(
+        ibert.logits_snr_db,
+        crate::ptq::report::MAX_SNR_DB,
+        "{ibert:?}"
+    );
+    assert_eq!(ibert.argmax_agreement, 1.0);
+    // lowering takes the GELU kernel from the quantizers, whatever the caller's options say
+    let ibert_opts = PtqOptions {
+        gelu: GeluMethod::IBert,
+        ..opts()
+    };
+    let (q, _, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &ibert_opts).unwrap();
+    assert!(q.qat.as_ref().unwrap().ibert_gelu());
+    let (graph, _) = lower_qat(&q, &cfg, &calibration(), &opts()).unwrap();
+    let kinds: Vec<&str> = graph.nodes.iter().map(|n| n.op.kind()).collect();
+    assert!(
+        kinds.contains(&"Gelu") && !kinds.contains(&"GeluTable"),
+        "{kinds:?}"
+    );
 }
 
 #[test]
