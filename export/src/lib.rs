@@ -12,7 +12,7 @@
 //!   constant bytes are the cost model's SRAM and flash-constant figures. Attention chains
 //!   (`MatMul -> Softmax -> MatMul`) are emitted as the fused depth-first tiled kernel
 //!   (`nas_attention_s8`, or `nas_fwsa_s8` for fused-weight attention).
-//! * [`verify`]: builds and runs the export on host (ASan/UBSan) and under QEMU and compares
+//! * [`verify`](mod@verify): builds and runs the export on host (ASan/UBSan) and under QEMU and compares
 //!   every output with `quant::Interpreter`.
 
 pub mod codegen;

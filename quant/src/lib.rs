@@ -7,7 +7,7 @@
 //! * [`gelu_table`]: GELU on int8 as an exact table.
 //! * [`graph`]: the integer graph, its ops and their exact semantics, validation.
 //! * [`builder`]: building a graph from real scales (offline).
-//! * [`format`]: the versioned, checksummed `NASI8` file format.
+//! * [`format`](mod@format): the versioned, checksummed `NASI8` file format.
 //! * [`kernels`]: reference loops of the tensor ops.
 //! * [`interpreter`]: runs a graph on int8 inputs.
 //! * [`rounding`]: float constants to int8 and int32, as QAT's forward rounds them.

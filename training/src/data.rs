@@ -50,7 +50,7 @@ impl SampleSource for InMemory {
     }
 }
 
-/// A batch ready for the model: inputs [batch, frames, features] and labels [batch].
+/// A batch ready for the model: inputs [batch, frames, features] and labels `[batch]`.
 pub struct Batch {
     pub inputs: TensorData,
     pub labels: Vec<usize>,

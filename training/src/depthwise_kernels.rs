@@ -111,7 +111,7 @@ fn forward_plane_loop(
 }
 
 dispatched!(
-    /// [`forward_plane_loop`] for the widest vector set.
+    /// `forward_plane_loop` for the widest vector set.
     forward_plane => forward_plane_loop(
         xp: &[f32], filter: &[f32], bias: f32, kernel: &[usize], wp: usize, wide: &mut [f32],
         y: &mut [f32]
@@ -141,7 +141,7 @@ fn input_grad_plane_loop(
 }
 
 dispatched!(
-    /// [`input_grad_plane_loop`] for the widest vector set.
+    /// `input_grad_plane_loop` for the widest vector set.
     input_grad_plane => input_grad_plane_loop(
         dyw: &[f32], filter: &[f32], kernel: &[usize], wp: usize, dxp: &mut [f32]
     )
@@ -162,7 +162,7 @@ fn filter_grad_plane_loop(xp: &[f32], dyw: &[f32], kernel: &[usize], wp: usize, 
 }
 
 dispatched!(
-    /// [`filter_grad_plane_loop`] for the widest vector set.
+    /// `filter_grad_plane_loop` for the widest vector set.
     filter_grad_plane => filter_grad_plane_loop(
         xp: &[f32], dyw: &[f32], kernel: &[usize], wp: usize, grad: &mut [f32]
     )

@@ -714,7 +714,7 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
 /// stems: a depthwise one (groups equal to the channels, one filter each, no dilation, explicit
 /// or no padding, a bias) runs [`depthwise_kernels`], a pointwise one (1 x 1, stride 1, no
 /// padding, one group) runs as a matrix product over the pixels, one over at most
-/// [`WINDOWED_MAX_CHANNELS`] input channels as a matrix product over its windows (Burn runs
+/// `WINDOWED_MAX_CHANNELS` input channels as a matrix product over its windows (Burn runs
 /// them as general convolutions, whose backward passes take several times longer).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [batch, channels, height, width] = x.dims();

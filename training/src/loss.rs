@@ -4,7 +4,7 @@
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor};
 
-/// Mean cross-entropy of `logits` [batch, classes] against `targets` [batch], with the
+/// Mean cross-entropy of `logits` [batch, classes] against `targets` `[batch]`, with the
 /// targets smoothed as `(1 - eps) * onehot + eps / classes`.
 pub fn smoothed_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, eps: f64) -> Tensor<1> {
     let [batch, classes] = logits.dims();

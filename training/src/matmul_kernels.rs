@@ -14,8 +14,8 @@ const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 /// threads (flex's threshold).
 const BATCH_PARALLEL_THRESHOLD: usize = 128 * 128 * 128;
 
-/// A batch of matrices inside a flat f32 buffer: element `[b.., i, j]` sits at `start + sum(b_d
-/// * batch_strides[d]) + i * row_stride + j * col_stride`.
+/// A batch of matrices inside a flat f32 buffer: element `[b.., i, j]` sits at
+/// `start + sum(b_d * batch_strides[d]) + i * row_stride + j * col_stride`.
 #[derive(Clone, Copy, Debug)]
 pub struct StridedMatrices<'a> {
     pub data: &'a [f32],

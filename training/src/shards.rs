@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor};
 /// with its own `fork` of the model (plain clones share the parameters' autodiff nodes, Burn
 /// merges such graphs into one mutex-guarded graph and their backward passes run one after
 /// another), inside its own rayon pool with an equal share of the global pool's threads (see
-/// [`shard_pools`]); each part's loss is weighted by its share of the batch and the gradients
+/// `shard_pools`); each part's loss is weighted by its share of the batch and the gradients
 /// are summed in part order. The result depends on `shards` (float rounding, as any batch
 /// split) but not on the threads' timing.
 /// The gradients are keyed by parameter id, so they apply to `model` or to any module that

@@ -1,6 +1,6 @@
 //! Post-training quantization of a single-path TinyFormer (hybrid CNN-transformer) into the
 //! integer [`Graph`], with the KWT machinery (calibration, lowering and report through
-//! [`super::calibrate_and_lower`]).
+//! `super::calibrate_and_lower`).
 //!
 //! Layout: the Burn model is NCHW, the integer graph HWC. [`FloatGraph::from_tinyformer`]
 //! re-lays every weight once (conv `[cout, cin, k, k]` -> `[cout, k, k, cin]`, depthwise
