@@ -170,6 +170,21 @@ pub fn load_checkpoint(
         return Err(TrainingError::checkpoint(checkpoint, "no such file"));
     }
     let config_path = model_config_path(checkpoint);
+    let arch = config_path.with_file_name("arch.ron");
+    if !config_path.is_file() && arch.is_file() {
+        // a search's (or a searched path's training) output: `nas search` and `nas train`
+        // quantize and export those themselves
+        return Err(TrainingError::checkpoint(
+            checkpoint,
+            format!(
+                "is a TinyFormer single path ({} beside it), not a KWT checkpoint: its integer \
+                 model is the model.int8 beside it (`nas eval --int8 FILE --images DIR`, `nas \
+                 export --model FILE`), and `nas train --config` of a config naming that \
+                 arch.ron retrains and requantizes it",
+                arch.display()
+            ),
+        ));
+    }
     if !config_path.is_file() {
         return Err(TrainingError::checkpoint(
             checkpoint,
@@ -238,6 +253,29 @@ mod tests {
         let err = commit(&dir.path().join("gone.tmp"), &path).unwrap_err();
         assert!(err.to_string().contains("gone.tmp"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), b"second, longer");
+    }
+
+    #[test]
+    fn a_missing_model_description_is_named_and_a_searched_path_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("model.bpk");
+        fs::write(&ckpt, b"weights").unwrap();
+        let device = Device::flex();
+        let err = || match load_checkpoint(&ckpt, &device) {
+            Ok(_) => panic!("loaded"),
+            Err(e) => e.to_string(),
+        };
+        let e = err();
+        assert!(e.contains("model.ron is missing"), "{e}");
+        // a search's best/ folder holds arch.ron instead
+        fs::write(dir.path().join("arch.ron"), b"()").unwrap();
+        let e = err();
+        assert!(
+            e.contains("model.bpk")
+                && e.contains("TinyFormer single path")
+                && e.contains("arch.ron"),
+            "{e}"
+        );
     }
 
     #[test]
