@@ -36,7 +36,7 @@ pub fn fake_quant<const D: usize>(
     // Half up, as the integer graph's requantization `(acc m + 2^(s-1)) >> s` rounds: with
     // power-of-two scales ties are common (a sum of tensors one octave apart is a tie whenever
     // the finer one is odd), and Burn's `round` (half to even) would differ on half of them.
-    straight_through(clamped, |v| v.add_scalar(0.5).floor()) * s
+    straight_through(clamped, crate::fused_ops::round_half_up) * s
 }
 
 /// `f(v)` in the forward pass, the identity's gradient in the backward pass.
@@ -149,9 +149,10 @@ fn codes_at_abs_max<const D: usize>(t: Tensor<D>, absmax: Tensor<D>) -> (Tensor<
 
 /// `sign(v) floor(|v| + 1/2)`: rounding half away from zero, as the integer kernels'
 /// divisions and the offline rounding of constants (`quant::rounding`) do; Burn's `round`
-/// rounds half to even.
+/// rounds half to even. No gradient (rounding has none; callers pass one straight through).
 pub fn round_half_away<const D: usize>(v: Tensor<D>) -> Tensor<D> {
-    v.clone().sign() * v.abs().add_scalar(0.5).floor()
+    let v = v.detach();
+    v.clone().sign() * crate::fused_ops::round_half_up(v.abs())
 }
 
 /// Fake-quantizes a whole tensor at one scale `max|t| / 127`, as the integer graph stores the

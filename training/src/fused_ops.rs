@@ -105,6 +105,11 @@ pub trait FusedOps: Backend {
     fn batch_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(lhs, rhs)
     }
+
+    /// `floor(x + 0.5)`, without a gradient (callers pass one straight through).
+    fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_floor(Self::float_add_scalar(x, 0.5.into()))
+    }
 }
 
 /// `exp(x - max) / sum` over the last dimension, from Burn's operations.
@@ -458,6 +463,25 @@ impl FusedOps for Flex {
     fn batch_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         flex_matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
     }
+
+    fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(src) = f32_slice(&x) else {
+            return Self::float_floor(Self::float_add_scalar(x, 0.5.into()));
+        };
+        let mut out = vec![0f32; src.len()];
+        cpu_kernels::round_half_up(src, &mut out);
+        flex_f32(out, &x)
+    }
+}
+
+/// The autodiff step of an operation without a gradient: its inputs get none from it.
+#[derive(Debug)]
+struct NoGradientStep;
+
+impl<B: FusedOps> Backward<B, 1> for NoGradientStep {
+    type State = ();
+
+    fn backward(self, _: Ops<Self::State, 1>, _: &mut Gradients, _: &mut Checkpointer) {}
 }
 
 /// The autodiff step of a one-input fused operation: keeps the one tensor its derivative needs
@@ -546,6 +570,17 @@ impl<B: FusedOps> Backward<B, 2> for MatmulStep {
 }
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match NoGradientStep
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((), B::round_half_up(x.into_primitive())),
+            OpsKind::UnTracked(prep) => prep.finish(B::round_half_up(x.into_primitive())),
+        }
+    }
+
     fn batch_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         let nodes = [lhs.node(), rhs.node()];
         let (lp, rp) = (lhs.into_primitive(), rhs.into_primitive());
@@ -632,6 +667,16 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return burn::tensor::activation::gelu(x);
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::exact_gelu(x.into_dispatch()))
+}
+
+/// `floor(x + 0.5)` (round half up), one vectorized pass on flex; no gradient flows through it.
+pub fn round_half_up<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x.device()) {
+        return x.detach().add_scalar(0.5).floor();
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::round_half_up(
+        x.detach().into_dispatch(),
+    ))
 }
 
 /// Softmax over dimension `dim`, as `burn::tensor::activation::softmax`.
