@@ -175,11 +175,7 @@ fn main() -> Result<()> {
     let opts = quant::ptq::PtqOptions {
         per_channel: !per_tensor,
         scaled_layer_norm,
-        gelu: if ibert_gelu {
-            quant::ptq::GeluMethod::IBert
-        } else {
-            quant::ptq::GeluMethod::Exact
-        },
+        gelu: quant::ptq::GeluMethod::ibert_if(ibert_gelu),
         ..Default::default()
     };
     let checkpoint = PathBuf::from(checkpoint);

@@ -108,8 +108,13 @@ pub trait FusedOps: Backend {
 
     /// `floor(x + 0.5)`, without a gradient (callers pass one straight through).
     fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_floor(Self::float_add_scalar(x, 0.5.into()))
+        composite_round_half_up::<Self>(x)
     }
+}
+
+/// `floor(x + 0.5)` from Burn's operations.
+fn composite_round_half_up<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_floor(B::float_add_scalar(x, 0.5.into()))
 }
 
 /// `exp(x - max) / sum` over the last dimension, from Burn's operations.
@@ -466,7 +471,7 @@ impl FusedOps for Flex {
 
     fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let Some(src) = f32_slice(&x) else {
-            return Self::float_floor(Self::float_add_scalar(x, 0.5.into()));
+            return composite_round_half_up::<Self>(x);
         };
         let mut out = vec![0f32; src.len()];
         cpu_kernels::round_half_up(src, &mut out);

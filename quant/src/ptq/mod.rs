@@ -40,11 +40,19 @@ use crate::Graph;
 /// How the integer graph computes GELU. Both run as a 256-entry table of the int8 input.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GeluMethod {
-    /// The exact (erf) GELU rounded once ([`crate::GeluTable`]): what QAT's forward computes.
+    /// The exact (erf) GELU rounded once ([`crate::GeluTable`]).
     #[default]
     Exact,
     /// I-BERT's i-GELU polynomial ([`crate::Int8Gelu`]); off by up to 2 codes.
     IBert,
+}
+
+impl GeluMethod {
+    /// I-BERT's i-GELU where `ibert`, else the exact table (QAT's forward models either:
+    /// `training::qat::QuantFormat::ibert_gelu`).
+    pub fn ibert_if(ibert: bool) -> Self {
+        if ibert { Self::IBert } else { Self::Exact }
+    }
 }
 
 /// How a float model is quantized.

@@ -75,11 +75,7 @@ pub fn lower_qat(
     let opts = PtqOptions {
         per_channel,
         scaled_layer_norm: q.scaled_layer_norm(),
-        gelu: if q.ibert_gelu() {
-            GeluMethod::IBert
-        } else {
-            GeluMethod::Exact
-        },
+        gelu: GeluMethod::ibert_if(q.ibert_gelu()),
         ..opts.clone()
     };
     let weights = if per_channel {
