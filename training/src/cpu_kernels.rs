@@ -264,6 +264,71 @@ fn round_half_up_loop(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `clamp(floor(x / step + 1/2))`'s value: `x / step` clamped to `[qmin, qmax]`, rounded half
+/// up, times `step`; the f32 operations of the Burn composite it replaces
+/// (`training::fake_quant::fake_quant`), in the same order.
+#[inline(always)]
+fn fake_quant_loop(x: &[f32], step: f32, qmin: f32, qmax: f32, out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = ((v / step).max(qmin).min(qmax) + 0.5).floor() * step;
+    }
+}
+
+/// Fake quantization's straight-through gradients: `dx = grad` where `qmin <= x / step <= qmax`,
+/// else 0; and, added to `dstep`, `sum grad * dq/dstep` with `dq/dstep` = `round(u) - u` inside
+/// the range (`u = x / step`), `qmin` below it and `qmax` above it (TQT).
+#[inline(always)]
+fn fake_quant_backward_loop(
+    x: &[f32],
+    step: f32,
+    qmin: f32,
+    qmax: f32,
+    grad: &[f32],
+    dx: &mut [f32],
+    dstep: &mut f64,
+) {
+    // Blocks of LANES-wide f32 partial sums, each block's total added in f64: the sum runs over
+    // a whole activation tensor (10^5-10^6 terms).
+    const BLOCK: usize = LANES * 64;
+    let n = x.len().min(grad.len()).min(dx.len());
+    let (x, grad, dx) = (&x[..n], &grad[..n], &mut dx[..n]);
+    let term = |v: f32, g: f32, d: &mut f32| -> f32 {
+        let u = v / step;
+        let inside = u >= qmin && u <= qmax;
+        *d = if inside { g } else { 0.0 };
+        let slope = if u < qmin {
+            qmin
+        } else if u > qmax {
+            qmax
+        } else {
+            (u + 0.5).floor() - u
+        };
+        g * slope
+    };
+    for ((xb, gb), db) in x
+        .chunks(BLOCK)
+        .zip(grad.chunks(BLOCK))
+        .zip(dx.chunks_mut(BLOCK))
+    {
+        let mut acc = [0f32; LANES];
+        let main = xb.len() / LANES * LANES;
+        let lanes = xb[..main]
+            .chunks_exact(LANES)
+            .zip(gb[..main].chunks_exact(LANES))
+            .zip(db[..main].chunks_exact_mut(LANES));
+        for ((xc, gc), dc) in lanes {
+            for j in 0..LANES {
+                acc[j] += term(xc[j], gc[j], &mut dc[j]);
+            }
+        }
+        let mut total = acc.iter().map(|&a| f64::from(a)).sum::<f64>();
+        for ((&v, &g), d) in xb[main..].iter().zip(&gb[main..]).zip(&mut db[main..]) {
+            total += f64::from(term(v, g, d));
+        }
+        *dstep += total;
+    }
+}
+
 /// Stamps out one copy of a loop per instruction set and a function that runs the one
 /// [`VectorIsa::detect`] picks.
 macro_rules! dispatched {
@@ -337,6 +402,20 @@ dispatched!(
     /// rounds (libm's scalar `floorf` on the baseline x86-64 target, which has no rounding
     /// instruction: 12 % of a QAT run's time when flex rounded each point that way).
     round_half_up => round_half_up_loop(x: &[f32], out: &mut [f32])
+);
+
+dispatched!(
+    /// `out[i]` = `x[i]` fake-quantized at `step` onto `[qmin, qmax]` (round half up).
+    fake_quant => fake_quant_loop(x: &[f32], step: f32, qmin: f32, qmax: f32, out: &mut [f32])
+);
+
+dispatched!(
+    /// [`fake_quant`]'s straight-through input gradient into `dx` and its step gradient added
+    /// to `dstep`.
+    fake_quant_backward => fake_quant_backward_loop(
+        x: &[f32], step: f32, qmin: f32, qmax: f32, grad: &[f32], dx: &mut [f32],
+        dstep: &mut f64
+    )
 );
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! * `dq/dl = s ln 2 * (round(x / s) - x / s)` inside the range, `s ln 2 * qmin` below it and
 //!   `s ln 2 * qmax` above it.
 //!
-//! Both come out of plain Burn ops: `ceil` and `round` are replaced by `v + (f(v) - v).detach()`
+//! On flex one fused operation computes both ([`crate::fused_ops::fake_quant`]); elsewhere they
+//! come out of plain Burn ops: `ceil` and `round` are replaced by `v + (f(v) - v).detach()`
 //! (value `f(v)`, gradient of `v`), and `clamp` passes gradients only inside its range.
 
 use burn::module::{Module, Param};
@@ -25,6 +26,15 @@ pub fn fake_quant<const D: usize>(
     qmin: f32,
     qmax: f32,
 ) -> Tensor<D> {
+    // On flex one fused pass each way (the composite below is about ten element-wise passes
+    // forward and as many back); the step is read off the threshold, a single value.
+    let l = log2_t.clone().into_scalar::<f32>();
+    if l.is_finite() {
+        let step = 2f32.powi(l.ceil() as i32 - (bits as i32 - 1));
+        if let Some(y) = crate::fused_ops::fake_quant(x.clone(), log2_t.clone(), step, qmin, qmax) {
+            return y;
+        }
+    }
     let ceiled = straight_through(log2_t, |l| l.ceil());
     // s = 2^(ceil(l) - (bits - 1)); `powf` of an integer exponent is an exact power of two
     // and its gradient wrt the exponent is s ln 2.
@@ -304,6 +314,62 @@ mod tests {
             (gl - want_gl).abs() < 1e-4 * want_gl.abs().max(1.0),
             "d/dlog2_t {gl} vs TQT {want_gl}"
         );
+    }
+
+    /// Flex's fused operation against the Burn composite (which ndarray runs): the same values
+    /// and input gradient bit for bit, the threshold gradient to f32 summation order; on ties
+    /// both ways, the range's edges and past them, and in the forward pass of an untracked input.
+    #[test]
+    #[allow(deprecated)] // ndarray runs the composite: the reference here
+    fn the_fused_flex_path_equals_the_composite() {
+        use burn::tensor::Distribution;
+        let l = 2.3f32; // step 1/16, range [-8, 127/16]
+        let step = 1.0f32 / 16.0;
+        let mut xs: Vec<f32> =
+            Tensor::<1>::random([4000], Distribution::Normal(0.0, 4.0), &Device::flex())
+                .into_data()
+                .iter::<f32>()
+                .collect();
+        for k in -130..130 {
+            xs.push((k as f32 + 0.5) * step);
+            xs.push(k as f32 * step);
+        }
+        xs.extend([
+            -128.0 * step,
+            127.0 * step,
+            -128.5 * step,
+            127.5 * step,
+            1e9,
+            -1e9,
+        ]);
+        let upstream: Vec<f32> = (0..xs.len())
+            .map(|i| ((i * 37) % 11) as f32 - 5.0)
+            .collect();
+        let run = |device: Device| {
+            let x = tensor(&xs, &device).require_grad();
+            let log2_t = tensor(&[l], &device).require_grad();
+            let y = fake_quant(x.clone(), log2_t.clone(), 8, -128.0, 127.0);
+            let grads = (y.clone() * tensor(&upstream, &device)).sum().backward();
+            let gx = values(x.grad(&grads).unwrap());
+            let gl = values(log2_t.grad(&grads).unwrap())[0];
+            (values(y), gx, gl)
+        };
+        let (y, gx, gl) = run(Device::flex().autodiff());
+        let (want_y, want_gx, want_gl) = run(Device::ndarray().autodiff());
+        assert_eq!(y, want_y);
+        assert_eq!(gx, want_gx);
+        assert!(
+            (gl - want_gl).abs() <= 1e-5 * want_gl.abs().max(1.0),
+            "d/dlog2_t {gl} vs composite {want_gl}"
+        );
+        let untracked = fake_quant(
+            tensor(&xs, &Device::flex()),
+            tensor(&[l], &Device::flex()),
+            8,
+            -128.0,
+            127.0,
+        );
+        assert_eq!(values(untracked), want_y);
     }
 
     #[test]

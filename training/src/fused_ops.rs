@@ -110,11 +110,75 @@ pub trait FusedOps: Backend {
     fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
         composite_round_half_up::<Self>(x)
     }
+
+    /// `x` fake-quantized at `step`: `clamp(x / step, qmin, qmax)` rounded half up, times
+    /// `step`. `log2_t` is the learned threshold `step` came from (`2^ceil(log2_t)` over the
+    /// code range): only autodiff reads it, to send it its gradient `step ln 2 dq/dstep`.
+    fn fake_quant(
+        x: FloatTensor<Self>,
+        log2_t: FloatTensor<Self>,
+        step: f32,
+        qmin: f32,
+        qmax: f32,
+    ) -> FloatTensor<Self> {
+        let _ = log2_t;
+        composite_fake_quant::<Self>(x, step, qmin, qmax)
+    }
+
+    /// [`Self::fake_quant`]'s straight-through gradients from its input and output gradient:
+    /// `dx` (`grad` inside the range, 0 outside) and `sum grad dq/dstep` (shape `[1]`), with
+    /// `dq/dstep` = `round(u) - u` inside (`u = x / step`), `qmin` below and `qmax` above.
+    fn fake_quant_backward(
+        x: FloatTensor<Self>,
+        step: f32,
+        qmin: f32,
+        qmax: f32,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composite_fake_quant_backward::<Self>(x, step, qmin, qmax, grad)
+    }
 }
 
 /// `floor(x + 0.5)` from Burn's operations.
 fn composite_round_half_up<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_floor(B::float_add_scalar(x, 0.5.into()))
+}
+
+/// [`FusedOps::fake_quant`] from Burn's operations.
+fn composite_fake_quant<B: Backend>(
+    x: FloatTensor<B>,
+    step: f32,
+    qmin: f32,
+    qmax: f32,
+) -> FloatTensor<B> {
+    let u = B::float_clamp(
+        B::float_div_scalar(x, step.into()),
+        qmin.into(),
+        qmax.into(),
+    );
+    B::float_mul_scalar(composite_round_half_up::<B>(u), step.into())
+}
+
+/// [`FusedOps::fake_quant_backward`] from Burn's operations, without masks: `inside` is
+/// `1 - sign|u - clamp(u)|`, and `round(c) - c inside` is `dq/dstep` (outside the range the
+/// clamped `c` is `qmin` or `qmax`, integers that round to themselves).
+fn composite_fake_quant_backward<B: Backend>(
+    x: FloatTensor<B>,
+    step: f32,
+    qmin: f32,
+    qmax: f32,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let u = B::float_div_scalar(x, step.into());
+    let c = B::float_clamp(u.clone(), qmin.into(), qmax.into());
+    let outside = B::float_sign(B::float_abs(B::float_sub(u, c.clone())));
+    let inside = B::float_add_scalar(B::float_neg(outside), 1.0.into());
+    let slope = B::float_sub(
+        composite_round_half_up::<B>(c.clone()),
+        B::float_mul(c, inside.clone()),
+    );
+    let dstep = B::float_sum(B::float_mul(grad.clone(), slope));
+    (B::float_mul(grad, inside), dstep)
 }
 
 /// `exp(x - max) / sum` over the last dimension, from Burn's operations.
@@ -477,6 +541,43 @@ impl FusedOps for Flex {
         cpu_kernels::round_half_up(src, &mut out);
         flex_f32(out, &x)
     }
+
+    fn fake_quant(
+        x: FloatTensor<Self>,
+        _log2_t: FloatTensor<Self>,
+        step: f32,
+        qmin: f32,
+        qmax: f32,
+    ) -> FloatTensor<Self> {
+        let Some(src) = f32_slice(&x) else {
+            return composite_fake_quant::<Self>(x, step, qmin, qmax);
+        };
+        let mut out = vec![0f32; src.len()];
+        cpu_kernels::fake_quant(src, step, qmin, qmax, &mut out);
+        flex_f32(out, &x)
+    }
+
+    fn fake_quant_backward(
+        x: FloatTensor<Self>,
+        step: f32,
+        qmin: f32,
+        qmax: f32,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let kernel_inputs = (x.layout().shape() == grad.layout().shape())
+            .then(|| f32_slice(&x).zip(f32_slice(&grad)))
+            .flatten();
+        let Some((xs, gs)) = kernel_inputs else {
+            return composite_fake_quant_backward::<Self>(x, step, qmin, qmax, grad);
+        };
+        let mut dx = vec![0f32; xs.len()];
+        let mut dstep = 0f64;
+        cpu_kernels::fake_quant_backward(xs, step, qmin, qmax, gs, &mut dx, &mut dstep);
+        (
+            flex_f32(dx, &x),
+            flex_f32_shaped(vec![dstep as f32], vec![1]),
+        )
+    }
 }
 
 /// The autodiff step of an operation without a gradient: its inputs get none from it.
@@ -552,6 +653,30 @@ impl<B: FusedOps> Backward<B, 3> for DepthwiseStep {
     }
 }
 
+/// Fake quantization's autodiff step: keeps the input and the step and range it was rounded at;
+/// its parents are the input and the log2 threshold.
+#[derive(Debug)]
+struct FakeQuantStep;
+
+impl<B: FusedOps> Backward<B, 2> for FakeQuantStep {
+    type State = (FloatTensor<B>, f32, f32, f32);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, step, qmin, qmax) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let (dx, dstep) = B::fake_quant_backward(x, step, qmin, qmax, grad);
+        let [x_node, log2_t_node] = ops.parents;
+        if let Some(node) = x_node {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = log2_t_node {
+            // step = 2^(ceil(l) - bits + 1) with ceil passed straight through: dstep/dl = step ln 2
+            let dl = B::float_mul_scalar(dstep, (step * std::f32::consts::LN_2).into());
+            grads.register::<B>(node.id, dl);
+        }
+    }
+}
+
 /// The matrix product's autodiff step: keeps both operands (each gradient needs the other).
 #[derive(Debug)]
 struct MatmulStep;
@@ -575,6 +700,24 @@ impl<B: FusedOps> Backward<B, 2> for MatmulStep {
 }
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fake_quant(
+        x: FloatTensor<Self>,
+        log2_t: FloatTensor<Self>,
+        step: f32,
+        qmin: f32,
+        qmax: f32,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), log2_t.node()];
+        let (xp, lp) = (x.into_primitive(), log2_t.into_primitive());
+        match FakeQuantStep.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::fake_quant(xp.clone(), lp, step, qmin, qmax);
+                prep.finish((xp, step, qmin, qmax), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fake_quant(xp, lp, step, qmin, qmax)),
+        }
+    }
+
     fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match NoGradientStep
             .prepare::<C>([x.node()])
@@ -682,6 +825,27 @@ pub fn round_half_up<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::round_half_up(
         x.detach().into_dispatch(),
     ))
+}
+
+/// [`FusedOps::fake_quant`] on flex (one pass forward, one backward), `None` on other
+/// backends. `step` must be the power-of-two step `log2_t` implies.
+pub fn fake_quant<const D: usize>(
+    x: Tensor<D>,
+    log2_t: Tensor<1>,
+    step: f32,
+    qmin: f32,
+    qmax: f32,
+) -> Option<Tensor<D>> {
+    if !on_flex(&x.device()) {
+        return None;
+    }
+    Some(Tensor::from_dispatch(<Dispatch as FusedOps>::fake_quant(
+        x.into_dispatch(),
+        log2_t.into_dispatch(),
+        step,
+        qmin,
+        qmax,
+    )))
 }
 
 /// Softmax over dimension `dim`, as `burn::tensor::activation::softmax`.
@@ -1059,7 +1223,7 @@ mod tests {
             LAYER_NORM_EPSILON,
         );
         let (cy, cxhat, crstd) = composite_layer_norm_parts::<Flex>(
-            prim(x),
+            prim(x.clone()),
             p1(gamma.clone()),
             p1(beta),
             LAYER_NORM_EPSILON,
@@ -1074,10 +1238,31 @@ mod tests {
             prim(g.clone()),
         );
         let (cdx, cdgamma, cdbeta) =
-            composite_layer_norm_backward::<Flex>(xhat, rstd, p1(gamma), prim(g));
+            composite_layer_norm_backward::<Flex>(xhat, rstd, p1(gamma.clone()), prim(g.clone()));
         close(back(dx), back(cdx), 2e-5);
         close(back(dgamma), back(cdgamma), 2e-5);
         close(back(dbeta), back(cdbeta), 2e-5);
+
+        // fake quantization at 2^-5 onto [-128, 127], range [-4, 3.97]: N(0.5, 2) clips at
+        // both ends
+        let step = 0.031_25;
+        let ys = <Flex as FusedOps>::fake_quant(prim(x.clone()), p1(gamma), step, -128.0, 127.0);
+        let want = composite_fake_quant::<Flex>(prim(x.clone()), step, -128.0, 127.0);
+        assert_eq!(back(ys), back(want));
+        let fused_back = <Flex as FusedOps>::fake_quant_backward(
+            prim(x.clone()),
+            step,
+            -128.0,
+            127.0,
+            prim(g.clone()),
+        );
+        let (cdx, cdstep) =
+            composite_fake_quant_backward::<Flex>(prim(x), step, -128.0, 127.0, prim(g));
+        assert_eq!(back(fused_back.0), back(cdx.clone()));
+        close(back(fused_back.1), back(cdstep), 1e-4);
+        // both outcomes happened
+        let dx = back(cdx);
+        assert!(dx.contains(&0.0) && dx.iter().any(|&v| v != 0.0));
     }
 
     /// The matrix product equals Burn's, value and both gradients through autodiff, on the
