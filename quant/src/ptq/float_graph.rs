@@ -10,6 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use training::{Kwt, KwtConfig};
 
 use super::error::{PtqError, Result};
+use super::float_matmul::{MatrixView, matmul_f64, widen};
 
 /// A float op; the integer op of the same name in [`crate::Op`] is its quantized form.
 #[derive(Debug, Clone, PartialEq)]
@@ -656,13 +657,19 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
             weight,
             bias,
         } => {
-            let mut y = Vec::with_capacity(x.len() / in_features * out_features);
-            for row in x.chunks_exact(*in_features) {
-                for (wr, b) in weight.chunks_exact(*in_features).zip(bias) {
-                    y.push((dot(row, wr) + *b as f64) as f32);
-                }
-            }
-            y
+            let rows = x.len() / in_features;
+            let (xw, ww) = (widen(x), widen(weight));
+            let mut acc = vec![0f64; rows * out_features];
+            matmul_f64(
+                MatrixView::row_major(&xw, rows, *in_features),
+                // weight is [out, in]: its transpose is the [in, out] right operand
+                MatrixView::transposed(&ww, *in_features, *out_features),
+                1.0,
+                &mut acc,
+            );
+            acc.chunks_exact(*out_features)
+                .flat_map(|r| r.iter().zip(bias).map(|(&s, &b)| (s + b as f64) as f32))
+                .collect()
         }
         FOp::MatMul { transpose_b, alpha } => {
             let b = &vals[node.inputs[1]];
@@ -671,35 +678,19 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
             let (m, k) = (xs[r - 2], xs[r - 1]);
             let n = if *transpose_b { bs[r - 2] } else { bs[r - 1] };
             let batch: usize = xs[..r - 2].iter().product();
-            let mut y = vec![0f32; batch * m * n];
-            let alpha = *alpha as f64;
-            let mut acc = vec![0f64; n];
+            let (aw, bw) = (widen(x), widen(b));
+            let mut acc = vec![0f64; m * n];
+            let mut y = Vec::with_capacity(batch * m * n);
             for bi in 0..batch {
-                let a = &x[bi * m * k..(bi + 1) * m * k];
-                let bb = &b[bi * k * n..(bi + 1) * k * n];
-                for (i, out) in y[bi * m * n..(bi + 1) * m * n]
-                    .chunks_exact_mut(n)
-                    .enumerate()
-                {
-                    let row = &a[i * k..(i + 1) * k];
-                    if *transpose_b {
-                        for (o, col) in out.iter_mut().zip(bb.chunks_exact(k)) {
-                            *o = (dot(row, col) * alpha) as f32;
-                        }
-                    } else {
-                        // rows of b in turn: a stride-1 update of every output column
-                        acc.fill(0.0);
-                        for (&av, brow) in row.iter().zip(bb.chunks_exact(n)) {
-                            let av = av as f64;
-                            for (s, &bv) in acc.iter_mut().zip(brow) {
-                                *s += av * bv as f64;
-                            }
-                        }
-                        for (o, &s) in out.iter_mut().zip(&acc) {
-                            *o = (s * alpha) as f32;
-                        }
-                    }
-                }
+                let a = &aw[bi * m * k..(bi + 1) * m * k];
+                let bb = &bw[bi * k * n..(bi + 1) * k * n];
+                let rhs = if *transpose_b {
+                    MatrixView::transposed(bb, k, n)
+                } else {
+                    MatrixView::row_major(bb, k, n)
+                };
+                matmul_f64(MatrixView::row_major(a, m, k), rhs, 1.0, &mut acc);
+                y.extend(acc.iter().map(|&s| (s * *alpha as f64) as f32));
             }
             y
         }

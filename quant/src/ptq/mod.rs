@@ -15,6 +15,7 @@
 pub mod error;
 pub mod eval;
 pub mod float_graph;
+mod float_matmul;
 mod image_ops;
 pub mod kwt_graph;
 pub mod observer;
