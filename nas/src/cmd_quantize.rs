@@ -1,5 +1,6 @@
 //! `nas quantize`: a trained float checkpoint to the integer-only int8 graph, by post-training
-//! quantization (`--mode ptq`) or by TQT quantization-aware fine-tuning (`--mode qat`).
+//! quantization (`--mode ptq`) or by TQT quantization-aware fine-tuning (`--mode qat`); a
+//! TinyFormer path's checkpoint by post-training quantization ([`crate::quantize_tinyformer`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,17 +17,25 @@ use crate::run_config::RunConfig;
 
 #[derive(Args)]
 pub struct QuantizeArgs {
-    /// A `.bpk` checkpoint written by `nas train` (its `model.ron` beside it).
+    /// A `.bpk` checkpoint written by `nas train` (its `model.ron` beside it), or a TinyFormer
+    /// path's (`best/model.bpk` of `nas search` or of `nas train` of a searched path: its
+    /// `arch.ron` and `model.int8` beside it) with `--images`.
     #[arg(long)]
     checkpoint: PathBuf,
     /// The Speech Commands folder the model was trained on: calibration uses its training
     /// split (un-augmented), the comparison its test split. With `--config`: replaces the
     /// config's data folder.
-    #[arg(long, required_unless_present = "config")]
+    #[arg(long)]
     data: Option<PathBuf>,
+    /// The image set (Fashion-MNIST idx or CIFAR-10 binary folder) a TinyFormer path was
+    /// trained on: calibration uses training images (standardized with the statistics of the
+    /// `model.int8` beside the checkpoint), the comparison its test images. PTQ only.
+    #[arg(long, conflicts_with_all = ["data", "config", "task"])]
+    images: Option<PathBuf>,
     /// The run configuration (RON) the checkpoint was trained with: its data set, and for
-    /// `--mode qat` its trainer settings (epochs and learning rate overridden below).
-    #[arg(long, required_if_eq("mode", "qat"))]
+    /// `--mode qat` (where it is required) its trainer settings (epochs and learning rate
+    /// overridden below).
+    #[arg(long)]
     config: Option<PathBuf>,
     /// The task (without --config); default: the run's (`data.ron` beside the checkpoint),
     /// else labels12.
@@ -47,14 +56,19 @@ pub struct QuantizeArgs {
     /// QAT rounds weights per channel at `max|w| / 127` as PTQ does).
     #[arg(long)]
     per_tensor: bool,
-    /// TinyFormer's Scaled-LayerNorm instead of I-BERT's integer LayerNorm (QAT's forward
-    /// computes the chosen kernel, its INT16 saturations included).
-    #[arg(long)]
+    /// The integer LayerNorm: I-BERT's (`ibert`, a KWT's default) or TinyFormer's
+    /// Scaled-LayerNorm (`scaled`, a TinyFormer path's default, as its search quantized it).
+    /// QAT's forward computes the chosen kernel, its INT16 saturations included.
+    #[arg(long, value_enum)]
+    layer_norm: Option<LayerNormArg>,
+    /// Short for `--layer-norm scaled`.
+    #[arg(long, conflicts_with = "layer_norm")]
     scaled_layer_norm: bool,
-    /// How GELU's int8 table is made: `exact` (the erf GELU rounded once) or `ibert`
-    /// (I-BERT's i-GELU polynomial, up to 2 codes off); QAT's forward computes the chosen one.
-    #[arg(long, value_enum, default_value = "exact")]
-    gelu: GeluArg,
+    /// How GELU's int8 table is made: `exact` (the erf GELU rounded once, the default) or
+    /// `ibert` (I-BERT's i-GELU polynomial, up to 2 codes off); QAT's forward computes the
+    /// chosen one. KWT only (a TinyFormer's MLP has ReLU).
+    #[arg(long, value_enum)]
+    gelu: Option<GeluArg>,
     /// Training samples observed for calibration.
     #[arg(long, default_value_t = 512)]
     calibration_samples: usize,
@@ -107,6 +121,12 @@ enum Mode {
     Qat,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LayerNormArg {
+    Ibert,
+    Scaled,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum GeluArg {
     Exact,
@@ -122,6 +142,16 @@ enum EstimatorArg {
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
     let device = args.backend.device()?;
+    let tinyformer = crate::quantize_tinyformer::is_tinyformer_path(&args.checkpoint);
+    if tinyformer || args.images.is_some() {
+        return run_tinyformer(&args, tinyformer, device);
+    }
+    if matches!(args.mode, Mode::Qat) && args.config.is_none() {
+        bail!(
+            "--mode qat needs --config: the run configuration the checkpoint was trained with \
+             (its data and trainer settings)"
+        );
+    }
     let (model, config) = training::load_checkpoint(&args.checkpoint, &device)?;
     let run_config = args.config.as_deref().map(RunConfig::load).transpose()?;
     // QAT's settings are checked before calibrating.
@@ -129,28 +159,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         (Mode::Qat, Some(rc)) => Some(qat_trainer(&args, rc)?),
         _ => None,
     };
-    // the graph's folder, made before the minutes of calibration rather than failed after
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the folder of --out {}", args.out.display()))?;
-    }
+    create_out_folder(&args.out)?;
     let (data, data_name, data_spec) = load_data(&args, run_config.as_ref())?;
     crate::cmd_eval::check_shapes(&args.checkpoint, &config, &data_name, &data)?;
-    let opts = PtqOptions {
-        estimator: match args.estimator {
-            EstimatorArg::Minmax => Estimator::MinMax,
-            EstimatorArg::Percentile => Estimator::Percentile(args.percentile),
-            EstimatorArg::Mse => Estimator::Mse,
-        },
-        per_channel: !args.per_tensor,
-        scaled_layer_norm: args.scaled_layer_norm,
-        gelu: match args.gelu {
-            GeluArg::Exact => GeluMethod::Exact,
-            GeluArg::Ibert => GeluMethod::IBert,
-        },
-        calibration_samples: args.calibration_samples,
-        ..PtqOptions::default()
-    };
+    let opts = ptq_options(&args, LayerNormArg::Ibert);
     let samples =
         training::data::evenly_spaced_samples(data.train.as_ref(), args.calibration_samples)?;
     tracing::info!(samples = samples.len(), estimator = %opts.estimator, "calibrating");
@@ -216,6 +228,79 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
+/// `out`'s folder, made before the minutes of calibration rather than failed after.
+pub(crate) fn create_out_folder(out: &Path) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the folder of --out {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// The PTQ options the arguments choose, with `default_norm` unless a LayerNorm is named.
+fn ptq_options(args: &QuantizeArgs, default_norm: LayerNormArg) -> PtqOptions {
+    let norm = if args.scaled_layer_norm {
+        LayerNormArg::Scaled
+    } else {
+        args.layer_norm.unwrap_or(default_norm)
+    };
+    PtqOptions {
+        estimator: match args.estimator {
+            EstimatorArg::Minmax => Estimator::MinMax,
+            EstimatorArg::Percentile => Estimator::Percentile(args.percentile),
+            EstimatorArg::Mse => Estimator::Mse,
+        },
+        per_channel: !args.per_tensor,
+        scaled_layer_norm: norm == LayerNormArg::Scaled,
+        gelu: match args.gelu.unwrap_or(GeluArg::Exact) {
+            GeluArg::Exact => GeluMethod::Exact,
+            GeluArg::Ibert => GeluMethod::IBert,
+        },
+        calibration_samples: args.calibration_samples,
+        ..PtqOptions::default()
+    }
+}
+
+/// `nas quantize` of a TinyFormer path (`is_path`: its `arch.ron` is beside the checkpoint).
+fn run_tinyformer(args: &QuantizeArgs, is_path: bool, device: burn::tensor::Device) -> Result<()> {
+    let checkpoint = args.checkpoint.display();
+    if !is_path {
+        let kwt = args.checkpoint.with_file_name("model.ron").is_file();
+        bail!(
+            "--images quantizes a TinyFormer path's checkpoint (a search's best/model.bpk, its \
+             arch.ron beside it); {checkpoint} {}: use --data or --config",
+            if kwt {
+                "is a KWT's (its model.ron is beside it)"
+            } else {
+                "has no arch.ron beside it"
+            }
+        );
+    }
+    let Some(images) = &args.images else {
+        bail!(
+            "{checkpoint} is a TinyFormer path: give --images DIR, the Fashion-MNIST or CIFAR-10 \
+             folder it was trained on"
+        );
+    };
+    if matches!(args.mode, Mode::Qat) {
+        bail!(
+            "--mode qat fine-tunes KWT checkpoints; a TinyFormer path ({checkpoint}) is quantized \
+             by PTQ (--mode ptq)"
+        );
+    }
+    if args.gelu.is_some() {
+        bail!("--gelu: a TinyFormer path has no GELU (its MLPs use ReLU)");
+    }
+    crate::quantize_tinyformer::run(crate::quantize_tinyformer::TinyFormerQuantize {
+        checkpoint: &args.checkpoint,
+        images,
+        out: &args.out,
+        opts: ptq_options(args, LayerNormArg::Scaled),
+        no_eval: args.no_eval,
+        device,
+    })
+}
+
 /// The data set: the run config's (its folder replaced by `--data` when given), else the
 /// Speech Commands folder `--data`. Returns the splits and a name for messages.
 fn load_data(
@@ -238,7 +323,10 @@ fn load_data(
             let spec = crate::cmd_eval::data_spec(Some(&args.checkpoint), dir, args.task)?;
             Ok((spec.load(false)?, dir.clone(), spec))
         }
-        (None, None) => bail!("give --data or --config"),
+        (None, None) => bail!(
+            "give --data DIR (the Speech Commands folder the checkpoint was trained on) or \
+             --config FILE (its run configuration)"
+        ),
     }
 }
 
@@ -531,7 +619,7 @@ fn qat_untrained(
     })
 }
 
-fn write_outputs(out: &Path, graph: &Graph, report: &PtqReport) -> Result<()> {
+pub(crate) fn write_outputs(out: &Path, graph: &Graph, report: &PtqReport) -> Result<()> {
     quant::save(graph, out).with_context(|| format!("writing {}", out.display()))?;
     let table = report.to_table();
     write(&sibling(out, "report.txt"), &table)?;

@@ -453,6 +453,56 @@ fn missing_checkpoint_is_named() {
     assert_error(&o, &["gone.bpk"]);
 }
 
+/// `nas quantize` of a TinyFormer path (a search's `best/`) says what it needs, before any
+/// model or image is read; a KWT checkpoint with `--images` is told apart.
+#[test]
+fn quantize_names_what_a_tinyformer_path_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let best = dir.path().join("best");
+    std::fs::create_dir_all(&best).unwrap();
+    std::fs::write(best.join("model.bpk"), b"not read").unwrap();
+    std::fs::write(best.join("arch.ron"), b"()").unwrap();
+    let quantize = |extra: &[&str]| {
+        let mut a = vec![
+            "quantize",
+            "--checkpoint",
+            "best/model.bpk",
+            "--out",
+            "q/m.int8",
+        ];
+        a.extend_from_slice(extra);
+        nas(&a, dir.path())
+    };
+    assert_error(&quantize(&[]), &["TinyFormer path", "--images DIR"]);
+    assert_error(
+        &quantize(&["--images", "imgs", "--mode", "qat"]),
+        &["--mode qat fine-tunes KWT", "--mode ptq"],
+    );
+    assert_error(
+        &quantize(&["--images", "imgs", "--gelu", "ibert"]),
+        &["no GELU"],
+    );
+    // the training images' statistics live in the integer model beside the checkpoint
+    assert_error(
+        &quantize(&["--images", "imgs"]),
+        &["best/model.int8", "statistics"],
+    );
+    // a KWT checkpoint (model.ron beside it) with --images
+    std::fs::write(best.join("model.ron"), b"()").unwrap();
+    assert_error(&quantize(&["--images", "imgs"]), &["is a KWT's", "--data"]);
+    std::fs::remove_file(best.join("arch.ron")).unwrap();
+    std::fs::remove_file(best.join("model.ron")).unwrap();
+    assert_error(
+        &quantize(&["--images", "imgs"]),
+        &["has no arch.ron beside it"],
+    );
+    assert_error(
+        &quantize(&["--mode", "qat"]),
+        &["--mode qat needs --config"],
+    );
+    assert!(!dir.path().join("q").exists(), "nothing written");
+}
+
 #[test]
 fn cost_reports_fit_and_layers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,7 +1,7 @@
 //! `nas search` end to end: a real kill -9 in the middle of a search, then a resume, gives the
 //! same answer as an uninterrupted run (TinyFormer and KWT searches); the shipped Fashion-MNIST
-//! config runs offline; a KWT search's best model is read by `nas eval` and `nas export`; the
-//! CIFAR-10 config without its data says how to get it.
+//! config runs offline and `nas quantize` re-quantizes its winner; a KWT search's best model is
+//! read by `nas eval` and `nas export`; the CIFAR-10 config without its data says how to get it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -201,9 +201,11 @@ fn shipped_fashion_mnist_config_runs_offline() {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
 
+    let best = out.path().join("best");
+    requantize_the_winner(&best);
+
     // `nas train` with the shipped retraining config, pointed at this search and shortened:
     // the winner trained on from its weights at its sparsity, quantized and placed again.
-    let best = out.path().join("best");
     let retrained = out.path().join("retrained");
     let cfg = std::fs::read_to_string("../configs/fashion_mnist_retrain.ron")
         .unwrap()
@@ -270,6 +272,85 @@ fn shipped_fashion_mnist_config_runs_offline() {
         "{arena}: {header}"
     );
     assert!(best.join("c/Makefile").is_file());
+}
+
+/// `nas quantize` of a search's winner (`best/`): by default the search's PTQ settings on the
+/// same weights, calibrated on other training images, so the same integer network but for
+/// the odd power-of-two scale; its int8 accuracy is what `nas eval --int8` measures of the
+/// graph it wrote; `--layer-norm ibert` swaps the LayerNorm kernel.
+fn requantize_the_winner(best: &Path) {
+    let images = "/usr/share/datasets/fashion-mnist";
+    let dir = tempfile::tempdir().unwrap();
+    let requant = dir.path().join("q/model.int8");
+    let text = run_ok(
+        nas()
+            .args(["quantize", "--checkpoint"])
+            .arg(best.join("model.bpk"))
+            .args(["--images", images, "--calibration-samples", "256", "--out"])
+            .arg(&requant),
+    );
+    let ours = quant::load(&requant).unwrap();
+    let searched = quant::load(best.join("model.int8")).unwrap();
+    assert_eq!(ours.input_standardization, searched.input_standardization);
+    let ops = |g: &quant::Graph| -> Vec<(String, &'static str)> {
+        g.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.op.kind()))
+            .collect()
+    };
+    assert_eq!(ops(&ours), ops(&searched));
+    assert!(ops(&ours).iter().any(|(_, k)| *k == "ScaledLayerNorm"));
+    let rescaled = ours
+        .tensors
+        .iter()
+        .zip(&searched.tensors)
+        .filter(|(a, b)| {
+            assert_eq!((&a.name, &a.shape), (&b.name, &b.shape));
+            a.scale != b.scale
+        })
+        .count();
+    assert!(
+        rescaled * 10 <= ours.tensors.len(),
+        "{rescaled} of {} tensors at other scales",
+        ours.tensors.len()
+    );
+    for f in ["q/model.int8.report.txt", "q/model.int8.report.json"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    // "int8 73.12% (...)": the integer model's accuracy on the 10,000 test images
+    let int8 = text
+        .lines()
+        .find(|l| l.starts_with("test accuracy on 10000 images"))
+        .and_then(|l| l.split(", int8 ").nth(1))
+        .and_then(|t| t.split('%').next())
+        .unwrap_or_else(|| panic!("no int8 accuracy: {text}"));
+    let eval = run_ok(
+        nas()
+            .args(["eval", "--int8"])
+            .arg(&requant)
+            .args(["--images", images]),
+    );
+    assert!(
+        eval.contains(&format!("Test accuracy {int8}% (")),
+        "quantize said {int8}: {eval}"
+    );
+    let ibert = dir.path().join("ibert.int8");
+    run_ok(
+        nas()
+            .args([
+                "quantize",
+                "--no-eval",
+                "--layer-norm",
+                "ibert",
+                "--checkpoint",
+            ])
+            .arg(best.join("model.bpk"))
+            .args(["--images", images, "--out"])
+            .arg(&ibert),
+    );
+    let kinds = ops(&quant::load(&ibert).unwrap());
+    assert!(kinds.iter().any(|(_, k)| *k == "LayerNorm"));
+    assert!(!kinds.iter().any(|(_, k)| *k == "ScaledLayerNorm"));
 }
 
 /// A KWT search config (one with a `kwt_space`) runs the KWT search; its best model is read

@@ -179,8 +179,9 @@ pub fn load_checkpoint(
             format!(
                 "is a TinyFormer single path ({} beside it), not a KWT checkpoint: its integer \
                  model is the model.int8 beside it (`nas eval --int8 FILE --images DIR`, `nas \
-                 export --model FILE`), and `nas train --config` of a config naming that \
-                 arch.ron retrains and requantizes it",
+                 export --model FILE`), `nas quantize --checkpoint FILE --images DIR` \
+                 re-quantizes it, and `nas train --config` of a config naming that arch.ron \
+                 retrains it",
                 arch.display()
             ),
         ));
