@@ -330,18 +330,23 @@ fn fake_quant_backward_loop(
 }
 
 /// Stamps out one copy of a loop per instruction set and a function that runs the one
-/// [`VectorIsa::detect`] picks.
+/// [`VectorIsa::detect`] picks (also the integer interpreter's kernels in `quant`).
+#[macro_export]
 macro_rules! dispatched {
     ($(#[$doc:meta])* $name:ident => $body:ident ($($arg:ident: $ty:ty),*)) => {
         $(#[$doc])*
+        // the copies take the loop's arguments, as many as it has
+        #[allow(clippy::too_many_arguments)]
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
                 fn avx512($($arg: $ty),*) {
                     $body($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
                 }
@@ -357,7 +362,7 @@ macro_rules! dispatched {
         }
     };
 }
-pub(crate) use dispatched;
+pub use dispatched;
 
 dispatched!(
     /// `out[i] = gelu(x[i])` (the erf GELU), over the shorter of the two slices.
