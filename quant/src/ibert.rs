@@ -558,18 +558,42 @@ impl ISoftmax {
         Ok(())
     }
 
+    /// `exp.eval` of every difference `d = x - max` an int8 row can hold (`d` in `[-255, 0]`,
+    /// entry `-d`), shifted to the internal scale as [`Self::eval_row`] shifts it: a row then
+    /// looks its exponentials up ([`Self::eval_row_with`]).
+    pub fn exp_table(&self) -> [i32; 256] {
+        std::array::from_fn(|k| self.exp.eval(self.shift(-(k as i32))))
+    }
+
+    fn shift(&self, d: i32) -> i32 {
+        if self.j >= 0 {
+            d << self.j
+        } else {
+            d >> -self.j
+        }
+    }
+
+    /// [`Self::eval_row`] with the exponentials from [`Self::exp_table`] and the division in
+    /// f64 (exact: the dividend is below `2^31`, far below `2^53`); the same codes.
+    pub fn eval_row_with(&self, table: &[i32; 256], x: &[i8], out: &mut [i8], scratch: &mut [i32]) {
+        let m = x.iter().copied().max().unwrap_or(0) as i32;
+        for (e, &v) in scratch.iter_mut().zip(x) {
+            *e = table[(m - v as i32) as usize];
+        }
+        let sum: i32 = scratch[..x.len()].iter().sum();
+        let (half, inv) = (sum / 2, f64::from(sum));
+        for (o, &e) in out.iter_mut().zip(scratch.iter()) {
+            let p = (f64::from(e * 256 + half) / inv) as i32;
+            *o = (p.min(255) + SOFTMAX_OUT_ZERO_POINT) as i8;
+        }
+    }
+
     /// One row; `scratch` has the row's length.
     pub fn eval_row(&self, x: &[i8], out: &mut [i8], scratch: &mut [i32]) {
         let m = x.iter().copied().max().unwrap_or(0) as i32;
         let mut sum: i32 = 0;
         for (e, &v) in scratch.iter_mut().zip(x) {
-            let d = v as i32 - m;
-            let d = if self.j >= 0 {
-                d << self.j
-            } else {
-                d >> -self.j
-            };
-            *e = self.exp.eval(d);
+            *e = self.exp.eval(self.shift(v as i32 - m));
             sum += *e;
         }
         let half = sum / 2;
@@ -763,6 +787,10 @@ mod tests {
                 let total: i32 = out.iter().map(|&o| o as i32 - SOFTMAX_OUT_ZERO_POINT).sum();
                 let n = x.len() as i32;
                 prop_assert!((total - 256).abs() <= n / 2 + 1, "sum {}", total);
+                // the interpreter's path (exponentials looked up, division in f64): same codes
+                let mut fast = vec![0i8; x.len()];
+                sm.eval_row_with(&sm.exp_table(), &x, &mut fast, &mut scratch);
+                prop_assert_eq!(fast, out);
             }
         }
 

@@ -19,6 +19,8 @@ pub struct Interpreter {
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     luts: Vec<Option<Box<[i8; 256]>>>,
+    /// Per node: a Softmax's exponentials of every difference from its row's maximum.
+    exp_tables: Vec<Option<Box<[i32; 256]>>>,
     scratch_a: Vec<i32>,
     scratch_b: Vec<i32>,
 }
@@ -50,6 +52,14 @@ impl Interpreter {
         let inputs = graph.inputs.iter().map(|i| index[i.as_str()]).collect();
         let outputs = graph.outputs.iter().map(|i| index[i.as_str()]).collect();
         let luts = graph.nodes.iter().map(|n| n.op.gelu_lut()).collect();
+        let exp_tables = graph
+            .nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::Softmax(sm) => Some(Box::new(sm.exp_table())),
+                _ => None,
+            })
+            .collect();
         let max_len = graph.tensors.iter().map(|t| t.numel()).max().unwrap_or(0);
         Ok(Interpreter {
             graph,
@@ -61,6 +71,7 @@ impl Interpreter {
             inputs,
             outputs,
             luts,
+            exp_tables,
             scratch_a: vec![0; max_len],
             scratch_b: vec![0; max_len],
         })
@@ -229,8 +240,11 @@ impl Interpreter {
                 }
                 Op::Softmax(sm) => {
                     let n = sm.len as usize;
+                    let table = self.exp_tables[ni]
+                        .as_ref()
+                        .expect("built for every Softmax node");
                     for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-                        sm.eval_row(xr, or, &mut sa[..n]);
+                        sm.eval_row_with(table, xr, or, &mut sa[..n]);
                     }
                 }
                 Op::LayerNorm(ln) | Op::ScaledLayerNorm(ln) => {

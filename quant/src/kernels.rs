@@ -484,6 +484,10 @@ mod tests {
             let mut out = vec![0i8; rows * out_f];
             linear(&x, &w, &bias, &rq, in_f, &mut out);
             assert_eq!(out, plain_linear(&x, &w, &bias, &rq, in_f));
+            // the baseline copy too (the dispatched one is this CPU's widest)
+            let mut base = vec![0i8; out.len()];
+            linear_loop(&x, &w, &bias, &rq, in_f, &mut base);
+            assert_eq!(base, out);
             interior(&out, &mut seen);
 
             let d = MatMulDims {
@@ -500,6 +504,9 @@ mod tests {
             let mut out = vec![0i8; d.batch * d.m * d.n];
             matmul(&a, &b, &d, rq, &mut out);
             assert_eq!(out, plain_matmul(&a, &b, &d, rq), "{d:?}");
+            let mut base = vec![0i8; out.len()];
+            matmul_loop(&a, &b, &d, rq, &mut base);
+            assert_eq!(base, out);
             interior(&out, &mut seen);
             // both layouts of b, read as rows (n >= k) and as columns
             forms.insert((d.transpose_b, d.n >= d.k));
@@ -531,6 +538,9 @@ mod tests {
             conv2d(&x, hw, ic, oc, &win, &w, &bias, &rq, out_hw, &mut out);
             let want = plain_conv(&x, hw, ic, oc, &win, &w, &bias, &rq, out_hw, false);
             assert_eq!(out, want, "case {case}: {win:?} {hw:?} ic {ic} oc {oc}");
+            let mut base = vec![0i8; out.len()];
+            conv2d_loop(&x, hw, ic, oc, &win, &w, &bias, &rq, out_hw, &mut base);
+            assert_eq!(base, out);
             interior(&out, &mut seen);
             // patches and dot products (long filters), or scaled weight rows
             forms.insert(k[0] * k[1] * ic > oc);
@@ -542,6 +552,9 @@ mod tests {
             depthwise_conv2d(&x, hw, c, &win, &w, &bias, &rq, out_hw, &mut out);
             let want = plain_conv(&x, hw, c, c, &win, &w, &bias, &rq, out_hw, true);
             assert_eq!(out, want, "case {case}: depthwise {win:?} {hw:?} c {c}");
+            let mut base = vec![0i8; out.len()];
+            depthwise_conv2d_loop(&x, hw, c, &win, &w, &bias, &rq, out_hw, &mut base);
+            assert_eq!(base, out);
             interior(&out, &mut seen);
         }
         assert!(seen[0] * 2 > seen[1], "{seen:?}");

@@ -557,6 +557,31 @@ mod tests {
     }
 
     #[test]
+    fn fake_quant_is_the_same_on_every_path() {
+        // this CPU's widest copy against the baseline one, forward and backward
+        let x: Vec<f32> = (-700..700).map(|i| i as f32 * 0.013).collect();
+        let g: Vec<f32> = (0..x.len()).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let (step, qmin, qmax) = (1.0 / 64.0, -128.0, 127.0);
+        let (mut fast, mut base) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        fake_quant(&x, step, qmin, qmax, &mut fast);
+        fake_quant_loop(&x, step, qmin, qmax, &mut base);
+        assert_eq!(fast, base);
+        // both ends clip and ties (multiples of 1/128) round up
+        assert_eq!(fast[0], -2.0);
+        assert_eq!(fast[x.len() - 1], 127.0 / 64.0);
+        let (mut dfast, mut dbase) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        let (mut sfast, mut sbase) = (0f64, 0f64);
+        fake_quant_backward(&x, step, qmin, qmax, &g, &mut dfast, &mut sfast);
+        fake_quant_backward_loop(&x, step, qmin, qmax, &g, &mut dbase, &mut sbase);
+        assert_eq!(dfast, dbase);
+        assert!(
+            (sfast - sbase).abs() <= 1e-9 * sbase.abs().max(1.0),
+            "{sfast} vs {sbase}"
+        );
+        assert!(dfast.contains(&0.0) && dfast.iter().any(|&v| v != 0.0));
+    }
+
+    #[test]
     fn round_half_up_is_floor_of_x_plus_a_half_on_every_path() {
         // the f32 arithmetic of the tensor operations it replaces, bit for bit: ties both
         // ways, negatives, values next to a half, past 2^23 (where `+ 0.5` itself rounds)
