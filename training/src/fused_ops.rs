@@ -111,6 +111,11 @@ pub trait FusedOps: Backend {
         composite_round_half_up::<Self>(x)
     }
 
+    /// `floor(x)`, without a gradient (callers pass one straight through).
+    fn floor_values(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_floor(x)
+    }
+
     /// `x` fake-quantized at `step`: `clamp(x / step, qmin, qmax)` rounded half up, times
     /// `step`. `log2_t` is the learned threshold `step` came from (`2^ceil(log2_t)` over the
     /// code range): only autodiff reads it, to send it its gradient `step ln 2 dq/dstep`.
@@ -397,14 +402,23 @@ fn depthwise_shape(
     Some((s, s.output()?))
 }
 
+/// `kernel` over a contiguous f32 flex tensor, `fallback` (Burn's operations) for any other.
+fn unary_kernel(
+    x: FloatTensor<Flex>,
+    kernel: fn(&[f32], &mut [f32]),
+    fallback: fn(FloatTensor<Flex>) -> FloatTensor<Flex>,
+) -> FloatTensor<Flex> {
+    let Some(src) = f32_slice(&x) else {
+        return fallback(x);
+    };
+    let mut out = vec![0f32; src.len()];
+    kernel(src, &mut out);
+    flex_f32(out, &x)
+}
+
 impl FusedOps for Flex {
     fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let Some(src) = f32_slice(&x) else {
-            return Self::gelu(x);
-        };
-        let mut out = vec![0f32; src.len()];
-        cpu_kernels::gelu(src, &mut out);
-        flex_f32(out, &x)
+        unary_kernel(x, cpu_kernels::gelu, Self::gelu)
     }
 
     fn exact_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -534,12 +548,15 @@ impl FusedOps for Flex {
     }
 
     fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let Some(src) = f32_slice(&x) else {
-            return composite_round_half_up::<Self>(x);
-        };
-        let mut out = vec![0f32; src.len()];
-        cpu_kernels::round_half_up(src, &mut out);
-        flex_f32(out, &x)
+        unary_kernel(
+            x,
+            cpu_kernels::round_half_up,
+            composite_round_half_up::<Self>,
+        )
+    }
+
+    fn floor_values(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        unary_kernel(x, cpu_kernels::floor, Self::float_floor)
     }
 
     fn fake_quant(
@@ -699,7 +716,26 @@ impl<B: FusedOps> Backward<B, 2> for MatmulStep {
     }
 }
 
+/// `op` of `x` on the inner backend, recorded as a step that sends its input no gradient.
+fn without_gradient<B: FusedOps, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    op: fn(FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    match NoGradientStep
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((), op(x.into_primitive())),
+        OpsKind::UnTracked(prep) => prep.finish(op(x.into_primitive())),
+    }
+}
+
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn floor_values(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        without_gradient::<B, C>(x, B::floor_values)
+    }
+
     fn fake_quant(
         x: FloatTensor<Self>,
         log2_t: FloatTensor<Self>,
@@ -719,14 +755,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 
     fn round_half_up(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match NoGradientStep
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((), B::round_half_up(x.into_primitive())),
-            OpsKind::UnTracked(prep) => prep.finish(B::round_half_up(x.into_primitive())),
-        }
+        without_gradient::<B, C>(x, B::round_half_up)
     }
 
     fn batch_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -846,6 +875,16 @@ pub fn fake_quant<const D: usize>(
         qmin,
         qmax,
     )))
+}
+
+/// `floor(x)`, one vectorized pass on flex; no gradient flows through it.
+pub fn floor<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x.device()) {
+        return x.detach().floor();
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::floor_values(
+        x.detach().into_dispatch(),
+    ))
 }
 
 /// Softmax over dimension `dim`, as `burn::tensor::activation::softmax`.

@@ -66,7 +66,9 @@ impl IntSoftmaxConstants {
 pub fn int_softmax<const D: usize>(scores: Tensor<D>, exp: i32) -> Option<Tensor<D>> {
     let last = D - 1;
     let c = IntSoftmaxConstants::new(scores.dims()[last], exp)?;
-    let codes: Tensor<D, Int> = scores.detach().div_scalar(2f32.powi(exp)).round().int();
+    // the scores are integers at 2^exp: any rounding gives them back (this one is vectorized)
+    let codes: Tensor<D, Int> =
+        crate::fused_ops::round_half_up(scores.detach().div_scalar(2f32.powi(exp))).int();
     let max = codes.clone().max_dim(last);
     // d <= 0, then shifted into the internal scale; >> floors as the kernel's shift does
     let d = codes - max;

@@ -178,7 +178,7 @@ pub fn int_layer_norm<const D: usize>(x: Tensor<D>, exp: i32) -> Tensor<D> {
     let mu = straight_through(mean, round_half_away);
     let c = u - mu;
     let sq = c.clone().powi_scalar(2) / 2f32.powi(r);
-    let sq = straight_through(sq, |v| v.floor());
+    let sq = straight_through(sq, fused_ops::floor);
     let var = sq.clone().mean_dim(D - 1);
     let var = var.clone() + (floor_mean(sq.detach()) - var).detach();
     // f32's correctly rounded root of an integer below 2^24 floors to its integer root
@@ -196,7 +196,7 @@ pub fn int_layer_norm<const D: usize>(x: Tensor<D>, exp: i32) -> Tensor<D> {
 pub fn floor_mean<const D: usize>(v: Tensor<D>) -> Tensor<D> {
     let n = v.dims()[D - 1] as f32;
     let split = 4096.0;
-    let hi = v.clone().div_scalar(split).floor();
+    let hi = fused_ops::floor(v.clone().div_scalar(split));
     let lo = v - hi.clone().mul_scalar(split);
     let (hi, lo) = (hi.sum_dim(D - 1), lo.sum_dim(D - 1));
     let q = hi.clone().div_scalar(n).floor();
