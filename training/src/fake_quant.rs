@@ -27,13 +27,9 @@ pub fn fake_quant<const D: usize>(
     qmax: f32,
 ) -> Tensor<D> {
     // On flex one fused pass each way (the composite below is about ten element-wise passes
-    // forward and as many back); the step is read off the threshold, a single value.
-    let l = log2_t.clone().into_scalar::<f32>();
-    if l.is_finite() {
-        let step = 2f32.powi(l.ceil() as i32 - (bits as i32 - 1));
-        if let Some(y) = crate::fused_ops::fake_quant(x.clone(), log2_t.clone(), step, qmin, qmax) {
-            return y;
-        }
+    // forward and as many back).
+    if let Some(y) = crate::fused_ops::fake_quant(x.clone(), log2_t.clone(), bits, qmin, qmax) {
+        return y;
     }
     let ceiled = straight_through(log2_t, |l| l.ceil());
     // s = 2^(ceil(l) - (bits - 1)); `powf` of an integer exponent is an exact power of two

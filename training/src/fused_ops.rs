@@ -856,18 +856,25 @@ pub fn round_half_up<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     ))
 }
 
-/// [`FusedOps::fake_quant`] on flex (one pass forward, one backward), `None` on other
-/// backends. `step` must be the power-of-two step `log2_t` implies.
+/// [`FusedOps::fake_quant`] on flex (one pass forward, one backward) at the power-of-two step
+/// `2^(ceil(log2_t) - (bits - 1))` of the threshold `log2_t` (shape `[1]`); `None` on other
+/// backends (whose threshold is not read back: on a GPU that would wait for the device) and
+/// for a non-finite threshold.
 pub fn fake_quant<const D: usize>(
     x: Tensor<D>,
     log2_t: Tensor<1>,
-    step: f32,
+    bits: u32,
     qmin: f32,
     qmax: f32,
 ) -> Option<Tensor<D>> {
     if !on_flex(&x.device()) {
         return None;
     }
+    let l = log2_t.clone().into_scalar::<f32>();
+    if !l.is_finite() {
+        return None;
+    }
+    let step = 2f32.powi(l.ceil() as i32 - (bits as i32 - 1));
     Some(Tensor::from_dispatch(<Dispatch as FusedOps>::fake_quant(
         x.into_dispatch(),
         log2_t.into_dispatch(),
