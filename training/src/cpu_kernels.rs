@@ -579,7 +579,7 @@ mod tests {
         fake_quant(&x, step, qmin, qmax, &mut fast);
         fake_quant_loop(&x, step, qmin, qmax, &mut base);
         assert_eq!(fast, base);
-        // both ends clip and ties (multiples of 1/128) round up
+        // both ends clip
         assert_eq!(fast[0], -2.0);
         assert_eq!(fast[x.len() - 1], 127.0 / 64.0);
         let (mut dfast, mut dbase) = (vec![0f32; x.len()], vec![0f32; x.len()]);

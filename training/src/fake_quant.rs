@@ -116,8 +116,14 @@ impl FakeQuant {
 
     /// `k` of the power-of-two scale `2^k` the threshold implies: `ceil(l) - (bits - 1)`.
     pub fn scale_exp(&self) -> i32 {
-        self.log2_threshold().ceil() as i32 - (self.bits as i32 - 1)
+        step_exponent(self.log2_threshold(), self.bits)
     }
+}
+
+/// `k` of the step `2^k` of a `bits`-bit point with log2 threshold `log2_t`:
+/// `ceil(log2_t) - (bits - 1)`.
+pub(crate) fn step_exponent(log2_t: f32, bits: u32) -> i32 {
+    log2_t.ceil() as i32 - (bits as i32 - 1)
 }
 
 /// Fake-quantizes a Linear weight `[in, out]` with one scale `max|w| / 127` per output

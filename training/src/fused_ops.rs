@@ -581,19 +581,14 @@ impl FusedOps for Flex {
         qmax: f32,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let kernel_inputs = (x.layout().shape() == grad.layout().shape())
-            .then(|| f32_slice(&x).zip(f32_slice(&grad)))
-            .flatten();
-        let Some((xs, gs)) = kernel_inputs else {
-            return composite_fake_quant_backward::<Self>(x, step, qmin, qmax, grad);
-        };
-        let mut dx = vec![0f32; xs.len()];
         let mut dstep = 0f64;
-        cpu_kernels::fake_quant_backward(xs, step, qmin, qmax, gs, &mut dx, &mut dstep);
-        (
-            flex_f32(dx, &x),
-            flex_f32_shaped(vec![dstep as f32], vec![1]),
-        )
+        let dx = binary_kernel(&x, &grad, |xs, gs, dx| {
+            cpu_kernels::fake_quant_backward(xs, step, qmin, qmax, gs, dx, &mut dstep)
+        });
+        match dx {
+            Some(dx) => (dx, flex_f32_shaped(vec![dstep as f32], vec![1])),
+            None => composite_fake_quant_backward::<Self>(x, step, qmin, qmax, grad),
+        }
     }
 }
 
@@ -874,7 +869,7 @@ pub fn fake_quant<const D: usize>(
     if !l.is_finite() {
         return None;
     }
-    let step = 2f32.powi(l.ceil() as i32 - (bits as i32 - 1));
+    let step = 2f32.powi(crate::fake_quant::step_exponent(l, bits));
     Some(Tensor::from_dispatch(<Dispatch as FusedOps>::fake_quant(
         x.into_dispatch(),
         log2_t.into_dispatch(),
