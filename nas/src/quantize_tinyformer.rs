@@ -123,8 +123,8 @@ fn standardization_beside(checkpoint: &Path) -> Result<Standardization> {
 /// `n` training images spread evenly over the split (all of them when it has fewer),
 /// standardized.
 fn evenly_spaced(set: &datasets::ImageSet, n: usize, st: &Standardization) -> Vec<Vec<f32>> {
-    let take = n.min(set.len());
-    (0..take)
-        .map(|k| set.to_f32_normalized(k * set.len() / take, &st.mean, &st.std))
+    training::data::evenly_spaced(set.len(), n)
+        .into_iter()
+        .map(|i| set.to_f32_normalized(i, &st.mean, &st.std))
         .collect()
 }

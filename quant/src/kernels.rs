@@ -70,12 +70,8 @@ fn matmul_loop(a: &[i8], b: &[i8], d: &MatMulDims, rq: Dyadic, out: &mut [i8]) {
         let mut bb = &b[bi * k * n..(bi + 1) * k * n];
         if rows_of_b == d.transpose_b {
             // [n, k] -> [k, n] or [k, n] -> [n, k]
-            let (r, c) = if d.transpose_b { (n, k) } else { (k, n) };
-            for (i, row) in bb.chunks_exact(c.max(1)).take(r).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    bt[j * r + i] = v;
-                }
-            }
+            let shape = if d.transpose_b { [n, k] } else { [k, n] };
+            transpose(bb, &shape, &[1, 0], &mut bt);
             bb = &bt;
         }
         let ob = &mut out[bi * m * n..(bi + 1) * m * n];
@@ -192,11 +188,7 @@ fn conv2d_loop(
     // value then updates every output channel's accumulator in one stride-1 pass; zero inputs
     // (ReLU outputs) are skipped
     let mut wt = vec![0i8; taps * oc];
-    for (o, filter) in w.chunks_exact(taps.max(1)).take(oc).enumerate() {
-        for (p, &v) in filter.iter().enumerate() {
-            wt[p * oc + o] = v;
-        }
-    }
+    transpose(&w[..oc * taps], &[oc, taps], &[1, 0], &mut wt);
     let mut acc = vec![0i32; oc];
     for oy in 0..out_hw[0] {
         for ox in 0..out_hw[1] {

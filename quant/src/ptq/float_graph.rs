@@ -664,7 +664,6 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
                 MatrixView::row_major(&xw, rows, *in_features),
                 // weight is [out, in]: its transpose is the [in, out] right operand
                 MatrixView::transposed(&ww, *in_features, *out_features),
-                1.0,
                 &mut acc,
             );
             acc.chunks_exact(*out_features)
@@ -689,7 +688,7 @@ fn eval(node: &FNode, x: &[f32], xs: &[usize], vals: &[Vec<f32>], g: &FloatGraph
                 } else {
                     MatrixView::row_major(bb, k, n)
                 };
-                matmul_f64(MatrixView::row_major(a, m, k), rhs, 1.0, &mut acc);
+                matmul_f64(MatrixView::row_major(a, m, k), rhs, &mut acc);
                 y.extend(acc.iter().map(|&s| (s * *alpha as f64) as f32));
             }
             y

@@ -49,13 +49,13 @@ impl<'a> MatrixView<'a> {
     }
 }
 
-/// `out = alpha * lhs rhs`, `out` row-major `lhs.rows x rhs.cols`, on the calling thread (the
-/// callers run one clip per task already).
+/// `out = lhs rhs`, `out` row-major `lhs.rows x rhs.cols`, on the calling thread (the callers
+/// run one clip per task already).
 ///
 /// # Panics
 /// When the shapes disagree or a view reaches past its buffer: a bug in the caller, never
 /// user input (the graph's shapes are checked when it is built).
-pub(crate) fn matmul_f64(lhs: MatrixView, rhs: MatrixView, alpha: f64, out: &mut [f64]) {
+pub(crate) fn matmul_f64(lhs: MatrixView, rhs: MatrixView, out: &mut [f64]) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "inner dimensions differ");
     assert_eq!(out.len(), m * n, "output size");
@@ -85,7 +85,7 @@ pub(crate) fn matmul_f64(lhs: MatrixView, rhs: MatrixView, alpha: f64, out: &mut
             rhs.col_stride as isize,
             rhs.row_stride as isize,
             0.0,
-            alpha,
+            1.0,
             false,
             false,
             false,
@@ -103,7 +103,7 @@ pub(crate) fn widen(v: &[f32]) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    fn naive(lhs: MatrixView, rhs: MatrixView, alpha: f64) -> Vec<f64> {
+    fn naive(lhs: MatrixView, rhs: MatrixView) -> Vec<f64> {
         let mut out = Vec::new();
         for i in 0..lhs.rows {
             for j in 0..rhs.cols {
@@ -113,7 +113,7 @@ mod tests {
                             * rhs.data[p * rhs.row_stride + j * rhs.col_stride]
                     })
                     .sum();
-                out.push(alpha * s);
+                out.push(s);
             }
         }
         out
@@ -131,8 +131,8 @@ mod tests {
                 MatrixView::transposed(&b, k, n),
             ] {
                 let mut out = vec![f64::NAN; m * n];
-                matmul_f64(lhs, rhs, 0.25, &mut out);
-                assert_eq!(out, naive(lhs, rhs, 0.25), "{m}x{k}x{n}");
+                matmul_f64(lhs, rhs, &mut out);
+                assert_eq!(out, naive(lhs, rhs), "{m}x{k}x{n}");
             }
         }
     }
@@ -143,6 +143,6 @@ mod tests {
         let a = vec![1.0; 6];
         let lhs = MatrixView::row_major(&a, 2, 3);
         let rhs = MatrixView::row_major(&a, 3, 3);
-        matmul_f64(lhs, rhs, 1.0, &mut [0.0; 6]);
+        matmul_f64(lhs, rhs, &mut [0.0; 6]);
     }
 }
