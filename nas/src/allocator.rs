@@ -7,7 +7,10 @@
 //! mmap threshold to glibc's maximum (32 MiB) and switching trimming off made training with
 //! flex 1.4x (KWT-1, batch 32) and 1.65x (KWT-tiny, batch 64) faster on the project's 2-core VM
 //! (experiments/kwt_throughput/), at the price of the process keeping its peak heap until it
-//! exits.
+//! exits. Blocks over 32 MiB (a key-word TinyFormer's attention maps: 960 tokens squared per
+//! head and clip) would still be mmapped and page-faulted in on every step, which cost the
+//! speech search as much kernel time as compute: mmap is switched off altogether (glibc still
+//! falls back to it where the heap cannot grow), halving that search's wall time.
 
 /// Applies the settings unless the user chose their own through glibc's environment variables
 /// (`MALLOC_*_` or `glibc.malloc.*` in `GLIBC_TUNABLES`).
@@ -16,6 +19,7 @@ pub fn tune_for_training() {
     {
         let user_set = [
             "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_MMAP_MAX_",
             "MALLOC_TRIM_THRESHOLD_",
             "MALLOC_TOP_PAD_",
         ]
@@ -29,6 +33,7 @@ pub fn tune_for_training() {
         // thing in main, before any other thread exists.
         let ok = unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
+                && libc::mallopt(libc::M_MMAP_MAX, 0) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
                 && libc::mallopt(libc::M_TOP_PAD, 64 << 20) == 1
         };
