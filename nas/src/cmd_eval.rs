@@ -11,19 +11,26 @@ use training::{ConfusionMatrix, DataSpec, DataSplits, KwtConfig};
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A `.bpk` checkpoint written by `nas train` (its `model.ron` beside it).
+    /// A `.bpk` checkpoint written by `nas train` (its `model.ron` beside it), or with
+    /// `--config` a searched TinyFormer's (`best/model.bpk`, its `arch.ron` beside it).
     #[arg(long, conflicts_with = "int8", required_unless_present = "int8")]
     checkpoint: Option<PathBuf>,
     /// An integer graph written by `nas quantize`, run by the integer reference interpreter.
     #[arg(long)]
     int8: Option<PathBuf>,
     /// A Speech Commands folder (word folders, validation_list.txt, testing_list.txt).
-    #[arg(long, required_unless_present = "images")]
+    #[arg(long, required_unless_present_any = ["images", "config"])]
     data: Option<PathBuf>,
     /// Instead of --data: an image set, for the integer model a search (or `nas train` of a
     /// searched path) wrote: a Fashion-MNIST idx folder or a CIFAR-10 binary folder.
     #[arg(long, conflicts_with_all = ["data", "task", "checkpoint"], requires = "int8")]
     images: Option<PathBuf>,
+    /// Instead of --data or --images: the search config (or path training config) a searched
+    /// TinyFormer came from. Its split of the data the search drew (the same subsets, crop and
+    /// standardization: the search's own figures; key-word models too) scores the integer
+    /// model (`--int8`) or the float checkpoint (`--checkpoint`).
+    #[arg(long, conflicts_with_all = ["data", "images", "task"])]
+    config: Option<PathBuf>,
     /// The task; default: the one the run was trained on (its `data.ron` beside the model),
     /// else labels12.
     #[arg(long, value_enum)]
@@ -73,8 +80,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
             bail!("model file {} does not exist", model.display());
         }
     }
-    let (labels, pairs, source_dir) = match (&args.images, &args.data) {
-        (Some(dir), _) => {
+    let (labels, pairs, source_dir) = match (&args.config, &args.images, &args.data) {
+        (Some(config), _, _) => {
+            let (labels, pairs) = match (&args.checkpoint, &args.int8) {
+                (Some(checkpoint), _) => crate::eval_tinyformer::classify_checkpoint(
+                    checkpoint,
+                    config,
+                    args.split,
+                    args.batch_size,
+                    &args.backend.device()?,
+                )?,
+                (None, Some(int8)) => {
+                    crate::eval_tinyformer::classify_int8(int8, config, args.split)?
+                }
+                (None, None) => bail!("give --checkpoint FILE.bpk or --int8 FILE.int8"),
+            };
+            (labels, pairs, config)
+        }
+        (None, Some(dir), _) => {
             let int8 = args
                 .int8
                 .as_deref()
@@ -82,11 +105,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let (labels, pairs) = classify_images(int8, dir, args.split)?;
             (labels, pairs, dir)
         }
-        (None, Some(dir)) => {
+        (None, None, Some(dir)) => {
             let (labels, pairs) = classify_speech(&args, dir)?;
             (labels, pairs, dir)
         }
-        (None, None) => bail!("give --data DIR (speech) or --images DIR"),
+        (None, None, None) => {
+            bail!("give --data DIR (speech), --images DIR or --config FILE.ron (a search's)")
+        }
     };
     let confusion =
         ConfusionMatrix::from_pairs(labels.clone(), &pairs).map_err(|(truth, pred)| {
@@ -116,7 +141,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 /// The class names and every sample's (truth, prediction) pair.
-type Scored = (Vec<String>, Vec<(usize, usize)>);
+pub(crate) type Scored = (Vec<String>, Vec<(usize, usize)>);
 
 /// Every clip of the split of the Speech Commands folder `dir`: (label names, (truth,
 /// prediction) pairs) of the float checkpoint or the integer model.

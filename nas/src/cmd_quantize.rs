@@ -19,7 +19,8 @@ use crate::run_config::RunConfig;
 pub struct QuantizeArgs {
     /// A `.bpk` checkpoint written by `nas train` (its `model.ron` beside it), or a TinyFormer
     /// path's (`best/model.bpk` of `nas search` or of `nas train` of a searched path: its
-    /// `arch.ron` and `model.int8` beside it) with `--images`.
+    /// `arch.ron` and `model.int8` beside it) with `--config` (its search or training config)
+    /// or `--images`.
     #[arg(long)]
     checkpoint: PathBuf,
     /// The Speech Commands folder the model was trained on: calibration uses its training
@@ -34,7 +35,9 @@ pub struct QuantizeArgs {
     images: Option<PathBuf>,
     /// The run configuration (RON) the checkpoint was trained with: its data set, and for
     /// `--mode qat` (where it is required) its trainer settings (epochs and learning rate
-    /// overridden below).
+    /// overridden below). For a TinyFormer path: the search config (or path training config)
+    /// it came from, whose data (image or key-word, the same subsets and statistics) calibrate
+    /// and score it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The task (without --config); default: the run's (`data.ron` beside the checkpoint),
@@ -69,9 +72,10 @@ pub struct QuantizeArgs {
     /// chosen one. KWT only (a TinyFormer's MLP has ReLU).
     #[arg(long, value_enum)]
     gelu: Option<GeluArg>,
-    /// Training samples observed for calibration.
-    #[arg(long, default_value_t = 512)]
-    calibration_samples: usize,
+    /// Training samples observed for calibration; default 512 for a KWT, and for a
+    /// TinyFormer path 256, as its search calibrated it.
+    #[arg(long)]
+    calibration_samples: Option<usize>,
     /// QAT fine-tuning epochs (0: lower QAT's starting point without training).
     #[arg(long, default_value_t = 5)]
     epochs: usize,
@@ -162,9 +166,9 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     create_out_folder(&args.out)?;
     let (data, data_name, data_spec) = load_data(&args, run_config.as_ref())?;
     crate::cmd_eval::check_shapes(&args.checkpoint, &config, &data_name, &data)?;
-    let opts = ptq_options(&args, LayerNormArg::Ibert);
+    let opts = ptq_options(&args, LayerNormArg::Ibert, 512);
     let samples =
-        training::data::evenly_spaced_samples(data.train.as_ref(), args.calibration_samples)?;
+        training::data::evenly_spaced_samples(data.train.as_ref(), opts.calibration_samples)?;
     tracing::info!(samples = samples.len(), estimator = %opts.estimator, "calibrating");
     let (ptq_graph, ptq_report) = quantize_kwt(&model, &config, &samples, &opts)
         .with_context(|| format!("quantizing {}", args.checkpoint.display()))?;
@@ -237,8 +241,13 @@ pub(crate) fn create_out_folder(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The PTQ options the arguments choose, with `default_norm` unless a LayerNorm is named.
-fn ptq_options(args: &QuantizeArgs, default_norm: LayerNormArg) -> PtqOptions {
+/// The PTQ options the arguments choose, with `default_norm` unless a LayerNorm is named and
+/// `default_samples` calibration samples unless a number is given.
+fn ptq_options(
+    args: &QuantizeArgs,
+    default_norm: LayerNormArg,
+    default_samples: usize,
+) -> PtqOptions {
     let norm = if args.scaled_layer_norm {
         LayerNormArg::Scaled
     } else {
@@ -256,13 +265,14 @@ fn ptq_options(args: &QuantizeArgs, default_norm: LayerNormArg) -> PtqOptions {
             GeluArg::Exact => GeluMethod::Exact,
             GeluArg::Ibert => GeluMethod::IBert,
         },
-        calibration_samples: args.calibration_samples,
+        calibration_samples: args.calibration_samples.unwrap_or(default_samples),
         ..PtqOptions::default()
     }
 }
 
 /// `nas quantize` of a TinyFormer path (`is_path`: its `arch.ron` is beside the checkpoint).
 fn run_tinyformer(args: &QuantizeArgs, is_path: bool, device: burn::tensor::Device) -> Result<()> {
+    use crate::quantize_tinyformer::TinyFormerData;
     let checkpoint = args.checkpoint.display();
     if !is_path {
         let kwt = args.checkpoint.with_file_name("model.ron").is_file();
@@ -276,11 +286,21 @@ fn run_tinyformer(args: &QuantizeArgs, is_path: bool, device: burn::tensor::Devi
             }
         );
     }
-    let Some(images) = &args.images else {
+    if args.data.is_some() || args.task.is_some() {
         bail!(
-            "{checkpoint} is a TinyFormer path: give --images DIR, the Fashion-MNIST or CIFAR-10 \
-             folder it was trained on"
+            "{checkpoint} is a TinyFormer path: its data come from --config (the search config, \
+             or the path training config, it was found or trained with; key-word models too) or \
+             --images (a whole Fashion-MNIST or CIFAR-10 folder), not --data/--task"
         );
+    }
+    let data = match (&args.images, &args.config) {
+        (Some(dir), _) => TinyFormerData::Images(dir),
+        (None, Some(config)) => TinyFormerData::Config(config),
+        (None, None) => bail!(
+            "{checkpoint} is a TinyFormer path: give --config FILE.ron (the search config, or the \
+             path training config, it was found or trained with) or --images DIR (the \
+             Fashion-MNIST or CIFAR-10 folder it was trained on)"
+        ),
     };
     if matches!(args.mode, Mode::Qat) {
         bail!(
@@ -293,9 +313,9 @@ fn run_tinyformer(args: &QuantizeArgs, is_path: bool, device: burn::tensor::Devi
     }
     crate::quantize_tinyformer::run(crate::quantize_tinyformer::TinyFormerQuantize {
         checkpoint: &args.checkpoint,
-        images,
+        data,
         out: &args.out,
-        opts: ptq_options(args, LayerNormArg::Scaled),
+        opts: ptq_options(args, LayerNormArg::Scaled, search::run::CALIBRATION_IMAGES),
         no_eval: args.no_eval,
         device,
     })

@@ -12,6 +12,7 @@ mod cmd_quantize;
 mod cmd_search;
 mod cmd_train;
 mod cmd_verify;
+mod eval_tinyformer;
 mod quantize_tinyformer;
 mod run_config;
 mod tile_args;

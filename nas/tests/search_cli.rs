@@ -1,6 +1,7 @@
 //! `nas search` end to end: a real kill -9 in the middle of a search, then a resume, gives the
 //! same answer as an uninterrupted run (TinyFormer and KWT searches); the shipped Fashion-MNIST
-//! config runs offline and `nas quantize` re-quantizes its winner; a KWT search's best model is
+//! config runs offline and `nas quantize` re-quantizes its winner; a key-word TinyFormer
+//! search's winner is re-quantized and scored through its config; a KWT search's best model is
 //! read by `nas eval` and `nas export`; the CIFAR-10 config without its data says how to get it.
 
 use std::path::Path;
@@ -249,6 +250,18 @@ fn shipped_fashion_mnist_config_runs_offline() {
         "the retraining said {int8}: {text}"
     );
     assert!(int8 > 0.5, "{int8}");
+    // and through the retraining config (its data section; its `arch` gives the stages)
+    let text = run_ok(
+        nas()
+            .args(["eval", "--int8"])
+            .arg(retrained.join("best/model.int8"))
+            .arg("--config")
+            .arg(&cfg_path),
+    );
+    assert!(
+        text.contains(&format!("Test accuracy {:.2}% (", 100.0 * int8)),
+        "the retraining said {int8}: {text}"
+    );
 
     // The finished search again with --export: its winner as a C project, with the arena the
     // search measured.
@@ -277,7 +290,8 @@ fn shipped_fashion_mnist_config_runs_offline() {
 /// `nas quantize` of a search's winner (`best/`): by default the search's PTQ settings on the
 /// same weights, calibrated on other training images, so the same integer network but for
 /// the odd power-of-two scale; its int8 accuracy is what `nas eval --int8` measures of the
-/// graph it wrote; `--layer-norm ibert` swaps the LayerNorm kernel.
+/// graph it wrote; `--layer-norm ibert` swaps the LayerNorm kernel; with the search config
+/// instead of the image folder, the search's own graph.
 fn requantize_the_winner(best: &Path) {
     let images = "/usr/share/datasets/fashion-mnist";
     let dir = tempfile::tempdir().unwrap();
@@ -351,6 +365,21 @@ fn requantize_the_winner(best: &Path) {
     let kinds = ops(&quant::load(&ibert).unwrap());
     assert!(kinds.iter().any(|(_, k)| *k == "LayerNorm"));
     assert!(!kinds.iter().any(|(_, k)| *k == "ScaledLayerNorm"));
+
+    // through the search config instead: the search's subsets and calibration images, so its
+    // integer model byte for byte
+    let via_config = dir.path().join("config.int8");
+    run_ok(
+        nas()
+            .args(["quantize", "--no-eval", "--checkpoint"])
+            .arg(best.join("model.bpk"))
+            .args(["--config", "configs/fashion_mnist.ron", "--out"])
+            .arg(&via_config),
+    );
+    assert_eq!(
+        std::fs::read(&via_config).unwrap(),
+        std::fs::read(best.join("model.int8")).unwrap()
+    );
 }
 
 /// A KWT search config (one with a `kwt_space`) runs the KWT search; its best model is read
@@ -443,6 +472,123 @@ fn kwt_search_config_runs_and_its_model_evaluates_and_exports() {
     let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
     assert_eq!(arena, fin["resources"]["sram_bytes"].as_u64().unwrap());
     assert!(text.contains(&format!("{arena} B")), "{text}");
+}
+
+/// A key-word TinyFormer search (MFCC spectrograms as one-channel images): `nas quantize`
+/// and `nas eval` read its data through the search config, on the search's own subsets and
+/// standardization: re-quantizing gives the search's integer model byte for byte, and both
+/// models score what the search reported, clip for clip; a config that describes other data,
+/// or a KWT search's, is refused by name.
+#[test]
+fn keyword_search_winner_quantizes_and_evaluates_from_its_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron");
+    let cfg = search::fixtures::tiny_speech_config(tmp.path(), &target);
+    let cfg_path = tmp.path().join("speech.ron");
+    std::fs::write(&cfg_path, ron::to_string(&cfg).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    search(&cfg_path, &out);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let fin = &summary["final_model"];
+    let pct = |v: &Value| format!("{:.2}%", 100.0 * v.as_f64().unwrap());
+    let (float, int8) = (
+        pct(&fin["test_accuracy"]),
+        pct(&fin["int8"]["test_accuracy"]),
+    );
+    eprintln!("key-word search: test float {float}, int8 {int8}");
+    let best = out.join("best");
+
+    let requant = tmp.path().join("q/model.int8");
+    let text = run_ok(
+        nas()
+            .args(["quantize", "--checkpoint"])
+            .arg(best.join("model.bpk"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--out")
+            .arg(&requant),
+    );
+    assert_eq!(
+        std::fs::read(&requant).unwrap(),
+        std::fs::read(best.join("model.int8")).unwrap(),
+        "the re-quantized graph differs from the search's"
+    );
+    assert!(
+        text.contains(&format!("float {float}, int8 {int8}")) && text.contains(" clips: "),
+        "search said float {float}, int8 {int8}: {text}"
+    );
+
+    let eval = |model: &str, file: &Path, split: &str| {
+        run_ok(
+            nas()
+                .args(["eval", model])
+                .arg(file)
+                .arg("--config")
+                .arg(&cfg_path)
+                .args(["--split", split]),
+        )
+    };
+    let text = eval("--int8", &best.join("model.int8"), "test");
+    assert!(
+        text.contains(&format!("Test accuracy {int8} (")),
+        "{int8}: {text}"
+    );
+    let text = eval("--checkpoint", &best.join("model.bpk"), "test");
+    assert!(
+        text.contains(&format!("Test accuracy {float} (")),
+        "{float}: {text}"
+    );
+    let text = eval("--int8", &best.join("model.int8"), "valid");
+    assert!(text.contains("/ 20)"), "20 validation clips: {text}");
+
+    // other clips (another synthesized set) give other statistics: refused, naming both
+    let mut other = cfg.clone();
+    if let search::config::ImageData::Speech(training::DataSpec::SyntheticKeywords {
+        folder,
+        per_word,
+        ..
+    }) = &mut other.data.source
+    {
+        *folder = tmp.path().join("kw-other");
+        *per_word = 30;
+    }
+    let other_path = tmp.path().join("other.ron");
+    std::fs::write(&other_path, ron::to_string(&other).unwrap()).unwrap();
+    let err = run_err(
+        nas()
+            .args(["eval", "--int8"])
+            .arg(best.join("model.int8"))
+            .arg("--config")
+            .arg(&other_path),
+    );
+    assert!(
+        err.contains("other.ron") && err.contains("standardized with mean"),
+        "{err}"
+    );
+    let kwt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/kwt_search.ron");
+    let err = run_err(
+        nas()
+            .args(["quantize", "--checkpoint"])
+            .arg(best.join("model.bpk"))
+            .arg("--config")
+            .arg(&kwt)
+            .arg("--out")
+            .arg(tmp.path().join("k.int8")),
+    );
+    assert!(
+        err.contains("kwt_search.ron") && err.contains("KWT search"),
+        "{err}"
+    );
+}
+
+/// Runs a `nas` command, asserts it fails without a panic and returns its standard error.
+fn run_err(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{cmd:?} succeeded");
+    assert!(!err.contains("panicked"), "{err}");
+    err
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! A tiny synthetic data set in the Fashion-MNIST idx format and a search config sized for it,
-//! and a tiny KWT search on synthesized key words, for tests (here and in the CLI's) and quick demonstrations.
+//! a tiny TinyFormer search on synthesized key words' spectrograms and a tiny KWT search on
+//! them, for tests (here and in the CLI's) and quick demonstrations.
 
 use std::path::Path;
 
@@ -118,6 +119,48 @@ pub fn tiny_config(data: &Path, target: &Path) -> SearchConfig {
         // a checkpoint inside every run: the resume tests go through them
         checkpoint_every_steps: 3,
     }
+}
+
+/// A TinyFormer search on the 96 x 40 MFCC spectrograms of three synthesized key words (60
+/// clips each, in `dir/kw`; silence and unknown classes besides): 4..16-channel supernets,
+/// one SuperNAS and one SparseNAS round, the STM32F746's own limits on `target`.
+pub fn tiny_speech_config(dir: &Path, target: &Path) -> SearchConfig {
+    let words: Vec<String> = ["yes", "no", "up"].map(String::from).to_vec();
+    let mut cfg = tiny_config(dir, target);
+    cfg.data = DataConfig {
+        source: ImageData::Speech(DataSpec::SyntheticKeywords {
+            folder: dir.join("kw"),
+            words: Some(words.clone()),
+            per_word: 60,
+            seed: 2,
+            task: datasets::Task::Keywords(words),
+            augment: Default::default(),
+            mfcc: Default::default(),
+        }),
+        train_samples: None,
+        valid_samples: 20,
+        test_samples: None,
+    };
+    cfg.budget.sram_bytes = None;
+    cfg.supernet_space.heads = vec![1];
+    cfg.supernas = SuperNasConfig {
+        iterations: 1,
+        population: 1,
+        test_paths: 4,
+        train_steps: 60,
+        paths: 2,
+    };
+    cfg.sparsenas = SparseNasConfig {
+        iterations: 1,
+        population: 2,
+        train_steps: 20,
+        prune_steps: 10,
+        prune_frequency: 5,
+        final_prune_steps: 20,
+        final_finetune_steps: 100,
+    };
+    cfg.checkpoint_every_steps = 0;
+    cfg
 }
 
 /// A KWT search that finishes in seconds: three synthesized key words (60 clips each) in

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod cost_graph;
 pub mod data;
+pub mod data_source;
 pub mod error;
 pub mod evolution;
 pub mod export_best;

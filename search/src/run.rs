@@ -60,15 +60,17 @@ pub(crate) fn derive(seed: u64, stage: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-pub(crate) struct Data {
-    pub(crate) train: ImageTensors,
-    pub(crate) valid: ImageTensors,
-    pub(crate) test: ImageTensors,
-    pub(crate) classes: usize,
-    pub(crate) class_names: Vec<String>,
+/// A search's images (or spectrograms) as it saw them: standardized with the training
+/// split's per-channel statistics.
+pub struct Data {
+    pub train: ImageTensors,
+    pub valid: ImageTensors,
+    pub test: ImageTensors,
+    pub classes: usize,
+    pub class_names: Vec<String>,
     /// Per-channel statistics the images are normalized with (from the training split).
-    pub(crate) mean: Vec<f32>,
-    pub(crate) std: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
 }
 
 pub(crate) fn load_data(cfg: &SearchConfig) -> Result<Data> {
@@ -542,8 +544,8 @@ fn run_progress(cfg: &SearchConfig, out: &Path, job: impl Into<String>) -> Progr
     Progress::new(&progress_dir(out), cfg.checkpoint_every_steps, job)
 }
 
-/// Calibration images for PTQ.
-const CALIBRATION_IMAGES: usize = 256;
+/// Calibration images for PTQ: the first of the training split (a seeded random order).
+pub const CALIBRATION_IMAGES: usize = 256;
 
 /// PTQ of the compressed model (power-of-two scales, per-channel weights, Scaled-LayerNorm),
 /// its int8 test accuracy from the integer interpreter, and the exporter's SRAM and flash for it.

@@ -287,6 +287,29 @@ pub fn prune_one_shot(
     Ok(masks.apply(model, arch))
 }
 
+/// Every image's top-1 class, in `data`'s order (the model moved off autodiff).
+pub fn predictions(
+    model: &TinyFormer,
+    data: &ImageTensors,
+    batch: usize,
+    device: &Device,
+) -> Vec<usize> {
+    let model = model.valid();
+    let plain = device.clone().without_autodiff();
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut out = Vec::with_capacity(data.len());
+    for chunk in idx.chunks(batch.max(1)) {
+        let (x, _) = data.batch(chunk, &plain);
+        let classes = model
+            .forward(x)
+            .argmax(1)
+            .reshape([chunk.len()])
+            .into_data();
+        out.extend(classes.iter::<i64>().map(|c| c as usize));
+    }
+    out
+}
+
 /// Top-1 accuracy on `data` (the model moved off autodiff).
 pub fn accuracy(model: &TinyFormer, data: &ImageTensors, batch: usize, device: &Device) -> f64 {
     let model = model.valid();

@@ -87,6 +87,20 @@ pub fn evaluate_int8_images(
     labels: &[usize],
     class_names: &[String],
 ) -> Result<ConfusionMatrix> {
+    confusion(
+        class_names,
+        &classify_int8_images(graph, images, labels, class_names)?,
+    )
+}
+
+/// Every image's `(truth, predicted)` pair, in order: [`evaluate_int8_images`] before the
+/// confusion matrix.
+pub fn classify_int8_images(
+    graph: &Graph,
+    images: &[Vec<f32>],
+    labels: &[usize],
+    class_names: &[String],
+) -> Result<Vec<(usize, usize)>> {
     single_input(graph)?;
     let classes = output_len(graph)?;
     if classes != class_names.len() {
@@ -122,11 +136,11 @@ pub fn evaluate_int8_images(
                 .collect()
         })
         .collect::<Result<_>>()?;
-    let mut confusion = ConfusionMatrix::new(class_names.to_vec());
-    for (&truth, pred) in labels.iter().zip(preds.into_iter().flatten()) {
-        confusion.add(truth, pred);
-    }
-    Ok(confusion)
+    Ok(labels
+        .iter()
+        .copied()
+        .zip(preds.into_iter().flatten())
+        .collect())
 }
 
 /// `run_single` and `quantize_input` serve single-input graphs only.

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use training::{Kwt, KwtConfig};
 
 pub use error::{PtqError, Result};
-pub use eval::{classify_int8, evaluate_int8, evaluate_int8_images, int8_outputs};
+pub use eval::{
+    classify_int8, classify_int8_images, evaluate_int8, evaluate_int8_images, int8_outputs,
+};
 pub use float_graph::FloatGraph;
 pub use observer::{Estimator, Observer};
 pub use report::PtqReport;
