@@ -473,7 +473,14 @@ fn quantize_names_what_a_tinyformer_path_needs() {
         a.extend_from_slice(extra);
         nas(&a, dir.path())
     };
-    assert_error(&quantize(&[]), &["TinyFormer path", "--images DIR"]);
+    assert_error(
+        &quantize(&[]),
+        &["TinyFormer path", "--config FILE.ron", "--images DIR"],
+    );
+    assert_error(
+        &quantize(&["--data", "kw"]),
+        &["TinyFormer path", "--config", "not --data/--task"],
+    );
     assert_error(
         &quantize(&["--images", "imgs", "--mode", "qat"]),
         &["--mode qat fine-tunes KWT", "--mode ptq"],
