@@ -634,8 +634,13 @@ pub fn generate_with(
     let _ = writeln!(
         h,
         " */\n\n/* Runs one sample. Not reentrant: all activations live in one static arena. */\n\
-         void {name}_run(const int8_t *in, int8_t *out);\n\n#endif /* {up}_H */"
+         void {name}_run(const int8_t *in, int8_t *out);\n"
     );
+    if let Some(decl) = crate::front_end::header(graph, name) {
+        h.push_str(&decl);
+        h.push('\n');
+    }
+    let _ = writeln!(h, "#endif /* {up}_H */");
 
     let mut c = String::new();
     let _ = writeln!(
@@ -654,6 +659,9 @@ pub fn generate_with(
         "\nvoid {name}_run(const int8_t *in, int8_t *out) {{\n    (void)in;\n{}}}",
         g.body
     );
+    if let Some(front_end) = crate::front_end::source(graph, name) {
+        c.push_str(&front_end);
+    }
 
     let mut files = vec![
         (format!("{name}.h"), h),

@@ -119,6 +119,15 @@ pub enum ExportError {
         /// Interpreter value.
         want: i8,
     },
+    #[error(
+        "{target}: the C front end (`model_quantize_input`) quantized {mismatches} of \
+         {checked} raw input values differently from the Rust reference"
+    )]
+    FrontEndMismatch {
+        target: String,
+        mismatches: usize,
+        checked: usize,
+    },
 }
 
 /// Result alias of this crate.

@@ -5,6 +5,8 @@
 //!   flash, one static arena in SRAM, `<name>_run(in, out)`), the runtime
 //!   (`runtime/nas_kernels.{h,c}`, the sparse kernels `runtime/nas_sparse.{h,c}` and the
 //!   private `runtime/nas_dsp.h`) and a `Makefile` for host gcc, Cortex-M4/M7 and RV32.
+//! * [`front_end`]: `<name>_quantize_input`, raw features to the model's int8 input with the
+//!   training statistics the graph holds, bit-exact with the Rust reference.
 //! * [`sparse`]: which weights are stored blockwise run-length coded (TinyFormer's
 //!   self-adaptive rule on the int8 weights).
 //! * Memory: the schedule, tensor storage and arena offsets come from the cost model
@@ -17,6 +19,7 @@
 
 pub mod codegen;
 pub mod error;
+pub mod front_end;
 pub mod plan;
 pub mod sparse;
 pub mod verify;

@@ -140,6 +140,13 @@ pub struct TargetReport {
     pub first_mismatch: Option<Mismatch>,
     /// Number of differing elements over all samples.
     pub mismatches: usize,
+    /// Raw input values the C front end (`model_quantize_input`) quantized, for a graph with
+    /// input statistics (0 without).
+    #[serde(default)]
+    pub front_end_checked: usize,
+    /// Of those, values whose int8 code differs from `quant::Graph::quantize_input`'s.
+    #[serde(default)]
+    pub front_end_mismatches: usize,
     /// Build time, seconds.
     pub build_s: f64,
     /// Run time (including emulator start), seconds.
@@ -160,7 +167,9 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Whether every target matched the interpreter exactly.
     pub fn all_exact(&self) -> bool {
-        self.targets.iter().all(|t| t.first_mismatch.is_none())
+        self.targets
+            .iter()
+            .all(|t| t.first_mismatch.is_none() && t.front_end_mismatches == 0)
     }
 
     /// `Err(Mismatch)` naming the first target and element that differ.
@@ -173,6 +182,13 @@ impl VerifyReport {
                     index: m.index,
                     got: m.got,
                     want: m.want,
+                });
+            }
+            if t.front_end_mismatches > 0 {
+                return Err(ExportError::FrontEndMismatch {
+                    target: t.target.to_string(),
+                    mismatches: t.front_end_mismatches,
+                    checked: t.front_end_checked,
                 });
             }
         }
@@ -208,6 +224,89 @@ fn c_bytes(out: &mut String, rows: &[Vec<i8>]) {
     }
 }
 
+/// Raw inputs for the C front end and the int8 codes the Rust reference gives them.
+struct FrontEndCheck {
+    raw: Vec<Vec<f32>>,
+    want: Vec<Vec<i8>>,
+}
+
+impl FrontEndCheck {
+    /// `None` for a graph without input statistics (no front end is exported).
+    fn of(graph: &Graph) -> Result<Option<Self>> {
+        let Some(raw) = crate::front_end::probe_inputs(graph) else {
+            return Ok(None);
+        };
+        let want = raw
+            .iter()
+            .map(|r| graph.quantize_input(r))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Some(Self { raw, want }))
+    }
+
+    fn checked(&self) -> usize {
+        self.raw.iter().map(Vec::len).sum()
+    }
+}
+
+/// Appends the front end's probe tables to the driver `s` and returns the code in `main` that
+/// runs `<name>_quantize_input` on them and prints `FRONTEND <mismatches> <checked>`.
+fn front_end_driver(s: &mut String, name: &str, check: &FrontEndCheck) -> String {
+    let up = name.to_ascii_uppercase();
+    let _ = writeln!(
+        s,
+        "\n#define NRAW {}\nstatic const float raw[NRAW][{up}_INPUT_LEN] = {{",
+        check.raw.len()
+    );
+    for r in &check.raw {
+        s.push_str("    {");
+        for (i, &v) in r.iter().enumerate() {
+            if i % 8 == 0 {
+                s.push_str("\n        ");
+            }
+            let _ = write!(s, "{},", crate::front_end::c_float(v));
+        }
+        s.push_str("\n    },\n");
+    }
+    let _ = writeln!(
+        s,
+        "}};\nstatic const int8_t raw_want[NRAW][{up}_INPUT_LEN] = {{"
+    );
+    c_bytes(s, &check.want);
+    s.push_str("};\n");
+    format!(
+        "\x20   {{\n\
+         \x20       static int8_t q[{up}_INPUT_LEN];\n\
+         \x20       int r, k, fe_bad = 0;\n\
+         \x20       for (r = 0; r < NRAW; r++) {{\n\
+         \x20           {name}_quantize_input(raw[r], q);\n\
+         \x20           for (k = 0; k < {up}_INPUT_LEN; k++) {{\n\
+         \x20               if (q[k] != raw_want[r][k]) {{\n\
+         \x20                   if (!fe_bad) {{\n\
+         \x20                       printf(\"FRONTEND MISMATCH raw %d index %d got %d want %d\\n\",\n\
+         \x20                              r, k, (int)q[k], (int)raw_want[r][k]);\n\
+         \x20                   }}\n\
+         \x20                   fe_bad++;\n\
+         \x20               }}\n\
+         \x20           }}\n\
+         \x20       }}\n\
+         \x20       printf(\"FRONTEND %d %d\\n\", fe_bad, NRAW * {up}_INPUT_LEN);\n\
+         \x20       if (fe_bad) {{\n\
+         \x20           bad = 1;\n\
+         \x20       }}\n\
+         \x20   }}\n"
+    )
+}
+
+/// The `FRONTEND <mismatches> <checked>` line of the driver.
+fn parse_front_end(text: &str) -> Option<(usize, usize)> {
+    text.lines().find_map(|line| {
+        let mut it = line.trim().strip_prefix("FRONTEND ")?.split_whitespace();
+        let bad = it.next()?.parse().ok()?;
+        let checked = it.next()?.parse().ok()?;
+        it.next().is_none().then_some((bad, checked))
+    })
+}
+
 /// The test driver: embeds inputs and the interpreter's outputs, prints every output
 /// (`OUT <sample> v ...`), reports the first mismatch and exits non-zero on any.
 fn driver(
@@ -216,6 +315,7 @@ fn driver(
     expected: &[Vec<i8>],
     in_len: usize,
     out_len: usize,
+    front_end: Option<&FrontEndCheck>,
 ) -> String {
     let up = name.to_ascii_uppercase();
     let mut s = format!(
@@ -233,12 +333,20 @@ fn driver(
         out_len.max(1)
     );
     c_bytes(&mut s, expected);
+    s.push_str("};\n");
+    let front_end_code = front_end.map(|f| front_end_driver(&mut s, name, f));
     let _ = write!(
         s,
-        "}};\n\n\
+        "\n\
          int main(void) {{\n\
          \x20   static int8_t out[{up}_OUTPUT_LEN];\n\
          \x20   int s, i, bad = 0;\n\
+         {}",
+        front_end_code.unwrap_or_default()
+    );
+    let _ = write!(
+        s,
+        "\
          \x20   for (s = 0; s < NSAMPLES; s++) {{\n\
          \x20       {name}_run(inputs[s], out);\n\
          \x20       printf(\"OUT %d\", s);\n\
@@ -384,10 +492,18 @@ pub fn verify_in_with(
         .iter()
         .map(|x| interp.run(&split_inputs(graph, x)).map(|o| o.concat()))
         .collect::<std::result::Result<_, _>>()?;
+    let front_end = FrontEndCheck::of(graph)?;
     let report = write_project(&project, dir)?;
     let main = dir.join("main.c");
-    std::fs::write(&main, driver("model", inputs, &expected, in_len, out_len))
-        .map_err(io_err(&main))?;
+    let text = driver(
+        "model",
+        inputs,
+        &expected,
+        in_len,
+        out_len,
+        front_end.as_ref(),
+    );
+    std::fs::write(&main, text).map_err(io_err(&main))?;
 
     let mut out = Vec::new();
     for &t in targets {
@@ -432,8 +548,22 @@ pub fn verify_in_with(
                 }
             }
         }
+        let (front_end_mismatches, front_end_checked) = match &front_end {
+            None => (0, 0),
+            Some(check) => match parse_front_end(&text) {
+                Some((bad, n)) if n == check.checked() => (bad, n),
+                _ => {
+                    return Err(ExportError::Run {
+                        target: t.to_string(),
+                        command: cmd,
+                        status: "the front end's FRONTEND line is missing".into(),
+                        output: tail(&text, 4000),
+                    });
+                }
+            },
+        };
         // the driver's own exit code must agree with our comparison (else it crashed late)
-        if ok != first.is_none() {
+        if ok != (first.is_none() && front_end_mismatches == 0) {
             return Err(ExportError::Run {
                 target: t.to_string(),
                 command: cmd,
@@ -446,6 +576,8 @@ pub fn verify_in_with(
             samples: inputs.len(),
             first_mismatch: first,
             mismatches: count,
+            front_end_checked,
+            front_end_mismatches,
             build_s,
             run_s,
         });

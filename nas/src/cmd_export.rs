@@ -133,5 +133,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
         report.name,
         args.out.display()
     );
+    if let Some(features) = export::front_end::standardized_features(&graph) {
+        println!(
+            "front end: {}_quantize_input(raw, in) standardizes raw features with the training \
+             statistics ({features} mean/std pair(s), one per feature, outside the constants above) \
+             and rounds them at the input's scale, as the Rust reference does",
+            report.name
+        );
+    }
     Ok(())
 }

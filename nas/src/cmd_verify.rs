@@ -129,8 +129,13 @@ pub fn run(args: VerifyArgs) -> Result<()> {
                 t.mismatches, m.sample, m.index, m.got, m.want
             ),
         };
+        let front_end = match (t.front_end_checked, t.front_end_mismatches) {
+            (0, _) => String::new(),
+            (n, 0) => format!("; front end bit-exact on {n} raw values"),
+            (n, bad) => format!("; front end MISMATCH on {bad} of {n} raw values"),
+        };
         println!(
-            "{:<9} {} samples  build {:.2}s  run {:.2}s  {verdict}",
+            "{:<9} {} samples  build {:.2}s  run {:.2}s  {verdict}{front_end}",
             t.target.to_string(),
             t.samples,
             t.build_s,
@@ -138,6 +143,11 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         );
     }
     rep.ensure_exact()?;
-    println!("PASS: every output equals the interpreter's");
+    let front_end = if rep.targets.iter().any(|t| t.front_end_checked > 0) {
+        " and every raw input quantizes as in Rust"
+    } else {
+        ""
+    };
+    println!("PASS: every output equals the interpreter's{front_end}");
     Ok(())
 }
