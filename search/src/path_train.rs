@@ -666,16 +666,25 @@ mod tests {
 
     #[test]
     fn path_training_configs_are_told_apart() {
-        let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/fashion_mnist_retrain.ron"),
-        )
-        .unwrap();
-        assert!(is_path_train_config(&text));
-        ron::from_str::<PathTrainConfig>(&text)
-            .unwrap()
-            .validate()
+        for shipped in ["fashion_mnist_retrain.ron", "speech_retrain.ron"] {
+            let text = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../configs")
+                    .join(shipped),
+            )
             .unwrap();
-        for other in ["fashion_mnist.ron", "quickstart.ron", "kwt_search.ron"] {
+            assert!(is_path_train_config(&text), "{shipped}");
+            ron::from_str::<PathTrainConfig>(&text)
+                .unwrap_or_else(|e| panic!("{shipped}: {e}"))
+                .validate()
+                .unwrap_or_else(|e| panic!("{shipped}: {e}"));
+        }
+        for other in [
+            "fashion_mnist.ron",
+            "speech_search.ron",
+            "quickstart.ron",
+            "kwt_search.ron",
+        ] {
             let text = std::fs::read_to_string(
                 Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("../configs")
