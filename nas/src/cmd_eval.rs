@@ -182,14 +182,7 @@ fn classify_speech(args: &EvalArgs, dir: &Path) -> Result<Scored> {
 /// binary) through the integer image model `int8`, which takes raw pixels in [0, 1] (it holds
 /// the training set's standardization).
 fn classify_images(int8: &Path, dir: &Path, split: EvalSplit) -> Result<Scored> {
-    let graph =
-        quant::load(int8).with_context(|| format!("reading integer model {}", int8.display()))?;
-    let chw = quant::ptq::tinyformer::image_input_chw(&graph).with_context(|| {
-        format!(
-            "{} is not an image model (e.g. a KWT: use --data)",
-            int8.display()
-        )
-    })?;
+    let (graph, chw) = crate::eval_tinyformer::load_image_model(int8)?;
     if graph.input_standardization.is_none() {
         bail!(
             "{} takes images standardized by its training set's statistics, which it does not \

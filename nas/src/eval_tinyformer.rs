@@ -62,14 +62,7 @@ pub fn classify_checkpoint(
 /// the search's standardized inputs with that step taken off (the same integer network at the
 /// same scales), which scores it exactly as the search did.
 pub fn classify_int8(int8: &Path, config: &Path, split: EvalSplit) -> Result<Scored> {
-    let mut graph =
-        quant::load(int8).with_context(|| format!("reading integer model {}", int8.display()))?;
-    let chw = quant::ptq::tinyformer::image_input_chw(&graph).with_context(|| {
-        format!(
-            "{} is not a TinyFormer's integer model (a KWT's: score it with --data)",
-            int8.display()
-        )
-    })?;
+    let (mut graph, chw) = load_image_model(int8)?;
     let Some(stats) = graph.input_standardization.take() else {
         bail!(
             "{} holds no input standardization: only integer models written by `nas search`, \
@@ -97,6 +90,19 @@ pub fn classify_int8(int8: &Path, config: &Path, split: EvalSplit) -> Result<Sco
         quant::ptq::classify_int8_images(&graph, &inputs, &set.labels, &data.class_names)
             .with_context(|| format!("evaluating {} on {}", int8.display(), config.display()))?;
     Ok((data.class_names.clone(), pairs))
+}
+
+/// The integer image model `int8` and its input's `[channels, height, width]`.
+pub fn load_image_model(int8: &Path) -> Result<(quant::Graph, [usize; 3])> {
+    let graph =
+        quant::load(int8).with_context(|| format!("reading integer model {}", int8.display()))?;
+    let chw = quant::ptq::tinyformer::image_input_chw(&graph).with_context(|| {
+        format!(
+            "{} is not an image model (a KWT's integer model: score it with --data)",
+            int8.display()
+        )
+    })?;
+    Ok((graph, chw))
 }
 
 fn split_of(data: &search::run::Data, split: EvalSplit) -> &ImageTensors {
