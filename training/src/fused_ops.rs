@@ -1093,8 +1093,10 @@ mod tests {
     #[test]
     fn matches_burns_gelu_forward_and_backward() {
         let device = Device::flex().autodiff();
-        let init = Tensor::<2>::random([33, 70], Distribution::Normal(0.0, 2.0), &device);
-        let upstream = Tensor::<2>::random([33, 70], Distribution::Uniform(-1.0, 1.0), &device);
+        let init =
+            crate::test_random::seeded::<2>([33, 70], Distribution::Normal(0.0, 2.0), &device);
+        let upstream =
+            crate::test_random::seeded::<2>([33, 70], Distribution::Uniform(-1.0, 1.0), &device);
 
         let ours_x = init.clone().require_grad();
         let ours = gelu(ours_x.clone());
@@ -1114,7 +1116,7 @@ mod tests {
     #[test]
     fn strided_and_untracked_inputs() {
         let device = Device::flex();
-        let x = Tensor::<2>::random([8, 5], Distribution::Normal(0.0, 1.0), &device);
+        let x = crate::test_random::seeded::<2>([8, 5], Distribution::Normal(0.0, 1.0), &device);
         let t = x.clone().transpose();
         assert_close(gelu(t.clone()), burn::tensor::activation::gelu(t), 1e-6);
         assert_close(
@@ -1134,8 +1136,10 @@ mod tests {
     #[test]
     fn matches_burns_softmax_forward_and_backward() {
         let device = Device::flex().autodiff();
-        let init = Tensor::<3>::random([3, 9, 21], Distribution::Normal(0.0, 3.0), &device);
-        let upstream = Tensor::<3>::random([3, 9, 21], Distribution::Uniform(-1.0, 1.0), &device);
+        let init =
+            crate::test_random::seeded::<3>([3, 9, 21], Distribution::Normal(0.0, 3.0), &device);
+        let upstream =
+            crate::test_random::seeded::<3>([3, 9, 21], Distribution::Uniform(-1.0, 1.0), &device);
         let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
             let x = init.clone().require_grad();
             let y = f(x.clone());
@@ -1157,7 +1161,7 @@ mod tests {
     #[test]
     fn softmax_other_dims_and_views() {
         let device = Device::flex();
-        let x = Tensor::<3>::random([4, 6, 5], Distribution::Normal(0.0, 1.0), &device);
+        let x = crate::test_random::seeded::<3>([4, 6, 5], Distribution::Normal(0.0, 1.0), &device);
         let flat = |t: Tensor<3>| t.reshape([24, 5]);
         let burns = |x: Tensor<3>, d| burn::tensor::activation::softmax(x, d);
         assert_close(flat(softmax(x.clone(), 2)), flat(burns(x.clone(), 2)), 1e-6);
@@ -1185,18 +1189,20 @@ mod tests {
         let mut norm = LayerNormConfig::new(24).init(&device);
         assert_eq!(LayerNormConfig::new(24).epsilon, LAYER_NORM_EPSILON);
         // Scale and shift away from 1 and 0 so that their use is checked.
-        norm.gamma = Param::from_tensor(Tensor::random(
+        norm.gamma = Param::from_tensor(crate::test_random::seeded(
             [24],
             Distribution::Uniform(0.5, 1.5),
             &device,
         ));
-        norm.beta = Some(Param::from_tensor(Tensor::random(
+        norm.beta = Some(Param::from_tensor(crate::test_random::seeded(
             [24],
             Distribution::Normal(0.0, 1.0),
             &device,
         )));
-        let init = Tensor::<3>::random([4, 24, 11], Distribution::Normal(1.0, 3.0), &device);
-        let upstream = Tensor::<3>::random([4, 11, 24], Distribution::Uniform(-1.0, 1.0), &device);
+        let init =
+            crate::test_random::seeded::<3>([4, 24, 11], Distribution::Normal(1.0, 3.0), &device);
+        let upstream =
+            crate::test_random::seeded::<3>([4, 11, 24], Distribution::Uniform(-1.0, 1.0), &device);
         for strided in [false, true] {
             let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
                 let x = init.clone().require_grad();
@@ -1234,10 +1240,12 @@ mod tests {
     fn composite_fallbacks_agree_with_the_kernels() {
         let device = Device::flex();
         let prim = |t: Tensor<3>| t.try_into_primitive::<Flex>().unwrap();
-        let x = Tensor::<3>::random([3, 5, 12], Distribution::Normal(0.5, 2.0), &device);
-        let g = Tensor::<3>::random([3, 5, 12], Distribution::Normal(0.0, 1.0), &device);
-        let gamma = Tensor::<1>::random([12], Distribution::Uniform(0.5, 1.5), &device);
-        let beta = Tensor::<1>::random([12], Distribution::Normal(0.0, 1.0), &device);
+        let x =
+            crate::test_random::seeded::<3>([3, 5, 12], Distribution::Normal(0.5, 2.0), &device);
+        let g =
+            crate::test_random::seeded::<3>([3, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let gamma = crate::test_random::seeded::<1>([12], Distribution::Uniform(0.5, 1.5), &device);
+        let beta = crate::test_random::seeded::<1>([12], Distribution::Normal(0.0, 1.0), &device);
         let p1 = |t: Tensor<1>| t.try_into_primitive::<Flex>().unwrap();
         let back =
             |t: FloatTensor<Flex>| -> Vec<f32> { t.into_data().try_to_vec::<f32>().unwrap() };
@@ -1315,8 +1323,10 @@ mod tests {
         use burn::nn::LinearConfig;
         let device = Device::flex().autodiff();
         // [b, t, 3 h d] with b 2, t 7, h 2, d 5
-        let qkv = Tensor::<3>::random([2, 7, 30], Distribution::Normal(0.0, 1.0), &device);
-        let upstream = Tensor::<4>::random([2, 2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
+        let qkv =
+            crate::test_random::seeded::<3>([2, 7, 30], Distribution::Normal(0.0, 1.0), &device);
+        let upstream =
+            crate::test_random::seeded::<4>([2, 2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
         let run = |mm: &dyn Fn(Tensor<4>, Tensor<4>) -> Tensor<4>| {
             let x = qkv.clone().require_grad();
             let parts = x.clone().reshape([2, 7, 3, 2, 5]).permute([2, 0, 3, 1, 4]);
@@ -1333,8 +1343,16 @@ mod tests {
         assert_close(ours_dx, ref_dx, 1e-5);
 
         for (la, lb) in [(3, 3), (3, 1), (1, 3)] {
-            let a = Tensor::<3>::random([la, 6, 4], Distribution::Normal(0.0, 1.0), &device);
-            let b = Tensor::<3>::random([lb, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+            let a = crate::test_random::seeded::<3>(
+                [la, 6, 4],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let b = crate::test_random::seeded::<3>(
+                [lb, 4, 5],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
             let grads_of = |mm: &dyn Fn(Tensor<3>, Tensor<3>) -> Tensor<3>| {
                 let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
                 let y = mm(a.clone(), b.clone());
@@ -1352,7 +1370,8 @@ mod tests {
 
         for bias in [true, false] {
             let layer = LinearConfig::new(6, 9).with_bias(bias).init(&device);
-            let x = Tensor::<3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+            let x =
+                crate::test_random::seeded::<3>([2, 5, 6], Distribution::Normal(0.0, 1.0), &device);
             let grads_of = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
                 let x = x.clone().require_grad();
                 let y = f(x.clone());
@@ -1383,8 +1402,8 @@ mod tests {
     fn batch_matmul_takes_the_kernel_for_equal_batches_only() {
         let device = Device::flex();
         let prim = |t: Tensor<3>| t.try_into_primitive::<Flex>().unwrap();
-        let a = Tensor::<3>::random([2, 3, 4], Distribution::Normal(0.0, 1.0), &device);
-        let b = Tensor::<3>::random([2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let a = crate::test_random::seeded::<3>([2, 3, 4], Distribution::Normal(0.0, 1.0), &device);
+        let b = crate::test_random::seeded::<3>([2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
         let bt = b.clone().swap_dims(1, 2);
         assert!(flex_matmul(&prim(a.clone()), &prim(bt.clone())).is_some());
         let ours = <Flex as FusedOps>::batch_matmul(prim(a.clone()), prim(bt.clone()));
@@ -1394,9 +1413,11 @@ mod tests {
             reference.into_data().try_to_vec::<f32>().unwrap(),
             1e-5,
         );
-        let broadcast = Tensor::<3>::random([1, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+        let broadcast =
+            crate::test_random::seeded::<3>([1, 4, 5], Distribution::Normal(0.0, 1.0), &device);
         assert!(flex_matmul(&prim(a.clone()), &prim(broadcast)).is_none());
-        let mismatched = Tensor::<3>::random([2, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+        let mismatched =
+            crate::test_random::seeded::<3>([2, 3, 5], Distribution::Normal(0.0, 1.0), &device);
         assert!(flex_matmul(&prim(a), &prim(mismatched)).is_none());
     }
 
@@ -1433,7 +1454,11 @@ mod tests {
                 .with_padding(padding.clone())
                 .with_groups(groups)
                 .init(&device);
-            let init = Tensor::<4>::random([3, cin, 9, 7], Distribution::Normal(0.0, 1.0), &device);
+            let init = crate::test_random::seeded::<4>(
+                [3, cin, 9, 7],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
             let run = |ours: bool| {
                 let x = init.clone().require_grad();
                 let y = if ours {
@@ -1497,7 +1522,8 @@ mod tests {
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .with_groups(4)
             .init(&device);
-        let x = Tensor::<4>::random([2, 4, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let x =
+            crate::test_random::seeded::<4>([2, 4, 5, 6], Distribution::Normal(0.0, 1.0), &device);
         let s = DepthwiseShape {
             batch: 2,
             channels: 4,

@@ -25,6 +25,8 @@ pub mod run_match;
 pub mod schedule;
 pub mod shards;
 pub mod speech_data;
+#[cfg(test)]
+mod test_random;
 pub mod tinyformer;
 pub mod toy_data;
 pub mod trainer;

@@ -706,7 +706,7 @@ mod tests {
         cfg.frames = 6;
         cfg.features = 5;
         let mut model = cfg.init(1, &device).unwrap();
-        let x = Tensor::<3>::random(
+        let x = crate::test_random::seeded::<3>(
             [2, 6, 5],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
@@ -761,7 +761,7 @@ mod tests {
             assert_eq!(q.thresholds(), init);
 
             let mut model = cfg.init(1, &device).unwrap();
-            let x = Tensor::<3>::random(
+            let x = crate::test_random::seeded::<3>(
                 [2, 6, 5],
                 burn::tensor::Distribution::Normal(0.0, 1.0),
                 &device,

@@ -514,7 +514,7 @@ fn sharded_step_equals_the_whole_batch_step() {
             .fold(0f32, f32::max)
     };
     let soft = TeacherTargets::Soft {
-        logits: Tensor::<3>::random(
+        logits: crate::test_random::seeded::<3>(
             [1, b, 3],
             burn::tensor::Distribution::Normal(0.0, 2.0),
             &device,
