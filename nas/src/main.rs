@@ -37,7 +37,8 @@ struct Cli {
 enum Command {
     /// Train a model from a RON config (without --config: the built-in offline quick start).
     Train(cmd_train::TrainArgs),
-    /// Accuracy and confusion matrix of a checkpoint on a Speech Commands folder.
+    /// Accuracy and confusion matrix of a checkpoint or integer model: on a Speech Commands
+    /// folder, an image set, or the splits of the search config a TinyFormer came from.
     Eval(cmd_eval::EvalArgs),
     /// Blockwise AGP pruning with fine-tuning, sparsity report and accuracy-vs-sparsity sweep.
     Prune(cmd_prune::PruneArgs),
