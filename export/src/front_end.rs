@@ -15,13 +15,22 @@
 
 use std::fmt::Write as _;
 
-use quant::Graph;
+use quant::{Graph, Standardization, TensorInfo};
 
 /// Features (the input's last axis) the graph standardizes, if it holds statistics for its
 /// (single) input.
 pub fn standardized_features(graph: &Graph) -> Option<usize> {
+    front_end_of(graph).map(|(_, _, features)| features)
+}
+
+/// The statistics, the input tensor and the number of features of a graph with a front end.
+fn front_end_of(graph: &Graph) -> Option<(&Standardization, &TensorInfo, usize)> {
     let st = graph.input_standardization.as_ref()?;
-    (graph.inputs.len() == 1 && !st.mean.is_empty()).then_some(st.mean.len())
+    let [input] = graph.inputs.as_slice() else {
+        return None;
+    };
+    let input = graph.tensor(input)?;
+    (!st.mean.is_empty()).then_some((st, input, st.mean.len()))
 }
 
 /// A C `float` expression equal to `v`: Rust's shortest round-trip digits for finite values
@@ -64,9 +73,7 @@ pub fn header(graph: &Graph, name: &str) -> Option<String> {
 
 /// The statistics and the function, or `None` without statistics.
 pub fn source(graph: &Graph, name: &str) -> Option<String> {
-    let features = standardized_features(graph)?;
-    let st = graph.input_standardization.as_ref()?;
-    let input = graph.tensor(graph.inputs.first()?)?;
+    let (st, input, features) = front_end_of(graph)?;
     let up = name.to_ascii_uppercase();
     let mut c = String::new();
     for (ident, values) in [("mean", &st.mean), ("std", &st.std)] {
@@ -131,9 +138,7 @@ pub fn source(graph: &Graph, name: &str) -> Option<String> {
 /// the statistics are binary fractions); then values spread over `mean +- 6 std` with NaN,
 /// infinities, signed zeros and huge values among them.
 pub fn probe_inputs(graph: &Graph) -> Option<Vec<Vec<f32>>> {
-    let features = standardized_features(graph)?;
-    let st = graph.input_standardization.as_ref()?;
-    let input = graph.tensor(graph.inputs.first()?)?;
+    let (st, input, features) = front_end_of(graph)?;
     let len = input.numel();
     let scale = input.scale.to_f64();
     let at = |i: usize, code: f64| {

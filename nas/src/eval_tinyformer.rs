@@ -35,14 +35,7 @@ pub fn classify_checkpoint(
         .with_context(|| format!("reading the data of {}", config.display()))?;
     check_input_and_classes(checkpoint, &arch, config, &data)?;
     // The integer model beside the checkpoint holds the statistics it was trained with.
-    let int8 = checkpoint.with_file_name("model.int8");
-    match int8
-        .is_file()
-        .then(|| quant::load(&int8))
-        .transpose()
-        .with_context(|| format!("reading {}", int8.display()))?
-        .and_then(|g| g.input_standardization)
-    {
+    match crate::quantize_tinyformer::saved_standardization(checkpoint)? {
         Some(stats) => check_standardization(checkpoint, config, &data, &stats)?,
         None => tracing::warn!(
             "no standardized integer model beside {}: the statistics of {} cannot be checked \

@@ -234,20 +234,25 @@ pub fn check_standardization(
 /// The per-channel statistics the path was trained with, from the integer model its search or
 /// training wrote beside it.
 fn standardization_beside(checkpoint: &Path) -> Result<Standardization> {
-    let path = integer_model_beside(checkpoint);
-    let missing = || {
+    saved_standardization(checkpoint)?.with_context(|| {
         format!(
             "{} needs the training images' per-channel statistics, which the integer model its \
              search (or `nas train`) wrote beside it holds: {} is missing or holds none",
             checkpoint.display(),
-            path.display()
+            integer_model_beside(checkpoint).display()
         )
-    };
+    })
+}
+
+/// The statistics of the integer model beside `checkpoint`; `None` when there is no such
+/// model or it holds none (a model that cannot be read is an error).
+pub fn saved_standardization(checkpoint: &Path) -> Result<Option<Standardization>> {
+    let path = integer_model_beside(checkpoint);
     if !path.is_file() {
-        bail!(missing());
+        return Ok(None);
     }
     let graph = quant::load(&path).with_context(|| format!("reading {}", path.display()))?;
-    graph.input_standardization.with_context(missing)
+    Ok(graph.input_standardization)
 }
 
 /// `n` training images spread evenly over the split (all of them when it has fewer),

@@ -312,13 +312,11 @@ pub fn predictions(
 
 /// Top-1 accuracy on `data` (the model moved off autodiff).
 pub fn accuracy(model: &TinyFormer, data: &ImageTensors, batch: usize, device: &Device) -> f64 {
-    let model = model.valid();
-    let plain = device.clone().without_autodiff();
-    let mut correct = 0usize;
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
-        let (x, y) = data.batch(chunk, &plain);
-        correct += training::metrics::count_correct(model.forward(x), y) as usize;
-    }
+    let predicted = predictions(model, data, batch, device);
+    let correct = predicted
+        .iter()
+        .zip(&data.labels)
+        .filter(|(p, l)| p == l)
+        .count();
     correct as f64 / data.len().max(1) as f64
 }

@@ -15,27 +15,29 @@ pub(crate) fn seeded<const D: usize>(
     device: &Device,
 ) -> Tensor<D> {
     let n: usize = shape.iter().product();
-    let mut seed = 0xcbf2_9ce4_8422_2325u64;
-    let mut mix = |v: u64| seed = (seed ^ v).wrapping_mul(0x0100_0000_01b3);
-    shape.iter().for_each(|&d| mix(d as u64));
-    let values: Vec<f32> = match dist {
-        Distribution::Normal(mean, std) => {
-            mix(1);
-            mix(mean.to_bits());
-            mix(std.to_bits());
-            let d = rand_distr::Normal::new(mean as f32, std as f32).expect("finite normal");
-            let mut rng = StdRng::seed_from_u64(seed);
-            (0..n).map(|_| d.sample(&mut rng)).collect()
-        }
-        Distribution::Uniform(low, high) => {
-            mix(2);
-            mix(low.to_bits());
-            mix(high.to_bits());
-            let d = rand_distr::Uniform::new(low as f32, high as f32).expect("low < high");
-            let mut rng = StdRng::seed_from_u64(seed);
-            (0..n).map(|_| d.sample(&mut rng)).collect()
-        }
+    let (kind, a, b) = match dist {
+        Distribution::Normal(mean, std) => (1, mean, std),
+        Distribution::Uniform(low, high) => (2, low, high),
         other => panic!("seeded: {other:?} is not drawn by the tests"),
+    };
+    let mut seed = 0xcbf2_9ce4_8422_2325u64;
+    for v in shape
+        .iter()
+        .map(|&d| d as u64)
+        .chain([kind, a.to_bits(), b.to_bits()])
+    {
+        seed = (seed ^ v).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let values: Vec<f32> = match kind {
+        1 => {
+            let d = rand_distr::Normal::new(a as f32, b as f32).expect("finite normal");
+            (0..n).map(|_| d.sample(&mut rng)).collect()
+        }
+        _ => {
+            let d = rand_distr::Uniform::new(a as f32, b as f32).expect("low < high");
+            (0..n).map(|_| d.sample(&mut rng)).collect()
+        }
     };
     Tensor::from_data(TensorData::new(values, shape), device)
 }
