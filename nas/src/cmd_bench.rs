@@ -19,6 +19,26 @@ pub enum BenchCommand {
     /// step as `nas train`. experiments/kwt_throughput/pytorch_kwt.py is the PyTorch twin.
     /// With --arch, of a TinyFormer path on random images: the step `nas search` trains with.
     Train(TrainBenchArgs),
+    /// Attention forward and backward on random `[batch, heads, tokens, dim]` operands: the fused
+    /// kernels (scores never stored) against the scores materialized, per shape.
+    Attention(AttentionBenchArgs),
+}
+
+#[derive(Args)]
+pub struct AttentionBenchArgs {
+    /// Token counts to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [99, 240, 960])]
+    tokens: Vec<usize>,
+    /// Head widths to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [6, 16, 32, 64])]
+    dims: Vec<usize>,
+    #[arg(long, default_value_t = 2)]
+    heads: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Timed repetitions per shape and path.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
 }
 
 #[derive(Args)]
@@ -44,7 +64,69 @@ pub struct TrainBenchArgs {
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Train(args) = cmd;
+    match cmd {
+        BenchCommand::Train(args) => train(args),
+        BenchCommand::Attention(args) => attention(args),
+    }
+}
+
+/// Milliseconds per forward and backward pass of both attention paths on fresh random operands
+/// (one untimed pass first), per shape.
+fn attention(args: AttentionBenchArgs) -> Result<()> {
+    if args.steps == 0 || args.heads == 0 || args.batch_size == 0 {
+        bail!("--steps, --heads and --batch-size must be at least 1");
+    }
+    let device = burn::tensor::Device::flex().autodiff();
+    println!(
+        "attention forward + backward, batch {} heads {}, ms per pass (flex, {} cpu kernels)",
+        args.batch_size,
+        args.heads,
+        training::cpu_kernels::VectorIsa::detect().name()
+    );
+    println!("| tokens | dim | fused ms | materialized ms | speed-up |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for &t in &args.tokens {
+        for &d in &args.dims {
+            if t == 0 || d == 0 {
+                bail!("--tokens and --dims must be at least 1");
+            }
+            let shape = [args.batch_size, args.heads, t, d];
+            let time = |fused: bool| -> Result<f64> {
+                let mut total = 0.0;
+                for i in 0..=args.steps {
+                    let operand = || {
+                        Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
+                            .require_grad()
+                    };
+                    let (q, k, v) = (operand(), operand(), operand());
+                    device.sync()?;
+                    let started = Instant::now();
+                    let scale = (d as f64).powf(-0.5);
+                    let out = if fused {
+                        training::fused_ops::attention(q.clone(), k, v, scale)
+                    } else {
+                        training::fused_ops::materialized_attention(q.clone(), k, v, scale)
+                    };
+                    let grads = out.sum().backward();
+                    let _ = q.grad(&grads);
+                    device.sync()?;
+                    if i > 0 {
+                        total += started.elapsed().as_secs_f64();
+                    }
+                }
+                Ok(1e3 * total / args.steps as f64)
+            };
+            let (fused, materialized) = (time(true)?, time(false)?);
+            println!(
+                "| {t} | {d} | {fused:.1} | {materialized:.1} | {:.2}x |",
+                materialized / fused
+            );
+        }
+    }
+    Ok(())
+}
+
+fn train(args: TrainBenchArgs) -> Result<()> {
     if args.batch_size == 0 || args.steps == 0 {
         bail!("--batch-size and --steps must be at least 1");
     }

@@ -559,6 +559,36 @@ fn cost_reports_fit_and_layers() {
     assert_error(&o, &["t.ron"]);
 }
 
+/// `nas bench attention` prints a row per shape with both paths' times; a zero size is a
+/// clear error.
+#[test]
+fn bench_attention_compares_the_fused_and_materialized_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "attention",
+        "--tokens",
+        "20,40",
+        "--dims",
+        "4",
+        "--heads",
+        "1",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+    ];
+    let o = nas(&args, dir.path());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("| 20 | 4 |") && out.contains("| 40 | 4 |"),
+        "{out}"
+    );
+    let o = nas(&["bench", "attention", "--dims", "0"], dir.path());
+    assert_error(&o, &["--dims"]);
+}
+
 /// `nas bench train` times a few steps of a KWT preset and of a TinyFormer path given as an
 /// architecture file; a missing or broken architecture file is a named error.
 #[test]

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
 use crate::fake_quant::FakeQuant;
-use crate::fused_ops::matmul;
+use crate::fused_ops::{self, matmul};
 use crate::init;
 use crate::qat::{AttentionQuant, LinearQuant, linear, linear_parts, maybe, softmax_q};
 
@@ -55,20 +55,27 @@ impl SelfAttention {
     ) -> Tensor<3> {
         let [batch, tokens, _] = x.dims();
         let (h, dh) = (self.heads, self.dim_head);
+        // Burn's dropout acts only on an autodiff device
+        let dropout = self.dropout.prob > 0.0 && x.device().is_autodiff();
         let query = self.heads_of(0, x.clone(), q.map(|q| &q.q), input);
         let key = self.heads_of(1, x.clone(), q.map(|q| &q.k), input);
         let value = self.heads_of(2, x, q.map(|q| &q.v), input);
         let scale = (dh as f64).powf(-0.5);
-        let scores = maybe(
-            q.map(|q| &q.scores),
-            matmul(query, key.swap_dims(2, 3)).mul_scalar(scale),
-        );
-        let attn = self
-            .dropout
-            .forward(softmax_q(scores, q.map(|q| q.scores.scale_exp())));
-        let ctx = maybe(q.map(|q| &q.context), matmul(attn, value))
-            .swap_dims(1, 2)
-            .reshape([batch, tokens, h * dh]);
+        let ctx = match q {
+            // one operation that never holds the scores (which dropout and QAT round)
+            None if !dropout => fused_ops::attention(query, key, value, scale),
+            _ => {
+                let scores = maybe(
+                    q.map(|q| &q.scores),
+                    matmul(query, key.swap_dims(2, 3)).mul_scalar(scale),
+                );
+                let attn = self
+                    .dropout
+                    .forward(softmax_q(scores, q.map(|q| q.scores.scale_exp())));
+                maybe(q.map(|q| &q.context), matmul(attn, value))
+            }
+        };
+        let ctx = ctx.swap_dims(1, 2).reshape([batch, tokens, h * dh]);
         linear(&self.out, ctx, q.map(|q| &q.out), q.map(|q| &q.context))
     }
 

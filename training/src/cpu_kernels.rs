@@ -19,7 +19,7 @@ const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// e^x for x in [-87, 88] (clamped outside), no branches.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that n * LN2_HI is exact for the n that occur (|n| <= 127).
     const LN2_HI: f32 = 0.693_145_75;
@@ -112,7 +112,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `sum(a[i])` in [`LANES`] interleaved partial sums.
 #[inline(always)]
-fn sum(a: &[f32]) -> f32 {
+pub(crate) fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (main, tail) = a.split_at(a.len() / LANES * LANES);
     for c in main.chunks_exact(LANES) {

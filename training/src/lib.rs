@@ -1,6 +1,7 @@
 //! Models (KWT), the trainer, checkpoints and metrics.
 
 pub mod attention;
+pub mod attention_kernels;
 pub mod block;
 pub mod checkpoint;
 pub mod config;

@@ -28,7 +28,7 @@ pub struct StridedMatrices<'a> {
 
 impl StridedMatrices<'_> {
     /// Whether every element of `batch` matrices of `rows x cols` lies inside `data`.
-    fn fits(&self, batch: &[usize], rows: usize, cols: usize) -> bool {
+    pub(crate) fn fits(&self, batch: &[usize], rows: usize, cols: usize) -> bool {
         if self.batch_strides.len() != batch.len() {
             return false;
         }
@@ -48,13 +48,110 @@ impl StridedMatrices<'_> {
     }
 
     /// Offset of matrix `b` (row-major over the batch shape).
-    fn offset(&self, batch: &[usize], mut b: usize) -> usize {
+    pub(crate) fn offset(&self, batch: &[usize], mut b: usize) -> usize {
         let mut offset = self.start;
         for (&d, &s) in batch.iter().zip(self.batch_strides).rev() {
             offset += (b % d) * s;
             b /= d;
         }
         offset
+    }
+}
+
+/// One matrix inside a flat buffer: element `[i, j]` sits at `i * row_stride + j * col_stride`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatrixView<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a, T> MatrixView<'a, T> {
+    /// A row-major `rows x cols` matrix at the start of `data`.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose (`rows x cols`) of a row-major `cols x rows` matrix, without a copy.
+    pub fn transposed(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows,
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn fits(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+        last < self.data.len()
+    }
+}
+
+/// `out = lhs rhs`, or `out += lhs rhs` with `accumulate`, into the first `lhs.rows x rhs.cols`
+/// elements of `out` (row-major), by `gemm` on the calling thread (for callers that spread
+/// their own work over the threads).
+///
+/// # Panics
+/// When the shapes disagree, a view reaches past its buffer or `out` is too short: a bug in
+/// the caller, never user input.
+pub fn product_into<T: Copy + From<f32> + 'static>(
+    lhs: MatrixView<T>,
+    rhs: MatrixView<T>,
+    out: &mut [T],
+    accumulate: bool,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "inner dimensions differ");
+    assert!(out.len() >= m * n, "output shorter than {m} x {n}");
+    assert!(lhs.fits() && rhs.fits(), "a view reaches past its buffer");
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(T::from(0.0));
+        }
+        return;
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: every element `gemm` reads is inside `lhs.data` or `rhs.data` (`fits`), every one
+    // it writes inside `out` (row-major, at least `m * n` long); `out` is borrowed mutably and
+    // the operands immutably, so they do not alias.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            T::from(1.0),
+            T::from(1.0),
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 

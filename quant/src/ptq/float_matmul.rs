@@ -4,50 +4,7 @@
 //! code. Every f32 product is exact in f64; only the order of the additions differs from a
 //! plain loop.
 
-use gemm::Parallelism;
-
-/// A matrix inside a flat f64 buffer: element `[i, j]` sits at `i * row_stride + j * col_stride`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct MatrixView<'a> {
-    pub data: &'a [f64],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
-}
-
-impl<'a> MatrixView<'a> {
-    /// A row-major `rows x cols` matrix.
-    pub fn row_major(data: &'a [f64], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of a row-major `cols x rows` matrix (no copy).
-    pub fn transposed(data: &'a [f64], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: 1,
-            col_stride: rows,
-        }
-    }
-
-    /// Whether every element lies inside `data`.
-    fn fits(&self) -> bool {
-        if self.rows == 0 || self.cols == 0 {
-            return true;
-        }
-        let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
-        last < self.data.len()
-    }
-}
+pub(crate) use training::matmul_kernels::MatrixView;
 
 /// `out = lhs rhs`, `out` row-major `lhs.rows x rhs.cols`, on the calling thread (the callers
 /// run one clip per task already).
@@ -55,43 +12,9 @@ impl<'a> MatrixView<'a> {
 /// # Panics
 /// When the shapes disagree or a view reaches past its buffer: a bug in the caller, never
 /// user input (the graph's shapes are checked when it is built).
-pub(crate) fn matmul_f64(lhs: MatrixView, rhs: MatrixView, out: &mut [f64]) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(rhs.rows, k, "inner dimensions differ");
-    assert_eq!(out.len(), m * n, "output size");
-    assert!(lhs.fits() && rhs.fits(), "a view reaches past its buffer");
-    if k == 0 {
-        out.fill(0.0);
-        return;
-    }
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: every element `gemm` reads is inside `lhs.data` or `rhs.data` (`fits`), the one
-    // it writes inside `out` (row-major, `m * n` long); `out` does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+pub(crate) fn matmul_f64(lhs: MatrixView<f64>, rhs: MatrixView<f64>, out: &mut [f64]) {
+    assert_eq!(out.len(), lhs.rows * rhs.cols, "output size");
+    training::matmul_kernels::product_into(lhs, rhs, out, false);
 }
 
 /// `v` widened to f64.
@@ -103,7 +26,7 @@ pub(crate) fn widen(v: &[f32]) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    fn naive(lhs: MatrixView, rhs: MatrixView) -> Vec<f64> {
+    fn naive(lhs: MatrixView<f64>, rhs: MatrixView<f64>) -> Vec<f64> {
         let mut out = Vec::new();
         for i in 0..lhs.rows {
             for j in 0..rhs.cols {
