@@ -10,8 +10,8 @@
 //! is what the bundled runtime allocates: none for convolutions (no im2col), softmax and
 //! LayerNorm (a second pass recomputes instead of keeping an int32 row). With a [`Sparsity`](crate::graph::Sparsity), the weight matrix is
 //! stored blockwise run-length coded when `rle::predicted_size_bytes` is smaller than
-//! dense (TinyFormer's self-adaptive rule), its MACs scale by `1 - rho` (the stored MACs: those
-//! of the kept blocks), and it runs the sparse kernel class (the runtime's `nas_sparse.c`, which
+//! dense (TinyFormer's self-adaptive rule), its MACs scale by the share of whole blocks the
+//! pruner keeps (the stored MACs: those of the kept blocks), and it runs the sparse kernel class (the runtime's `nas_sparse.c`, which
 //! reads the coded stream in place), priced per stored MAC by the entry of that kernel:
 //! `sparse_mac` (Linear and pointwise), `sparse_conv_mac` (k x k Conv2d) or
 //! `sparse_depthwise_mac`, plus `requant` per output as for dense layers.
@@ -201,6 +201,17 @@ impl Default for Deploy {
     }
 }
 
+/// The fraction of a `rows x cols` matrix's blocks of `block` that the pruner keeps at block
+/// sparsity `rho`: whole blocks ([`rle::pruned_blocks`]), as it prunes and as the exporter's
+/// sparse kernels multiply (1 - rho itself is off by up to half a block).
+fn kept_fraction(rows: usize, cols: usize, block: usize, rho: f64) -> f64 {
+    let blocks = rows * cols.div_ceil(block.max(1));
+    if blocks == 0 {
+        return 1.0;
+    }
+    (blocks - rle::pruned_blocks(blocks, rho)) as f64 / blocks as f64
+}
+
 /// Cost of one op; `l1` is the target's L1 size (used by depth-first attention tiling),
 /// `deploy` the graph's constant format.
 pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostError> {
@@ -230,7 +241,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                         }
                     })? as u64;
                 Ok(if coded < dense {
-                    (coded, 1.0 - sp.rho, true)
+                    (coded, kept_fraction(rows, cols, sp.block, sp.rho), true)
                 } else {
                     (dense, 1.0, false)
                 })
@@ -521,6 +532,10 @@ mod tests {
         assert_eq!(c.class, KernelClass::SparseLinear);
         assert_eq!(c.weight_bytes, coded + 4 * 64 + 8);
         assert_eq!(c.macs, 256 * 64 / 4);
+        // 0.4 of 4,096 blocks is 1,638.4: the pruner keeps 1,638 whole blocks of 4 weights
+        let sp = Sparsity { rho: 0.6, block: 4 };
+        let c = op_cost(&linear(Some(sp)), None, Deploy::default()).unwrap();
+        assert_eq!(c.macs, 1_638 * 4);
         // Low sparsity, block 1: RLE is larger than dense -> stays dense.
         let c = op_cost(
             &linear(Some(Sparsity { rho: 0.1, block: 1 })),
