@@ -1,7 +1,7 @@
 //! `nas search`: TinyFormer's SuperNAS + SparseNAS under a target MCU's budget, or the same
 //! selection loop over Keyword Transformers for a config with a `kwt_space`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -61,7 +61,12 @@ pub fn run(args: SearchArgs) -> Result<()> {
             f.resources.flash_bytes,
             f.resources.latency_ms
         );
-        print_int8(&f.int8);
+        let hint = format!(
+            "nas quantize --checkpoint {} --config {} --estimator mse --out FILE",
+            args.out.join("best").join("model.bpk").display(),
+            args.config.display()
+        );
+        print_int8(&f.int8, f.test_accuracy, &args.out, &hint);
     }
     print_front(outcome.pareto.len(), &args.out, "best/ with model.int8");
     export_if_asked(&args, &cfg.budget)?;
@@ -96,7 +101,12 @@ fn run_kwt(args: &SearchArgs, device: &burn::tensor::Device, opts: &SearchOption
             f.resources.flash_bytes,
             f.resources.latency_ms
         );
-        print_int8(&f.int8);
+        let hint = format!(
+            "nas quantize --checkpoint {} --data SPEECH_FOLDER with --estimator mse, or \
+             --mode qat",
+            args.out.join("best").join("model.bpk").display()
+        );
+        print_int8(&f.int8, f.test_accuracy, &args.out, &hint);
     }
     print_front(
         outcome.pareto.len(),
@@ -119,13 +129,37 @@ fn export_if_asked(args: &SearchArgs, budget: &search::config::BudgetConfig) -> 
     Ok(())
 }
 
-fn print_int8(int8: &search::state::Int8Record) {
+/// Test accuracy points the int8 model may lose against the float one before the search says
+/// so: PTQ usually costs a point or two; a larger loss means a tensor that 8 bits cannot hold.
+const INT8_LOSS_WARNING_POINTS: f64 = 5.0;
+
+fn print_int8(int8: &search::state::Int8Record, float_accuracy: f64, out: &Path, hint: &str) {
     println!(
         "int8 (integer-only, interpreter): test {:.2} %; exported C: arena {} B, flash {} B",
         100.0 * int8.test_accuracy,
         int8.arena_bytes,
         int8.flash_bytes
     );
+    if let Some(warning) = int8_loss_warning(float_accuracy, int8.test_accuracy, out, hint) {
+        tracing::warn!(
+            float_accuracy,
+            int8 = int8.test_accuracy,
+            "int8 far below float"
+        );
+        println!("{warning}");
+    }
+}
+
+/// What to tell a user whose int8 model lost more than [`INT8_LOSS_WARNING_POINTS`].
+fn int8_loss_warning(float: f64, int8: f64, out: &Path, hint: &str) -> Option<String> {
+    let loss = 100.0 * (float - int8);
+    (loss > INT8_LOSS_WARNING_POINTS).then(|| {
+        format!(
+            "warning: the int8 model scores {loss:.2} points below the float one; {} lists each \
+             tensor's SNR against the float graph. Recalibrating may help: {hint}",
+            out.join("best").join("quantization.txt").display()
+        )
+    })
 }
 
 fn print_front(front: usize, out: &std::path::Path, best: &str) {
@@ -133,4 +167,20 @@ fn print_front(front: usize, out: &std::path::Path, best: &str) {
         "Pareto front: {front} candidates; results in {} (pareto.md, pareto.svg, summary.json, {best})",
         out.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_int8_loss_is_reported_with_the_report_and_the_hint() {
+        let out = Path::new("runs/s");
+        assert_eq!(int8_loss_warning(0.9444, 0.93, out, "h"), None);
+        assert_eq!(int8_loss_warning(0.90, 0.851, out, "h"), None);
+        let w = int8_loss_warning(0.9444, 0.4583, out, "nas quantize ...").unwrap();
+        assert!(w.contains("48.61 points"), "{w}");
+        assert!(w.contains("runs/s/best/quantization.txt"), "{w}");
+        assert!(w.ends_with("nas quantize ..."), "{w}");
+    }
 }
