@@ -143,7 +143,17 @@ pub struct AttentionShape<'a> {
     pub dim: usize,
 }
 
-impl AttentionShape<'_> {
+impl<'a> AttentionShape<'a> {
+    /// The shape of `[batch.., tokens, dim]` operands (rank at least 2).
+    pub fn of(dims: &'a [usize]) -> Self {
+        let rank = dims.len();
+        Self {
+            batch: &dims[..rank - 2],
+            tokens: dims[rank - 2],
+            dim: dims[rank - 1],
+        }
+    }
+
     fn heads(&self) -> usize {
         self.batch.iter().product()
     }
@@ -230,7 +240,7 @@ pub fn backward(
             let delta: Vec<f32> = gh
                 .chunks_exact(dim)
                 .zip(oh.chunks_exact(dim))
-                .map(|(g, o)| g.iter().zip(o).map(|(a, b)| a * b).sum())
+                .map(|(g, o)| crate::cpu_kernels::dot(g, o))
                 .collect();
             let lse = &lse[h * t..][..t];
             let (kh, vh) = (shape.rows(&k, h, 1.0), shape.rows(&v, h, 1.0));

@@ -488,11 +488,7 @@ fn flex_attention(
 ) -> Option<(FloatTensor<Flex>, FloatTensor<Flex>)> {
     let (shape, strides) = attention_operands(&[q, k, v])?;
     let rank = shape.len();
-    let kernel_shape = attention_kernels::AttentionShape {
-        batch: &shape[..rank - 2],
-        tokens: shape[rank - 2],
-        dim: shape[rank - 1],
-    };
+    let kernel_shape = attention_kernels::AttentionShape::of(&shape);
     let [qm, km, vm] =
         [(q, 0), (k, 1), (v, 2)].map(|(t, i)| strided_matrices(t, &strides[i], rank));
     let (out, lse) = attention_kernels::forward(kernel_shape, scale, qm, km, vm)?;
@@ -512,11 +508,7 @@ fn flex_attention_backward(
     let (shape, strides) = attention_operands(&[q, k, v, grad])?;
     let (out_values, lse_values) = (f32_values(out)?, f32_values(lse)?);
     let rank = shape.len();
-    let kernel_shape = attention_kernels::AttentionShape {
-        batch: &shape[..rank - 2],
-        tokens: shape[rank - 2],
-        dim: shape[rank - 1],
-    };
+    let kernel_shape = attention_kernels::AttentionShape::of(&shape);
     let operands =
         [(q, 0), (k, 1), (v, 2), (grad, 3)].map(|(t, i)| strided_matrices(t, &strides[i], rank));
     let [dq, dk, dv] =
@@ -798,6 +790,20 @@ impl<B: FusedOps> Backward<B, 1> for UnaryStep {
     }
 }
 
+/// Sends each parent that takes a gradient its part of `backward(state, output gradient)`.
+fn to_parents<B: FusedOps, S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    backward: impl FnOnce(S, FloatTensor<B>) -> [FloatTensor<B>; N],
+) {
+    let grad = grads.consume::<B>(&ops.node);
+    for (parent, g) in ops.parents.into_iter().zip(backward(ops.state, grad)) {
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, g);
+        }
+    }
+}
+
 /// LayerNorm's autodiff step: keeps `xhat`, `rstd` and `gamma`.
 #[derive(Debug)]
 struct LayerNormStep;
@@ -806,14 +812,10 @@ impl<B: FusedOps> Backward<B, 3> for LayerNormStep {
     type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (xhat, rstd, gamma) = ops.state;
-        let grad = grads.consume::<B>(&ops.node);
-        let (dx, dgamma, dbeta) = B::layer_norm_backward(xhat, rstd, gamma, grad);
-        for (parent, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, g);
-            }
-        }
+        to_parents::<B, _, 3>(ops, grads, |(xhat, rstd, gamma), grad| {
+            let (dx, dgamma, dbeta) = B::layer_norm_backward(xhat, rstd, gamma, grad);
+            [dx, dgamma, dbeta]
+        });
     }
 }
 
@@ -830,14 +832,10 @@ impl<B: FusedOps> Backward<B, 3> for DepthwiseStep {
     );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, weight, bias, options) = ops.state;
-        let grad = grads.consume::<B>(&ops.node);
-        let (dx, dw, db) = B::depthwise_conv2d_backward(x, weight, bias, grad, options);
-        for (parent, g) in ops.parents.into_iter().zip([dx, dw, db]) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, g);
-            }
-        }
+        to_parents::<B, _, 3>(ops, grads, |(x, weight, bias, options), grad| {
+            let (dx, dw, db) = B::depthwise_conv2d_backward(x, weight, bias, grad, options);
+            [dx, dw, db]
+        });
     }
 }
 
@@ -875,14 +873,12 @@ impl<B: FusedOps> Backward<B, 2> for MatmulStep {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (lhs, rhs) = ops.state;
         let grad = grads.consume::<B>(&ops.node);
-        let rank = lhs.shape().num_dims();
-        let transposed = |t| B::float_swap_dims(t, rank - 2, rank - 1);
         let [lhs_node, rhs_node] = ops.parents;
         if let Some(node) = lhs_node {
-            grads.register::<B>(node.id, B::batch_matmul(grad.clone(), transposed(rhs)));
+            grads.register::<B>(node.id, B::batch_matmul(grad.clone(), transposed::<B>(rhs)));
         }
         if let Some(node) = rhs_node {
-            grads.register::<B>(node.id, B::batch_matmul(transposed(lhs), grad));
+            grads.register::<B>(node.id, B::batch_matmul(transposed::<B>(lhs), grad));
         }
     }
 }
@@ -903,14 +899,10 @@ impl<B: FusedOps> Backward<B, 3> for AttentionStep {
     );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v, out, lse, scale) = ops.state;
-        let grad = grads.consume::<B>(&ops.node);
-        let (dq, dk, dv) = B::scaled_attention_backward(q, k, v, out, lse, grad, scale);
-        for (parent, g) in ops.parents.into_iter().zip([dq, dk, dv]) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, g);
-            }
-        }
+        to_parents::<B, _, 3>(ops, grads, |(q, k, v, out, lse, scale), grad| {
+            let (dq, dk, dv) = B::scaled_attention_backward(q, k, v, out, lse, grad, scale);
+            [dq, dk, dv]
+        });
     }
 }
 
