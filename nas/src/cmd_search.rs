@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use search::{SearchConfig, SearchOptions, run_search};
+use training::speech_data::DataSpec;
 
 use crate::backend::Backend;
 
@@ -101,10 +102,12 @@ fn run_kwt(args: &SearchArgs, device: &burn::tensor::Device, opts: &SearchOption
             f.resources.flash_bytes,
             f.resources.latency_ms
         );
+        let (DataSpec::SpeechCommands { folder, .. } | DataSpec::SyntheticKeywords { folder, .. }) =
+            &cfg.data;
         let hint = format!(
-            "nas quantize --checkpoint {} --data SPEECH_FOLDER with --estimator mse, or \
-             --mode qat",
-            args.out.join("best").join("model.bpk").display()
+            "nas quantize --checkpoint {} --data {} --estimator mse --out FILE",
+            args.out.join("best").join("model.bpk").display(),
+            folder.display()
         );
         print_int8(&f.int8, f.test_accuracy, &args.out, &hint);
     }

@@ -483,7 +483,7 @@ impl IntLayerNorm {
 /// i-softmax over rows of int8 values. The output is a probability in `[0, 1]` as uint8 at
 /// scale `2^-8` (TFLite's int8 softmax convention), stored as int8 with zero point `-128`: a
 /// signed int8 at `2^-7` would spend half its codes on negative values a probability never takes,
-/// and measured on KWT-1 that lost precision cost 3 points of accuracy (quant/examples/
+/// and measured on KWT-1 that lost precision cost 3 points of accuracy (search/examples/
 /// softmax_resolution.rs).
 ///
 /// ```text
