@@ -790,18 +790,19 @@ static int32_t nas_softmax_exp(const nas_softmax_params *p, int32_t xi, int32_t 
 /* y_i for i in [from, n) of a table-form softmax row (nas_softmax_row): through the row's
  * reciprocal r, or by division when r is NULL. */
 static inline void nas_softmax_lut_range(const int8_t *xr, const int32_t *lut, int32_t m,
-                                         int32_t half, int32_t sum, const nas_recip *r,
-                                         int32_t from, int32_t n, uint8_t *yr, int32_t flip) {
+                                         int32_t unit, int32_t half, int32_t sum,
+                                         const nas_recip *r, int32_t from, int32_t n,
+                                         uint8_t *yr, int32_t flip) {
     int32_t i;
     if (r) {
         for (i = from; i < n; i++) {
-            uint32_t v = nas_recip_div((uint32_t)(lut[m - xr[i]] * 256 + half), *r);
+            uint32_t v = nas_recip_div((uint32_t)(lut[m - xr[i]] * unit + half), *r);
             yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ (uint32_t)flip);
         }
         return;
     }
     for (i = from; i < n; i++) {
-        int32_t v = (lut[m - xr[i]] * 256 + half) / sum;
+        int32_t v = (lut[m - xr[i]] * unit + half) / sum;
         yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ flip);
     }
 }
@@ -816,7 +817,7 @@ static inline void nas_softmax_lut_range(const int8_t *xr, const int32_t *lut, i
 static void nas_softmax_row_lut_dsp(const int8_t *xr, const nas_softmax_params *p,
                                     uint8_t *yr, int32_t flip) {
     const int32_t *lut = p->lut;
-    const int32_t n = p->len, n4 = n & ~3;
+    const int32_t n = p->len, n4 = n & ~3, unit = (int32_t)256 << p->out_shift;
     uint32_t mx = nas_load32(xr), t, mm;
     int32_t i, m, sum = 0, half;
     for (i = 4; i < n4; i += 4) {
@@ -849,7 +850,7 @@ static void nas_softmax_row_lut_dsp(const int8_t *xr, const nas_softmax_params *
             const uint32_t d = __usub8(mm, nas_load32(xr + i));
 #define NAS_SOFTMAX_P(k)                                                                       \
     ((uint32_t)__usat((int32_t)nas_recip_div(                                                  \
-                          (uint32_t)(lut[(d >> (8 * (k))) & 0xff] * 256 + half), r),          \
+                          (uint32_t)(lut[(d >> (8 * (k))) & 0xff] * unit + half), r),         \
                       8)                                                                       \
      << (8 * (k)))
             const uint32_t w =
@@ -858,15 +859,15 @@ static void nas_softmax_row_lut_dsp(const int8_t *xr, const nas_softmax_params *
             const uint32_t y = w ^ flip4;
             memcpy(yr + i, &y, 4); /* unaligned word stores are legal on M4/M7 */
         }
-        nas_softmax_lut_range(xr, lut, m, half, sum, &r, n4, n, yr, flip);
+        nas_softmax_lut_range(xr, lut, m, unit, half, sum, &r, n4, n, yr, flip);
         return;
     }
-    nas_softmax_lut_range(xr, lut, m, half, sum, NULL, 0, n, yr, flip);
+    nas_softmax_lut_range(xr, lut, m, unit, half, sum, NULL, 0, n, yr, flip);
 }
 #endif
 
-/* quant::ISoftmax::eval_row of one row: the uint8 probability p_i = min(255, (e_i 256 +
- * sum / 2) / sum), stored as the byte p_i ^ flip (flip 0x80: the int8 p_i - 128 of the graph's
+/* quant::ISoftmax::eval_row of one row: the uint8 probability p_i = min(255, (e_i 2^(8 + o) +
+ * sum / 2) / sum) (o = p->out_shift), stored as the byte p_i ^ flip (flip 0x80: the int8 p_i - 128 of the graph's
  * softmax tensor; 0: the raw uint8 the fused attention multiplies with). With p->lut
  * (TinyFormer's exponent table), e_i is lut[max - x_i]: the table holds the i-exp of every
  * possible int8 difference, so the values, their sum and the division are the interpreter's.
@@ -874,6 +875,7 @@ static void nas_softmax_row_lut_dsp(const int8_t *xr, const nas_softmax_params *
 static void nas_softmax_row(const int8_t *xr, const nas_softmax_params *p, uint8_t *yr,
                             int32_t flip) {
     int32_t i, n = p->len, m = xr[0], sum = 0, half;
+    const int32_t unit = (int32_t)256 << p->out_shift; /* e_i unit <= 2^30 (quant checks) */
 #if NAS_USE_DSP
     if (p->lut && n >= NAS_RECIP_MIN_LEN) {
         nas_softmax_row_lut_dsp(xr, p, yr, flip);
@@ -892,10 +894,10 @@ static void nas_softmax_row(const int8_t *xr, const nas_softmax_params *p, uint8
         /* one loop per case (table or i-exp, reciprocal or division): no branch per element */
         if (n >= NAS_RECIP_MIN_LEN && sum > 1) {
             const nas_recip r = nas_recip_prepare((uint32_t)sum);
-            nas_softmax_lut_range(xr, lut, m, half, sum, &r, 0, n, yr, flip);
+            nas_softmax_lut_range(xr, lut, m, unit, half, sum, &r, 0, n, yr, flip);
             return;
         }
-        nas_softmax_lut_range(xr, lut, m, half, sum, NULL, 0, n, yr, flip);
+        nas_softmax_lut_range(xr, lut, m, unit, half, sum, NULL, 0, n, yr, flip);
         return;
     }
     for (i = 0; i < n; i++) {
@@ -907,13 +909,13 @@ static void nas_softmax_row(const int8_t *xr, const nas_softmax_params *p, uint8
         for (i = 0; i < n; i++) {
             /* recompute e_i instead of storing an int32 row (identical value) */
             uint32_t v =
-                nas_recip_div((uint32_t)(nas_softmax_exp(p, xr[i], m) * 256 + half), r);
+                nas_recip_div((uint32_t)(nas_softmax_exp(p, xr[i], m) * unit + half), r);
             yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ (uint32_t)flip);
         }
         return;
     }
     for (i = 0; i < n; i++) {
-        int32_t v = (nas_softmax_exp(p, xr[i], m) * 256 + half) / sum;
+        int32_t v = (nas_softmax_exp(p, xr[i], m) * unit + half) / sum;
         yr[i] = (uint8_t)((v > 255 ? 255 : v) ^ flip);
     }
 }

@@ -101,12 +101,14 @@ typedef struct {
 
 /* i-softmax (quant::ISoftmax): row length and internal input shift j (-8..23). `lut`, when
  * not NULL, is TinyFormer's exponent table: lut[d] = i-exp of the shifted difference -d for
- * d = max - x in 0..255 (the generator bakes it exactly as the interpreter computes e_i). */
+ * d = max - x in 0..255 (the generator bakes it exactly as the interpreter computes e_i).
+ * out_shift o (0..8): the uint8 probabilities are at scale 2^-(8 + o), saturating at 255. */
 typedef struct {
     int32_t len;
     int32_t j;
     nas_iexp exp;
     const int32_t *lut;
+    int32_t out_shift;
 } nas_softmax_params;
 
 /* Integer LayerNorm (quant::IntLayerNorm + NormParams). */
@@ -263,8 +265,8 @@ void nas_lut_s8(const int8_t *x, int32_t n, const int8_t *table, int8_t *y);
 /* y = requant(x) element-wise (quant Op::Requant). */
 void nas_requant_s8(const int8_t *x, int32_t n, nas_dyadic d, int8_t *y);
 
-/* i-softmax over rows of p->len values: uint8 probabilities p at scale 2^-8, stored as the
- * int8 p - 128 (zero point -128). */
+/* i-softmax over rows of p->len values: uint8 probabilities p at scale 2^-(8 + p->out_shift),
+ * stored as the int8 p - 128 (zero point -128). */
 void nas_softmax_s8(const int8_t *x, int32_t rows, const nas_softmax_params *p, int8_t *y);
 
 /* I-BERT i-LayerNorm over rows of p->len values. */

@@ -503,8 +503,8 @@ pub fn generate_with(
             Op::Softmax(sm) => {
                 let lut = g.softmax_lut(&p, sm, opts.softmax_lut);
                 g.param(format!(
-                    "static const nas_softmax_params {p}_p = {{{}, {}, {{{}, {}, {}}}, {lut}}};",
-                    sm.len, sm.j, sm.exp.q_ln2, sm.exp.q_b, sm.exp.q_c
+                    "static const nas_softmax_params {p}_p = {{{}, {}, {{{}, {}, {}}}, {lut}, {}}};",
+                    sm.len, sm.j, sm.exp.q_ln2, sm.exp.q_b, sm.exp.q_c, sm.out_shift
                 ));
                 g.call(format!(
                     "nas_softmax_s8({x}, {}, &{p}_p, {y})",
@@ -743,7 +743,7 @@ fn emit_attention(
     let lut = g.softmax_lut(p, sm, opts.softmax_lut);
     g.param(format!(
         "static const nas_attention_params {p}_att = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, \
-         {{{}, {}, {{{}, {}, {}}}, {lut}}}, {}, {}}};",
+         {{{}, {}, {{{}, {}, {}}}, {lut}, {}}}, {}, {}}};",
         fa.heads,
         fa.rows,
         fa.keys,
@@ -759,6 +759,7 @@ fn emit_attention(
         sm.exp.q_ln2,
         sm.exp.q_b,
         sm.exp.q_c,
+        sm.out_shift,
         c_dyadic(fa.out_rq),
         i32::from(fa.tiled)
     ));

@@ -1044,8 +1044,8 @@ fn attention_instruction_counts() {
     println!("| shape | target | variant | MACs | instructions | instr/MAC | baseline / variant |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &(name, s, e, p, h) in &graphs::SHAPES {
-        let m = graphs::mhsa((s, e, p, h), 5);
-        let f = graphs::fwsa((s, e, p, h), 6);
+        let m = graphs::mhsa((s, e, p, h), 5, 0);
+        let f = graphs::fwsa((s, e, p, h), 6, 0);
         for (ti, &t) in targets.iter().enumerate() {
             let variants = [
                 ("baseline (layer-wise)", &m, &layer),
@@ -1218,8 +1218,8 @@ fn untiled_kernel_cycles() {
         }
         let (mut runs, mut cruns) = (Vec::new(), Vec::new());
         for &(name, s, e, p, h) in &graphs::SHAPES {
-            let m = graphs::mhsa((s, e, p, h), 5);
-            let f = graphs::fwsa((s, e, p, h), 6);
+            let m = graphs::mhsa((s, e, p, h), 5, 0);
+            let f = graphs::fwsa((s, e, p, h), 6, 0);
             for (v, g, o) in [
                 ("layer", &m, &layer),
                 ("mhsa", &m, &untiled),

@@ -174,6 +174,13 @@ fn softmax_at_several_scales() {
     b.input("row1", &[4, 1], 0.1).unwrap();
     b.softmax("sm_one", "row1").unwrap();
     outs.push("sm_one".into());
+    // finer output steps (2^-9 .. 2^-16), long rows (the reciprocal path) and saturation
+    b.input("long", &[2, 700], 2f64.powi(-4)).unwrap();
+    for shift in [1, 4, 8] {
+        let o = format!("sm_shift{shift}");
+        b.softmax_at(&o, "long", shift).unwrap();
+        outs.push(o);
+    }
     let outs: Vec<&str> = outs.iter().map(|s| s.as_str()).collect();
     check_on(&finish(b, &outs), HOST, 5);
 }

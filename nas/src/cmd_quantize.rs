@@ -72,6 +72,13 @@ pub struct QuantizeArgs {
     /// chosen one. KWT only (a TinyFormer's MLP has ReLU).
     #[arg(long, value_enum)]
     gelu: Option<GeluArg>,
+    /// Output step of every softmax, `2^-(8 + N)` with N in 0..=8, as uint8 codes: `auto` (the
+    /// default, as `nas search` quantizes) takes each softmax's N of least squared error on its
+    /// calibration probabilities (long attention rows, whose typical probability is below
+    /// 2^-8, get finer steps); `0` is the 2^-8 of graphs before format 4. QAT's own graph
+    /// always rounds at 2^-8 (its forward models that kernel); this sets its PTQ comparison.
+    #[arg(long, default_value = "auto", value_parser = parse_softmax_shift)]
+    softmax_shift: SoftmaxShift,
     /// Training samples observed for calibration; default 512 for a KWT, and for a
     /// TinyFormer path 256, as its search calibrated it.
     #[arg(long)]
@@ -135,6 +142,23 @@ enum LayerNormArg {
 enum GeluArg {
     Exact,
     Ibert,
+}
+
+/// `--softmax-shift`: `None` for `auto`.
+#[derive(Debug, Clone, Copy)]
+struct SoftmaxShift(Option<u32>);
+
+fn parse_softmax_shift(s: &str) -> std::result::Result<SoftmaxShift, String> {
+    let max = quant::ibert::SOFTMAX_MAX_OUT_SHIFT;
+    if s == "auto" {
+        return Ok(SoftmaxShift(None));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n <= max => Ok(SoftmaxShift(Some(n))),
+        _ => Err(format!(
+            "expected `auto` or a number in 0..={max}, found `{s}`"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -266,6 +290,7 @@ fn ptq_options(
             GeluArg::Ibert => GeluMethod::IBert,
         },
         calibration_samples: args.calibration_samples.unwrap_or(default_samples),
+        softmax_out_shift: args.softmax_shift.0,
         ..PtqOptions::default()
     }
 }

@@ -172,8 +172,8 @@ fn synthesize_train_and_evaluate() {
     let count = |s: &str| s.rsplit('(').next().map(str::to_string);
     assert_ne!(count(&default_spec), count(&out), "{default_spec}");
     // PTQ into a folder that does not exist yet: made before calibrating.
-    let o = nas(
-        &[
+    let ptq = |more: &[&str]| {
+        let mut a = vec![
             "quantize",
             "--checkpoint",
             "run/best.bpk",
@@ -183,13 +183,31 @@ fn synthesize_train_and_evaluate() {
             "32",
             "--no-eval",
             "--quiet",
-            "--out",
-            "ptq/graphs/p.int8",
-        ],
-        d,
-    );
+        ];
+        a.extend_from_slice(more);
+        nas(&a, d)
+    };
+    let o = ptq(&["--out", "ptq/graphs/p.int8"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.join("ptq/graphs/p.int8").is_file());
+    // every softmax at 2^-8 on request; a shift beyond the kernels' 0..=8 is refused by name
+    let ptq_shift = |shift: &str, out: &str| ptq(&["--softmax-shift", shift, "--out", out]);
+    let o = ptq_shift("0", "shift/p0.int8");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g0 = quant::load(d.join("shift/p0.int8")).unwrap();
+    let softmax_scales: Vec<_> = g0
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, quant::Op::Softmax(_)))
+        .map(|n| g0.tensor(&n.output).unwrap().scale)
+        .collect();
+    assert!(!softmax_scales.is_empty());
+    for s in softmax_scales {
+        assert_eq!(s, quant::Dyadic::pow2(-8).unwrap());
+    }
+    let o = ptq_shift("9", "shift/p9.int8");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--softmax-shift"), "{}", stderr(&o));
     // TQT fine-tuning from the checkpoint, lowered and scored by the integer interpreter.
     let cfg_arg = cfg.to_str().unwrap();
     let qat = |more: &[&str]| {

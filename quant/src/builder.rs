@@ -6,7 +6,7 @@ use crate::dyadic::Dyadic;
 use crate::error::{QuantError, Result};
 use crate::gelu_table::GeluTable;
 use crate::graph::{AddParams, Graph, Node, Op, Requant, TensorInfo, Window, infer_shape};
-use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP};
+use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm};
 
 /// Builds a [`Graph`] node by node.
 #[derive(Debug, Clone, Default)]
@@ -97,8 +97,8 @@ impl GraphBuilder {
         let shape = infer_shape(&node, &ins)?;
         let scale = if node.op.keeps_scale() {
             ins[0].scale
-        } else if matches!(node.op, Op::Softmax(_)) {
-            Dyadic::pow2(SOFTMAX_OUT_EXP)?
+        } else if let Op::Softmax(sm) = &node.op {
+            Dyadic::pow2(sm.out_exp())?
         } else {
             Dyadic::from_scale(out_scale)?
         };
@@ -239,9 +239,15 @@ impl GraphBuilder {
 
     /// i-softmax over the last axis (output scale `2^-8`, zero point `-128`).
     pub fn softmax(&mut self, name: &str, x: &str) -> Result<String> {
+        self.softmax_at(name, x, 0)
+    }
+
+    /// i-softmax over the last axis with output scale `2^-(8 + out_shift)`.
+    pub fn softmax_at(&mut self, name: &str, x: &str, out_shift: u32) -> Result<String> {
         let len = *self.shape(x)?.last().unwrap_or(&0);
-        let sm = ISoftmax::new(len, self.scale(x)?)?;
-        self.node(name, Op::Softmax(sm), &[x], 2f64.powi(SOFTMAX_OUT_EXP))
+        let sm = ISoftmax::with_out_shift(len, self.scale(x)?, out_shift)?;
+        let scale = 2f64.powi(sm.out_exp());
+        self.node(name, Op::Softmax(sm), &[x], scale)
     }
 
     /// I-BERT i-LayerNorm (`G = 14`).

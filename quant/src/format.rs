@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! offset 0   5 bytes  magic "NASI8"
-//! offset 5   u32 LE   format version (currently 3; 1 had an int8 softmax output at 2^-7)
+//! offset 5   u32 LE   format version (currently 4; 1 had an int8 softmax output at 2^-7)
 //! offset 9   u64 LE   payload length in bytes
 //! offset 17  u32 LE   FNV-1a 32-bit hash of the version bytes then the payload (version 2:
 //!                     of the payload only)
@@ -21,8 +21,11 @@ pub const MAGIC: &[u8; 5] = b"NASI8";
 /// Current format version. Version 1 graphs stored softmax outputs as int8 at `2^-7`; version
 /// 2 stores uint8 probabilities at `2^-8` (zero point -128), so a version-1 file would run
 /// with the wrong scale and is refused. Version 3 adds the exact GELU table op
-/// ([`crate::Op::GeluTable`]); a version-2 file is a valid version-3 graph and loads.
-pub const FORMAT_VERSION: u32 = 3;
+/// ([`crate::Op::GeluTable`]); a version-2 file is a valid version-3 graph and loads. Version 4
+/// adds the softmax output shift ([`crate::ISoftmax::out_shift`], finer output steps for long
+/// rows; absent = 0): older files load unchanged, and an older build refuses a version-4 file
+/// rather than ignore the shift.
+pub const FORMAT_VERSION: u32 = 4;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 21;
 

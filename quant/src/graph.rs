@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::dyadic::Dyadic;
 use crate::error::{QuantError, Result, params};
 use crate::gelu_table::GeluTable;
-use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_EXP, SOFTMAX_OUT_ZERO_POINT};
+use crate::ibert::{ISoftmax, Int8Gelu, IntLayerNorm, SOFTMAX_OUT_ZERO_POINT};
 
 /// Largest number of elements of one tensor (guards allocations of loaded files).
 pub const MAX_TENSOR_ELEMS: usize = 1 << 26;
@@ -898,8 +898,8 @@ impl Graph {
             }
             let want = if node.op.keeps_scale() {
                 Some(ins[0].scale)
-            } else if matches!(node.op, Op::Softmax(_)) {
-                Some(Dyadic::pow2(SOFTMAX_OUT_EXP)?)
+            } else if let Op::Softmax(sm) = &node.op {
+                Some(Dyadic::pow2(sm.out_exp())?)
             } else {
                 None
             };

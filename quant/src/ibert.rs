@@ -480,19 +480,21 @@ impl IntLayerNorm {
     }
 }
 
-/// i-softmax over rows of int8 values. The output is a probability in `[0, 1]` as uint8 at
-/// scale `2^-8` (TFLite's int8 softmax convention), stored as int8 with zero point `-128`: a
-/// signed int8 at `2^-7` would spend half its codes on negative values a probability never takes,
-/// and measured on KWT-1 that lost precision cost 3 points of accuracy (search/examples/
-/// softmax_resolution.rs).
+/// i-softmax over rows of int8 values. The output is a probability as uint8 at scale
+/// `2^-(8 + o)` (`o` = [`Self::out_shift`]; `o = 0` is TFLite's int8 softmax convention, `[0,
+/// 1]`), stored as int8 with zero point `-128`: a signed int8 at `2^-7` would spend half its codes
+/// on negative values a probability never takes, and measured on KWT-1 that lost precision cost 3
+/// points of accuracy (search/examples/softmax_resolution.rs). A finer step (`o > 0`, saturating
+/// at `255 2^-(8 + o)`) serves long rows, whose typical probability `1/N` is below `2^-8`: PTQ
+/// picks `o` per node from the calibration probabilities (`Observer::softmax_shift`).
 ///
 /// ```text
 /// m   = max_i x_i;  d_i = x_i - m                      d_i in [-255, 0]
 /// d'_i = j >= 0 ? d_i << j : d_i >> -j                 internal scale S_in 2^-j
-/// e_i = exp.eval(d'_i)                                 0 <= e_i <= e_max <= 2^22
+/// e_i = exp.eval(d'_i)                                 0 <= e_i <= e_max <= 2^(22 - o)
 /// sum = sum_i e_i                                      N e_max <= 2^31 - 1, sum >= e_max >= 1
-/// p_i = min(255, (e_i * 256 + sum / 2) / sum)          round half up; 1.0 saturates to 255
-/// out_i = p_i - 128                                    e_i * 256 + sum / 2 < 2^31
+/// p_i = min(255, (e_i 2^(8+o) + sum / 2) / sum)        round half up; saturates at 255
+/// out_i = p_i - 128                                    e_i 2^(8+o) + sum / 2 < 2^31
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ISoftmax {
@@ -502,18 +504,31 @@ pub struct ISoftmax {
     pub j: i32,
     /// i-exp constants at scale `S_in 2^-j`.
     pub exp: IExp,
+    /// Output shift `o` (`0..=`[`SOFTMAX_MAX_OUT_SHIFT`]): the output scale is `2^-(8 + o)`.
+    /// Absent in graphs written before format 4: `0`.
+    #[serde(default)]
+    pub out_shift: u32,
 }
 
-/// Output scale exponent of [`ISoftmax`]: the output scale is `2^-8`.
+/// Output scale exponent of [`ISoftmax`] at output shift 0: the output scale is `2^-8`.
 pub const SOFTMAX_OUT_EXP: i32 = -8;
+/// Largest [`ISoftmax::out_shift`]: a step of `2^-16`, saturating at `255 2^-16 ~= 0.0039`
+/// (rows of tens of thousands of tokens); `e_max <= 2^14` keeps 14 bits in the exponentials.
+pub const SOFTMAX_MAX_OUT_SHIFT: u32 = 8;
 /// Zero point of [`ISoftmax`]'s output: the stored int8 is `p - 128` for the uint8 `p`.
 pub const SOFTMAX_OUT_ZERO_POINT: i32 = -128;
-/// Largest i-exp output [`ISoftmax`] accepts: `e * 256 + sum / 2` stays below `2^31`.
+/// Largest i-exp output [`ISoftmax`] accepts at output shift 0: `e * 256 + sum / 2` stays
+/// below `2^31` (at shift `o`, `2^(22 - o)`).
 pub const SOFTMAX_MAX_EXP_OUT: i64 = 1 << 22;
 
 impl ISoftmax {
-    /// Picks the finest internal scale meeting the bounds (offline).
+    /// Picks the finest internal scale meeting the bounds (offline), output at `2^-8`.
     pub fn new(len: usize, in_scale: f64) -> Result<Self> {
+        Self::with_out_shift(len, in_scale, 0)
+    }
+
+    /// [`Self::new`] with the output at `2^-(8 + out_shift)`.
+    pub fn with_out_shift(len: usize, in_scale: f64, out_shift: u32) -> Result<Self> {
         let mut last = None;
         for j in (-8..=23).rev() {
             let s = in_scale * 2f64.powi(-j);
@@ -522,6 +537,7 @@ impl ISoftmax {
                 len: len as u32,
                 j,
                 exp,
+                out_shift,
             };
             match sm.validate("ISoftmax::new") {
                 Ok(()) => return Ok(sm),
@@ -546,16 +562,37 @@ impl ISoftmax {
                 format!("softmax len {} / shift {}", self.len, self.j),
             ));
         }
-        if !(1..=SOFTMAX_MAX_EXP_OUT).contains(&emax) || emax * self.len as i64 > I32_MAX {
+        if self.out_shift > SOFTMAX_MAX_OUT_SHIFT {
             return Err(params(
                 node,
                 format!(
-                    "softmax: e_max = {emax} must be in 1..=2^22 and N * e_max = {} <= 2^31-1",
+                    "softmax output shift {} > {SOFTMAX_MAX_OUT_SHIFT}",
+                    self.out_shift
+                ),
+            ));
+        }
+        let max_e = SOFTMAX_MAX_EXP_OUT >> self.out_shift;
+        if !(1..=max_e).contains(&emax) || emax * self.len as i64 > I32_MAX {
+            return Err(params(
+                node,
+                format!(
+                    "softmax: e_max = {emax} must be in 1..=2^{} and N * e_max = {} <= 2^31-1",
+                    22 - self.out_shift,
                     emax * self.len as i64
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// Exponent of the output scale: `-8 - out_shift`.
+    pub fn out_exp(&self) -> i32 {
+        SOFTMAX_OUT_EXP - self.out_shift as i32
+    }
+
+    /// `2^(8 + o)`: the probability 1 in output units.
+    fn unit(&self) -> i32 {
+        256 << self.out_shift
     }
 
     /// `exp.eval` of every difference `d = x - max` an int8 row can hold (`d` in `[-255, 0]`,
@@ -581,9 +618,9 @@ impl ISoftmax {
             *e = table[(m - v as i32) as usize];
         }
         let sum: i32 = scratch[..x.len()].iter().sum();
-        let (half, inv) = (sum / 2, f64::from(sum));
+        let (half, inv, unit) = (sum / 2, f64::from(sum), self.unit());
         for (o, &e) in out.iter_mut().zip(scratch.iter()) {
-            let p = (f64::from(e * 256 + half) / inv) as i32;
+            let p = (f64::from(e * unit + half) / inv) as i32;
             *o = (p.min(255) + SOFTMAX_OUT_ZERO_POINT) as i8;
         }
     }
@@ -596,9 +633,9 @@ impl ISoftmax {
             *e = self.exp.eval(self.shift(v as i32 - m));
             sum += *e;
         }
-        let half = sum / 2;
+        let (half, unit) = (sum / 2, self.unit());
         for (o, &e) in out.iter_mut().zip(scratch.iter()) {
-            *o = (((e * 256 + half) / sum).min(255) + SOFTMAX_OUT_ZERO_POINT) as i8;
+            *o = (((e * unit + half) / sum).min(255) + SOFTMAX_OUT_ZERO_POINT) as i8;
         }
     }
 }
@@ -763,6 +800,45 @@ mod tests {
     }
 
     #[test]
+    fn finer_softmax_steps_stay_close_to_float_and_saturate() {
+        // 600 logits spread over 4 units: typical p ~ 1/600 < 2^-8; each output shift's codes
+        // are round(p 2^(8 + o)) within the i-exp's relative error (a few percent at the
+        // coarser internal scales the larger shifts leave), saturating at 255.
+        let s = 2f64.powi(-5);
+        let x: Vec<i8> = (0..600).map(|i| ((i * 37) % 256) as i8 / 2).collect();
+        let m = x.iter().map(|&v| v as f64 * s).fold(f64::MIN, f64::max);
+        let z: f64 = x.iter().map(|&v| (v as f64 * s - m).exp()).sum();
+        for shift in 0..=SOFTMAX_MAX_OUT_SHIFT {
+            let sm = ISoftmax::with_out_shift(x.len(), s, shift).unwrap();
+            assert_eq!(sm.out_exp(), -8 - shift as i32);
+            let (mut out, mut scratch) = (vec![0i8; x.len()], vec![0i32; x.len()]);
+            sm.eval_row(&x, &mut out, &mut scratch);
+            let unit = 2f64.powi(8 + shift as i32);
+            let mut saturated = 0;
+            for (i, &v) in x.iter().enumerate() {
+                let want = ((v as f64 * s - m).exp() / z * unit).min(255.0);
+                let got = (out[i] as i32 - SOFTMAX_OUT_ZERO_POINT) as f64;
+                saturated += usize::from(got == 255.0);
+                assert!(
+                    (got - want).abs() <= 0.5 + 0.04 * want,
+                    "shift {shift}, {i}: {got} vs {want}"
+                );
+            }
+            // 2^-16 saturates the largest probabilities (p > 0.0039), 2^-8 none
+            assert_eq!(
+                saturated > 0,
+                shift == SOFTMAX_MAX_OUT_SHIFT,
+                "shift {shift}"
+            );
+        }
+        let too_fine = ISoftmax {
+            out_shift: SOFTMAX_MAX_OUT_SHIFT + 1,
+            ..ISoftmax::new(4, s).unwrap()
+        };
+        assert!(too_fine.validate("sm").is_err());
+    }
+
+    #[test]
     fn softmax_output_spans_the_uint8_range() {
         // One dominant logit: p = 1.0 saturates to 255 (stored 127), the others round to 0
         // (stored -128); a uniform row of 4 gives 64 (stored -64) each.
@@ -778,15 +854,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn softmax_never_panics(x in proptest::collection::vec(any::<i8>(), 1..300), e in -12.0f64..3.0) {
-            if let Ok(sm) = ISoftmax::new(x.len(), 2f64.powf(e)) {
+        fn softmax_never_panics(x in proptest::collection::vec(any::<i8>(), 1..300), e in -12.0f64..3.0, shift in 0u32..=SOFTMAX_MAX_OUT_SHIFT) {
+            if let Ok(sm) = ISoftmax::with_out_shift(x.len(), 2f64.powf(e), shift) {
                 let mut out = vec![0i8; x.len()];
                 let mut scratch = vec![0i32; x.len()];
                 sm.eval_row(&x, &mut out, &mut scratch);
-                // each p_i rounds by at most 1/2 code, so the codes sum to 256 +- N/2
-                let total: i32 = out.iter().map(|&o| o as i32 - SOFTMAX_OUT_ZERO_POINT).sum();
+                // each p_i rounds by at most 1/2 code, so unless one saturates the codes sum to
+                // 2^(8 + shift) +- N/2
+                let codes: Vec<i32> = out.iter().map(|&o| o as i32 - SOFTMAX_OUT_ZERO_POINT).collect();
+                let total: i32 = codes.iter().sum();
                 let n = x.len() as i32;
-                prop_assert!((total - 256).abs() <= n / 2 + 1, "sum {}", total);
+                if codes.iter().all(|&c| c < 255) {
+                    prop_assert!((total - (256 << shift)).abs() <= n / 2 + 1, "sum {}", total);
+                }
                 // the interpreter's path (exponentials looked up, division in f64): same codes
                 let mut fast = vec![0i8; x.len()];
                 sm.eval_row_with(&sm.exp_table(), &x, &mut fast, &mut scratch);

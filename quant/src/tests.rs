@@ -335,12 +335,12 @@ fn file_round_trip_and_corruption() {
     b[0] = b'X';
     assert!(matches!(from_bytes(&b), Err(QuantError::BadMagic { .. })));
     let mut b = bytes.clone();
-    b[5..9].copy_from_slice(&4u32.to_le_bytes());
+    b[5..9].copy_from_slice(&5u32.to_le_bytes());
     assert!(matches!(
         from_bytes(&b),
         Err(QuantError::UnsupportedVersion {
-            found: 4,
-            supported: 3
+            found: 5,
+            supported: 4
         })
     ));
     // a damaged version naming version 2 fails the checksum (it covers the version since 3)
@@ -372,6 +372,41 @@ fn file_round_trip_and_corruption() {
     let last = b.len() - 2;
     b[last] ^= 0x01;
     assert!(matches!(from_bytes(&b), Err(QuantError::Checksum { .. })));
+}
+
+#[test]
+fn a_version_3_softmax_reads_at_2_to_the_minus_8_and_a_shifted_one_round_trips() {
+    let build = |shift: u32| {
+        let mut b = GraphBuilder::new();
+        b.input("x", &[3, 40], 2f64.powi(-4)).unwrap();
+        b.softmax_at("p", "x", shift).unwrap();
+        b.output("p");
+        b.finish().unwrap()
+    };
+    let (plain, fine) = (build(0), build(3));
+    assert_eq!(
+        fine.tensor("p").unwrap().scale,
+        crate::Dyadic::pow2(-11).unwrap()
+    );
+    assert_eq!(from_bytes(&to_bytes(&fine).unwrap()).unwrap(), fine);
+    // a version-3 file has no shift field (and its hash covers version and payload)
+    let bytes = to_bytes(&plain).unwrap();
+    let json = String::from_utf8(bytes[crate::format::HEADER_LEN..].to_vec()).unwrap();
+    assert!(json.contains(",\"out_shift\":0"), "{json}");
+    let v3 = json.replace(",\"out_shift\":0", "").into_bytes();
+    let mut file = crate::format::MAGIC.to_vec();
+    file.extend_from_slice(&3u32.to_le_bytes());
+    file.extend_from_slice(&(v3.len() as u64).to_le_bytes());
+    let hashed = [3u32.to_le_bytes().as_slice(), &v3].concat();
+    file.extend_from_slice(&crate::format::fnv1a32(&hashed).to_le_bytes());
+    file.extend_from_slice(&v3);
+    assert_eq!(from_bytes(&file).unwrap(), plain);
+    // a shift beyond the kernels' range is refused on load
+    let bad = to_bytes(&fine)
+        .map(|b| String::from_utf8(b[crate::format::HEADER_LEN..].to_vec()).unwrap())
+        .unwrap()
+        .replace("\"out_shift\":3", "\"out_shift\":9");
+    assert!(crate::graph::Graph::validate(&serde_json::from_str(&bad).unwrap()).is_err());
 }
 
 #[test]

@@ -1,18 +1,20 @@
-//! How much of a model's int8 accuracy loss its softmax output resolution alone explains: the
-//! float graph of a checkpoint, scored on its test split with only its softmax probabilities
-//! rounded (all of them, or one stage's), at the integer kernels' uint8 codes at 2^-8 and at
-//! other steps.
+//! Where a model's int8 accuracy loss comes from: its float graph, scored on its test split with
+//! only some tensors rounded. First of all the softmax outputs, whose resolution the integer
+//! kernels fix per node (uint8 codes at `2^-(8 + o)`).
 //!
 //! A KWT checkpoint (its `model.ron` beside it) with the Speech Commands folder it was trained on
 //! (replacing the one in its `data.ron`): rounded at 2^-7 in int8 (0..127, what the integer
-//! kernels emitted up to graph format 1), at 2^-8 in uint8 (what they emit since format 2), and
-//! not at all.
+//! kernels emitted up to graph format 1), at 2^-8 in uint8 (graph formats 2 and 3), and not at
+//! all.
 //! `cargo run --release -p search --example softmax_resolution -- runs/kwt1_espeak150/best.bpk
 //! data/espeak35x150`
 //!
 //! A searched TinyFormer path (its `arch.ron` beside it) with the config it was searched with
 //! (its data and subsets): also each stage alone and finer steps. Key-word TinyFormers attend
-//! over 960 tokens in their first stage, where most probabilities are below 1/256.
+//! over 960 tokens in their first stage, where most probabilities are below 1/256. With a
+//! `model.int8` beside the checkpoint (a search's `best/`), also every activation at that
+//! graph's scales (its softmax steps included, or every softmax at 2^-8, or none rounded) and
+//! the weights alone rounded as PTQ rounds them: what the rest of the integer graph costs.
 //! `cargo run --release -p search --example softmax_resolution -- RUN/best/model.bpk
 //! configs/speech_search.ron`
 
@@ -20,36 +22,46 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use quant::ptq::float_graph::{FOp, FloatGraph};
+use quant::Graph;
+use quant::ptq::float_graph::{FNode, FOp, FloatGraph};
 use quant::ptq::report::argmax;
 
-/// Probabilities of the softmax nodes whose name starts with `prefix` rounded to
-/// `round(p 2^step_exp)` clamped to `max` codes, or untouched.
-struct Rounding {
-    name: &'static str,
-    prefix: &'static str,
-    step_exp: Option<i32>,
-    max: f32,
+/// Which tensors of the float graph a row rounds.
+enum Rounding {
+    /// Nothing.
+    Float,
+    /// The softmax nodes whose name starts with `prefix`, at `round(p 2^step_exp)` clamped to
+    /// `max` codes.
+    Softmax {
+        prefix: &'static str,
+        step_exp: i32,
+        max: f32,
+    },
+    /// Every activation at the integer graph's scale and zero point (int8 codes, half up); the
+    /// softmax outputs at the graph's steps (`softmax: Some(None)`), at `2^-8`
+    /// (`Some(Some(8))`), or not rounded (`None`).
+    Activations { softmax: Option<Option<i32>> },
+    /// The weights alone, per output channel at `max|w| / 127` as PTQ stores them.
+    Weights,
 }
 
-const FLOAT: Rounding = Rounding {
-    name: "float softmax",
-    prefix: "",
-    step_exp: None,
-    max: 1.0,
-};
+/// A float graph, its test inputs (as the graph reads them) and labels, what to try, and the
+/// integer graph whose scales the activation rows use.
+type Experiment = (
+    FloatGraph,
+    Vec<Vec<f32>>,
+    Vec<usize>,
+    Vec<(&'static str, Rounding)>,
+    Option<Graph>,
+);
 
-fn at(name: &'static str, prefix: &'static str, step_exp: i32, max: f32) -> Rounding {
-    Rounding {
-        name,
+fn softmax(prefix: &'static str, step_exp: i32, max: f32) -> Rounding {
+    Rounding::Softmax {
         prefix,
-        step_exp: Some(step_exp),
+        step_exp,
         max,
     }
 }
-
-/// A float graph, its test inputs (as the graph reads them) and labels, and what to try.
-type Experiment = (FloatGraph, Vec<Vec<f32>>, Vec<usize>, Vec<Rounding>);
 
 fn kwt(checkpoint: &Path, data: &Path) -> Result<Experiment> {
     let (model, config) = training::load_checkpoint(checkpoint, &Device::flex())?;
@@ -65,16 +77,12 @@ fn kwt(checkpoint: &Path, data: &Path) -> Result<Experiment> {
         labels.push(label);
     }
     let roundings = vec![
-        FLOAT,
-        at("int8 at 2^-7 (0..127)", "", 7, 127.0),
-        at("uint8 at 2^-8 (0..255)", "", 8, 255.0),
+        ("float softmax", Rounding::Float),
+        ("int8 at 2^-7 (0..127)", softmax("", 7, 127.0)),
+        ("uint8 at 2^-8 (0..255)", softmax("", 8, 255.0)),
     ];
-    Ok((
-        FloatGraph::from_kwt(&model, &config)?,
-        inputs,
-        labels,
-        roundings,
-    ))
+    let fg = FloatGraph::from_kwt(&model, &config)?;
+    Ok((fg, inputs, labels, roundings, None))
 }
 
 fn tinyformer(checkpoint: &Path, config: &Path) -> Result<Experiment> {
@@ -87,16 +95,139 @@ fn tinyformer(checkpoint: &Path, config: &Path) -> Result<Experiment> {
         .chunks_exact(per)
         .map(|im| quant::ptq::chw_to_hwc(im, test.shape))
         .collect::<quant::ptq::Result<Vec<_>>>()?;
-    let roundings = vec![
-        FLOAT,
-        at("uint8 at 2^-8 (0..255), all stages", "", 8, 255.0),
-        at("uint8 at 2^-8, first stage only", "s0.", 8, 255.0),
-        at("uint8 at 2^-8, second stage only", "s1.", 8, 255.0),
-        at("uint8 at 2^-10 (0..255: at most 0.249)", "", 10, 255.0),
-        at("uint16 at 2^-16 (0..65535)", "", 16, 65_535.0),
+    let mut roundings = vec![
+        ("float", Rounding::Float),
+        (
+            "softmax only: uint8 at 2^-8 (0..255), all stages",
+            softmax("", 8, 255.0),
+        ),
+        (
+            "softmax only: uint8 at 2^-8, first stage",
+            softmax("s0.", 8, 255.0),
+        ),
+        (
+            "softmax only: uint8 at 2^-8, second stage",
+            softmax("s1.", 8, 255.0),
+        ),
+        (
+            "softmax only: uint8 at 2^-10 (at most 0.249)",
+            softmax("", 10, 255.0),
+        ),
+        ("softmax only: uint16 at 2^-16", softmax("", 16, 65_535.0)),
     ];
+    let int8 = checkpoint.with_file_name("model.int8");
+    let graph = if int8.is_file() {
+        roundings.extend([
+            (
+                "weights only (per channel, max|w| / 127)",
+                Rounding::Weights,
+            ),
+            (
+                "every activation at model.int8's scales and softmax steps",
+                Rounding::Activations {
+                    softmax: Some(None),
+                },
+            ),
+            (
+                "every activation at model.int8's scales, softmax at 2^-8",
+                Rounding::Activations {
+                    softmax: Some(Some(8)),
+                },
+            ),
+            (
+                "every activation at model.int8's scales but the softmax",
+                Rounding::Activations { softmax: None },
+            ),
+        ]);
+        Some(quant::load(&int8).with_context(|| int8.display().to_string())?)
+    } else {
+        None
+    };
     let fg = FloatGraph::from_tinyformer(&model, &arch)?;
-    Ok((fg, inputs, test.labels, roundings))
+    Ok((fg, inputs, test.labels, roundings, graph))
+}
+
+/// `w` (`rows` output channels, each contiguous, or every `rows`-th value for a depthwise
+/// `[kh, kw, c]` kernel) rounded per channel at `max|w| / 127`.
+fn round_per_channel(w: &mut [f32], rows: usize, interleaved: bool) {
+    let n = w.len() / rows;
+    for r in 0..rows {
+        let idx: Vec<usize> = if interleaved {
+            (0..n).map(|k| k * rows + r).collect()
+        } else {
+            (r * n..(r + 1) * n).collect()
+        };
+        let m = idx.iter().fold(0f32, |m, &i| m.max(w[i].abs()));
+        if m > 0.0 {
+            let s = m / 127.0;
+            for i in idx {
+                w[i] = (w[i] / s).round() * s;
+            }
+        }
+    }
+}
+
+fn weights_rounded(fg: &FloatGraph) -> FloatGraph {
+    let mut fg = fg.clone();
+    for n in &mut fg.nodes {
+        match &mut n.op {
+            FOp::Linear {
+                out_features,
+                weight,
+                ..
+            } => round_per_channel(weight, *out_features, false),
+            FOp::Conv2d { out_c, weight, .. } => round_per_channel(weight, *out_c, false),
+            FOp::DepthwiseConv2d {
+                channels, weight, ..
+            } => round_per_channel(weight, *channels, true),
+            _ => {}
+        }
+    }
+    fg
+}
+
+/// Rounds `y`, the output of `node`, as `r` says.
+fn round(r: &Rounding, graph: Option<&Graph>, node: &FNode, y: &mut [f32]) {
+    let is_softmax = matches!(node.op, FOp::Softmax);
+    let (step, zero_point, max) = match (r, is_softmax) {
+        (
+            Rounding::Softmax {
+                prefix,
+                step_exp,
+                max,
+            },
+            true,
+        ) if node.name.starts_with(prefix) => (2f32.powi(-step_exp), 0.0, *max),
+        (
+            Rounding::Activations {
+                softmax: Some(Some(e)),
+            },
+            true,
+        ) => (2f32.powi(-e), -128.0, 127.0),
+        (
+            Rounding::Activations {
+                softmax: Some(None),
+            },
+            _,
+        )
+        | (Rounding::Activations { .. }, false) => {
+            let Some(t) = graph.and_then(|g| g.tensor(&node.name)) else {
+                return;
+            };
+            (t.scale.to_f64() as f32, t.zero_point as f32, 127.0)
+        }
+        _ => return,
+    };
+    if matches!(r, Rounding::Softmax { .. }) {
+        for p in y.iter_mut() {
+            *p = (*p / step).round().min(max) * step;
+        }
+        return;
+    }
+    for v in y.iter_mut() {
+        let q = (*v / step + 0.5).floor() + zero_point;
+        *v = (q.clamp(-128.0, max) - zero_point) * step;
+    }
 }
 
 fn main() -> Result<()> {
@@ -107,33 +238,28 @@ fn main() -> Result<()> {
         );
     };
     let (checkpoint, data) = (PathBuf::from(checkpoint), PathBuf::from(data));
-    let (fg, inputs, labels, roundings) = if checkpoint.with_file_name("model.ron").is_file() {
+    let (fg, inputs, labels, roundings, graph) = if checkpoint.with_file_name("model.ron").is_file()
+    {
         kwt(&checkpoint, &data)?
     } else {
         tinyformer(&checkpoint, &data)?
     };
-    println!(
-        "| softmax output | test accuracy ({} inputs) |",
-        inputs.len()
-    );
+    let with_weights = weights_rounded(&fg);
+    println!("| rounded | test accuracy ({} inputs) |", inputs.len());
     println!("| --- | --- |");
-    for r in roundings {
+    for (name, r) in roundings {
+        let g = if matches!(r, Rounding::Weights) {
+            &with_weights
+        } else {
+            &fg
+        };
         let mut correct = 0;
         for (x, &label) in inputs.iter().zip(&labels) {
-            let vals = fg.run_with(x, |node, y| {
-                let chosen = node.name.starts_with(r.prefix);
-                if let (FOp::Softmax, Some(e), true) = (&node.op, r.step_exp, chosen) {
-                    let k = 2f32.powi(e);
-                    for p in y.iter_mut() {
-                        *p = (*p * k).round().min(r.max) / k;
-                    }
-                }
-            })?;
-            correct += usize::from(argmax(&vals[fg.output]) == label);
+            let vals = g.run_with(x, |node, y| round(&r, graph.as_ref(), node, y))?;
+            correct += usize::from(argmax(&vals[g.output]) == label);
         }
         println!(
-            "| {} | {:.2} % ({correct}) |",
-            r.name,
+            "| {name} | {:.2} % ({correct}) |",
             100.0 * correct as f64 / inputs.len() as f64
         );
     }

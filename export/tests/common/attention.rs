@@ -18,8 +18,8 @@ fn ws(n: usize) -> f64 {
     0.0055 / (n as f64).sqrt()
 }
 
-/// The rest of the stage after `q_h`, `k_h` (`[H, S, *]`): scores, softmax, `A V`, head merge,
-/// output projection.
+/// The rest of the stage after `q_h`, `k_h` (`[H, S, *]`): scores, softmax (output at
+/// `2^-(8 + softmax_shift)`), `A V`, head merge, output projection.
 fn finish_stage(
     mut b: GraphBuilder,
     r: &mut Rng,
@@ -27,13 +27,14 @@ fn finish_stage(
     k_h: &str,
     (_, e, p, h): (usize, usize, usize, usize),
     score_scale: f64,
+    softmax_shift: u32,
 ) -> Graph {
     let sx = 2f64.powi(-4);
     b.linear("v", "x", r.i8s(h * p * e), r.i32s(h * p, 300), &[ws(e)], sx)
         .unwrap();
     let v_h = b.split_heads("v", h).unwrap();
     b.matmul("scores", q_h, k_h, true, score_scale).unwrap();
-    b.softmax("attn", "scores").unwrap();
+    b.softmax_at("attn", "scores", softmax_shift).unwrap();
     b.matmul("ctx_h", "attn", &v_h, false, sx).unwrap();
     b.merge_heads("ctx", "ctx_h").unwrap();
     b.linear(
@@ -50,7 +51,7 @@ fn finish_stage(
 }
 
 /// Classical MHSA stage: Q, K, V projections (E -> H P), per-head attention, output projection.
-pub fn mhsa(shape: (usize, usize, usize, usize), seed: u64) -> Graph {
+pub fn mhsa(shape: (usize, usize, usize, usize), seed: u64, softmax_shift: u32) -> Graph {
     let (s, e, p, h) = shape;
     let mut r = Rng(seed | 1);
     let mut b = GraphBuilder::new();
@@ -62,12 +63,12 @@ pub fn mhsa(shape: (usize, usize, usize, usize), seed: u64) -> Graph {
     }
     let q_h = b.split_heads("q", h).unwrap();
     let k_h = b.split_heads("k", h).unwrap();
-    finish_stage(b, &mut r, &q_h, &k_h, shape, 2f64.powi(-2))
+    finish_stage(b, &mut r, &q_h, &k_h, shape, 2f64.powi(-2), softmax_shift)
 }
 
 /// FWSA stage written in quant's op set: `M2 = X W*` (E -> H E), keys = `X` replicated per
 /// head by an exact identity Linear, then the same attention and output projection.
-pub fn fwsa(shape: (usize, usize, usize, usize), seed: u64) -> Graph {
+pub fn fwsa(shape: (usize, usize, usize, usize), seed: u64, softmax_shift: u32) -> Graph {
     let (s, e, _p, h) = shape;
     let mut r = Rng(seed | 1);
     let mut b = GraphBuilder::new();
@@ -100,5 +101,5 @@ pub fn fwsa(shape: (usize, usize, usize, usize), seed: u64) -> Graph {
     .unwrap();
     let q_h = b.split_heads("m2", h).unwrap();
     let k_h = b.split_heads("xrep", h).unwrap();
-    finish_stage(b, &mut r, &q_h, &k_h, shape, 1.0)
+    finish_stage(b, &mut r, &q_h, &k_h, shape, 1.0, softmax_shift)
 }

@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `Linear` (embed, q/k/v, attn.out, fc1, fc2, head fc) | `Linear` | weight `max|w|/127` per tensor or per row; bias int32 at `S_x S_w`; output `2^k` |
 //! | attention `q k^T / sqrt(dh)` | `MatMul { transpose_b: true }` | `1/sqrt(dh)` folded into the requant `S_q S_k / (sqrt(dh) S_y)` |
-//! | `softmax` | `Softmax` (I-BERT i-softmax) | output fixed uint8 `2^-8` (zero point -128) |
+//! | `softmax` | `Softmax` (I-BERT i-softmax) | output uint8 at `2^-(8 + o)` (zero point -128), `o` per node from [`PtqOptions::softmax_out_shift`] or the calibration ([`Observer::softmax_shift`]) |
 //! | `p v` | `MatMul { transpose_b: false }` | |
 //! | residual add | `Add` | exact for power-of-two ratios |
 //! | LayerNorm | `LayerNorm` (I-BERT, G = 14) or `ScaledLayerNorm` (G = 7) | gamma per tensor |
@@ -22,9 +22,12 @@
 //! Scale-keeping ops share their producer's scale: one observer serves the whole group, so
 //! the embedding's scale also covers the class and distillation tokens.
 
+use std::collections::BTreeMap;
+
 use crate::builder::GraphBuilder;
 use crate::dyadic::pow2_exponent_of;
 use crate::graph::{Graph, MAX_PRODUCT, Op};
+use crate::ibert::SOFTMAX_MAX_OUT_SHIFT;
 use crate::rounding::{abs_max_step, to_int8, to_int8_half_up, to_int32};
 use crate::{AddParams, Dyadic};
 use rayon::prelude::*;
@@ -60,11 +63,64 @@ pub fn calibrate(
     n_groups: usize,
     samples: &[Vec<f32>],
 ) -> Result<Vec<Observer>> {
+    Ok(calibrate_all(fg, groups, n_groups, samples, false)?.groups)
+}
+
+/// What [`calibrate_all`] observed.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    /// One observer per scale group.
+    pub groups: Vec<Observer>,
+    /// The probabilities of each softmax output, by tensor id (when asked for).
+    pub softmax: BTreeMap<usize, Observer>,
+}
+
+impl Calibration {
+    /// Each softmax output's shift: `fixed`, or the calibrated one ([`Observer::softmax_shift`]).
+    pub fn softmax_shifts(&self, fixed: Option<u32>) -> SoftmaxShifts {
+        self.softmax
+            .iter()
+            .map(|(&id, o)| {
+                (
+                    id,
+                    fixed.unwrap_or_else(|| o.softmax_shift(SOFTMAX_MAX_OUT_SHIFT)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Output shift of each softmax node by tensor id; a softmax not listed has shift 0 (uint8 at
+/// `2^-8`).
+pub type SoftmaxShifts = BTreeMap<usize, u32>;
+
+/// [`calibrate`], with the softmax outputs observed too when `softmax` holds.
+pub fn calibrate_all(
+    fg: &FloatGraph,
+    groups: &[Option<usize>],
+    n_groups: usize,
+    samples: &[Vec<f32>],
+    softmax: bool,
+) -> Result<Calibration> {
     if samples.is_empty() {
         return Err(PtqError::Calibration("no calibration samples".into()));
     }
-    let observe = |chunk: &[Vec<f32>]| -> Result<Vec<Observer>> {
-        let mut obs = vec![Observer::new(); n_groups];
+    let softmax_ids: Vec<usize> = fg
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| softmax && matches!(n.op, FOp::Softmax))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let empty = || Calibration {
+        groups: vec![Observer::new(); n_groups],
+        softmax: softmax_ids
+            .iter()
+            .map(|&id| (id, Observer::new()))
+            .collect(),
+    };
+    let observe = |chunk: &[Vec<f32>]| -> Result<Calibration> {
+        let mut obs = empty();
         for s in chunk {
             let vals = fg.run(s)?;
             for (id, v) in vals.iter().enumerate() {
@@ -74,20 +130,26 @@ pub fn calibrate(
                     });
                 }
                 if let Some(g) = groups[id] {
-                    obs[g].observe(v);
+                    obs.groups[g].observe(v);
+                } else if let Some(o) = obs.softmax.get_mut(&id) {
+                    o.observe(v);
                 }
             }
         }
         Ok(obs)
     };
     // in clip order, so that the error reported is the first clip's
-    let partial: Vec<Result<Vec<Observer>>> = samples
+    let partial: Vec<Result<Calibration>> = samples
         .par_chunks(super::CLIPS_PER_TASK)
         .map(observe)
         .collect();
-    let mut merged = vec![Observer::new(); n_groups];
+    let mut merged = empty();
     for part in partial {
-        for (m, o) in merged.iter_mut().zip(&part?) {
+        let part = part?;
+        for (m, o) in merged.groups.iter_mut().zip(&part.groups) {
+            m.merge(o);
+        }
+        for (m, o) in merged.softmax.values_mut().zip(part.softmax.values()) {
             m.merge(o);
         }
     }
@@ -160,9 +222,10 @@ pub fn lower(
     fg: &FloatGraph,
     groups: &[Option<usize>],
     exps: &[i32],
+    softmax_shifts: &SoftmaxShifts,
     opts: &PtqOptions,
 ) -> Result<Graph> {
-    lower_with(fg, groups, exps, WeightScales::AbsMax, opts)
+    lower_with(fg, groups, exps, softmax_shifts, WeightScales::AbsMax, opts)
 }
 
 /// [`lower`] with the weight scales chosen by `weights`.
@@ -170,13 +233,15 @@ pub fn lower_with(
     fg: &FloatGraph,
     groups: &[Option<usize>],
     exps: &[i32],
+    softmax_shifts: &SoftmaxShifts,
     weights: WeightScales<'_>,
     opts: &PtqOptions,
 ) -> Result<Graph> {
+    let shift_of = |id: usize| softmax_shifts.get(&id).copied().unwrap_or(0);
     let scale_of = |id: usize| -> f64 {
         match groups[id] {
             Some(g) => 2f64.powi(exps[g]),
-            None => 2f64.powi(crate::ibert::SOFTMAX_OUT_EXP),
+            None => 2f64.powi(crate::ibert::SOFTMAX_OUT_EXP - shift_of(id) as i32),
         }
     };
     let mut b = GraphBuilder::new();
@@ -229,7 +294,7 @@ pub fn lower_with(
                 b.node(name, Op::Add(p), &ins, so).map_err(at(name))?;
             }
             FOp::Softmax => {
-                b.softmax(name, x).map_err(at(name))?;
+                b.softmax_at(name, x, shift_of(id)).map_err(at(name))?;
             }
             FOp::LayerNorm { gamma, beta, eps } => {
                 if opts.scaled_layer_norm {

@@ -74,6 +74,12 @@ pub struct PtqOptions {
     pub calibration_samples: usize,
     /// Samples (the first calibration samples) the per-layer report is measured on.
     pub report_samples: usize,
+    /// Output step `2^-(8 + o)` of every softmax: `Some(o)`, or `None` for each node's own
+    /// shift of least squared error on the calibration probabilities
+    /// ([`observer::Observer::softmax_shift`]): long attention rows (a key-word TinyFormer's
+    /// 960 tokens) need steps below `2^-8`. `Some(0)` is the uint8 at `2^-8` of graphs before
+    /// format 4.
+    pub softmax_out_shift: Option<u32>,
 }
 
 impl Default for PtqOptions {
@@ -85,6 +91,7 @@ impl Default for PtqOptions {
             gelu: GeluMethod::Exact,
             calibration_samples: 256,
             report_samples: 64,
+            softmax_out_shift: None,
         }
     }
 }
@@ -107,6 +114,14 @@ impl PtqOptions {
             return Err(PtqError::Options(
                 "calibration_samples must be at least 1".into(),
             ));
+        }
+        if let Some(o) = self.softmax_out_shift
+            && o > crate::ibert::SOFTMAX_MAX_OUT_SHIFT
+        {
+            return Err(PtqError::Options(format!(
+                "softmax_out_shift {o} is above {}",
+                crate::ibert::SOFTMAX_MAX_OUT_SHIFT
+            )));
         }
         if let Estimator::Percentile(p) = self.estimator
             && !(p > 0.0 && p <= 100.0)
@@ -150,13 +165,16 @@ pub(crate) fn calibrate_and_lower(
     opts: &PtqOptions,
 ) -> Result<(Graph, PtqReport)> {
     let (groups, n_groups) = kwt_graph::scale_groups(fg);
-    let observers = kwt_graph::calibrate(fg, &groups, n_groups, samples)?;
-    let exps: Vec<i32> = observers
+    let calibrated = opts.softmax_out_shift.is_none();
+    let cal = kwt_graph::calibrate_all(fg, &groups, n_groups, samples, calibrated)?;
+    let exps: Vec<i32> = cal
+        .groups
         .iter()
         .map(|o| o.exponent(opts.estimator))
         .collect();
-    let graph = kwt_graph::lower(fg, &groups, &exps, opts)?;
-    let report = layer_report(fg, &graph, &groups, &observers, samples, opts)?;
+    let shifts = cal.softmax_shifts(opts.softmax_out_shift);
+    let graph = kwt_graph::lower(fg, &groups, &exps, &shifts, opts)?;
+    let report = layer_report(fg, &graph, &groups, &cal.groups, samples, opts)?;
     Ok((graph, report))
 }
 

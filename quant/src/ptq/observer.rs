@@ -161,8 +161,19 @@ impl Observer {
     /// values beyond the int8 range clip, values below half a step round to zero, and the
     /// rest carry uniform rounding noise `step^2 / 12`.
     pub fn sq_error(&self, k: i32) -> f64 {
+        self.sq_error_within(k, 127.0)
+    }
+
+    /// Expected total squared error of a softmax output's uint8 codes at step `2^k` (values
+    /// are probabilities, `>= 0`): above `255 2^k` they saturate, the rest as [`Self::sq_error`].
+    pub fn sq_error_unsigned(&self, k: i32) -> f64 {
+        self.sq_error_within(k, 255.0)
+    }
+
+    /// [`Self::sq_error`] for codes up to `codes` steps of `2^k`.
+    fn sq_error_within(&self, k: i32, codes: f64) -> f64 {
         let s = pow2(k);
-        let lim = 127.0 * s;
+        let lim = codes * s;
         let mut err = 0.0;
         for (b, &c) in self.bins.iter().enumerate() {
             if c == 0 {
@@ -180,6 +191,22 @@ impl Observer {
             err += c as f64 * e;
         }
         err
+    }
+
+    /// The output shift `o` (step `2^-(8 + o)`, `o <= max_shift`) of least expected squared
+    /// error for the probabilities observed at a softmax output; the coarsest on ties (0 when
+    /// nothing was seen). Squared error, rather than a percentile, weighs the few saturated
+    /// large probabilities (each a large error) against the many small ones that round to zero.
+    pub fn softmax_shift(&self, max_shift: u32) -> u32 {
+        (0..=max_shift)
+            .map(|o| (o, self.sq_error_unsigned(-8 - o as i32)))
+            .fold(
+                (0, f64::INFINITY),
+                |(bo, be), (o, e)| {
+                    if e < be { (o, e) } else { (bo, be) }
+                },
+            )
+            .0
     }
 
     /// The clipping threshold of an estimator (`>= 0`).
@@ -253,6 +280,36 @@ mod tests {
         let k = o.exponent(Estimator::Mse);
         assert_eq!(k, -2);
         assert!(o.sq_error(k) < o.sq_error(-1) && o.sq_error(k) < o.sq_error(-6));
+    }
+
+    #[test]
+    fn softmax_shift_follows_the_row_length_and_keeps_peaks() {
+        // Uniform rows of N: p = 1/N. The finest step that does not saturate wins: 1/16 is 16
+        // codes at 2^-8 and 128 at 2^-11, while 2^-12 saturates at 255 2^-12 < 1/16; 1/1024
+        // is a quarter code at 2^-8 and rounds to zero, 64 codes at 2^-16.
+        let uniform = |n: usize, rows: usize| {
+            let mut o = Observer::new();
+            for _ in 0..rows {
+                o.observe(&vec![1.0 / n as f32; n]);
+            }
+            o
+        };
+        assert_eq!(uniform(16, 8).softmax_shift(8), 3);
+        let long = uniform(1024, 2);
+        assert_eq!(long.softmax_shift(8), 8);
+        assert_eq!(long.softmax_shift(0), 0);
+        // Rows of 1024 with one peak of 0.9: a step finer than 2^-8 saturates it at 255 2^-9 <
+        // 0.9; the squared error of that one value outweighs the rounding of a thousand
+        // 1e-4 probabilities, so the peak keeps shift 0.
+        let mut peaked = Observer::new();
+        for _ in 0..4 {
+            let mut row = vec![0.1 / 1023.0; 1024];
+            row[0] = 0.9;
+            peaked.observe(&row);
+        }
+        assert_eq!(peaked.softmax_shift(8), 0);
+        assert!(peaked.sq_error_unsigned(-9) > peaked.sq_error_unsigned(-8));
+        assert_eq!(Observer::new().softmax_shift(8), 0);
     }
 
     #[test]

@@ -83,16 +83,18 @@ pub fn lower_qat(
     } else {
         WeightScales::PowerOfTwo(&learned.weights)
     };
-    let graph = kwt_graph::lower_with(&fg, &groups, &exps, weights, &opts)?;
+    // QAT's forward rounds every softmax at 2^-8 (training::int_softmax): no output shift.
+    let graph = kwt_graph::lower_with(&fg, &groups, &exps, &Default::default(), weights, &opts)?;
     let observers = calibrate(&fg, &groups, n_groups, samples)?;
     let report = layer_report(&fg, &graph, &groups, &observers, samples, &opts)?;
     Ok((graph, report))
 }
 
 /// QAT's starting point lowered without fine-tuning: PTQ-calibrated activation thresholds and
-/// weights per output channel (`opts.per_channel`: then this is PTQ's graph) or at one
-/// power-of-two scale per tensor. Separates what QAT's scale format costs from what its
-/// training recovers. Returns the model with its quantizers attached too.
+/// weights per output channel (`opts.per_channel`: then this is PTQ's graph with every softmax
+/// at `2^-8`, `softmax_out_shift: Some(0)`) or at one power-of-two scale per tensor. Separates
+/// what QAT's scale format costs from what its training recovers. Returns the model with its
+/// quantizers attached too.
 pub fn quantize_kwt_untrained(
     model: &Kwt,
     cfg: &KwtConfig,

@@ -517,13 +517,19 @@ fn the_untrained_starting_point_lowers_with_power_of_two_weights() {
 #[test]
 fn the_untrained_per_channel_starting_point_is_the_ptq_graph() {
     // Same activation exponents (each threshold sits inside its PTQ interval) and the same
-    // per-channel weight rounding: QAT with per-channel weights starts exactly at PTQ.
+    // per-channel weight rounding: QAT with per-channel weights starts exactly at PTQ with
+    // its softmax outputs at 2^-8.
     let device = Device::flex();
     let cfg = config();
     let m = untrained(&cfg, 4, &device);
     let (q, graph, _) = quantize_kwt_untrained(&m, &cfg, &calibration(), &opts()).unwrap();
     assert!(q.qat.as_ref().unwrap().per_channel_weights());
-    let (ptq, _) = quantize_kwt(&m, &cfg, &calibration(), &opts()).unwrap();
+    // ... at QAT's softmax step 2^-8 (PTQ's default calibrates each softmax's own step)
+    let at_2_8 = PtqOptions {
+        softmax_out_shift: Some(0),
+        ..opts()
+    };
+    let (ptq, _) = quantize_kwt(&m, &cfg, &calibration(), &at_2_8).unwrap();
     assert_eq!(
         crate::to_bytes(&graph).unwrap(),
         crate::to_bytes(&ptq).unwrap()
