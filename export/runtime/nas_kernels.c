@@ -1098,7 +1098,7 @@ void nas_mean_rows_s8(const int8_t *x, int32_t n, int32_t c, int8_t *y) {
 void nas_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w, const int32_t *bias,
                    const nas_requant *rq, const nas_window *win, const nas_hwc *out,
                    int8_t *y) {
-    int32_t oy, ox, o, c, ky, kx;
+    int32_t oy, ox, o, c, ky;
     const int32_t kh = win->k[0], kw = win->k[1], ic = in->c, oc = out->c;
     const size_t ks = (size_t)kh * (size_t)kw * (size_t)ic; /* weight bytes per channel */
     for (oy = 0; oy < out->h; oy++) {
@@ -1116,14 +1116,14 @@ void nas_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w, const in
                 acc[1] = bias[o + 1];
                 acc[2] = bias[o + 2];
                 acc[3] = bias[o + 3];
+                /* a kernel row's in-range taps are contiguous in the HWC input and in the
+                 * weights: one dot product per row ((kx1 - kx0) ic bytes), not one per tap */
                 for (ky = ky0; ky < ky1; ky++) {
-                    for (kx = kx0; kx < kx1; kx++) {
-                        nas_dot_1x4_s8(
-                            x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx)) *
-                                    (size_t)ic,
-                            w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)ic,
-                            ks, ic, acc);
-                    }
+                    nas_dot_1x4_s8(
+                        x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx0)) *
+                                (size_t)ic,
+                        w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx0) * (size_t)ic,
+                        ks, (kx1 - kx0) * ic, acc);
                 }
                 for (c = 0; c < 4; c++) {
                     yp[o + c] = nas_requantize(acc[c], nas_rq_get(rq, o + c));
@@ -1132,13 +1132,11 @@ void nas_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w, const in
             for (; o < oc; o++) {
                 int32_t acc = bias[o];
                 for (ky = ky0; ky < ky1; ky++) {
-                    for (kx = kx0; kx < kx1; kx++) {
-                        acc = nas_dot_s8(
-                            x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx)) *
-                                    (size_t)ic,
-                            w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)ic,
-                            ic, acc);
-                    }
+                    acc = nas_dot_s8(
+                        x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx0)) *
+                                (size_t)ic,
+                        w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx0) * (size_t)ic,
+                        (kx1 - kx0) * ic, acc);
                 }
                 yp[o] = nas_requantize(acc, nas_rq_get(rq, o));
             }

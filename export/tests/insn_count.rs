@@ -2289,3 +2289,52 @@ fn other_fit(t: Target, cpi: f64, simd: f64, meas: &[(&Case, f64, f64)]) -> Othe
         units,
     }
 }
+
+/// One exported model's whole inference in modelled Cortex-M7 cycles (the STM32F746's core),
+/// by kernel function, beside its MACs: `NAS_INSN_MODEL=F/best/model.int8 cargo test --release
+/// -p export --test insn_count whole_model_cycles -- --ignored --nocapture` checks the cost
+/// model's latency (`nas cost --arch`) on a searched model (experiments/export/README.md).
+/// Ignored: minutes under QEMU for a model of 100 M cycles, and it needs a model file.
+#[test]
+#[ignore]
+fn whole_model_cycles() {
+    let Some(path) = std::env::var_os("NAS_INSN_MODEL") else {
+        eprintln!("note: set NAS_INSN_MODEL to a model.int8");
+        return;
+    };
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    if !targets.contains(&Target::CortexM7) {
+        eprintln!("note: skipped (no Cortex-M7 tools)");
+        return;
+    }
+    let g = quant::load(&path).unwrap();
+    let tgt = cost::target::Target::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron"),
+    )
+    .unwrap();
+    let opts = Int8Options::default().for_target(&tgt);
+    let macs = estimate(&g, &tgt, &opts).unwrap().1.macs;
+    let c = count(&g, &opts, Target::CortexM7, &plugin, dir.path(), "whole");
+    let ms = |cycles: u64| cycles as f64 / tgt.clock_hz as f64 * 1e3;
+    println!(
+        "{}: {macs} MACs, {} instructions, {} modelled Cortex-M7 cycles = {:.1} ms at {} MHz",
+        Path::new(&path).display(),
+        c.total,
+        c.cycles,
+        ms(c.cycles),
+        tgt.clock_hz / 1_000_000
+    );
+    let mut funcs: Vec<(&String, &u64)> = c.func_cycles.iter().collect();
+    funcs.sort_by(|a, b| b.1.cmp(a.1));
+    println!("| function | modelled cycles | share | instructions |");
+    println!("| --- | --- | --- | --- |");
+    for (f, &cy) in funcs {
+        println!(
+            "| {f} | {cy} | {:.1} % | {} |",
+            100.0 * cy as f64 / c.cycles as f64,
+            c.funcs.get(f).copied().unwrap_or(0)
+        );
+    }
+}

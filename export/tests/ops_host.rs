@@ -370,8 +370,42 @@ fn conv_depthwise_pools() {
     b.same_scale("max", "img", Op::MaxPool2d(pw)).unwrap();
     b.same_scale("avg", "img", Op::AvgPool2d(pw)).unwrap();
     b.same_scale("gap", "img", Op::GlobalAvgPool).unwrap();
+    // the dense convolution reads each kernel row's in-range taps as one run: padding on both
+    // sides of both axes, 6 output channels (a block of 4 and 2 alone), and a one-channel stem
+    // (runs of 1 to 3 bytes)
+    let padded = Window {
+        k: [3, 3],
+        stride: [2, 1],
+        pad: [1, 1],
+    };
+    b.conv2d(
+        "conv_pad",
+        "img",
+        padded,
+        r.i8s(6 * 9 * 5),
+        r.i32s(6, 2000),
+        &[0.01],
+        2f64.powi(-4),
+    )
+    .unwrap();
+    b.input("mono", &[9, 8, 1], 2f64.powi(-4)).unwrap();
+    b.conv2d(
+        "stem",
+        "mono",
+        padded,
+        r.i8s(5 * 9),
+        r.i32s(5, 200),
+        &[0.02],
+        2f64.powi(-4),
+    )
+    .unwrap();
     check_on(
-        &finish(b, &["conv", "conv_pc", "dw", "dw_pad", "max", "avg", "gap"]),
+        &finish(
+            b,
+            &[
+                "conv", "conv_pc", "dw", "dw_pad", "max", "avg", "gap", "conv_pad", "stem",
+            ],
+        ),
         HOST,
         9,
     );
