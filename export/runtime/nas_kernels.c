@@ -1374,6 +1374,58 @@ static void nas_rows_n2_u8(const uint8_t *a, const int8_t *b, size_t bs, int32_t
 }
 #endif
 
+#if NAS_USE_DSP
+/* out[c os] = requant(a . b_c) for the n rows b_c = b + c bs of `words` whole words and
+ * `tail` (1..3) bytes each (an int8 attention head of 5-15 channels not a multiple of 4, e.g.
+ * a key-word TinyFormer's 6 or 10). The row a stays in registers, extended once (its last
+ * word zero past the row); each b row is read as whole words, the last word reaching up to 3
+ * bytes past the row: multiplied by a's zero lanes, those bytes add nothing. They lie in the
+ * same buffer (the next row, or the next head's channels of this row) for every row but the
+ * last, which reads its tail byte by byte. */
+NAS_INLINE_ALWAYS void nas_rows_short(const int8_t *a, const int8_t *b, size_t bs,
+                                      const int32_t words, int32_t tail, int32_t n,
+                                      const nas_rq_prep *rq, int8_t *out, size_t os) {
+    const int32_t m = rq->d.m, rh = rq->round_hi, sh = rq->shift_hi;
+    uint32_t last = 0;
+    int32_t c, i;
+    for (i = 0; i < tail; i++) {
+        last |= (uint32_t)(uint8_t)a[4 * words + i] << (8 * i);
+    }
+    /* a's words t0.. t_words (the last one zero past the row) as even and odd int16 lanes, in
+     * scalars: `words` is a constant at each call, so the unused ones and their branches
+     * vanish and the rest stay in registers */
+    {
+        const uint32_t t0 = nas_load32(a);
+        const uint32_t t1 = words > 1 ? nas_load32(a + 4) : last;
+        const uint32_t t2 = words > 2 ? nas_load32(a + 8) : words == 2 ? last : 0;
+        const uint32_t t3 = words == 3 ? last : 0;
+        const int32_t e0 = __sxtb16((int8x4_t)t0), o0 = nas_sxtb16_odd(t0);
+        const int32_t e1 = __sxtb16((int8x4_t)t1), o1 = nas_sxtb16_odd(t1);
+        const int32_t e2 = __sxtb16((int8x4_t)t2), o2 = nas_sxtb16_odd(t2);
+        const int32_t e3 = __sxtb16((int8x4_t)t3), o3 = nas_sxtb16_odd(t3);
+        const int8_t *bc = b;
+        int8_t *oc = out;
+        for (c = 0; c + 1 < n; c++, bc += bs, oc += os) {
+            int32_t acc = nas_mac4(e0, o0, nas_load32(bc), 0);
+            acc = nas_mac4(e1, o1, nas_load32(bc + 4), acc);
+            if (words > 1) {
+                acc = nas_mac4(e2, o2, nas_load32(bc + 8), acc);
+            }
+            if (words > 2) {
+                acc = nas_mac4(e3, o3, nas_load32(bc + 12), acc);
+            }
+            *oc = nas_rq_fast(acc, m, rh, sh);
+        }
+    }
+    if (n > 0) {
+        /* the last row: whole words, then its tail byte by byte */
+        const int8_t *bc = b + (size_t)(n - 1) * bs;
+        int32_t acc = nas_dot_s8(a, bc, 4 * words + tail, 0);
+        out[(size_t)(n - 1) * os] = nas_rq_fast(acc, m, rh, sh);
+    }
+}
+#endif
+
 /* n dot products y_c = requant(a . b_c), b_c = b + c*bs, stored at out[c*os]: blocks of 4
  * rows of b share each load of a. `a` holds int8 values, or uint8 ones when a_u8 (the
  * softmax probabilities of the fused attention's A V). */
@@ -1384,6 +1436,20 @@ static void nas_rows_any(const void *a, int32_t a_u8, const int8_t *b, size_t bs
     int32_t c = 0, i;
     const nas_rq_prep m = *rq;
 #if NAS_USE_DSP
+    if (m.fast && !a_u8 && len > 4 && len < 16 && (len & 3) != 0) {
+        /* one call per word count: the loops over a's words unroll, a stays in registers */
+        switch (len >> 2) {
+        case 1:
+            nas_rows_short(as, b, bs, 1, len & 3, n, &m, out, os);
+            return;
+        case 2:
+            nas_rows_short(as, b, bs, 2, len & 3, n, &m, out, os);
+            return;
+        default:
+            nas_rows_short(as, b, bs, 3, len & 3, n, &m, out, os);
+            return;
+        }
+    }
     if (m.fast && len > 0 && (len & 3) == 0) {
         /* whole words and the prepared requantization: the assembly loop alone, without the
          * scalar tail and the general requantization around it (GCC then keeps fewer values

@@ -128,8 +128,9 @@ fn attention_shapes_bit_exact_under_qemu() {
 }
 
 /// Odd key counts and P = 2 (ECGFormer's head size): the runtime's two-scores-per-step loop
-/// and its odd last score, A V over two V^T rows with a partial last word, and softmax rows
-/// whose length is not a multiple of 4 (the Cortex-M word-at-a-time loops and their tails).
+/// and its odd last score, A V over two V^T rows with a partial last word, softmax rows whose
+/// length is not a multiple of 4 (the Cortex-M word-at-a-time loops and their tails), and heads
+/// of 5 to 13 channels.
 #[test]
 fn short_heads_and_odd_rows_bit_exact_everywhere() {
     let all = [
@@ -138,15 +139,21 @@ fn short_heads_and_odd_rows_bit_exact_everywhere() {
         Target::CortexM7,
         Target::Rv32,
     ];
-    for (i, shape) in [(9, 8, 2, 2), (13, 8, 2, 3)].into_iter().enumerate() {
+    // P = 5, 6, 7, 10 and 13 (not a multiple of 4): the Cortex-M short-row loop with the
+    // query in registers (1-3 words and 1-3 bytes) and its last key row read byte by byte
+    let shapes = [
+        (9, 8, 2, 2),
+        (13, 8, 2, 3),
+        (17, 12, 6, 2),
+        (11, 20, 10, 2),
+        (9, 8, 7, 1),
+        (6, 8, 13, 2),
+        (7, 4, 5, 3),
+    ];
+    for (i, shape) in shapes.into_iter().enumerate() {
         eprintln!("{shape:?}");
-        check(
-            &mhsa(shape, 30 + i as u64, 2 * i as u32),
-            &all,
-            3,
-            11,
-            false,
-        );
+        let shift = (2 * i % 7) as u32;
+        check(&mhsa(shape, 30 + i as u64, shift), &all, 3, 11, false);
     }
 }
 
