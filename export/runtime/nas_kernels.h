@@ -15,7 +15,8 @@
  *  - No scratch memory: softmax and layer norm recompute the cheap per-element terms in a
  *    second pass instead of keeping an int32 row (same values, less SRAM).
  *  - Activations are int8 with zero point 0, except softmax outputs: uint8 probabilities p
- *    at 2^-8 stored as p - 128 (zero point -128), read only as a MatMul's first operand.
+ *    at 2^-(8 + out_shift) stored as p - 128 (zero point -128), read only as a MatMul's first
+ *    operand.
  *
  * Where the Cortex-M DSP extension is present (__ARM_FEATURE_DSP), the int8 dot products of
  * Linear, Conv2d, transposed MatMul and the attention kernels use SXTB16/SMLAD (2 MACs per

@@ -237,7 +237,8 @@ impl GraphBuilder {
         self.node(name, Op::GeluTable(t), &[x], out_scale)
     }
 
-    /// i-softmax over the last axis (output scale `2^-8`, zero point `-128`).
+    /// i-softmax over the last axis (output scale `2^-8`, zero point `-128`); see
+    /// [`Self::softmax_at`] for finer steps.
     pub fn softmax(&mut self, name: &str, x: &str) -> Result<String> {
         self.softmax_at(name, x, 0)
     }

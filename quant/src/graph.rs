@@ -267,8 +267,8 @@ pub enum Op {
     /// GELU as a table of the exact GELU over the 256 int8 inputs, see [`GeluTable`] (since
     /// graph format 3).
     GeluTable(GeluTable),
-    /// i-softmax over the last axis, output scale exactly `2^-8` with zero point `-128`, see
-    /// [`ISoftmax`].
+    /// i-softmax over the last axis, output scale exactly `2^-(8 + out_shift)` with zero point
+    /// `-128`, see [`ISoftmax`].
     Softmax(ISoftmax),
     /// I-BERT i-LayerNorm over the last axis, see [`IntLayerNorm::eval_row_ibert`].
     LayerNorm(IntLayerNorm),
