@@ -14,7 +14,9 @@
 //! pruner keeps (the stored MACs: those of the kept blocks), and it runs the sparse kernel class (the runtime's `nas_sparse.c`, which
 //! reads the coded stream in place), priced per stored MAC by the entry of that kernel:
 //! `sparse_mac` (Linear and pointwise), `sparse_conv_mac` (k x k Conv2d) or
-//! `sparse_depthwise_mac`, plus `requant` per output as for dense layers.
+//! `sparse_depthwise_mac`, plus `requant` per output as for dense layers; Linear, pointwise and
+//! k x k layers in blocks of fewer than 4 weights at `sparse_mac_narrow` / `sparse_conv_mac_narrow`
+//! (the kernels' DSP path takes blocks of exactly 4).
 
 use crate::error::CostError;
 use crate::graph::{Op, OpKind, RequantGranularity};
@@ -47,6 +49,10 @@ pub enum Work {
     SparseMac,
     /// A stored MAC of the coded k x k Conv2d kernel (not pointwise).
     SparseConvMac,
+    /// [`Work::SparseMac`] in blocks narrower than 4 weights.
+    SparseMacNarrow,
+    /// [`Work::SparseConvMac`] in blocks narrower than 4 weights.
+    SparseConvMacNarrow,
     /// A stored MAC of the coded depthwise Conv2d kernel.
     SparseDepthwiseMac,
 }
@@ -96,6 +102,8 @@ impl OpCost {
                     Work::Copy => n * c.copy,
                     Work::SparseMac => n * c.sparse_mac,
                     Work::SparseConvMac => n * c.sparse_conv_mac,
+                    Work::SparseMacNarrow => n * c.sparse_mac_narrow(),
+                    Work::SparseConvMacNarrow => n * c.sparse_conv_mac_narrow(),
                     Work::SparseDepthwiseMac => n * c.sparse_depthwise_mac,
                 }
             })
@@ -105,12 +113,17 @@ impl OpCost {
 }
 
 /// The work unit of a weight layer's MACs: when its weights are coded, the stored MACs of the
-/// sparse kernel of the same class (Linear, k x k Conv2d, depthwise).
-fn mac_work(coded: bool, dense: Work) -> Work {
+/// sparse kernel of the same class (Linear, k x k Conv2d, depthwise), at the narrow-block rate
+/// for blocks of fewer than 4 weights (Linear and Conv2d; a depthwise kernel's blocks are its
+/// kernel rows).
+fn mac_work(coded: bool, dense: Work, block: usize) -> Work {
+    let narrow = block < 4;
     match (coded, dense) {
         (false, w) => w,
+        (true, Work::ConvMac) if narrow => Work::SparseConvMacNarrow,
         (true, Work::ConvMac) => Work::SparseConvMac,
         (true, Work::DepthwiseMac) => Work::SparseDepthwiseMac,
+        (true, _) if narrow => Work::SparseMacNarrow,
         (true, _) => Work::SparseMac,
     }
 }
@@ -250,6 +263,8 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
         }
     };
     let scale = |m: u64, f: f64| (m as f64 * f).round() as u64;
+    // block width of a coded layer (its work unit's rate: `mac_work`)
+    let block = op.sparsity.map_or(0, |sp| sp.block);
     let cost = match op.kind {
         OpKind::Linear {
             tokens,
@@ -279,7 +294,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                     KernelClass::Linear
                 },
                 work: vec![
-                    (mac_work(coded, linear_work(tile)), macs),
+                    (mac_work(coded, linear_work(tile), block), macs),
                     (Work::Requant, out),
                 ],
             }
@@ -365,9 +380,15 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 0
             };
             let (class, work) = match (pointwise, coded) {
-                (true, true) => (KernelClass::SparseLinear, Work::SparseMac),
+                (true, true) => (
+                    KernelClass::SparseLinear,
+                    mac_work(true, Work::LinearMac, block),
+                ),
                 (true, false) => (KernelClass::Linear, linear_work(tile)),
-                (false, true) => (KernelClass::SparseConv, mac_work(true, Work::ConvMac)),
+                (false, true) => (
+                    KernelClass::SparseConv,
+                    mac_work(true, Work::ConvMac, block),
+                ),
                 (false, false) => (KernelClass::Conv, Work::ConvMac),
             };
             OpCost {
@@ -397,7 +418,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                     KernelClass::Depthwise
                 },
                 work: vec![
-                    (mac_work(coded, Work::DepthwiseMac), macs),
+                    (mac_work(coded, Work::DepthwiseMac, block), macs),
                     (Work::Requant, out),
                 ],
             }
@@ -648,6 +669,63 @@ mod tests {
                 };
                 assert!((a - b - d).abs() < 1e-6, "{}: {b} -> {a}", ops[i].0);
             }
+        }
+    }
+
+    /// Blocks of fewer than 4 weights (the search's blocks of 2) run the sparse kernels' scalar
+    /// path: their Linear, pointwise and k x k layers take the narrow entries, a depthwise layer
+    /// (blocks are its kernel rows) its own; a target file without the narrow entries prices
+    /// them as wide blocks.
+    #[test]
+    fn narrow_blocks_take_the_narrow_entries() {
+        let pairs = Some(Sparsity { rho: 0.5, block: 2 });
+        let conv2d = |k: usize, pad: usize| OpKind::Conv2d {
+            h: 8,
+            w: 8,
+            cin: 16,
+            cout: 16,
+            k,
+            stride: 1,
+            pad,
+        };
+        let ops = [
+            ("fc", linear(pairs).kind),
+            ("pw", conv2d(1, 0)),
+            ("conv", conv2d(3, 1)),
+        ];
+        let costs: Vec<OpCost> = ops
+            .iter()
+            .map(|(n, k)| op_cost(&conv(n, k.clone(), pairs), None, Deploy::default()).unwrap())
+            .collect();
+        let works: Vec<Work> = costs.iter().map(|c| c.work[0].0).collect();
+        assert_eq!(
+            works,
+            [
+                Work::SparseMacNarrow,
+                Work::SparseMacNarrow,
+                Work::SparseConvMacNarrow
+            ]
+        );
+        let f7 = crate::target::Target::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/targets/stm32f746.ron"),
+        )
+        .unwrap();
+        let (narrow_mac, narrow_conv) = (
+            f7.cycles.sparse_mac_narrow(),
+            f7.cycles.sparse_conv_mac_narrow(),
+        );
+        assert!(narrow_mac > f7.cycles.sparse_mac && narrow_conv > f7.cycles.sparse_conv_mac);
+        let mut wide = f7.clone();
+        wide.cycles.sparse_mac_narrow = None;
+        wide.cycles.sparse_conv_mac_narrow = None;
+        for (c, entry, fallback) in [
+            (&costs[0], narrow_mac, f7.cycles.sparse_mac),
+            (&costs[2], narrow_conv, f7.cycles.sparse_conv_mac),
+        ] {
+            let d = c.cycles(&f7) - c.cycles(&wide);
+            let want = c.macs as f64 * (entry - fallback);
+            assert!((d - want).abs() < 1e-6 * want, "{d} vs {want}");
         }
     }
 }

@@ -94,6 +94,15 @@ pub struct CycleTable {
     /// Cycles per stored MAC of the coded k x k Conv2d kernel (`nas_conv2d_rle_s8`; not
     /// pointwise, which runs the Linear kernel at `sparse_mac`), besides `requant` per output.
     pub sparse_conv_mac: f64,
+    /// [`Self::sparse_mac`] for blocks narrower than 4 weights (the search's blocks of 2): the
+    /// kernels' DSP path takes blocks of exactly 4, and a narrow block pays an entry's decoding
+    /// for half the MACs (export/tests/insn_count.rs `sparse_block_sizes`). Default:
+    /// `sparse_mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_mac_narrow: Option<f64>,
+    /// [`Self::sparse_conv_mac`] for blocks narrower than 4 weights (default: `sparse_conv_mac`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_conv_mac_narrow: Option<f64>,
     /// Cycles per stored MAC of the coded depthwise Conv2d kernel
     /// (`nas_depthwise_conv2d_rle_s8`), besides `requant` per output. Few stored MACs per
     /// output, so its per-output loop overhead lands here.
@@ -131,6 +140,14 @@ impl CycleTable {
 
     pub fn matmul_untiled(&self) -> f64 {
         self.matmul_untiled.unwrap_or(self.matmul)
+    }
+
+    pub fn sparse_mac_narrow(&self) -> f64 {
+        self.sparse_mac_narrow.unwrap_or(self.sparse_mac)
+    }
+
+    pub fn sparse_conv_mac_narrow(&self) -> f64 {
+        self.sparse_conv_mac_narrow.unwrap_or(self.sparse_conv_mac)
     }
 }
 
@@ -293,6 +310,8 @@ impl Target {
             ("cycles.copy", c.copy),
             ("cycles.sparse_mac", c.sparse_mac),
             ("cycles.sparse_conv_mac", c.sparse_conv_mac),
+            ("cycles.sparse_mac_narrow", c.sparse_mac_narrow()),
+            ("cycles.sparse_conv_mac_narrow", c.sparse_conv_mac_narrow()),
             ("cycles.sparse_depthwise_mac", c.sparse_depthwise_mac),
             ("cycles.call_overhead", c.call_overhead),
         ] {

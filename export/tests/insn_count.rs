@@ -1309,7 +1309,35 @@ fn block_sparse_conv(
     depthwise: bool,
     keep: (usize, usize),
 ) -> Graph {
-    let mut r = Rng(11);
+    if !depthwise {
+        return pruned_conv(k, hw, cin, cout, 4, keep);
+    }
+    assert_eq!(keep.1, k);
+    let (mut r, mut b, win) = conv_start(k, hw, cin);
+    // [kh, kw, c]: channel ch keeps kernel rows ch % k .. ch % k + keep.0 (mod k)
+    let mut w = r.i8s(k * k * cin);
+    for (i, v) in w.iter_mut().enumerate() {
+        if (i / (k * cin) + k - (i % cin) % k) % k >= keep.0 {
+            *v = 0;
+        }
+    }
+    b.depthwise_conv2d(
+        "conv",
+        "x",
+        win,
+        w,
+        r.i32s(cin, 500),
+        &[0.02],
+        2f64.powi(-4),
+    )
+    .unwrap();
+    b.output("conv");
+    b.finish().unwrap()
+}
+
+/// The seeded generator, a builder with the `[hw, hw, cin]` input `x`, and the k x k stride-1
+/// same-padding window of the convolution graphs above.
+fn conv_start(k: usize, hw: usize, cin: usize) -> (Rng, GraphBuilder, quant::graph::Window) {
     let mut b = GraphBuilder::new();
     b.input("x", &[hw, hw, cin], 2f64.powi(-5)).unwrap();
     let win = quant::graph::Window {
@@ -1317,40 +1345,33 @@ fn block_sparse_conv(
         stride: [1, 1],
         pad: [k / 2, k / 2],
     };
-    if depthwise {
-        assert_eq!(keep.1, k);
-        // [kh, kw, c]: channel ch keeps kernel rows ch % k .. ch % k + keep.0 (mod k)
-        let mut w = r.i8s(k * k * cin);
-        for (i, v) in w.iter_mut().enumerate() {
-            if (i / (k * cin) + k - (i % cin) % k) % k >= keep.0 {
-                *v = 0;
-            }
-        }
-        b.depthwise_conv2d(
-            "conv",
-            "x",
-            win,
-            w,
-            r.i32s(cin, 500),
-            &[0.02],
-            2f64.powi(-4),
-        )
-        .unwrap();
-    } else {
-        let w = pruned(&mut r, cout, k * k * cin, 4, |row, blk| {
-            (row + blk) % keep.1 < keep.0
-        });
-        b.conv2d(
-            "conv",
-            "x",
-            win,
-            w,
-            r.i32s(cout, 500),
-            &[0.01],
-            2f64.powi(-4),
-        )
-        .unwrap();
-    }
+    (Rng(11), b, win)
+}
+
+/// A k x k (stride 1, same padding) Conv2d whose `[cout, k k cin]` weights keep `keep.0` of
+/// every `keep.1` blocks of `block` weights.
+fn pruned_conv(
+    k: usize,
+    hw: usize,
+    cin: usize,
+    cout: usize,
+    block: usize,
+    keep: (usize, usize),
+) -> Graph {
+    let (mut r, mut b, win) = conv_start(k, hw, cin);
+    let w = pruned(&mut r, cout, k * k * cin, block, |row, blk| {
+        (row + blk) % keep.1 < keep.0
+    });
+    b.conv2d(
+        "conv",
+        "x",
+        win,
+        w,
+        r.i32s(cout, 500),
+        &[0.01],
+        2f64.powi(-4),
+    )
+    .unwrap();
     b.output("conv");
     b.finish().unwrap()
 }
@@ -2336,5 +2357,87 @@ fn whole_model_cycles() {
             100.0 * cy as f64 / c.cycles as f64,
             c.funcs.get(f).copied().unwrap_or(0)
         );
+    }
+}
+
+/// How the run-length kernels' cost depends on the block size (the cost model charges a stored
+/// MAC the same whatever the block): 3x3 Conv2d and pointwise layers of searched-TinyFormer
+/// width (12 and 20 channels) with half of their blocks of 1, 2 and 4 weights kept, in modelled
+/// cycles per target: the kernel's functions (`nas_*rle*`) against the cost model's entry x
+/// stored MACs + `requant` x outputs, and per block size the kernel's cycles less `requant` per
+/// output over the stored MACs (what a per-block-size entry would be). Blocks of 1 at half
+/// density code larger than dense, so the exporter (and the cost model) keep them dense.
+/// Ignored: the data of the cost model's next refit (experiments/export/README.md, session 29),
+/// about 2 minutes under QEMU.
+#[test]
+#[ignore]
+fn sparse_block_sizes() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    let files = [
+        (Target::CortexM4, "stm32l4"),
+        (Target::CortexM7, "stm32f746"),
+        (Target::Rv32, "rv32imc"),
+    ];
+    let opts = Int8Options::default();
+    println!(
+        "| target | layer | block | stored MACs | outputs | kernel cycles | cycles / stored MAC | cost model |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (t, file) in files {
+        if !targets.contains(&t) {
+            continue;
+        }
+        let tgt = cost::target::Target::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/targets/{file}.ron")),
+        )
+        .unwrap();
+        // (class, block) -> (cycles less requant, stored MACs)
+        let mut sums: BTreeMap<(&str, usize), (f64, f64)> = BTreeMap::new();
+        for (k, hw, c, cout) in [(3, 16, 12, 12), (3, 8, 20, 20), (1, 16, 12, 24)] {
+            for block in [1, 2, 4] {
+                let g = pruned_conv(k, hw, c, cout, block, (1, 2));
+                let macs = estimate(&g, &tgt, &opts).unwrap().1.macs as f64;
+                let outputs = (hw * hw * cout) as f64;
+                let tag = format!("sb-{t}-{k}-{c}-{block}");
+                let n = count(&g, &opts, t, &plugin, dir.path(), &tag);
+                let kernel: u64 = n
+                    .func_cycles
+                    .iter()
+                    .filter(|(f, _)| f.starts_with("nas_") && f.contains("rle"))
+                    .map(|(_, &c)| c)
+                    .sum();
+                let (entry, class) = if k == 1 {
+                    (tgt.cycles.sparse_mac, "pointwise")
+                } else {
+                    (tgt.cycles.sparse_conv_mac, "conv3x3")
+                };
+                let label = format!("{class} {c}->{cout} {hw}x{hw}");
+                if kernel == 0 {
+                    println!("| {t} | {label} | {block} | kept dense | | | | |");
+                    continue;
+                }
+                let model = entry * macs + tgt.cycles.requant * outputs;
+                println!(
+                    "| {t} | {label} | {block} | {macs} | {outputs} | {kernel} | {:.2} | {model:.0} |",
+                    kernel as f64 / macs,
+                );
+                let e = sums.entry((class, block)).or_insert((0.0, 0.0));
+                e.0 += kernel as f64 - tgt.cycles.requant * outputs;
+                e.1 += macs;
+            }
+        }
+        for ((class, block), (cycles, macs)) in &sums {
+            let entry = if *class == "pointwise" {
+                tgt.cycles.sparse_mac
+            } else {
+                tgt.cycles.sparse_conv_mac
+            };
+            println!(
+                "{t} {class} block {block}: {:.2} cycles / stored MAC besides requant (entry now {entry})",
+                cycles / macs
+            );
+        }
     }
 }
