@@ -190,20 +190,28 @@ fn synthesize_train_and_evaluate() {
     let o = ptq(&["--out", "ptq/graphs/p.int8"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.join("ptq/graphs/p.int8").is_file());
-    // every softmax at 2^-8 on request; a shift beyond the kernels' 0..=8 is refused by name
+    // every softmax at the step asked for (0: the 2^-8 of format-3 graphs); a shift beyond the
+    // kernels' 0..=8 is refused by name
     let ptq_shift = |shift: &str, out: &str| ptq(&["--softmax-shift", shift, "--out", out]);
-    let o = ptq_shift("0", "shift/p0.int8");
-    assert!(o.status.success(), "{}", stderr(&o));
-    let g0 = quant::load(d.join("shift/p0.int8")).unwrap();
-    let softmax_scales: Vec<_> = g0
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.op, quant::Op::Softmax(_)))
-        .map(|n| g0.tensor(&n.output).unwrap().scale)
-        .collect();
-    assert!(!softmax_scales.is_empty());
-    for s in softmax_scales {
-        assert_eq!(s, quant::Dyadic::pow2(-8).unwrap());
+    for (shift, exp) in [("0", -8), ("3", -11)] {
+        let out = format!("shift/p{shift}.int8");
+        let o = ptq_shift(shift, &out);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let g = quant::load(d.join(&out)).unwrap();
+        let softmax_scales: Vec<_> = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, quant::Op::Softmax(_)))
+            .map(|n| g.tensor(&n.output).unwrap().scale)
+            .collect();
+        assert!(!softmax_scales.is_empty());
+        for s in softmax_scales {
+            assert_eq!(
+                s,
+                quant::Dyadic::pow2(exp).unwrap(),
+                "--softmax-shift {shift}"
+            );
+        }
     }
     let o = ptq_shift("9", "shift/p9.int8");
     assert!(!o.status.success());

@@ -37,12 +37,22 @@ enum Rounding {
         step_exp: i32,
         max: f32,
     },
-    /// Every activation at the integer graph's scale and zero point (int8 codes, half up); the
-    /// softmax outputs at the graph's steps (`softmax: Some(None)`), at `2^-8`
-    /// (`Some(Some(8))`), or not rounded (`None`).
-    Activations { softmax: Option<Option<i32>> },
+    /// Every activation at the integer graph's scale and zero point (int8 codes, half up), the
+    /// softmax outputs as `softmax` says.
+    Activations { softmax: SoftmaxCodes },
     /// The weights alone, per output channel at `max|w| / 127` as PTQ stores them.
     Weights,
+}
+
+/// How [`Rounding::Activations`] rounds the softmax outputs.
+#[derive(Clone, Copy)]
+enum SoftmaxCodes {
+    /// At the integer graph's steps.
+    GraphSteps,
+    /// uint8 at `2^-e`.
+    Step(i32),
+    /// Not at all.
+    Float,
 }
 
 /// A float graph, its test inputs (as the graph reads them) and labels, what to try, and the
@@ -125,18 +135,20 @@ fn tinyformer(checkpoint: &Path, config: &Path) -> Result<Experiment> {
             (
                 "every activation at model.int8's scales and softmax steps",
                 Rounding::Activations {
-                    softmax: Some(None),
+                    softmax: SoftmaxCodes::GraphSteps,
                 },
             ),
             (
                 "every activation at model.int8's scales, softmax at 2^-8",
                 Rounding::Activations {
-                    softmax: Some(Some(8)),
+                    softmax: SoftmaxCodes::Step(8),
                 },
             ),
             (
                 "every activation at model.int8's scales but the softmax",
-                Rounding::Activations { softmax: None },
+                Rounding::Activations {
+                    softmax: SoftmaxCodes::Float,
+                },
             ),
         ]);
         Some(quant::load(&int8).with_context(|| int8.display().to_string())?)
@@ -186,10 +198,14 @@ fn weights_rounded(fg: &FloatGraph) -> FloatGraph {
     fg
 }
 
-/// Rounds `y`, the output of `node`, as `r` says.
-fn round(r: &Rounding, graph: Option<&Graph>, node: &FNode, y: &mut [f32]) {
-    let is_softmax = matches!(node.op, FOp::Softmax);
-    let (step, zero_point, max) = match (r, is_softmax) {
+/// The step, zero point and largest code `r` rounds `node`'s output to, or `None`: untouched.
+fn codes(r: &Rounding, graph: Option<&Graph>, node: &FNode) -> Option<(f32, f32, f32)> {
+    // the integer graph's own scale and zero point for this tensor
+    let graph_step = || {
+        let t = graph?.tensor(&node.name)?;
+        Some((t.scale.to_f64() as f32, t.zero_point as f32, 127.0))
+    };
+    match (r, matches!(node.op, FOp::Softmax)) {
         (
             Rounding::Softmax {
                 prefix,
@@ -197,26 +213,21 @@ fn round(r: &Rounding, graph: Option<&Graph>, node: &FNode, y: &mut [f32]) {
                 max,
             },
             true,
-        ) if node.name.starts_with(prefix) => (2f32.powi(-step_exp), 0.0, *max),
-        (
-            Rounding::Activations {
-                softmax: Some(Some(e)),
-            },
-            true,
-        ) => (2f32.powi(-e), -128.0, 127.0),
-        (
-            Rounding::Activations {
-                softmax: Some(None),
-            },
-            _,
-        )
-        | (Rounding::Activations { .. }, false) => {
-            let Some(t) = graph.and_then(|g| g.tensor(&node.name)) else {
-                return;
-            };
-            (t.scale.to_f64() as f32, t.zero_point as f32, 127.0)
-        }
-        _ => return,
+        ) if node.name.starts_with(prefix) => Some((2f32.powi(-step_exp), 0.0, *max)),
+        (Rounding::Activations { softmax }, true) => match softmax {
+            SoftmaxCodes::Step(e) => Some((2f32.powi(-e), -128.0, 127.0)),
+            SoftmaxCodes::GraphSteps => graph_step(),
+            SoftmaxCodes::Float => None,
+        },
+        (Rounding::Activations { .. }, false) => graph_step(),
+        _ => None,
+    }
+}
+
+/// Rounds `y`, the output of `node`, as `r` says.
+fn round(r: &Rounding, graph: Option<&Graph>, node: &FNode, y: &mut [f32]) {
+    let Some((step, zero_point, max)) = codes(r, graph, node) else {
+        return;
     };
     if matches!(r, Rounding::Softmax { .. }) {
         for p in y.iter_mut() {

@@ -76,18 +76,29 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// Each softmax output's shift: `fixed`, or the calibrated one ([`Observer::softmax_shift`]).
-    pub fn softmax_shifts(&self, fixed: Option<u32>) -> SoftmaxShifts {
-        self.softmax
-            .iter()
-            .map(|(&id, o)| {
-                (
-                    id,
-                    fixed.unwrap_or_else(|| o.softmax_shift(SOFTMAX_MAX_OUT_SHIFT)),
-                )
+    /// The shift of every softmax output of `fg`: `fixed`, or the one calibrated from its
+    /// observed probabilities ([`Observer::softmax_shift`]; 0 where none were observed).
+    pub fn softmax_shifts(&self, fg: &FloatGraph, fixed: Option<u32>) -> SoftmaxShifts {
+        softmax_ids(fg)
+            .map(|id| {
+                let calibrated = || {
+                    self.softmax
+                        .get(&id)
+                        .map_or(0, |o| o.softmax_shift(SOFTMAX_MAX_OUT_SHIFT))
+                };
+                (id, fixed.unwrap_or_else(calibrated))
             })
             .collect()
     }
+}
+
+/// Tensor ids of `fg`'s softmax outputs.
+fn softmax_ids(fg: &FloatGraph) -> impl Iterator<Item = usize> + '_ {
+    fg.nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op, FOp::Softmax))
+        .map(|(i, _)| i + 1)
 }
 
 /// Output shift of each softmax node by tensor id; a softmax not listed has shift 0 (uint8 at
@@ -105,19 +116,14 @@ pub fn calibrate_all(
     if samples.is_empty() {
         return Err(PtqError::Calibration("no calibration samples".into()));
     }
-    let softmax_ids: Vec<usize> = fg
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| softmax && matches!(n.op, FOp::Softmax))
-        .map(|(i, _)| i + 1)
-        .collect();
+    let observed: Vec<usize> = if softmax {
+        softmax_ids(fg).collect()
+    } else {
+        Vec::new()
+    };
     let empty = || Calibration {
         groups: vec![Observer::new(); n_groups],
-        softmax: softmax_ids
-            .iter()
-            .map(|&id| (id, Observer::new()))
-            .collect(),
+        softmax: observed.iter().map(|&id| (id, Observer::new())).collect(),
     };
     let observe = |chunk: &[Vec<f32>]| -> Result<Calibration> {
         let mut obs = empty();

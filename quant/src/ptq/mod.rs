@@ -172,7 +172,7 @@ pub(crate) fn calibrate_and_lower(
         .iter()
         .map(|o| o.exponent(opts.estimator))
         .collect();
-    let shifts = cal.softmax_shifts(opts.softmax_out_shift);
+    let shifts = cal.softmax_shifts(fg, opts.softmax_out_shift);
     let graph = kwt_graph::lower(fg, &groups, &exps, &shifts, opts)?;
     let report = layer_report(fg, &graph, &groups, &cal.groups, samples, opts)?;
     Ok((graph, report))
