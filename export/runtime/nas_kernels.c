@@ -409,17 +409,24 @@ static inline void nas_store4(int32_t s0, int32_t s1, int32_t s2, int32_t s3, in
 
 /* `count` streamed rows a_i = a + i as (n4 bytes each) against one tile block of 4 rows:
  * y[c ys_r + i ys_o] = requant(bias[i] + a_i . tile row c) (bias NULL: 0) for the first g <= 4
- * tile rows, with the prepared per-tensor (s >= 33) requantization. */
+ * tile rows, with the prepared per-tensor (s >= 33) requantization, or (pc not NULL) row i's
+ * own s >= 33 multiplier pc[i] (per-channel requantization: nas_rq_all_fast). */
 NAS_INLINE_ALWAYS void nas_tile_outputs(const int32_t *tile, const int8_t *a, size_t as,
                                         int32_t n4, int32_t count, const int32_t *bias,
-                                        const nas_rq_prep *rq, int32_t g, int8_t *y,
-                                        size_t ys_r, size_t ys_o) {
-    const int32_t m = rq->d.m, rh = rq->round_hi, sh = rq->shift_hi;
+                                        const nas_rq_prep *rq, const nas_dyadic *pc, int32_t g,
+                                        int8_t *y, size_t ys_r, size_t ys_o) {
+    int32_t m = rq->d.m, rh = rq->round_hi, sh = rq->shift_hi;
     int32_t i, c;
     if (g == 4) {
         for (i = count; i > 0; i--, a += as, y += ys_o) {
             const int32_t b0 = bias ? *bias++ : 0;
             int32_t acc[4] = {b0, b0, b0, b0};
+            if (pc) {
+                m = pc->m;
+                rh = (int32_t)1 << (pc->s - 33);
+                sh = pc->s - 32;
+                pc++;
+            }
             nas_dot_1x4_tile(a, tile, n4, acc);
             nas_store4(acc[0], acc[1], acc[2], acc[3], m, rh, sh, y, ys_r);
         }
@@ -428,6 +435,12 @@ NAS_INLINE_ALWAYS void nas_tile_outputs(const int32_t *tile, const int8_t *a, si
     for (i = count; i > 0; i--, a += as, y += ys_o) {
         const int32_t b0 = bias ? *bias++ : 0;
         int32_t acc[4] = {b0, b0, b0, b0};
+        if (pc) {
+            m = pc->m;
+            rh = (int32_t)1 << (pc->s - 33);
+            sh = pc->s - 32;
+            pc++;
+        }
         nas_dot_1x4_tile(a, tile, n4, acc);
         for (c = 0; c < g; c++) {
             y[(size_t)c * ys_r] = nas_rq_fast(acc[c], m, rh, sh);
@@ -486,10 +499,16 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
     const size_t in_f = (size_t)d->in_f;
     const int32_t out_f = d->out_f, rows = d->rows;
     const int32_t o4 = out_f & ~3;
-    /* per-tensor requantization prepared once; per channel, once per output column */
+    /* per-tensor requantization prepared once; per channel, once per output column, or read
+     * per output where every channel takes the s >= 33 form (pc: the usual case of a
+     * searched model, which PTQ quantizes per channel) */
     const nas_rq_prep one = nas_rq_prepare(rq->mult[0]);
-    const int32_t fast = !rq->per_channel && one.fast;
+    const nas_dyadic *pc = rq->per_channel && nas_rq_all_fast(rq->mult, out_f) ? rq->mult : NULL;
+    const int32_t fast = pc || (!rq->per_channel && one.fast);
     int32_t r = 0, o, c;
+/* output o's requantization in the fast paths */
+#define NAS_RQ_OUT(acc, o)                                                                   \
+    (pc ? nas_rq_fast_d((acc), pc[o]) : nas_rq_fast((acc), one.d.m, one.round_hi, one.shift_hi))
 #if NAS_USE_DSP
     if (tile && rows >= 4 && in_f > 0 && (in_f & 3) == 0) {
         /* 4 input rows tiled, then every weight row read once for the 4 (the rest below) */
@@ -497,7 +516,8 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
             int8_t *yr = y + (size_t)r * ys_r;
             nas_tile_s8(x + (size_t)r * in_f, in_f, 4, d->in_f, tile);
             if (fast) {
-                nas_tile_outputs(tile, w, in_f, d->in_f, out_f, bias, &one, 4, yr, ys_r, ys_o);
+                nas_tile_outputs(tile, w, in_f, d->in_f, out_f, bias, &one, pc, 4, yr, ys_r,
+                                 ys_o);
                 continue;
             }
             for (o = 0; o < out_f; o++) {
@@ -523,10 +543,8 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
             nas_dot_2x4_s8(xr, in_f, w + (size_t)o * in_f, in_f, d->in_f, acc);
             if (fast) {
                 for (c = 0; c < 4; c++) {
-                    y0[(size_t)(o + c) * ys_o] =
-                        nas_rq_fast(acc[2 * c], one.d.m, one.round_hi, one.shift_hi);
-                    y1[(size_t)(o + c) * ys_o] =
-                        nas_rq_fast(acc[2 * c + 1], one.d.m, one.round_hi, one.shift_hi);
+                    y0[(size_t)(o + c) * ys_o] = NAS_RQ_OUT(acc[2 * c], o + c);
+                    y1[(size_t)(o + c) * ys_o] = NAS_RQ_OUT(acc[2 * c + 1], o + c);
                 }
                 continue;
             }
@@ -547,7 +565,7 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
 #endif
 #if NAS_USE_DSP
     if (fast && in_f > 0 && (in_f & 3) == 0) {
-        /* whole words, per-tensor prepared requantization: the assembly loop alone (as in
+        /* whole words, fast requantization (per tensor prepared, or per channel): the assembly loop alone (as in
          * nas_rows_any); the rest of each row (out_f % 4 outputs) below */
         for (; r < rows; r++) {
             const int8_t *xr = x + (size_t)r * in_f;
@@ -556,14 +574,14 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
                 int32_t acc[4] = {bias[o], bias[o + 1], bias[o + 2], bias[o + 3]};
                 int8_t *yo = yr + (size_t)o * ys_o;
                 nas_dot_1x4_s8(xr, w + (size_t)o * in_f, in_f, d->in_f, acc);
-                yo[0] = nas_rq_fast(acc[0], one.d.m, one.round_hi, one.shift_hi);
-                yo[ys_o] = nas_rq_fast(acc[1], one.d.m, one.round_hi, one.shift_hi);
-                yo[2 * ys_o] = nas_rq_fast(acc[2], one.d.m, one.round_hi, one.shift_hi);
-                yo[3 * ys_o] = nas_rq_fast(acc[3], one.d.m, one.round_hi, one.shift_hi);
+                yo[0] = NAS_RQ_OUT(acc[0], o);
+                yo[ys_o] = NAS_RQ_OUT(acc[1], o + 1);
+                yo[2 * ys_o] = NAS_RQ_OUT(acc[2], o + 2);
+                yo[3 * ys_o] = NAS_RQ_OUT(acc[3], o + 3);
             }
             for (; o < out_f; o++) {
                 yr[(size_t)o * ys_o] =
-                    nas_rq_apply(nas_dot_s8(xr, w + (size_t)o * in_f, d->in_f, bias[o]), &one);
+                    NAS_RQ_OUT(nas_dot_s8(xr, w + (size_t)o * in_f, d->in_f, bias[o]), o);
             }
         }
         return;
@@ -579,10 +597,10 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
                 /* one test per block instead of per output (GCC does not unswitch it), the
                  * stores written out so that acc[] stays in registers */
                 int8_t *yo = yr + (size_t)o * ys_o;
-                yo[0] = nas_rq_fast(acc[0], one.d.m, one.round_hi, one.shift_hi);
-                yo[ys_o] = nas_rq_fast(acc[1], one.d.m, one.round_hi, one.shift_hi);
-                yo[2 * ys_o] = nas_rq_fast(acc[2], one.d.m, one.round_hi, one.shift_hi);
-                yo[3 * ys_o] = nas_rq_fast(acc[3], one.d.m, one.round_hi, one.shift_hi);
+                yo[0] = NAS_RQ_OUT(acc[0], o);
+                yo[ys_o] = NAS_RQ_OUT(acc[1], o + 1);
+                yo[2 * ys_o] = NAS_RQ_OUT(acc[2], o + 2);
+                yo[3 * ys_o] = NAS_RQ_OUT(acc[3], o + 3);
                 continue;
             }
             for (c = 0; c < 4; c++) {
@@ -597,6 +615,7 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
         }
     }
 }
+#undef NAS_RQ_OUT
 
 /* quant::kernels::linear (Input-Reuse layout: y [rows, out_f]). */
 void nas_linear_s8(const int8_t *x, const int8_t *w, const int32_t *bias,
@@ -1564,7 +1583,7 @@ static void nas_attention_tiled(const int8_t *q, const int8_t *k, const int8_t *
             /* the g rows of scores (row c at srows + c kp) */
             if (score_rq->fast) {
                 nas_tile_s8(q4, (size_t)qs.row, g, inner, qtile);
-                nas_tile_outputs(qtile, kh, (size_t)ks.row, inner, keys, NULL, score_rq, g,
+                nas_tile_outputs(qtile, kh, (size_t)ks.row, inner, keys, NULL, score_rq, NULL, g,
                                  (int8_t *)srows, (size_t)kp, 1);
             } else {
                 for (i = 0; i < g; i++) {
@@ -1588,12 +1607,12 @@ static void nas_attention_tiled(const int8_t *q, const int8_t *k, const int8_t *
              * read into the next row; the head's last row is copied into the (now free) first
              * score row instead, so nothing past V is read. */
             direct = vs.inner >= kp ? v_inner : v_inner - 1;
-            nas_tile_outputs(ptile, vh, (size_t)vs.inner, kp, direct, NULL, out_rq, g, oh,
+            nas_tile_outputs(ptile, vh, (size_t)vs.inner, kp, direct, NULL, out_rq, NULL, g, oh,
                              (size_t)os.row, (size_t)os.inner);
             if (direct < v_inner) {
                 memcpy(srows, vh + (size_t)direct * (size_t)vs.inner, (size_t)keys);
                 memset(srows + keys, 0, (size_t)(kp - keys));
-                nas_tile_outputs(ptile, (const int8_t *)srows, 0, kp, 1, NULL, out_rq, g,
+                nas_tile_outputs(ptile, (const int8_t *)srows, 0, kp, 1, NULL, out_rq, NULL, g,
                                  oh + (size_t)direct * (size_t)os.inner, (size_t)os.row,
                                  (size_t)os.inner);
             }

@@ -206,6 +206,23 @@ static inline int8_t nas_rq_fast(int32_t acc, int32_t m, int32_t round_hi, int32
 #endif
 }
 
+/* nas_rq_fast of an unprepared dyadic with s >= 33 (a per-channel multiplier of a layer whose
+ * multipliers are all of that form: nas_rq_all_fast). */
+static inline int8_t nas_rq_fast_d(int32_t acc, nas_dyadic d) {
+    return nas_rq_fast(acc, d.m, (int32_t)1 << (d.s - 33), d.s - 32);
+}
+
+/* Whether all n multipliers take the s >= 33 form (checked once per layer call). */
+static inline int32_t nas_rq_all_fast(const nas_dyadic *d, int32_t n) {
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        if (d[i].s < 33) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static inline int8_t nas_rq_apply(int32_t acc, const nas_rq_prep *p) {
     if (p->fast) {
         return nas_rq_fast(acc, p->d.m, p->round_hi, p->shift_hi);

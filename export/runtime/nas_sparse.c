@@ -128,20 +128,22 @@ void nas_linear_rle_s8(const int8_t *x, const uint8_t *w, const int32_t *bias,
     /* Output-channel outer: each coded row is found once and reused for every input row. */
     for (o = 0; o < d->out_f; o++) {
         const int32_t count = nas_rle_count(&v, o);
-        const nas_dyadic dq = nas_rle_rq(rq, o);
+        /* prepared once per output channel (the general form per output cost the searched
+         * models' per-channel layers about 10 modelled M7 cycles an output) */
+        const nas_rq_prep dq = nas_rq_prepare(nas_rle_rq(rq, o));
         const uint8_t *next = row;
         for (r = 0; r + 4 <= d->rows; r += 4) {
             int32_t acc[4];
             acc[0] = acc[1] = acc[2] = acc[3] = bias[o];
             next = nas_rle_row_dot4(&v, count, row, x + (size_t)r * in_f, in_f, acc);
             for (t = 0; t < 4; t++) {
-                y[(size_t)(r + t) * out_f + (size_t)o] = nas_requantize(acc[t], dq);
+                y[(size_t)(r + t) * out_f + (size_t)o] = nas_rq_apply(acc[t], &dq);
             }
         }
         for (; r < d->rows; r++) {
             const uint8_t *p = row;
             int32_t acc = nas_rle_row_dot(&v, count, &p, x + (size_t)r * in_f, bias[o]);
-            y[(size_t)r * out_f + (size_t)o] = nas_requantize(acc, dq);
+            y[(size_t)r * out_f + (size_t)o] = nas_rq_apply(acc, &dq);
             next = p;
         }
         row = next;

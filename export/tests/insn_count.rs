@@ -2441,3 +2441,216 @@ fn sparse_block_sizes() {
         }
     }
 }
+
+/// The fused attention core at the widths a searched TinyFormer has (heads of 4-20 channels,
+/// 49-960 keys): its modelled cycles (the kernel and its helpers, the projections left out)
+/// against the cost model's `matmul` (tiled) or `matmul_untiled` per MAC, `softmax` per score
+/// and `requant` per score and output; per score, what the model misses, grouped by how the
+/// kernel runs the scores (tiled; untiled, heads a multiple of 4; untiled, other heads: the
+/// short-row path). Ignored: the data of the cost model's per-score entries
+/// (experiments/export/README.md, session 30), about 3 minutes under QEMU.
+#[test]
+#[ignore]
+fn attention_head_widths() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    let files = [
+        (Target::CortexM4, "stm32l4"),
+        (Target::CortexM7, "stm32f746"),
+        (Target::Rv32, "rv32imc"),
+    ];
+    println!(
+        "| target | keys | heads x P | path | MACs | scores | kernel cycles | cost model | measured / model | missed / score |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (t, file) in files {
+        if !targets.contains(&t) {
+            continue;
+        }
+        let tgt = cost::target::Target::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/targets/{file}.ron")),
+        )
+        .unwrap();
+        let opts = Int8Options::default().for_target(&tgt);
+        let simd = tgt.simd_width as f64;
+        // path -> (scores, query rows of all heads, missed cycles) per case
+        let mut missed: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
+        // (the projections' width H P a multiple of 4, as in a searched model: a narrower
+        // Linear's scalar tail would be counted with the kernel's helpers)
+        for s in [49, 196, 240, 960] {
+            for (h, p) in [(1, 4), (2, 6), (1, 8), (2, 10), (1, 12), (2, 12), (1, 20)] {
+                if s == 960 && h * p > 12 {
+                    continue;
+                }
+                let g = graphs::mhsa((s, h * p, p, h), 7, 0);
+                let pl = plan(&g, &opts).unwrap();
+                let [fa] = &pl.fused[..] else {
+                    panic!("{s} keys, {h} x {p}: not one fused attention");
+                };
+                let path = match (fa.tiled, p % 4 == 0) {
+                    (true, _) => "tiled",
+                    (false, true) => "untiled, P = 4k",
+                    (false, false) => "untiled, short rows",
+                };
+                let w = work(&g, &opts);
+                let n = count(
+                    &g,
+                    &opts,
+                    t,
+                    &plugin,
+                    dir.path(),
+                    &format!("aw-{t}-{s}-{h}-{p}"),
+                );
+                if std::env::var_os("NAS_INSN_FUNCS").is_some() {
+                    println!("{:?}", n.func_cycles);
+                }
+                let kernel = by_class(&n.func_cycles, true)
+                    .get("attention")
+                    .copied()
+                    .unwrap_or(0) as f64;
+                let mac = if fa.tiled {
+                    tgt.cycles.matmul
+                } else {
+                    tgt.cycles.matmul_untiled()
+                };
+                let model = w.att_macs * mac / simd
+                    + w.att_softmax * tgt.cycles.softmax
+                    + w.att_requant * tgt.cycles.requant;
+                println!(
+                    "| {t} | {s} | {h} x {p} | {path} | {} | {} | {kernel:.0} | {model:.0} | {:.2} | {:.1} |",
+                    w.att_macs,
+                    w.att_softmax,
+                    kernel / model,
+                    (kernel - model) / w.att_softmax
+                );
+                let rows = (h * s) as f64;
+                missed
+                    .entry(path)
+                    .or_default()
+                    .push((w.att_softmax, rows, kernel - model));
+            }
+        }
+        for (path, cases) in &missed {
+            let (scores, cycles) = cases
+                .iter()
+                .fold((0.0, 0.0), |(s, c), r| (s + r.0, c + r.2));
+            let (per_score, per_row) = lsq2(cases);
+            println!(
+                "{t} {path}: {:.2} cycles / score missed by the model; as a fit, {per_score:.2} \
+                 / score + {per_row:.1} / query row of a head",
+                cycles / scores
+            );
+        }
+    }
+}
+
+/// Dense Linear (and so pointwise Conv2d, which the runtime runs as a Linear over the pixels)
+/// at a searched TinyFormer's widths (8-24 inputs, many tokens) and wider, in modelled cycles
+/// per target: the kernel's functions against the cost model (`linear` per MAC with an operand
+/// tile, `linear_untiled` without, `requant` per output) and what it misses per output.
+/// Ignored: the data of the cost model's short-row term (experiments/export/README.md,
+/// session 30), about a minute under QEMU.
+#[test]
+#[ignore]
+fn linear_row_widths() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    let files = [
+        (Target::CortexM4, "stm32l4"),
+        (Target::CortexM7, "stm32f746"),
+        (Target::Rv32, "rv32imc"),
+    ];
+    println!(
+        "| target | tokens | in -> out | requant per | tile | MACs | outputs | kernel cycles | cost model | measured / model | missed / output |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (t, file) in files {
+        if !targets.contains(&t) {
+            continue;
+        }
+        let tgt = cost::target::Target::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/targets/{file}.ron")),
+        )
+        .unwrap();
+        let opts = Int8Options::default().for_target(&tgt);
+        let simd = tgt.simd_width as f64;
+        // (input width, per channel) -> (missed cycles, outputs)
+        let mut missed: BTreeMap<(usize, bool), (f64, f64)> = BTreeMap::new();
+        for (tokens, i, o) in [
+            (240, 8, 16),
+            (240, 12, 12),
+            (240, 12, 24),
+            (240, 20, 20),
+            (240, 24, 12),
+            (240, 10, 20),
+            (240, 6, 12),
+            (60, 32, 32),
+            (60, 64, 32),
+            (16, 256, 32),
+        ] {
+            for per_channel in [false, true] {
+                // per channel: scales 0.0016-0.0024 (a searched model's PTQ default)
+                let scales: Vec<f64> = if per_channel {
+                    (0..o)
+                        .map(|c| 0.0016 + 0.0008 * (c % 5) as f64 / 4.0)
+                        .collect()
+                } else {
+                    vec![0.002]
+                };
+                let g = one_op(&[tokens, i], |b, r| {
+                    b.linear(
+                        "fc",
+                        "x",
+                        r.i8s(o * i),
+                        r.i32s(o, 2000),
+                        &scales,
+                        2f64.powi(-3),
+                    )
+                    .unwrap()
+                });
+                let tile = opts.operand_tiles != TilePolicy::Never
+                    && cost::ops::linear_tile_bytes(tokens, i) > 0;
+                let macs = node_macs(&g, 0) as f64;
+                let outputs = (tokens * o) as f64;
+                let n = count(
+                    &g,
+                    &opts,
+                    t,
+                    &plugin,
+                    dir.path(),
+                    &format!("lw-{t}-{i}-{o}-{per_channel}"),
+                );
+                let kernel: u64 = n
+                    .func_cycles
+                    .iter()
+                    .filter(|(f, _)| f.contains("linear"))
+                    .map(|(_, &c)| c)
+                    .sum();
+                let mac = if tile {
+                    tgt.cycles.linear
+                } else {
+                    tgt.cycles.linear_untiled()
+                };
+                let model = macs * mac / simd + outputs * tgt.cycles.requant;
+                println!(
+                    "| {t} | {tokens} | {i} -> {o} | {} | {tile} | {macs} | {outputs} | {kernel} | {model:.0} | {:.2} | {:.1} |",
+                    if per_channel { "channel" } else { "tensor" },
+                    kernel as f64 / model,
+                    (kernel as f64 - model) / outputs
+                );
+                let e = missed.entry((i, per_channel)).or_insert((0.0, 0.0));
+                e.0 += kernel as f64 - model;
+                e.1 += outputs;
+            }
+        }
+        for ((i, per_channel), (cycles, outputs)) in &missed {
+            println!(
+                "{t} {i} inputs, requantization per {}: {:.1} cycles / output missed by the model",
+                if *per_channel { "channel" } else { "tensor" },
+                cycles / outputs
+            );
+        }
+    }
+}

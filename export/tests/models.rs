@@ -124,6 +124,81 @@ fn linear_operand_tiles_bit_exact_on_all_targets() {
     check_on(&g, &Target::ALL, 14);
 }
 
+/// Per-channel requantization in every path of the Linear kernel: the usual case where every
+/// channel's multiplier takes the s >= 33 form (read per output in the fast loops) and a layer
+/// with one s < 33 channel (the general form for the whole layer); with operand tiles (Cortex-M
+/// DSP) and without (the DSP word loop, its byte tail for 10 inputs, the portable blocks of 2
+/// rows), 7 outputs (a block of 4 and a remainder), and the Weight-Reuse layout of a fused
+/// attention's V projection.
+#[test]
+fn per_channel_linear_paths_bit_exact_on_all_targets() {
+    let mut r = common::Rng(47);
+    let mut b = GraphBuilder::new();
+    let mut outs = Vec::new();
+    for in_f in [8, 10] {
+        let x = format!("x{in_f}");
+        b.input(&x, &[9, in_f], 2f64.powi(-4)).unwrap();
+        let fast: Vec<f64> = (0..7).map(|i| 0.004 + 0.002 * i as f64).collect();
+        let mut mixed = fast.clone();
+        // scale ratio 2^-1 on channel 5: shift s < 33
+        mixed[5] = 0.5;
+        for (name, scales) in [("fast", fast), ("mixed", mixed)] {
+            let n = format!("{name}{in_f}");
+            b.linear(
+                &n,
+                &x,
+                r.i8s(7 * in_f),
+                r.i32s(7, 300),
+                &scales,
+                2f64.powi(-4),
+            )
+            .unwrap();
+            outs.push(n);
+        }
+    }
+    for o in &outs {
+        b.output(o);
+    }
+    let g = b.finish().unwrap();
+    let ts = common::available(&Target::ALL);
+    let xs = common::samples(9 * 8 + 9 * 10, 3, 23);
+    for tiles in [TilePolicy::Always, TilePolicy::Never] {
+        let opts = export::Int8Options {
+            operand_tiles: tiles,
+            ..Default::default()
+        };
+        export::verify_with(&g, &xs, &ts, &opts)
+            .unwrap()
+            .ensure_exact()
+            .unwrap();
+    }
+    // the V projection of a fused attention, per channel (its Weight-Reuse output)
+    let mut b = GraphBuilder::new();
+    b.input("x", &[20, 8], 2f64.powi(-4)).unwrap();
+    let ws: Vec<f64> = (0..8).map(|i| 0.01 + 0.002 * i as f64).collect();
+    for n in ["q", "k", "v"] {
+        b.linear(n, "x", r.i8s(64), r.i32s(8, 300), &ws, 2f64.powi(-4))
+            .unwrap();
+    }
+    let (q, k, v) = (
+        b.split_heads("q", 2).unwrap(),
+        b.split_heads("k", 2).unwrap(),
+        b.split_heads("v", 2).unwrap(),
+    );
+    b.matmul("s", &q, &k, true, 2f64.powi(-2)).unwrap();
+    b.softmax("p", "s").unwrap();
+    b.matmul("c", "p", &v, false, 2f64.powi(-4)).unwrap();
+    b.merge_heads("o", "c").unwrap();
+    b.output("o");
+    let g = b.finish().unwrap();
+    let p = export::plan::plan(&g, &export::Int8Options::default()).unwrap();
+    assert!(
+        p.fused.iter().any(|f| f.v_wrl.is_some()),
+        "V not in the Weight-Reuse layout"
+    );
+    check_on(&g, &Target::ALL, 29);
+}
+
 /// `--operand-tiles auto`: a chain whose two wide Linears run at the arena's peak (their tiles
 /// would raise it) and whose narrow last Linear does not: the plan keeps exactly the free tile,
 /// its arena is the arena without tiles, and the mixed program (tiled and untiled Linear calls)
