@@ -55,6 +55,11 @@ pub enum Work {
     SparseConvMacNarrow,
     /// A stored MAC of the coded depthwise Conv2d kernel.
     SparseDepthwiseMac,
+    /// A score of a fused attention core with operand tiles, besides its MACs: its
+    /// requantization and softmax element.
+    AttentionScore,
+    /// [`Work::AttentionScore`] without operand tiles.
+    AttentionScoreUntiled,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +110,8 @@ impl OpCost {
                     Work::SparseMacNarrow => n * c.sparse_mac_narrow(),
                     Work::SparseConvMacNarrow => n * c.sparse_conv_mac_narrow(),
                     Work::SparseDepthwiseMac => n * c.sparse_depthwise_mac,
+                    Work::AttentionScore => n * c.attention_score(true),
+                    Work::AttentionScoreUntiled => n * c.attention_score(false),
                 }
             })
             .sum();
@@ -466,6 +473,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
         OpKind::AttentionCore { seq, heads, proj } => {
             let scores = v(heads * seq * seq);
             let macs = 2 * scores * v(proj);
+            let tiled = attention_tiled(seq, proj, deploy.operand_tiles);
             OpCost {
                 macs,
                 params: 0,
@@ -474,18 +482,19 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 output_bytes: out,
                 scratch_bytes: attention_scratch_bytes(seq, proj, deploy.operand_tiles),
                 class: KernelClass::Attention,
-                work: vec![
-                    (
-                        if attention_tiled(seq, proj, deploy.operand_tiles) {
-                            Work::MatMulMac
-                        } else {
-                            Work::MatMulMacUntiled
-                        },
-                        macs,
-                    ),
-                    (Work::Softmax, scores),
-                    (Work::Requant, scores + out),
-                ],
+                work: if tiled {
+                    vec![
+                        (Work::MatMulMac, macs),
+                        (Work::AttentionScore, scores),
+                        (Work::Requant, out),
+                    ]
+                } else {
+                    vec![
+                        (Work::MatMulMacUntiled, macs),
+                        (Work::AttentionScoreUntiled, scores),
+                        (Work::Requant, out),
+                    ]
+                },
             }
         }
         OpKind::Attention(a) => {
@@ -726,6 +735,51 @@ mod tests {
             let d = c.cycles(&f7) - c.cycles(&wide);
             let want = c.macs as f64 * (entry - fallback);
             assert!((d - want).abs() < 1e-6 * want, "{d} vs {want}");
+        }
+    }
+
+    /// A fused attention core is priced per score by the entry of its path (tiled when its
+    /// head width is a multiple of 4 and it has 16 keys or more), and without the entries by
+    /// `softmax + requant` per score as before.
+    #[test]
+    fn attention_core_takes_the_score_entry_of_its_path() {
+        let core = |proj: usize| {
+            conv(
+                "attn",
+                OpKind::AttentionCore {
+                    seq: 240,
+                    heads: 2,
+                    proj,
+                },
+                None,
+            )
+        };
+        let f7 = crate::target::Target::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/targets/stm32f746.ron"),
+        )
+        .unwrap();
+        let mut plain = f7.clone();
+        plain.cycles.attention_score = None;
+        plain.cycles.attention_score_untiled = None;
+        let scores = 2.0 * 240.0 * 240.0;
+        for (proj, work, entry) in [
+            (12, Work::AttentionScore, f7.cycles.attention_score),
+            (
+                6,
+                Work::AttentionScoreUntiled,
+                f7.cycles.attention_score_untiled,
+            ),
+        ] {
+            let c = op_cost(&core(proj), None, Deploy::default()).unwrap();
+            assert_eq!(c.work[1], (work, 2 * 240 * 240));
+            let entry = entry.expect("stm32f746 sets both attention_score entries");
+            let d = c.cycles(&f7) - c.cycles(&plain);
+            let want = scores * (entry - f7.cycles.softmax - f7.cycles.requant);
+            assert!(
+                (d - want).abs() < 1e-6 * want.abs(),
+                "P = {proj}: {d} vs {want}"
+            );
         }
     }
 }

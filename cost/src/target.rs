@@ -103,6 +103,17 @@ pub struct CycleTable {
     /// [`Self::sparse_conv_mac`] for blocks narrower than 4 weights (default: `sparse_conv_mac`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse_conv_mac_narrow: Option<f64>,
+    /// Cycles per score of a fused attention core (a searched TinyFormer's `attn_core`) with
+    /// operand tiles, besides its MACs and its output's requantization: the score's
+    /// requantization, its softmax element and their loops, fit on attention at searched
+    /// widths (export/tests/insn_count.rs `attention_head_widths`). Default: `softmax +
+    /// requant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_score: Option<f64>,
+    /// [`Self::attention_score`] without operand tiles (on DSP cores: heads whose width is not
+    /// a multiple of 4, the short-row path). Default: `softmax + requant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_score_untiled: Option<f64>,
     /// Cycles per stored MAC of the coded depthwise Conv2d kernel
     /// (`nas_depthwise_conv2d_rle_s8`), besides `requant` per output. Few stored MACs per
     /// output, so its per-output loop overhead lands here.
@@ -148,6 +159,17 @@ impl CycleTable {
 
     pub fn sparse_conv_mac_narrow(&self) -> f64 {
         self.sparse_conv_mac_narrow.unwrap_or(self.sparse_conv_mac)
+    }
+
+    /// Per score of a fused attention core besides its MACs and output requantization, with
+    /// operand tiles (`tiled`) or without.
+    pub fn attention_score(&self, tiled: bool) -> f64 {
+        let entry = if tiled {
+            self.attention_score
+        } else {
+            self.attention_score_untiled
+        };
+        entry.unwrap_or(self.softmax + self.requant)
     }
 }
 
@@ -312,6 +334,8 @@ impl Target {
             ("cycles.sparse_conv_mac", c.sparse_conv_mac),
             ("cycles.sparse_mac_narrow", c.sparse_mac_narrow()),
             ("cycles.sparse_conv_mac_narrow", c.sparse_conv_mac_narrow()),
+            ("cycles.attention_score", c.attention_score(true)),
+            ("cycles.attention_score_untiled", c.attention_score(false)),
             ("cycles.sparse_depthwise_mac", c.sparse_depthwise_mac),
             ("cycles.call_overhead", c.call_overhead),
         ] {

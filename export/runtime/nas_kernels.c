@@ -515,8 +515,15 @@ static void nas_linear_any_s8(const int8_t *x, const int8_t *w, const int32_t *b
         for (; r + 4 <= rows; r += 4) {
             int8_t *yr = y + (size_t)r * ys_r;
             nas_tile_s8(x + (size_t)r * in_f, in_f, 4, d->in_f, tile);
-            if (fast) {
+            /* two call sites: the per-tensor one (pc NULL, a constant there) keeps the
+             * per-row multiplier update out of its loop */
+            if (pc) {
                 nas_tile_outputs(tile, w, in_f, d->in_f, out_f, bias, &one, pc, 4, yr, ys_r,
+                                 ys_o);
+                continue;
+            }
+            if (fast) {
+                nas_tile_outputs(tile, w, in_f, d->in_f, out_f, bias, &one, NULL, 4, yr, ys_r,
                                  ys_o);
                 continue;
             }

@@ -2444,11 +2444,13 @@ fn sparse_block_sizes() {
 
 /// The fused attention core at the widths a searched TinyFormer has (heads of 4-20 channels,
 /// 49-960 keys): its modelled cycles (the kernel and its helpers, the projections left out)
-/// against the cost model's `matmul` (tiled) or `matmul_untiled` per MAC, `softmax` per score
-/// and `requant` per score and output; per score, what the model misses, grouped by how the
-/// kernel runs the scores (tiled; untiled, heads a multiple of 4; untiled, other heads: the
-/// short-row path). Ignored: the data of the cost model's per-score entries
-/// (experiments/export/README.md, session 30), about 3 minutes under QEMU.
+/// against the cost model's `matmul` (tiled) or `matmul_untiled` per MAC, `attention_score`
+/// (tiled or untiled) per score and `requant` per output; per score, what the model misses,
+/// grouped by how the kernel runs the scores (tiled; untiled, heads a multiple of 4; untiled,
+/// other heads: the short-row path), and the cycles per score besides the MACs and the
+/// output's requantization (what the `attention_score` entries are fit from). Ignored: the
+/// data of those entries (experiments/export/README.md, session 30), about 5 minutes under
+/// QEMU.
 #[test]
 #[ignore]
 fn attention_head_widths() {
@@ -2474,8 +2476,9 @@ fn attention_head_widths() {
         .unwrap();
         let opts = Int8Options::default().for_target(&tgt);
         let simd = tgt.simd_width as f64;
-        // path -> (scores, query rows of all heads, missed cycles) per case
-        let mut missed: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
+        // path -> (scores, query rows of all heads, missed cycles, cycles besides the MACs and
+        // the output's requantization) per case
+        let mut missed: BTreeMap<&str, Vec<(f64, f64, f64, f64)>> = BTreeMap::new();
         // (the projections' width H P a multiple of 4, as in a searched model: a narrower
         // Linear's scalar tail would be counted with the kernel's helpers)
         for s in [49, 196, 240, 960] {
@@ -2514,9 +2517,10 @@ fn attention_head_widths() {
                 } else {
                     tgt.cycles.matmul_untiled()
                 };
+                let outs = w.att_requant - w.att_softmax;
                 let model = w.att_macs * mac / simd
-                    + w.att_softmax * tgt.cycles.softmax
-                    + w.att_requant * tgt.cycles.requant;
+                    + w.att_softmax * tgt.cycles.attention_score(fa.tiled)
+                    + outs * tgt.cycles.requant;
                 println!(
                     "| {t} | {s} | {h} x {p} | {path} | {} | {} | {kernel:.0} | {model:.0} | {:.2} | {:.1} |",
                     w.att_macs,
@@ -2525,21 +2529,29 @@ fn attention_head_widths() {
                     (kernel - model) / w.att_softmax
                 );
                 let rows = (h * s) as f64;
-                missed
-                    .entry(path)
-                    .or_default()
-                    .push((w.att_softmax, rows, kernel - model));
+                // the kernel less its MACs and its output's requantization: per score, the
+                // cycle table's `attention_score` entries
+                let besides = kernel - w.att_macs * mac / simd - outs * tgt.cycles.requant;
+                missed.entry(path).or_default().push((
+                    w.att_softmax,
+                    rows,
+                    kernel - model,
+                    besides,
+                ));
             }
         }
         for (path, cases) in &missed {
-            let (scores, cycles) = cases
+            let (scores, cycles, besides) = cases
                 .iter()
-                .fold((0.0, 0.0), |(s, c), r| (s + r.0, c + r.2));
-            let (per_score, per_row) = lsq2(cases);
+                .fold((0.0, 0.0, 0.0), |(s, c, b), r| (s + r.0, c + r.2, b + r.3));
+            let rows: Vec<(f64, f64, f64)> = cases.iter().map(|r| (r.0, r.1, r.2)).collect();
+            let (per_score, per_row) = lsq2(&rows);
             println!(
                 "{t} {path}: {:.2} cycles / score missed by the model; as a fit, {per_score:.2} \
-                 / score + {per_row:.1} / query row of a head",
-                cycles / scores
+                 / score + {per_row:.1} / query row of a head; besides MACs and output \
+                 requantization {:.1} cycles / score (the `attention_score` entries)",
+                cycles / scores,
+                besides / scores
             );
         }
     }
