@@ -555,6 +555,28 @@ fn modelled_refit(t: Target, simd: f64, runs: &[Run], cruns: &[Run]) {
     );
 }
 
+/// The cost model's target `configs/targets/{file}.ron`.
+fn cost_target(file: &str) -> cost::target::Target {
+    cost::target::Target::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/targets/{file}.ron")),
+    )
+    .unwrap()
+}
+
+/// The cycle-modelled cores among `installed`, each with the cost model's target of that core
+/// (M4: stm32l4, M7: stm32f746, RV32: rv32imc).
+fn modelled_cost_targets(installed: &[Target]) -> Vec<(Target, cost::target::Target)> {
+    [
+        (Target::CortexM4, "stm32l4"),
+        (Target::CortexM7, "stm32f746"),
+        (Target::Rv32, "rv32imc"),
+    ]
+    .into_iter()
+    .filter(|(t, _)| installed.contains(t))
+    .map(|(t, file)| (t, cost_target(file)))
+    .collect()
+}
+
 /// The emulated targets whose tools are installed, a scratch folder and the built plugin; `None`
 /// (with a note) when the tools are missing.
 fn setup() -> Option<(Vec<Target>, tempfile::TempDir, std::path::PathBuf)> {
@@ -1020,10 +1042,7 @@ fn attention_instruction_counts() {
     let Some((targets, dir, plugin)) = setup() else {
         return;
     };
-    let tgt = cost::target::Target::load(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32l4.ron"),
-    )
-    .unwrap();
+    let tgt = cost_target("stm32l4");
     let fused = Int8Options::default();
     let layer = Int8Options {
         fuse_attention: false,
@@ -1255,16 +1274,11 @@ fn untiled_kernel_cycles() {
             ],
         );
         // the tiles exist to save cycles: without them the products cost more per MAC
-        let tiled = cost::target::Target::load(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../configs/targets")
-                .join(if t == Target::CortexM4 {
-                    "stm32l4.ron"
-                } else {
-                    "stm32f746.ron"
-                }),
-        )
-        .unwrap();
+        let tiled = cost_target(if t == Target::CortexM4 {
+            "stm32l4"
+        } else {
+            "stm32f746"
+        });
         assert!(
             simd * c.lin_mac > tiled.cycles.linear,
             "{t}: {}",
@@ -2331,10 +2345,7 @@ fn whole_model_cycles() {
         return;
     }
     let g = quant::load(&path).unwrap();
-    let tgt = cost::target::Target::load(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32f746.ron"),
-    )
-    .unwrap();
+    let tgt = cost_target("stm32f746");
     let opts = Int8Options::default().for_target(&tgt);
     let macs = estimate(&g, &tgt, &opts).unwrap().1.macs;
     let c = count(&g, &opts, Target::CortexM7, &plugin, dir.path(), "whole");
@@ -2375,24 +2386,12 @@ fn sparse_block_sizes() {
     let Some((targets, dir, plugin)) = setup() else {
         return;
     };
-    let files = [
-        (Target::CortexM4, "stm32l4"),
-        (Target::CortexM7, "stm32f746"),
-        (Target::Rv32, "rv32imc"),
-    ];
     let opts = Int8Options::default();
     println!(
         "| target | layer | block | stored MACs | outputs | kernel cycles | cycles / stored MAC | cost model |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (t, file) in files {
-        if !targets.contains(&t) {
-            continue;
-        }
-        let tgt = cost::target::Target::load(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/targets/{file}.ron")),
-        )
-        .unwrap();
+    for (t, tgt) in modelled_cost_targets(&targets) {
         // (class, block) -> (cycles less requant, stored MACs)
         let mut sums: BTreeMap<(&str, usize), (f64, f64)> = BTreeMap::new();
         for (k, hw, c, cout) in [(3, 16, 12, 12), (3, 8, 20, 20), (1, 16, 12, 24)] {
@@ -2457,23 +2456,11 @@ fn attention_head_widths() {
     let Some((targets, dir, plugin)) = setup() else {
         return;
     };
-    let files = [
-        (Target::CortexM4, "stm32l4"),
-        (Target::CortexM7, "stm32f746"),
-        (Target::Rv32, "rv32imc"),
-    ];
     println!(
         "| target | keys | heads x P | path | MACs | scores | kernel cycles | cost model | measured / model | missed / score |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (t, file) in files {
-        if !targets.contains(&t) {
-            continue;
-        }
-        let tgt = cost::target::Target::load(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/targets/{file}.ron")),
-        )
-        .unwrap();
+    for (t, tgt) in modelled_cost_targets(&targets) {
         let opts = Int8Options::default().for_target(&tgt);
         let simd = tgt.simd_width as f64;
         // path -> (scores, query rows of all heads, missed cycles, cycles besides the MACs and
@@ -2569,23 +2556,11 @@ fn linear_row_widths() {
     let Some((targets, dir, plugin)) = setup() else {
         return;
     };
-    let files = [
-        (Target::CortexM4, "stm32l4"),
-        (Target::CortexM7, "stm32f746"),
-        (Target::Rv32, "rv32imc"),
-    ];
     println!(
         "| target | tokens | in -> out | requant per | tile | MACs | outputs | kernel cycles | cost model | measured / model | missed / output |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (t, file) in files {
-        if !targets.contains(&t) {
-            continue;
-        }
-        let tgt = cost::target::Target::load(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/targets/{file}.ron")),
-        )
-        .unwrap();
+    for (t, tgt) in modelled_cost_targets(&targets) {
         let opts = Int8Options::default().for_target(&tgt);
         let simd = tgt.simd_width as f64;
         // (input width, per channel) -> (missed cycles, outputs)
