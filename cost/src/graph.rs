@@ -42,6 +42,10 @@ pub enum OpKind {
     LayerNorm {
         tokens: usize,
         dim: usize,
+        /// TinyFormer's Scaled-LayerNorm (as searched TinyFormers are quantized) instead of
+        /// I-BERT's: priced by `scaled_layernorm` per element.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        scaled: bool,
     },
     Gelu {
         elems: usize,
@@ -208,7 +212,7 @@ impl OpKind {
                 vec![("batch", batch), ("m", m), ("k", k), ("n", n)]
             }
             OpKind::Softmax { rows, cols } => vec![("rows", rows), ("cols", cols)],
-            OpKind::LayerNorm { tokens, dim } => vec![("tokens", tokens), ("dim", dim)],
+            OpKind::LayerNorm { tokens, dim, .. } => vec![("tokens", tokens), ("dim", dim)],
             OpKind::Gelu { elems } | OpKind::Add { elems } | OpKind::Relu { elems } => {
                 vec![("elems", elems)]
             }
@@ -262,7 +266,7 @@ impl OpKind {
             } => f(tokens) * f(in_features) * f(out_features),
             OpKind::MatMul { batch, m, k, n } => f(batch) * f(m) * f(k) * f(n),
             OpKind::Softmax { rows, cols } => f(rows) * f(cols) * 4.0,
-            OpKind::LayerNorm { tokens, dim } => f(tokens) * f(dim) * 8.0,
+            OpKind::LayerNorm { tokens, dim, .. } => f(tokens) * f(dim) * 8.0,
             OpKind::Gelu { elems } | OpKind::Add { elems } | OpKind::Relu { elems } => f(elems),
             OpKind::Conv2d {
                 h,
@@ -304,7 +308,7 @@ impl OpKind {
             } => vec![v(tokens * in_features)],
             OpKind::MatMul { batch, m, k, n } => vec![v(batch * m * k), v(batch * k * n)],
             OpKind::Softmax { rows, cols } => vec![v(rows * cols)],
-            OpKind::LayerNorm { tokens, dim } => vec![v(tokens * dim)],
+            OpKind::LayerNorm { tokens, dim, .. } => vec![v(tokens * dim)],
             OpKind::Gelu { elems } | OpKind::Relu { elems } => vec![v(elems)],
             OpKind::Add { elems } => vec![v(elems), v(elems)],
             OpKind::Conv2d { h, w, cin, .. } => vec![v(h * w * cin)],
@@ -330,7 +334,7 @@ impl OpKind {
             } => v(tokens * out_features),
             OpKind::MatMul { batch, m, n, .. } => v(batch * m * n),
             OpKind::Softmax { rows, cols } => v(rows * cols),
-            OpKind::LayerNorm { tokens, dim } => v(tokens * dim),
+            OpKind::LayerNorm { tokens, dim, .. } => v(tokens * dim),
             OpKind::Gelu { elems } | OpKind::Add { elems } | OpKind::Relu { elems } => v(elems),
             OpKind::Conv2d {
                 h,

@@ -102,7 +102,15 @@ pub fn attention_block(
     );
     let elems = seq * dim;
     let a1 = b.op(n("add1"), OpKind::Add { elems }, &[x, &attn]);
-    let n1 = b.op(n("ln1"), OpKind::LayerNorm { tokens: seq, dim }, &[&a1]);
+    let n1 = b.op(
+        n("ln1"),
+        OpKind::LayerNorm {
+            tokens: seq,
+            dim,
+            scaled: false,
+        },
+        &[&a1],
+    );
     let lin = |i, o| OpKind::Linear {
         tokens: seq,
         in_features: i,
@@ -119,7 +127,15 @@ pub fn attention_block(
     );
     let f = b.op(n("fc2"), lin(mlp_dim, dim), &[&g]);
     let a2 = b.op(n("add2"), OpKind::Add { elems }, &[&n1, &f]);
-    Ok(b.op(n("ln2"), OpKind::LayerNorm { tokens: seq, dim }, &[&a2]))
+    Ok(b.op(
+        n("ln2"),
+        OpKind::LayerNorm {
+            tokens: seq,
+            dim,
+            scaled: false,
+        },
+        &[&a2],
+    ))
 }
 
 /// The KWT cost graph.
@@ -180,6 +196,7 @@ pub fn kwt(c: &KwtConfig) -> Result<Graph, CostError> {
         OpKind::LayerNorm {
             tokens: 1,
             dim: c.dim,
+            scaled: false,
         },
         &[&t],
     );

@@ -7,7 +7,8 @@
 //! LayerNorm gamma and int32 beta, int8 embedding tables and class tokens, 256-byte GELU
 //! tables. The few int32 parameters of element-wise ops (Add, Softmax, LayerNorm, MatMul
 //! requantization, pooling) live in small per-kernel structs that neither side counts. Scratch
-//! is what the bundled runtime allocates: none for convolutions (no im2col), softmax and
+//! is what the bundled runtime allocates: none for convolutions (no im2col; the window a narrow
+//! Conv2d gathers, at most [`CONV_GATHER_MAX_BYTES`] as int16, lives on the stack), softmax and
 //! LayerNorm (a second pass recomputes instead of keeping an int32 row). With a [`Sparsity`](crate::graph::Sparsity), the weight matrix is
 //! stored blockwise run-length coded when `rle::predicted_size_bytes` is smaller than
 //! dense (TinyFormer's self-adaptive rule), its MACs scale by the share of whole blocks the
@@ -37,7 +38,12 @@ pub enum Work {
     ConvMac,
     DepthwiseMac,
     Softmax,
+    /// An element of I-BERT's LayerNorm.
     LayerNorm,
+    /// An element of TinyFormer's Scaled-LayerNorm.
+    ScaledLayerNorm,
+    /// A row of either LayerNorm (its statistics).
+    LayerNormRow,
     Gelu,
     Add,
     Relu,
@@ -53,6 +59,11 @@ pub enum Work {
     SparseMacNarrow,
     /// [`Work::SparseConvMac`] in blocks narrower than 4 weights.
     SparseConvMacNarrow,
+    /// An output of a dense k x k Conv2d that gathers its windows ([`conv_gathers`]), besides
+    /// its MACs and requantization.
+    ConvGather,
+    /// [`Work::ConvGather`] of a 9-byte window (a one-channel 3 x 3 kernel).
+    ConvGather9,
     /// A stored MAC of the coded depthwise Conv2d kernel.
     SparseDepthwiseMac,
     /// A score of a fused attention core with operand tiles, besides its MACs: its
@@ -99,6 +110,8 @@ impl OpCost {
                     Work::DepthwiseMac => n * c.depthwise / simd,
                     Work::Softmax => n * c.softmax,
                     Work::LayerNorm => n * c.layernorm,
+                    Work::ScaledLayerNorm => n * c.scaled_layernorm(),
+                    Work::LayerNormRow => n * c.layernorm_row(),
                     Work::Gelu => n * c.gelu,
                     Work::Add => n * c.add,
                     Work::Relu => n * c.relu,
@@ -109,6 +122,8 @@ impl OpCost {
                     Work::SparseConvMac => n * c.sparse_conv_mac,
                     Work::SparseMacNarrow => n * c.sparse_mac_narrow(),
                     Work::SparseConvMacNarrow => n * c.sparse_conv_mac_narrow(),
+                    Work::ConvGather => n * c.conv_gather(),
+                    Work::ConvGather9 => n * c.conv_gather_9(),
                     Work::SparseDepthwiseMac => n * c.sparse_depthwise_mac,
                     Work::AttentionScore => n * c.attention_score(true),
                     Work::AttentionScoreUntiled => n * c.attention_score(false),
@@ -133,6 +148,19 @@ fn mac_work(coded: bool, dense: Work, block: usize) -> Work {
         (true, _) if narrow => Work::SparseMacNarrow,
         (true, _) => Work::SparseMac,
     }
+}
+
+/// Largest window (`k k cin` bytes) the dense Conv2d kernel gathers (the runtime's
+/// `NAS_CONV_PATCH`).
+pub const CONV_GATHER_MAX_BYTES: usize = 64;
+
+/// Whether the dense k x k Conv2d kernel (`nas_conv2d_s8`) gathers each window inside the
+/// input into one operand: its kernel rows (`k cin` bytes) are not whole words and the window
+/// fits [`CONV_GATHER_MAX_BYTES`]. Such layers (a one- or three-channel stem) cost more per
+/// output than their MACs: [`Work::ConvGather`] ([`Work::ConvGather9`] for a 9-byte window,
+/// which the DSP kernel keeps in registers).
+pub fn conv_gathers(k: usize, cin: usize) -> bool {
+    !(k * cin).is_multiple_of(4) && k * k * cin <= CONV_GATHER_MAX_BYTES
 }
 
 /// The work unit of a dense Linear's MACs: the tiled loop where it has a tile (`tile` bytes).
@@ -329,7 +357,11 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             class: KernelClass::Softmax,
             work: vec![(Work::Softmax, out)],
         },
-        OpKind::LayerNorm { dim, .. } => OpCost {
+        OpKind::LayerNorm {
+            tokens,
+            dim,
+            scaled,
+        } => OpCost {
             macs: 0,
             params: 2 * v(dim),
             weight_bytes: 5 * v(dim),
@@ -337,7 +369,17 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             output_bytes: out,
             scratch_bytes: 0,
             class: KernelClass::LayerNorm,
-            work: vec![(Work::LayerNorm, out)],
+            work: vec![
+                (
+                    if scaled {
+                        Work::ScaledLayerNorm
+                    } else {
+                        Work::LayerNorm
+                    },
+                    out,
+                ),
+                (Work::LayerNormRow, v(tokens)),
+            ],
         },
         OpKind::Gelu { .. } => OpCost {
             macs: 0,
@@ -398,6 +440,15 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 ),
                 (false, false) => (KernelClass::Conv, Work::ConvMac),
             };
+            let mut work = vec![(work, macs), (Work::Requant, out)];
+            if !pointwise && !coded && conv_gathers(k, cin) {
+                let w = if k * k * cin == 9 {
+                    Work::ConvGather9
+                } else {
+                    Work::ConvGather
+                };
+                work.push((w, out));
+            }
             OpCost {
                 macs,
                 params: v(k * k * cin * cout + cout),
@@ -406,7 +457,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 output_bytes: out,
                 scratch_bytes: tile,
                 class,
-                work: vec![(work, macs), (Work::Requant, out)],
+                work,
             }
         }
         OpKind::DepthwiseConv2d { c, k, .. } => {
@@ -576,6 +627,129 @@ mod tests {
         assert!(!c.sparse_coded);
         assert_eq!(c.class, KernelClass::Linear);
         assert_eq!(c.weight_bytes, 256 * 64 + 4 * 64 + 8);
+    }
+
+    /// A LayerNorm is charged its variant's entry per element (`layernorm`, or
+    /// `scaled_layernorm` for Scaled-LayerNorm) plus `layernorm_row` per row; a table without
+    /// the two optional entries charges `layernorm` per element alone.
+    #[test]
+    fn layernorm_pays_per_element_of_its_variant_and_per_row() {
+        let ln = |scaled| {
+            let op = Op {
+                name: "ln".into(),
+                kind: OpKind::LayerNorm {
+                    tokens: 240,
+                    dim: 12,
+                    scaled,
+                },
+                inputs: vec!["x".into()],
+                sparsity: None,
+            };
+            op_cost(&op, None, Deploy::default()).unwrap()
+        };
+        let mut t = crate::target::Target::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/targets/stm32f746.ron"),
+        )
+        .unwrap();
+        t.cycles.layernorm = 50.0;
+        t.cycles.scaled_layernorm = Some(60.0);
+        t.cycles.layernorm_row = Some(200.0);
+        let call = t.cycles.call_overhead;
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert!(close(
+            ln(false).cycles(&t),
+            2880.0 * 50.0 + 240.0 * 200.0 + call
+        ));
+        assert!(close(
+            ln(true).cycles(&t),
+            2880.0 * 60.0 + 240.0 * 200.0 + call
+        ));
+        t.cycles.scaled_layernorm = None;
+        t.cycles.layernorm_row = None;
+        assert!(close(ln(true).cycles(&t), 2880.0 * 50.0 + call));
+        // a cost graph written before the variant existed reads as I-BERT's
+        let kind: OpKind = ron::from_str("LayerNorm(tokens: 4, dim: 8)").unwrap();
+        assert_eq!(
+            kind,
+            OpKind::LayerNorm {
+                tokens: 4,
+                dim: 8,
+                scaled: false
+            }
+        );
+    }
+
+    /// A dense k x k Conv2d whose kernel rows are not whole words and whose window fits 64
+    /// bytes (a one- or three-channel stem) is charged `conv_gather` (`conv_gather_9` for a
+    /// 9-byte window) per output besides its MACs and requantization; whole-word rows, wider windows, pointwise and coded layers are
+    /// not; a table without the entry charges nothing for it.
+    #[test]
+    fn gathered_conv_windows_pay_their_entry_per_output() {
+        let conv2d = |cin: usize, k: usize| OpKind::Conv2d {
+            h: 12,
+            w: 10,
+            cin,
+            cout: 8,
+            k,
+            stride: 1,
+            pad: k / 2,
+        };
+        let dense = |cin, k| op_cost(&conv("c", conv2d(cin, k), None), None, Deploy::default());
+        let mut t = crate::target::Target::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/targets/stm32f746.ron"),
+        )
+        .unwrap();
+        t.cycles.conv_gather = Some(30.0);
+        t.cycles.conv_gather_9 = Some(20.0);
+        let mut without = t.clone();
+        without.cycles.conv_gather = None;
+        without.cycles.conv_gather_9 = None;
+        // (cin, k, gathered): 3 and 9 bytes a row; 24 (whole words); 5 x 5 x 3 = 75 > 64;
+        // 3 x 3 x 7 = 63, the largest gathered
+        for (cin, k, gathered) in [
+            (1, 3, true),
+            (3, 3, true),
+            (7, 3, true),
+            (8, 3, false),
+            (3, 5, false),
+            (1, 1, false),
+        ] {
+            let c = dense(cin, k).unwrap();
+            let extra = c.cycles(&t) - c.cycles(&without);
+            let want = match (gathered, k * k * cin) {
+                (false, _) => 0.0,
+                (true, 9) => 20.0 * c.output_bytes as f64,
+                (true, _) => 30.0 * c.output_bytes as f64,
+            };
+            assert!(
+                (extra - want).abs() < 1e-6,
+                "cin {cin} k {k}: {extra} vs {want}"
+            );
+            if k > 1 {
+                // (a pointwise layer runs the Linear kernel whatever its rows)
+                assert_eq!(conv_gathers(k, cin), gathered, "cin {cin} k {k}");
+            }
+        }
+        let coded = op_cost(
+            &conv("c", conv2d(3, 3), Some(Sparsity { rho: 0.9, block: 3 })),
+            None,
+            Deploy::default(),
+        )
+        .unwrap();
+        assert!(coded.sparse_coded);
+        assert!(
+            !coded
+                .work
+                .iter()
+                .any(|(w, _)| matches!(w, Work::ConvGather | Work::ConvGather9))
+        );
+        // without its own entry a 9-byte window takes `conv_gather`
+        t.cycles.conv_gather_9 = None;
+        let c = dense(1, 3).unwrap();
+        let extra = c.cycles(&t) - c.cycles(&without);
+        assert!((extra - 30.0 * c.output_bytes as f64).abs() < 1e-6);
     }
 
     fn conv(name: &str, kind: OpKind, sp: Option<Sparsity>) -> Op {

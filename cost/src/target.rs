@@ -78,7 +78,17 @@ pub struct CycleTable {
     pub conv: f64,
     pub depthwise: f64,
     pub softmax: f64,
+    /// Per element of I-BERT's LayerNorm besides `layernorm_row` per row (without that entry:
+    /// the per-row work folded in at some width).
     pub layernorm: f64,
+    /// Per row (token) of a LayerNorm: the mean, variance and integer square root, which a
+    /// narrow row (a searched TinyFormer's 12-24 channels) does not amortize (fit by
+    /// export/tests/insn_count.rs `layernorm_row_widths`). Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layernorm_row: Option<f64>,
+    /// [`Self::layernorm`] for TinyFormer's Scaled-LayerNorm (default: `layernorm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_layernorm: Option<f64>,
     pub gelu: f64,
     pub add: f64,
     /// Per element of a stand-alone ReLU (a compare and a store: far cheaper than `add`'s
@@ -114,6 +124,17 @@ pub struct CycleTable {
     /// a multiple of 4, the short-row path). Default: `softmax + requant`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_score_untiled: Option<f64>,
+    /// Cycles per output of a dense k x k Conv2d that gathers its windows
+    /// ([`crate::ops::conv_gathers`]: kernel rows of `k cin` bytes that are not whole words, a
+    /// window of at most 64 bytes: a one- or three-channel stem), besides its MACs and
+    /// `requant`: the window's gathering and the short dot products' loops, fit on such layers
+    /// (export/tests/insn_count.rs `conv_input_widths`). Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv_gather: Option<f64>,
+    /// [`Self::conv_gather`] for windows of 9 bytes (a one-channel 3 x 3 stem: key-word MFCC
+    /// and grayscale images), which the DSP kernel holds in registers. Default: `conv_gather`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv_gather_9: Option<f64>,
     /// Cycles per stored MAC of the coded depthwise Conv2d kernel
     /// (`nas_depthwise_conv2d_rle_s8`), besides `requant` per output. Few stored MACs per
     /// output, so its per-output loop overhead lands here.
@@ -145,6 +166,22 @@ pub struct CodeSizeTable {
 }
 
 impl CycleTable {
+    pub fn layernorm_row(&self) -> f64 {
+        self.layernorm_row.unwrap_or(0.0)
+    }
+
+    pub fn scaled_layernorm(&self) -> f64 {
+        self.scaled_layernorm.unwrap_or(self.layernorm)
+    }
+
+    pub fn conv_gather(&self) -> f64 {
+        self.conv_gather.unwrap_or(0.0)
+    }
+
+    pub fn conv_gather_9(&self) -> f64 {
+        self.conv_gather_9.unwrap_or_else(|| self.conv_gather())
+    }
+
     pub fn linear_untiled(&self) -> f64 {
         self.linear_untiled.unwrap_or(self.linear)
     }
@@ -324,6 +361,8 @@ impl Target {
             ("cycles.depthwise", c.depthwise),
             ("cycles.softmax", c.softmax),
             ("cycles.layernorm", c.layernorm),
+            ("cycles.layernorm_row", c.layernorm_row()),
+            ("cycles.scaled_layernorm", c.scaled_layernorm()),
             ("cycles.gelu", c.gelu),
             ("cycles.add", c.add),
             ("cycles.relu", c.relu),
@@ -336,6 +375,8 @@ impl Target {
             ("cycles.sparse_conv_mac_narrow", c.sparse_conv_mac_narrow()),
             ("cycles.attention_score", c.attention_score(true)),
             ("cycles.attention_score_untiled", c.attention_score(false)),
+            ("cycles.conv_gather", c.conv_gather()),
+            ("cycles.conv_gather_9", c.conv_gather_9()),
             ("cycles.sparse_depthwise_mac", c.sparse_depthwise_mac),
             ("cycles.call_overhead", c.call_overhead),
         ] {

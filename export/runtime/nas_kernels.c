@@ -1117,55 +1117,256 @@ void nas_mean_rows_s8(const int8_t *x, int32_t n, int32_t c, int8_t *y) {
     }
 }
 
-/* quant::kernels::conv2d. Blocks of 4 output channels share each loaded input tap (the 1x4
- * dot product of Linear, its 4 weight rows kh kw ic bytes apart: the SIMD path on Cortex-M),
- * the remaining channels one at a time; the window is clipped to the input once per pixel
- * (padding contributes 0). */
+/* The taps [k0, k1) of a k-tap window starting at input index i0 = o stride - pad that lie
+ * inside an input of n (padding contributes 0): each window is clipped once per pixel. */
+typedef struct {
+    int32_t i0, k0, k1;
+} nas_span;
+
+static inline nas_span nas_window_span(int32_t o, int32_t stride, int32_t pad, int32_t n,
+                                       int32_t k) {
+    nas_span s;
+    s.i0 = o * stride - pad;
+    s.k0 = s.i0 < 0 ? -s.i0 : 0;
+    s.k1 = n - s.i0 < k ? n - s.i0 : k;
+    return s;
+}
+
+#if defined(__GNUC__)
+#define NAS_NOINLINE static __attribute__((noinline))
+#define NAS_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define NAS_NOINLINE static
+#define NAS_ALWAYS_INLINE static inline
+#endif
+
+/* Largest window (kh kw ic bytes) nas_conv2d_s8 gathers, as int16 on the stack (128 bytes):
+ * a 3 x 3 window of up to 7 channels. The cost model prices such layers by the same limit
+ * (cost::ops::CONV_GATHER_MAX_BYTES). */
+#define NAS_CONV_PATCH 64
+
+/* A gathered window, one int16 per byte. On DSP cores nas_conv_gather then pairs each whole
+ * word's halfwords as SXTB16 splits a word of weights (bytes 0 and 2, then 1 and 3): words
+ * 2j and 2j + 1 hold the window's bytes 4j..4j+3 ready for SMLAD. */
+typedef union {
+    int32_t w[NAS_CONV_PATCH / 2];
+    int16_t h[NAS_CONV_PATCH];
+} nas_conv_patch;
+
+/* The kh rows of row bytes each (xrow bytes apart in the input) of a window inside the input,
+ * in order (int16 stores: GCC leaves the byte loop a loop, not memcpy calls), then on DSP
+ * cores the pairing of the first nw words' halfwords (PKHBT / PKHTB). */
+static inline void nas_conv_gather(const int8_t *xr, size_t xrow, int32_t kh, size_t row,
+                                   size_t nw, nas_conv_patch *p) {
+    int16_t *h = p->h;
+    size_t b;
+    int32_t ky;
+    for (ky = 0; ky < kh; ky++, xr += xrow) {
+        for (b = 0; b < row; b++) {
+            *h++ = xr[b];
+        }
+    }
+#if NAS_USE_DSP
+    for (b = 0; b < nw; b++) {
+        const uint32_t lo = (uint32_t)p->w[2 * b], hi = (uint32_t)p->w[2 * b + 1];
+        p->w[2 * b] = (int32_t)((lo & 0xFFFFu) | (hi << 16));
+        p->w[2 * b + 1] = (int32_t)((lo >> 16) | (hi & 0xFFFF0000u));
+    }
+#else
+    (void)nw;
+#endif
+}
+
+/* Output o's requantization: per channel read where all take the s >= 33 form (pc). */
+#define NAS_CONV_RQ(acc, o)                                                                   \
+    (pc ? nas_rq_fast_d((acc), pc[o]) : nas_requantize((acc), nas_rq_get(rq, o)))
+
+#if NAS_USE_DSP
+/* The oc outputs of one pixel from a gathered window of 9 bytes (a one-channel 3 x 3 window: a
+ * key-word or grayscale image's stem): its two words and last byte stay in registers for every
+ * block of 4 channels, whose rows are constant offsets apart (no loop inside a block). */
+NAS_ALWAYS_INLINE void nas_conv2d_window9_outputs(const nas_conv_patch *p, const int8_t *w,
+                                                  const int32_t *bias, const nas_requant *rq,
+                                                  const nas_dyadic *pc, int32_t oc,
+                                                  int8_t *yp) {
+    const int32_t x02 = p->w[0], x13 = p->w[1], y02 = p->w[2], y13 = p->w[3], x8 = p->h[8];
+    int32_t o;
+#define NAS_CONV_ROW9(acc, r)                                                                  \
+    nas_mac4(y02, y13, nas_load32((r) + 4), nas_mac4(x02, x13, nas_load32(r), (acc))) +         \
+        x8 * (r)[8]
+    for (o = 0; o + 4 <= oc; o += 4) {
+        const int8_t *b0 = w + (size_t)o * 9;
+        yp[o] = NAS_CONV_RQ(NAS_CONV_ROW9(bias[o], b0), o);
+        yp[o + 1] = NAS_CONV_RQ(NAS_CONV_ROW9(bias[o + 1], b0 + 9), o + 1);
+        yp[o + 2] = NAS_CONV_RQ(NAS_CONV_ROW9(bias[o + 2], b0 + 18), o + 2);
+        yp[o + 3] = NAS_CONV_RQ(NAS_CONV_ROW9(bias[o + 3], b0 + 27), o + 3);
+    }
+    for (; o < oc; o++) {
+        yp[o] = NAS_CONV_RQ(NAS_CONV_ROW9(bias[o], w + (size_t)o * 9), o);
+    }
+#undef NAS_CONV_ROW9
+}
+#endif
+
+/* The oc outputs of one pixel from its gathered window (ks bytes): every channel's weights
+ * are ks contiguous bytes, so one dot product per block of 4 channels instead of one per
+ * kernel row. On DSP cores intrinsics, not nas_dot_1x4_dsp's assembly, whose 12 registers
+ * leave the M4 none for this loop's state. Out of line: inlined into nas_conv2d_gathered's
+ * loop, it costs the modelled M4 about 17 cycles an output more. */
+NAS_NOINLINE void nas_conv2d_window_outputs(const nas_conv_patch *p, size_t ks, const int8_t *w,
+                                            const int32_t *bias, const nas_requant *rq,
+                                            const nas_dyadic *pc, int32_t oc, int8_t *yp) {
+    int32_t o;
+    size_t k;
+#if NAS_USE_DSP
+    const size_t nw = ks >> 2, k4 = nw << 2;
+#else
+    const size_t k4 = 0;
+#endif
+    for (o = 0; o + 4 <= oc; o += 4) {
+        /* rows 0 and 2, rows 1 and 3 ks bytes after them */
+        const int8_t *b0 = w + (size_t)o * ks, *b2 = b0 + 2 * ks;
+        int32_t a0 = bias[o], a1 = bias[o + 1], a2 = bias[o + 2], a3 = bias[o + 3];
+#if NAS_USE_DSP
+        size_t j;
+        for (j = 0; j < nw; j++, b0 += 4, b2 += 4) {
+            const int32_t x02 = p->w[2 * j], x13 = p->w[2 * j + 1];
+            a0 = nas_mac4(x02, x13, nas_load32(b0), a0);
+            a1 = nas_mac4(x02, x13, nas_load32(b0 + ks), a1);
+            a2 = nas_mac4(x02, x13, nas_load32(b2), a2);
+            a3 = nas_mac4(x02, x13, nas_load32(b2 + ks), a3);
+        }
+#endif
+        for (k = k4; k < ks; k++, b0++, b2++) {
+            const int32_t xk = p->h[k];
+            a0 += xk * b0[0];
+            a1 += xk * b0[ks];
+            a2 += xk * b2[0];
+            a3 += xk * b2[ks];
+        }
+        yp[o] = NAS_CONV_RQ(a0, o);
+        yp[o + 1] = NAS_CONV_RQ(a1, o + 1);
+        yp[o + 2] = NAS_CONV_RQ(a2, o + 2);
+        yp[o + 3] = NAS_CONV_RQ(a3, o + 3);
+    }
+    for (; o < oc; o++) {
+        const int8_t *b0 = w + (size_t)o * ks;
+        int32_t acc = bias[o];
+#if NAS_USE_DSP
+        size_t j;
+        for (j = 0; j < nw; j++, b0 += 4) {
+            acc = nas_mac4(p->w[2 * j], p->w[2 * j + 1], nas_load32(b0), acc);
+        }
+#endif
+        for (k = k4; k < ks; k++, b0++) {
+            acc += p->h[k] * b0[0];
+        }
+        yp[o] = NAS_CONV_RQ(acc, o);
+    }
+}
+#undef NAS_CONV_RQ
+
+/* One output pixel of nas_conv2d_s8 by kernel rows: the window [ky0, ky1) x [kx0, kx1) of the
+ * kernel lies inside the input (padding contributes 0). Blocks of 4 output channels share each
+ * loaded input tap (the 1x4 dot product of Linear, its 4 weight rows kh kw ic bytes apart: the
+ * SIMD path on Cortex-M), the remaining channels one at a time. */
+NAS_ALWAYS_INLINE void nas_conv2d_pixel_rows(const int8_t *x, const nas_hwc *in,
+                                             const int8_t *w, const int32_t *bias,
+                                             const nas_requant *rq, int32_t kw, size_t ks,
+                                             int32_t oc, int32_t iy0, int32_t ky0, int32_t ky1,
+                                             int32_t ix0, int32_t kx0, int32_t kx1,
+                                             int8_t *yp) {
+    const int32_t ic = in->c;
+    int32_t o, c, ky;
+    for (o = 0; o + 4 <= oc; o += 4) {
+        int32_t acc[4];
+        acc[0] = bias[o];
+        acc[1] = bias[o + 1];
+        acc[2] = bias[o + 2];
+        acc[3] = bias[o + 3];
+        /* a kernel row's in-range taps are contiguous in the HWC input and in the weights: one
+         * dot product per row ((kx1 - kx0) ic bytes), not one per tap */
+        for (ky = ky0; ky < ky1; ky++) {
+            nas_dot_1x4_s8(
+                x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx0)) * (size_t)ic,
+                w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx0) * (size_t)ic, ks,
+                (kx1 - kx0) * ic, acc);
+        }
+        for (c = 0; c < 4; c++) {
+            yp[o + c] = nas_requantize(acc[c], nas_rq_get(rq, o + c));
+        }
+    }
+    for (; o < oc; o++) {
+        int32_t acc = bias[o];
+        for (ky = ky0; ky < ky1; ky++) {
+            acc = nas_dot_s8(
+                x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx0)) * (size_t)ic,
+                w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx0) * (size_t)ic,
+                (kx1 - kx0) * ic, acc);
+        }
+        yp[o] = nas_requantize(acc, nas_rq_get(rq, o));
+    }
+}
+
+/* nas_conv2d_s8 of a layer whose kernel rows are not whole words (kw ic bytes: a one-channel
+ * stem's 3) and whose window fits NAS_CONV_PATCH: a dot product per row has little to do, so
+ * each window inside the input is gathered into one operand (nas_conv_gather,
+ * nas_conv2d_window_outputs); windows clipped at the border go by rows. Its own loop nest,
+ * out of line: inlined into nas_conv2d_s8, its registers cost the per-row loop of the layers
+ * that never gather 2-5 % (modelled M4 / M7). */
+NAS_NOINLINE void nas_conv2d_gathered(const int8_t *x, const nas_hwc *in, const int8_t *w,
+                                      const int32_t *bias, const nas_requant *rq,
+                                      const nas_window *win, const nas_hwc *out, int8_t *y) {
+    int32_t oy, ox;
+    const int32_t kh = win->k[0], kw = win->k[1], ic = in->c, oc = out->c;
+    const size_t ks = (size_t)kh * (size_t)kw * (size_t)ic, row = (size_t)kw * (size_t)ic;
+    const nas_dyadic *pc = rq->per_channel && nas_rq_all_fast(rq->mult, oc) ? rq->mult : NULL;
+    nas_conv_patch patch;
+    for (oy = 0; oy < out->h; oy++) {
+        const nas_span sy = nas_window_span(oy, win->stride[0], win->pad[0], in->h, kh);
+        const int32_t iy0 = sy.i0, ky0 = sy.k0, ky1 = sy.k1;
+        for (ox = 0; ox < out->w; ox++) {
+            const nas_span sx = nas_window_span(ox, win->stride[1], win->pad[1], in->w, kw);
+            const int32_t ix0 = sx.i0, kx0 = sx.k0, kx1 = sx.k1;
+            int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)oc;
+            if (ky1 - ky0 == kh && kx1 - kx0 == kw) {
+                nas_conv_gather(x + ((size_t)iy0 * (size_t)in->w + (size_t)ix0) * (size_t)ic,
+                                (size_t)in->w * (size_t)ic, kh, row, ks >> 2, &patch);
+#if NAS_USE_DSP
+                if (ks == 9) {
+                    nas_conv2d_window9_outputs(&patch, w, bias, rq, pc, oc, yp);
+                    continue;
+                }
+#endif
+                nas_conv2d_window_outputs(&patch, ks, w, bias, rq, pc, oc, yp);
+            } else {
+                nas_conv2d_pixel_rows(x, in, w, bias, rq, kw, ks, oc, iy0, ky0, ky1, ix0, kx0,
+                                      kx1, yp);
+            }
+        }
+    }
+}
+
+/* quant::kernels::conv2d, pixel by pixel: the window is clipped to the input once per pixel
+ * (nas_conv2d_pixel_rows), or gathered (nas_conv2d_gathered). */
 void nas_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w, const int32_t *bias,
                    const nas_requant *rq, const nas_window *win, const nas_hwc *out,
                    int8_t *y) {
-    int32_t oy, ox, o, c, ky;
+    int32_t oy, ox;
     const int32_t kh = win->k[0], kw = win->k[1], ic = in->c, oc = out->c;
     const size_t ks = (size_t)kh * (size_t)kw * (size_t)ic; /* weight bytes per channel */
+    if (ks <= NAS_CONV_PATCH && (((size_t)kw * (size_t)ic) & 3) != 0) {
+        nas_conv2d_gathered(x, in, w, bias, rq, win, out, y);
+        return;
+    }
     for (oy = 0; oy < out->h; oy++) {
-        const int32_t iy0 = oy * win->stride[0] - win->pad[0];
-        const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
-        const int32_t ky1 = in->h - iy0 < kh ? in->h - iy0 : kh;
+        const nas_span sy = nas_window_span(oy, win->stride[0], win->pad[0], in->h, kh);
+        const int32_t iy0 = sy.i0, ky0 = sy.k0, ky1 = sy.k1;
         for (ox = 0; ox < out->w; ox++) {
-            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
-            const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
-            const int32_t kx1 = in->w - ix0 < kw ? in->w - ix0 : kw;
-            int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)oc;
-            for (o = 0; o + 4 <= oc; o += 4) {
-                int32_t acc[4];
-                acc[0] = bias[o];
-                acc[1] = bias[o + 1];
-                acc[2] = bias[o + 2];
-                acc[3] = bias[o + 3];
-                /* a kernel row's in-range taps are contiguous in the HWC input and in the
-                 * weights: one dot product per row ((kx1 - kx0) ic bytes), not one per tap */
-                for (ky = ky0; ky < ky1; ky++) {
-                    nas_dot_1x4_s8(
-                        x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx0)) *
-                                (size_t)ic,
-                        w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx0) * (size_t)ic,
-                        ks, (kx1 - kx0) * ic, acc);
-                }
-                for (c = 0; c < 4; c++) {
-                    yp[o + c] = nas_requantize(acc[c], nas_rq_get(rq, o + c));
-                }
-            }
-            for (; o < oc; o++) {
-                int32_t acc = bias[o];
-                for (ky = ky0; ky < ky1; ky++) {
-                    acc = nas_dot_s8(
-                        x + ((size_t)(iy0 + ky) * (size_t)in->w + (size_t)(ix0 + kx0)) *
-                                (size_t)ic,
-                        w + (size_t)o * ks + ((size_t)ky * (size_t)kw + (size_t)kx0) * (size_t)ic,
-                        (kx1 - kx0) * ic, acc);
-                }
-                yp[o] = nas_requantize(acc, nas_rq_get(rq, o));
-            }
+            const nas_span sx = nas_window_span(ox, win->stride[1], win->pad[1], in->w, kw);
+            const int32_t ix0 = sx.i0, kx0 = sx.k0, kx1 = sx.k1;
+            nas_conv2d_pixel_rows(x, in, w, bias, rq, kw, ks, oc, iy0, ky0, ky1, ix0, kx0, kx1,
+                                  y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)oc);
         }
     }
 }
@@ -1251,13 +1452,11 @@ void nas_pool2d_s8(const int8_t *x, const nas_hwc *in, const nas_window *win,
     const int32_t c = in->c, kh = win->k[0], kw = win->k[1];
     const size_t xrow = (size_t)in->w * (size_t)c;
     for (oy = 0; oy < out->h; oy++) {
-        const int32_t iy0 = oy * win->stride[0] - win->pad[0];
-        const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
-        const int32_t ky1 = in->h - iy0 < kh ? in->h - iy0 : kh;
+        const nas_span sy = nas_window_span(oy, win->stride[0], win->pad[0], in->h, kh);
+        const int32_t iy0 = sy.i0, ky0 = sy.k0, ky1 = sy.k1;
         for (ox = 0; ox < out->w; ox++) {
-            const int32_t ix0 = ox * win->stride[1] - win->pad[1];
-            const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
-            const int32_t kx1 = in->w - ix0 < kw ? in->w - ix0 : kw;
+            const nas_span sx = nas_window_span(ox, win->stride[1], win->pad[1], in->w, kw);
+            const int32_t ix0 = sx.i0, kx0 = sx.k0, kx1 = sx.k1;
             int8_t *yp = y + ((size_t)oy * (size_t)out->w + (size_t)ox) * (size_t)c;
             /* taps inside the input (pad < k guarantees >= 1; max(1) as in Rust anyway) */
             const int32_t count =

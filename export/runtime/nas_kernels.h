@@ -309,7 +309,8 @@ void nas_transpose_s8(const int8_t *x, const int32_t *shape, const int32_t *perm
  * GlobalAvgPool with n = H W). */
 void nas_mean_rows_s8(const int8_t *x, int32_t n, int32_t c, int8_t *y);
 
-/* HWC convolution, weight [out_c, kh, kw, in_c]. */
+/* HWC convolution, weight [out_c, kh, kw, in_c]. A layer whose kernel rows (kw in_c bytes)
+ * are not whole words and whose window is at most 64 bytes uses 128 bytes of stack for it. */
 void nas_conv2d_s8(const int8_t *x, const nas_hwc *in, const int8_t *w, const int32_t *bias,
                    const nas_requant *rq, const nas_window *win, const nas_hwc *out,
                    int8_t *y);

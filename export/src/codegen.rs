@@ -929,3 +929,27 @@ pub fn export_c_with(
     let project = generate_with(graph, name, limits, opts)?;
     write_project(&project, out_dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RUNTIME_FILES;
+
+    /// The cost model's rule for which Conv2d layers gather their windows uses the runtime's
+    /// window limit.
+    #[test]
+    fn conv_gather_limit_matches_the_runtime() {
+        let src = RUNTIME_FILES
+            .iter()
+            .find(|(name, _)| *name == "nas_kernels.c")
+            .unwrap()
+            .1;
+        let limit: usize = src
+            .lines()
+            .find_map(|l| l.strip_prefix("#define NAS_CONV_PATCH "))
+            .expect("nas_kernels.c defines NAS_CONV_PATCH")
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(limit, cost::ops::CONV_GATHER_MAX_BYTES);
+    }
+}

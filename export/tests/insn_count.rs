@@ -2641,3 +2641,171 @@ fn linear_row_widths() {
         }
     }
 }
+
+/// Dense Conv2d at the input widths of searched models' first layers (a key-word MFCC image's
+/// one channel, an image's one or three) and wider, per channel as PTQ quantizes them, against
+/// the cost model's `conv` per MAC + `requant` per output + `conv_gather` per output where the
+/// kernel gathers its windows (kernel rows of `kw ic` bytes that are not whole words, a window
+/// of at most 64 bytes; `conv_gather_9` for a 9-byte window); prints both fits per target.
+#[test]
+#[ignore]
+fn conv_input_widths() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    println!(
+        "| target | input | kernel | in -> out | gathered | MACs | outputs | kernel cycles | cost model | measured / model | missed / output |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (t, tgt) in modelled_cost_targets(&targets) {
+        let opts = Int8Options::default().for_target(&tgt);
+        let simd = tgt.simd_width as f64;
+        // (cycles beyond conv + requant, outputs) of windows other than 9 bytes, and of 9
+        let mut gathered = [(0.0, 0.0); 2];
+        for (h, w, cin, cout, s) in [
+            (96, 40, 1, 12, 1),
+            (28, 28, 1, 12, 1),
+            (28, 28, 1, 16, 2),
+            (32, 32, 3, 16, 1),
+            (16, 16, 2, 8, 1),
+            (16, 16, 5, 12, 1),
+            (16, 16, 6, 12, 1),
+            (16, 16, 7, 16, 1),
+            (16, 16, 8, 16, 1),
+            (16, 16, 10, 16, 1),
+            (48, 20, 12, 20, 2),
+        ] {
+            let scales: Vec<f64> = (0..cout)
+                .map(|c| 0.0016 + 0.0008 * (c % 5) as f64 / 4.0)
+                .collect();
+            let g = one_op(&[h, w, cin], |b, r| {
+                b.conv2d(
+                    "conv",
+                    "x",
+                    window(3, s, 1),
+                    r.i8s(cout * 9 * cin),
+                    r.i32s(cout, 500),
+                    &scales,
+                    2f64.powi(-4),
+                )
+                .unwrap()
+            });
+            let macs = node_macs(&g, 0) as f64;
+            let outputs = g.tensor(&g.nodes[0].output).unwrap().numel() as f64;
+            let n = count(
+                &g,
+                &opts,
+                t,
+                &plugin,
+                dir.path(),
+                &format!("cw-{t}-{h}-{cin}-{cout}-{s}"),
+            );
+            let kernel: u64 = n
+                .func_cycles
+                .iter()
+                .filter(|(f, _)| f.contains("conv2d"))
+                .map(|(_, &c)| c)
+                .sum();
+            let gathers = cost::ops::conv_gathers(3, cin);
+            let plain = macs * tgt.cycles.conv / simd + outputs * tgt.cycles.requant;
+            let nine = 9 * cin == 9;
+            let gather = match (gathers, nine) {
+                (false, _) => 0.0,
+                (true, true) => tgt.cycles.conv_gather_9(),
+                (true, false) => tgt.cycles.conv_gather(),
+            };
+            let model = plain + outputs * gather;
+            println!(
+                "| {t} | {h}x{w}x{cin} | 3x3/{s} | {cin} -> {cout} | {gathers} | {macs} | {outputs} | {kernel} | {model:.0} | {:.2} | {:.1} |",
+                kernel as f64 / model,
+                (kernel as f64 - model) / outputs
+            );
+            if gathers {
+                // what conv + requant alone miss: the conv_gather(_9) fit
+                let g = &mut gathered[usize::from(nine)];
+                g.0 += kernel as f64 - plain;
+                g.1 += outputs;
+            }
+        }
+        for (entry, (cycles, outputs)) in ["conv_gather", "conv_gather_9"].iter().zip(gathered) {
+            println!(
+                "{t}: {entry} = {:.1} cycles / output besides conv and requant",
+                cycles / outputs
+            );
+        }
+    }
+}
+
+/// LayerNorm (I-BERT's and TinyFormer's Scaled-LayerNorm) at the widths of searched
+/// TinyFormers (12-24 channels over 240-960 tokens) and of KWTs (64, 192), against the cost
+/// model's `layernorm` (I-BERT) or `scaled_layernorm` per element + `layernorm_row` per row;
+/// prints the least-squares per-element and per-row cycles of each variant per target (the
+/// entries' fit).
+#[test]
+#[ignore]
+fn layernorm_row_widths() {
+    let Some((targets, dir, plugin)) = setup() else {
+        return;
+    };
+    println!(
+        "| target | variant | tokens x width | kernel cycles | cost model | measured / model | cycles / element |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (t, tgt) in modelled_cost_targets(&targets) {
+        let opts = Int8Options::default().for_target(&tgt);
+        for scaled in [false, true] {
+            let name = if scaled { "Scaled-LayerNorm" } else { "I-BERT" };
+            let mut rows = Vec::new(); // (elements, rows, cycles)
+            for (tokens, d) in [
+                (960, 12),
+                (240, 12),
+                (240, 20),
+                (240, 24),
+                (60, 24),
+                (65, 64),
+                (99, 192),
+            ] {
+                let g = one_op(&[tokens, d], |b, r| {
+                    let gamma = r.f32s(d, 0.5, 1.5);
+                    let beta = r.f32s(d, -0.2, 0.2);
+                    if scaled {
+                        b.scaled_layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
+                    } else {
+                        b.layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
+                    }
+                    .unwrap()
+                });
+                let n = count(
+                    &g,
+                    &opts,
+                    t,
+                    &plugin,
+                    dir.path(),
+                    &format!("ln-{t}-{scaled}-{tokens}-{d}"),
+                );
+                let kernel: u64 = n
+                    .func_cycles
+                    .iter()
+                    // (RV32 divides by the row's std through its reciprocal)
+                    .filter(|(f, _)| other_class(f) == "layernorm" || f.contains("recip"))
+                    .map(|(_, &c)| c)
+                    .sum();
+                let elems = (tokens * d) as f64;
+                let per_element = if scaled {
+                    tgt.cycles.scaled_layernorm()
+                } else {
+                    tgt.cycles.layernorm
+                };
+                let model = elems * per_element + tokens as f64 * tgt.cycles.layernorm_row();
+                println!(
+                    "| {t} | {name} | {tokens} x {d} | {kernel} | {model:.0} | {:.2} | {:.1} |",
+                    kernel as f64 / model,
+                    kernel as f64 / elems
+                );
+                rows.push((elems, tokens as f64, kernel as f64));
+            }
+            let (a, r) = lsq2(&rows);
+            println!("{t} {name}: {a:.1} cycles / element + {r:.1} / row");
+        }
+    }
+}

@@ -65,6 +65,57 @@ fn conv_channel_blocks_bit_exact_on_all_targets() {
     check_on(&b.finish().unwrap(), &Target::ALL, 13);
 }
 
+/// Conv2d whose kernel rows are not whole words (`kw cin` bytes: a one-channel stem's 3): a
+/// window inside the input is gathered into one operand (at most 64 bytes), borders take the
+/// per-row path. One, three and seven input channels (the largest gathered 3 x 3 window), a
+/// 5 x 5 and a 1 x 3 kernel; 7 outputs (a block of 4 and a remainder); stride 2 without
+/// padding; per-channel multipliers all of the s >= 33 form (read per output), with one s < 33
+/// channel, and per tensor. Ten channels (90 bytes, not gathered) and eight (whole words) keep
+/// the per-row path beside them.
+#[test]
+fn narrow_conv_window_gather_bit_exact_on_all_targets() {
+    let mut r = common::Rng(53);
+    let mut b = GraphBuilder::new();
+    let fast: Vec<f64> = (0..7).map(|i| 0.004 + 0.002 * i as f64).collect();
+    let mut mixed = fast.clone();
+    mixed[5] = 0.5; // scale ratio 2^-1: shift s < 33
+    // (input channels, kernel, padding, stride, output scales)
+    type Case<'a> = (usize, [usize; 2], usize, usize, &'a [f64]);
+    let cases: [Case; 8] = [
+        (1, [3, 3], 1, 1, &fast),
+        (1, [3, 3], 1, 1, &mixed),
+        (1, [5, 5], 2, 1, &[0.01]),
+        (1, [1, 3], 0, 2, &fast),
+        (3, [3, 3], 0, 2, &fast),
+        (7, [3, 3], 1, 1, &mixed),
+        (8, [3, 3], 1, 1, &fast),
+        (10, [3, 3], 1, 1, &fast),
+    ];
+    for (i, (cin, k, pad, stride, scales)) in cases.into_iter().enumerate() {
+        let x = format!("x{i}");
+        b.input(&x, &[9, 8, cin], 2f64.powi(-5)).unwrap();
+        let win = Window {
+            k,
+            stride: [stride, stride],
+            pad: [pad, pad],
+        };
+        let n = format!("conv{i}");
+        let oc = if scales.len() > 1 { scales.len() } else { 6 };
+        b.conv2d(
+            &n,
+            &x,
+            win,
+            r.i8s(oc * k[0] * k[1] * cin),
+            r.i32s(oc, 2000),
+            scales,
+            2f64.powi(-4),
+        )
+        .unwrap();
+        b.output(&n);
+    }
+    check_on(&b.finish().unwrap(), &Target::ALL, 31);
+}
+
 /// The Linear kernel's operand-tile path (Cortex-M DSP builds: 4 input rows extended once,
 /// every weight row read once per 4 rows): 9 rows (two tiles and a remainder row), an input
 /// width of 4 (one step: the peeled last step alone) and of 12; per-tensor, per-channel,

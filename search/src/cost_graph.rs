@@ -158,7 +158,12 @@ pub fn tinyformer_graph(arch: &TinyFormerArch, sparse: &SparseConfig) -> Result<
                 let r = format!("{q}.enc{e}");
                 let n1 = g.op(
                     &format!("{r}.ln1"),
-                    OpKind::LayerNorm { tokens: hw, dim: c },
+                    // quantized with Scaled-LayerNorm, as the search does
+                    OpKind::LayerNorm {
+                        tokens: hw,
+                        dim: c,
+                        scaled: true,
+                    },
                     &[&tok],
                 );
                 // As the exporter runs it: Q, K, V projections, the fused depth-first core,
@@ -183,7 +188,12 @@ pub fn tinyformer_graph(arch: &TinyFormerArch, sparse: &SparseConfig) -> Result<
                 );
                 let n2 = g.op(
                     &format!("{r}.ln2"),
-                    OpKind::LayerNorm { tokens: hw, dim: c },
+                    // quantized with Scaled-LayerNorm, as the search does
+                    OpKind::LayerNorm {
+                        tokens: hw,
+                        dim: c,
+                        scaled: true,
+                    },
                     &[&a],
                 );
                 let m = t.mlp_ratio * c;

@@ -47,7 +47,11 @@ pub fn kwt_graph(cfg: &KwtConfig, sparse: &SparseConfig) -> Result<Graph> {
         },
         &[&x],
     );
-    let ln = |tokens| OpKind::LayerNorm { tokens, dim: d };
+    let ln = |tokens| OpKind::LayerNorm {
+        tokens,
+        dim: d,
+        scaled: false,
+    };
     for i in 0..cfg.depth {
         let p = format!("blocks.{i}");
         let q = g.linear(&format!("{p}.attn.q"), &x, seq, d, inner);
