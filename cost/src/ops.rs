@@ -59,7 +59,7 @@ pub enum Work {
     SparseMacNarrow,
     /// [`Work::SparseConvMac`] in blocks narrower than 4 weights.
     SparseConvMacNarrow,
-    /// An output of a dense k x k Conv2d that gathers its windows ([`conv_gathers`]), besides
+    /// An output of a dense k x k Conv2d that gathers its windows ([`conv_gather_work`]), besides
     /// its MACs and requantization.
     ConvGather,
     /// [`Work::ConvGather`] of a 9-byte window (a one-channel 3 x 3 kernel).
@@ -154,13 +154,20 @@ fn mac_work(coded: bool, dense: Work, block: usize) -> Work {
 /// `NAS_CONV_PATCH`).
 pub const CONV_GATHER_MAX_BYTES: usize = 64;
 
-/// Whether the dense k x k Conv2d kernel (`nas_conv2d_s8`) gathers each window inside the
-/// input into one operand: its kernel rows (`k cin` bytes) are not whole words and the window
-/// fits [`CONV_GATHER_MAX_BYTES`]. Such layers (a one- or three-channel stem) cost more per
-/// output than their MACs: [`Work::ConvGather`] ([`Work::ConvGather9`] for a 9-byte window,
-/// which the DSP kernel keeps in registers).
-pub fn conv_gathers(k: usize, cin: usize) -> bool {
-    !(k * cin).is_multiple_of(4) && k * k * cin <= CONV_GATHER_MAX_BYTES
+/// The per-output work of a dense k x k Conv2d beyond its MACs and requantization, where its
+/// kernel (`nas_conv2d_s8`) gathers each window inside the input into one operand: its kernel
+/// rows (`k cin` bytes) are not whole words and the window fits [`CONV_GATHER_MAX_BYTES`] (a
+/// one- or three-channel stem). [`Work::ConvGather9`] for a 9-byte window, which the DSP
+/// kernel keeps in registers, else [`Work::ConvGather`]; `None` where it does not gather.
+pub fn conv_gather_work(k: usize, cin: usize) -> Option<Work> {
+    let window = k * k * cin;
+    if (k * cin).is_multiple_of(4) || window > CONV_GATHER_MAX_BYTES {
+        None
+    } else if window == 9 {
+        Some(Work::ConvGather9)
+    } else {
+        Some(Work::ConvGather)
+    }
 }
 
 /// The work unit of a dense Linear's MACs: the tiled loop where it has a tile (`tile` bytes).
@@ -441,13 +448,8 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 (false, false) => (KernelClass::Conv, Work::ConvMac),
             };
             let mut work = vec![(work, macs), (Work::Requant, out)];
-            if !pointwise && !coded && conv_gathers(k, cin) {
-                let w = if k * k * cin == 9 {
-                    Work::ConvGather9
-                } else {
-                    Work::ConvGather
-                };
-                work.push((w, out));
+            if !pointwise && !coded {
+                work.extend(conv_gather_work(k, cin).map(|w| (w, out)));
             }
             OpCost {
                 macs,
@@ -647,11 +649,7 @@ mod tests {
             };
             op_cost(&op, None, Deploy::default()).unwrap()
         };
-        let mut t = crate::target::Target::load(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../configs/targets/stm32f746.ron"),
-        )
-        .unwrap();
+        let mut t = shipped_target("stm32f746");
         t.cycles.layernorm = 50.0;
         t.cycles.scaled_layernorm = Some(60.0);
         t.cycles.layernorm_row = Some(200.0);
@@ -696,11 +694,7 @@ mod tests {
             pad: k / 2,
         };
         let dense = |cin, k| op_cost(&conv("c", conv2d(cin, k), None), None, Deploy::default());
-        let mut t = crate::target::Target::load(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../configs/targets/stm32f746.ron"),
-        )
-        .unwrap();
+        let mut t = shipped_target("stm32f746");
         t.cycles.conv_gather = Some(30.0);
         t.cycles.conv_gather_9 = Some(20.0);
         let mut without = t.clone();
@@ -729,7 +723,11 @@ mod tests {
             );
             if k > 1 {
                 // (a pointwise layer runs the Linear kernel whatever its rows)
-                assert_eq!(conv_gathers(k, cin), gathered, "cin {cin} k {k}");
+                assert_eq!(
+                    conv_gather_work(k, cin).is_some(),
+                    gathered,
+                    "cin {cin} k {k}"
+                );
             }
         }
         let coded = op_cost(
@@ -750,6 +748,15 @@ mod tests {
         let c = dense(1, 3).unwrap();
         let extra = c.cycles(&t) - c.cycles(&without);
         assert!((extra - 30.0 * c.output_bytes as f64).abs() < 1e-6);
+    }
+
+    /// The shipped target `configs/targets/{file}.ron`.
+    fn shipped_target(file: &str) -> Target {
+        Target::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../configs/targets/{file}.ron")),
+        )
+        .unwrap()
     }
 
     fn conv(name: &str, kind: OpKind, sp: Option<Sparsity>) -> Op {
@@ -827,10 +834,7 @@ mod tests {
         // stored MACs: the kept blocks' share of the dense MACs (padding taps included)
         assert_eq!(costs[2].macs, 8 * 8 * 32 * 9 * 32 / 2);
         assert_eq!(costs[3].macs, 8 * 8 * 64 * 9 / 3);
-        let base = crate::target::Target::load(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/targets/stm32l4.ron"),
-        )
-        .unwrap();
+        let base = shipped_target("stm32l4");
         let cycles = |t: &Target| costs.iter().map(|c| c.cycles(t)).collect::<Vec<f64>>();
         let before = cycles(&base);
         // raising one entry by 1 cycle raises exactly the layers of its kernel, by their
@@ -889,11 +893,7 @@ mod tests {
                 Work::SparseConvMacNarrow
             ]
         );
-        let f7 = crate::target::Target::load(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../configs/targets/stm32f746.ron"),
-        )
-        .unwrap();
+        let f7 = shipped_target("stm32f746");
         let (narrow_mac, narrow_conv) = (
             f7.cycles.sparse_mac_narrow(),
             f7.cycles.sparse_conv_mac_narrow(),
@@ -928,11 +928,7 @@ mod tests {
                 None,
             )
         };
-        let f7 = crate::target::Target::load(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../configs/targets/stm32f746.ron"),
-        )
-        .unwrap();
+        let f7 = shipped_target("stm32f746");
         let mut plain = f7.clone();
         plain.cycles.attention_score = None;
         plain.cycles.attention_score_untiled = None;

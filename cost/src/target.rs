@@ -125,7 +125,7 @@ pub struct CycleTable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_score_untiled: Option<f64>,
     /// Cycles per output of a dense k x k Conv2d that gathers its windows
-    /// ([`crate::ops::conv_gathers`]: kernel rows of `k cin` bytes that are not whole words, a
+    /// ([`crate::ops::conv_gather_work`]: kernel rows of `k cin` bytes that are not whole words, a
     /// window of at most 64 bytes: a one- or three-channel stem), besides its MACs and
     /// `requant`: the window's gathering and the short dot products' loops, fit on such layers
     /// (export/tests/insn_count.rs `conv_input_widths`). Default: 0.

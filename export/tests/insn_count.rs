@@ -102,6 +102,17 @@ struct Count {
     func_cycles: BTreeMap<String, u64>,
 }
 
+impl Count {
+    /// Modelled cycles of the functions `keep` selects (a kernel and its helpers).
+    fn cycles_of(&self, keep: impl Fn(&str) -> bool) -> u64 {
+        self.func_cycles
+            .iter()
+            .filter(|(f, _)| keep(f))
+            .map(|(_, &c)| c)
+            .sum()
+    }
+}
+
 /// The plugin's cycle model for `t` (export/tools/insn_count.c): `cycles=m4`, the Cortex-M4
 /// TRM's timing table, on the M4; `cycles=m7`, a dual-issue pipeline model from public
 /// measurements, on the M7; `cycles=rv32`, the CV32E40P user manual's, on RV32.
@@ -1594,12 +1605,7 @@ fn sparse_kernel_instruction_counts() {
                 );
                 // nothing of another kernel class runs in a one-op graph
                 assert_eq!(n + other, cnt.total, "{t} {} ({v}): {m:?}", c.label);
-                let cyc: u64 = cnt
-                    .func_cycles
-                    .iter()
-                    .filter(|(f, _)| sparse_class(f, kernel) == kernel)
-                    .map(|(_, &n)| n)
-                    .sum();
+                let cyc = cnt.cycles_of(|f| sparse_class(f, kernel) == kernel);
                 (cnt.total, n as f64, cyc as f64)
             };
             let (nd, kd, kd_c) = class_instr(&dense, "d");
@@ -1834,6 +1840,20 @@ fn one_op(shape: &[usize], f: impl FnOnce(&mut GraphBuilder, &mut Rng) -> String
     b.finish().unwrap()
 }
 
+/// One LayerNorm over `[tokens, d]`: TinyFormer's Scaled-LayerNorm (`scaled`) or I-BERT's.
+fn layer_norm_graph(tokens: usize, d: usize, scaled: bool) -> Graph {
+    one_op(&[tokens, d], |b, r| {
+        let gamma = r.f32s(d, 0.5, 1.5);
+        let beta = r.f32s(d, -0.2, 0.2);
+        if scaled {
+            b.scaled_layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
+        } else {
+            b.layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
+        }
+        .unwrap()
+    })
+}
+
 fn window(k: usize, stride: usize, pad: usize) -> quant::graph::Window {
     quant::graph::Window {
         k: [k, k],
@@ -1943,16 +1963,7 @@ fn other_cases() -> Vec<Case> {
     }
     for scaled in [false, true] {
         for (t, d) in [(8, 32), (32, 32), (8, 64), (32, 64), (16, 128), (8, 192)] {
-            let g = one_op(&[t, d], |b, r| {
-                let gamma = r.f32s(d, 0.5, 1.5);
-                let beta = r.f32s(d, -0.2, 0.2);
-                if scaled {
-                    b.scaled_layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
-                } else {
-                    b.layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
-                }
-                .unwrap()
-            });
+            let g = layer_norm_graph(t, d, scaled);
             let (fit, name) = if scaled {
                 ("scaled-layernorm", "Scaled-LayerNorm")
             } else {
@@ -2401,12 +2412,7 @@ fn sparse_block_sizes() {
                 let outputs = (hw * hw * cout) as f64;
                 let tag = format!("sb-{t}-{k}-{c}-{block}");
                 let n = count(&g, &opts, t, &plugin, dir.path(), &tag);
-                let kernel: u64 = n
-                    .func_cycles
-                    .iter()
-                    .filter(|(f, _)| f.starts_with("nas_") && f.contains("rle"))
-                    .map(|(_, &c)| c)
-                    .sum();
+                let kernel = n.cycles_of(|f| f.starts_with("nas_") && f.contains("rle"));
                 let (entry, class) = if k == 1 {
                     (tgt.cycles.sparse_mac, "pointwise")
                 } else {
@@ -2609,12 +2615,7 @@ fn linear_row_widths() {
                     dir.path(),
                     &format!("lw-{t}-{i}-{o}-{per_channel}"),
                 );
-                let kernel: u64 = n
-                    .func_cycles
-                    .iter()
-                    .filter(|(f, _)| f.contains("linear"))
-                    .map(|(_, &c)| c)
-                    .sum();
+                let kernel = n.cycles_of(|f| f.contains("linear"));
                 let mac = if tile {
                     tgt.cycles.linear
                 } else {
@@ -2700,19 +2701,15 @@ fn conv_input_widths() {
                 dir.path(),
                 &format!("cw-{t}-{h}-{cin}-{cout}-{s}"),
             );
-            let kernel: u64 = n
-                .func_cycles
-                .iter()
-                .filter(|(f, _)| f.contains("conv2d"))
-                .map(|(_, &c)| c)
-                .sum();
-            let gathers = cost::ops::conv_gathers(3, cin);
+            let kernel = n.cycles_of(|f| f.contains("conv2d"));
+            let work = cost::ops::conv_gather_work(3, cin);
+            let gathers = work.is_some();
+            let nine = work == Some(cost::ops::Work::ConvGather9);
             let plain = macs * tgt.cycles.conv / simd + outputs * tgt.cycles.requant;
-            let nine = 9 * cin == 9;
-            let gather = match (gathers, nine) {
-                (false, _) => 0.0,
-                (true, true) => tgt.cycles.conv_gather_9(),
-                (true, false) => tgt.cycles.conv_gather(),
+            let gather = match work {
+                None => 0.0,
+                Some(cost::ops::Work::ConvGather9) => tgt.cycles.conv_gather_9(),
+                Some(_) => tgt.cycles.conv_gather(),
             };
             let model = plain + outputs * gather;
             println!(
@@ -2765,16 +2762,7 @@ fn layernorm_row_widths() {
                 (65, 64),
                 (99, 192),
             ] {
-                let g = one_op(&[tokens, d], |b, r| {
-                    let gamma = r.f32s(d, 0.5, 1.5);
-                    let beta = r.f32s(d, -0.2, 0.2);
-                    if scaled {
-                        b.scaled_layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
-                    } else {
-                        b.layer_norm("ln", "x", &gamma, &beta, 1e-5, 2f64.powi(-4))
-                    }
-                    .unwrap()
-                });
+                let g = layer_norm_graph(tokens, d, scaled);
                 let n = count(
                     &g,
                     &opts,
@@ -2783,13 +2771,8 @@ fn layernorm_row_widths() {
                     dir.path(),
                     &format!("ln-{t}-{scaled}-{tokens}-{d}"),
                 );
-                let kernel: u64 = n
-                    .func_cycles
-                    .iter()
-                    // (RV32 divides by the row's std through its reciprocal)
-                    .filter(|(f, _)| other_class(f) == "layernorm" || f.contains("recip"))
-                    .map(|(_, &c)| c)
-                    .sum();
+                // (RV32 divides by the row's std through its reciprocal)
+                let kernel = n.cycles_of(|f| other_class(f) == "layernorm" || f.contains("recip"));
                 let elems = (tokens * d) as f64;
                 let per_element = if scaled {
                     tgt.cycles.scaled_layernorm()
