@@ -91,47 +91,51 @@ pub struct OpCost {
 }
 
 impl OpCost {
-    /// Cycles on `target`: MAC work / simd width, everything split over the worker cores, plus
-    /// one call overhead.
+    /// Cycles on `target` ([`work_cycles`] of its work).
     pub fn cycles(&self, target: &Target) -> f64 {
-        let c = &target.cycles;
-        let simd = target.simd_width as f64;
-        let total: f64 = self
-            .work
-            .iter()
-            .map(|&(w, n)| {
-                let n = n as f64;
-                match w {
-                    Work::LinearMac => n * c.linear / simd,
-                    Work::MatMulMac => n * c.matmul / simd,
-                    Work::LinearMacUntiled => n * c.linear_untiled() / simd,
-                    Work::MatMulMacUntiled => n * c.matmul_untiled() / simd,
-                    Work::ConvMac => n * c.conv / simd,
-                    Work::DepthwiseMac => n * c.depthwise / simd,
-                    Work::Softmax => n * c.softmax,
-                    Work::LayerNorm => n * c.layernorm,
-                    Work::ScaledLayerNorm => n * c.scaled_layernorm(),
-                    Work::LayerNormRow => n * c.layernorm_row(),
-                    Work::Gelu => n * c.gelu,
-                    Work::Add => n * c.add,
-                    Work::Relu => n * c.relu,
-                    Work::Requant => n * c.requant,
-                    Work::Pool => n * c.pool,
-                    Work::Copy => n * c.copy,
-                    Work::SparseMac => n * c.sparse_mac,
-                    Work::SparseConvMac => n * c.sparse_conv_mac,
-                    Work::SparseMacNarrow => n * c.sparse_mac_narrow(),
-                    Work::SparseConvMacNarrow => n * c.sparse_conv_mac_narrow(),
-                    Work::ConvGather => n * c.conv_gather(),
-                    Work::ConvGather9 => n * c.conv_gather_9(),
-                    Work::SparseDepthwiseMac => n * c.sparse_depthwise_mac,
-                    Work::AttentionScore => n * c.attention_score(true),
-                    Work::AttentionScoreUntiled => n * c.attention_score(false),
-                }
-            })
-            .sum();
-        total / target.workers() as f64 + c.call_overhead
+        work_cycles(&self.work, target)
     }
+}
+
+/// Cycles of one kernel call doing `work` on `target`: MAC work / simd width, everything split
+/// over the worker cores, plus one call overhead.
+pub fn work_cycles(work: &[(Work, u64)], target: &Target) -> f64 {
+    let c = &target.cycles;
+    let simd = target.simd_width as f64;
+    let total: f64 = work
+        .iter()
+        .map(|&(w, n)| {
+            let n = n as f64;
+            match w {
+                Work::LinearMac => n * c.linear / simd,
+                Work::MatMulMac => n * c.matmul / simd,
+                Work::LinearMacUntiled => n * c.linear_untiled() / simd,
+                Work::MatMulMacUntiled => n * c.matmul_untiled() / simd,
+                Work::ConvMac => n * c.conv / simd,
+                Work::DepthwiseMac => n * c.depthwise / simd,
+                Work::Softmax => n * c.softmax,
+                Work::LayerNorm => n * c.layernorm,
+                Work::ScaledLayerNorm => n * c.scaled_layernorm(),
+                Work::LayerNormRow => n * c.layernorm_row(),
+                Work::Gelu => n * c.gelu,
+                Work::Add => n * c.add,
+                Work::Relu => n * c.relu,
+                Work::Requant => n * c.requant,
+                Work::Pool => n * c.pool,
+                Work::Copy => n * c.copy,
+                Work::SparseMac => n * c.sparse_mac,
+                Work::SparseConvMac => n * c.sparse_conv_mac,
+                Work::SparseMacNarrow => n * c.sparse_mac_narrow(),
+                Work::SparseConvMacNarrow => n * c.sparse_conv_mac_narrow(),
+                Work::ConvGather => n * c.conv_gather(),
+                Work::ConvGather9 => n * c.conv_gather_9(),
+                Work::SparseDepthwiseMac => n * c.sparse_depthwise_mac,
+                Work::AttentionScore => n * c.attention_score(true),
+                Work::AttentionScoreUntiled => n * c.attention_score(false),
+            }
+        })
+        .sum();
+    total / target.workers() as f64 + c.call_overhead
 }
 
 /// The work unit of a weight layer's MACs: when its weights are coded, the stored MACs of the
@@ -150,18 +154,105 @@ fn mac_work(coded: bool, dense: Work, block: usize) -> Work {
     }
 }
 
-/// Largest window (`k k cin` bytes) the dense Conv2d kernel gathers (the runtime's
+/// A weight layer's kernel, for [`weight_layer_work`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightKernel {
+    /// Linear, or a pointwise Conv2d (run as a Linear over its pixels); `tiled`: dense, with its
+    /// operand tile planned ([`linear_tile_bytes`]).
+    Linear {
+        tiled: bool,
+    },
+    /// A `kh x kw` Conv2d over `cin` input channels (not pointwise).
+    Conv {
+        kh: usize,
+        kw: usize,
+        cin: usize,
+    },
+    Depthwise,
+}
+
+impl WeightKernel {
+    /// The kernel class it runs (code size and cycle tables): the sparse kernel of the same
+    /// shape when its weights are `coded`.
+    pub fn class(self, coded: bool) -> KernelClass {
+        match (self, coded) {
+            (WeightKernel::Linear { .. }, false) => KernelClass::Linear,
+            (WeightKernel::Linear { .. }, true) => KernelClass::SparseLinear,
+            (WeightKernel::Conv { .. }, false) => KernelClass::Conv,
+            (WeightKernel::Conv { .. }, true) => KernelClass::SparseConv,
+            (WeightKernel::Depthwise, false) => KernelClass::Depthwise,
+            (WeightKernel::Depthwise, true) => KernelClass::SparseDepthwise,
+        }
+    }
+}
+
+/// The work of one weight layer's kernel call: `macs` (the stored MACs, when its weights are
+/// coded in blocks of `coded_block` weights) at its kernel's rate, a requantization per output,
+/// and a gathering dense Conv2d's per-output work ([`conv_gather_work`]).
+pub fn weight_layer_work(
+    kernel: WeightKernel,
+    macs: u64,
+    outputs: u64,
+    coded_block: Option<usize>,
+) -> Vec<(Work, u64)> {
+    let coded = coded_block.is_some();
+    let dense = match kernel {
+        WeightKernel::Linear { tiled } => linear_work(tiled),
+        WeightKernel::Conv { .. } => Work::ConvMac,
+        WeightKernel::Depthwise => Work::DepthwiseMac,
+    };
+    let mut work = vec![
+        (mac_work(coded, dense, coded_block.unwrap_or(0)), macs),
+        (Work::Requant, outputs),
+    ];
+    if let (WeightKernel::Conv { kh, kw, cin }, false) = (kernel, coded) {
+        work.extend(conv_gather_work(kh, kw, cin).map(|w| (w, outputs)));
+    }
+    work
+}
+
+/// The work of one call of the depth-first fused attention core: `scores` scores (heads x
+/// query rows x keys), the `macs` of its two products, `outputs` requantized outputs; `tiled`
+/// as [`attention_tiled`] decides.
+pub fn attention_core_work(scores: u64, macs: u64, outputs: u64, tiled: bool) -> Vec<(Work, u64)> {
+    if tiled {
+        vec![
+            (Work::MatMulMac, macs),
+            (Work::AttentionScore, scores),
+            (Work::Requant, outputs),
+        ]
+    } else {
+        vec![
+            (Work::MatMulMacUntiled, macs),
+            (Work::AttentionScoreUntiled, scores),
+            (Work::Requant, outputs),
+        ]
+    }
+}
+
+/// The work of one LayerNorm over `rows` rows of `elems` elements in all: its variant's entry
+/// per element, `layernorm_row` per row.
+pub fn layer_norm_work(rows: u64, elems: u64, scaled: bool) -> Vec<(Work, u64)> {
+    let per_element = if scaled {
+        Work::ScaledLayerNorm
+    } else {
+        Work::LayerNorm
+    };
+    vec![(per_element, elems), (Work::LayerNormRow, rows)]
+}
+
+/// Largest window (`kh kw cin` bytes) the dense Conv2d kernel gathers (the runtime's
 /// `NAS_CONV_PATCH`).
 pub const CONV_GATHER_MAX_BYTES: usize = 64;
 
 /// The per-output work of a dense k x k Conv2d beyond its MACs and requantization, where its
 /// kernel (`nas_conv2d_s8`) gathers each window inside the input into one operand: its kernel
-/// rows (`k cin` bytes) are not whole words and the window fits [`CONV_GATHER_MAX_BYTES`] (a
+/// rows (`kw cin` bytes) are not whole words and the window fits [`CONV_GATHER_MAX_BYTES`] (a
 /// one- or three-channel stem). [`Work::ConvGather9`] for a 9-byte window, which the DSP
 /// kernel keeps in registers, else [`Work::ConvGather`]; `None` where it does not gather.
-pub fn conv_gather_work(k: usize, cin: usize) -> Option<Work> {
-    let window = k * k * cin;
-    if (k * cin).is_multiple_of(4) || window > CONV_GATHER_MAX_BYTES {
+pub fn conv_gather_work(kh: usize, kw: usize, cin: usize) -> Option<Work> {
+    let window = kh * kw * cin;
+    if (kw * cin).is_multiple_of(4) || window > CONV_GATHER_MAX_BYTES {
         None
     } else if window == 9 {
         Some(Work::ConvGather9)
@@ -170,9 +261,9 @@ pub fn conv_gather_work(k: usize, cin: usize) -> Option<Work> {
     }
 }
 
-/// The work unit of a dense Linear's MACs: the tiled loop where it has a tile (`tile` bytes).
-fn linear_work(tile: u64) -> Work {
-    if tile > 0 {
+/// The work unit of a dense Linear's MACs: the tiled loop where it has its operand tile.
+fn linear_work(tiled: bool) -> Work {
+    if tiled {
         Work::LinearMac
     } else {
         Work::LinearMacUntiled
@@ -330,15 +421,13 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 sparse_coded: coded,
                 output_bytes: out,
                 scratch_bytes: tile,
-                class: if coded {
-                    KernelClass::SparseLinear
-                } else {
-                    KernelClass::Linear
-                },
-                work: vec![
-                    (mac_work(coded, linear_work(tile), block), macs),
-                    (Work::Requant, out),
-                ],
+                class: WeightKernel::Linear { tiled: false }.class(coded),
+                work: weight_layer_work(
+                    WeightKernel::Linear { tiled: tile > 0 },
+                    macs,
+                    out,
+                    coded.then_some(block),
+                ),
             }
         }
         OpKind::MatMul { batch, m, k, n } => {
@@ -376,17 +465,7 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             output_bytes: out,
             scratch_bytes: 0,
             class: KernelClass::LayerNorm,
-            work: vec![
-                (
-                    if scaled {
-                        Work::ScaledLayerNorm
-                    } else {
-                        Work::LayerNorm
-                    },
-                    out,
-                ),
-                (Work::LayerNormRow, v(tokens)),
-            ],
+            work: layer_norm_work(v(tokens), out, scaled),
         },
         OpKind::Gelu { .. } => OpCost {
             macs: 0,
@@ -435,22 +514,11 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
             } else {
                 0
             };
-            let (class, work) = match (pointwise, coded) {
-                (true, true) => (
-                    KernelClass::SparseLinear,
-                    mac_work(true, Work::LinearMac, block),
-                ),
-                (true, false) => (KernelClass::Linear, linear_work(tile)),
-                (false, true) => (
-                    KernelClass::SparseConv,
-                    mac_work(true, Work::ConvMac, block),
-                ),
-                (false, false) => (KernelClass::Conv, Work::ConvMac),
+            let kernel = if pointwise {
+                WeightKernel::Linear { tiled: tile > 0 }
+            } else {
+                WeightKernel::Conv { kh: k, kw: k, cin }
             };
-            let mut work = vec![(work, macs), (Work::Requant, out)];
-            if !pointwise && !coded {
-                work.extend(conv_gather_work(k, cin).map(|w| (w, out)));
-            }
             OpCost {
                 macs,
                 params: v(k * k * cin * cout + cout),
@@ -458,8 +526,8 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 sparse_coded: coded,
                 output_bytes: out,
                 scratch_bytes: tile,
-                class,
-                work,
+                class: kernel.class(coded),
+                work: weight_layer_work(kernel, macs, out, coded.then_some(block)),
             }
         }
         OpKind::DepthwiseConv2d { c, k, .. } => {
@@ -472,15 +540,8 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 sparse_coded: coded,
                 output_bytes: out,
                 scratch_bytes: 0,
-                class: if coded {
-                    KernelClass::SparseDepthwise
-                } else {
-                    KernelClass::Depthwise
-                },
-                work: vec![
-                    (mac_work(coded, Work::DepthwiseMac, block), macs),
-                    (Work::Requant, out),
-                ],
+                class: WeightKernel::Depthwise.class(coded),
+                work: weight_layer_work(WeightKernel::Depthwise, macs, out, coded.then_some(block)),
             }
         }
         OpKind::Pool { k, .. } => OpCost {
@@ -526,7 +587,6 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
         OpKind::AttentionCore { seq, heads, proj } => {
             let scores = v(heads * seq * seq);
             let macs = 2 * scores * v(proj);
-            let tiled = attention_tiled(seq, proj, deploy.operand_tiles);
             OpCost {
                 macs,
                 params: 0,
@@ -535,19 +595,12 @@ pub fn op_cost(op: &Op, l1: Option<u64>, deploy: Deploy) -> Result<OpCost, CostE
                 output_bytes: out,
                 scratch_bytes: attention_scratch_bytes(seq, proj, deploy.operand_tiles),
                 class: KernelClass::Attention,
-                work: if tiled {
-                    vec![
-                        (Work::MatMulMac, macs),
-                        (Work::AttentionScore, scores),
-                        (Work::Requant, out),
-                    ]
-                } else {
-                    vec![
-                        (Work::MatMulMacUntiled, macs),
-                        (Work::AttentionScoreUntiled, scores),
-                        (Work::Requant, out),
-                    ]
-                },
+                work: attention_core_work(
+                    scores,
+                    macs,
+                    out,
+                    attention_tiled(seq, proj, deploy.operand_tiles),
+                ),
             }
         }
         OpKind::Attention(a) => {
@@ -724,7 +777,7 @@ mod tests {
             if k > 1 {
                 // (a pointwise layer runs the Linear kernel whatever its rows)
                 assert_eq!(
-                    conv_gather_work(k, cin).is_some(),
+                    conv_gather_work(k, k, cin).is_some(),
                     gathered,
                     "cin {cin} k {k}"
                 );

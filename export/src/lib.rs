@@ -7,6 +7,7 @@
 //!   private `runtime/nas_dsp.h`) and a `Makefile` for host gcc, Cortex-M4/M7 and RV32.
 //! * [`front_end`]: `<name>_quantize_input`, raw features to the model's int8 input with the
 //!   training statistics the graph holds, bit-exact with the Rust reference.
+//! * [`latency`](mod@latency): the cost model's cycles of every kernel call of a planned graph.
 //! * [`sparse`]: which weights are stored blockwise run-length coded (TinyFormer's
 //!   self-adaptive rule on the int8 weights).
 //! * Memory: the schedule, tensor storage and arena offsets come from the cost model
@@ -20,6 +21,7 @@
 pub mod codegen;
 pub mod error;
 pub mod front_end;
+pub mod latency;
 pub mod plan;
 pub mod sparse;
 pub mod verify;

@@ -53,7 +53,7 @@ use cost::tiles::TileCandidate;
 pub use cost::tiles::TilePolicy;
 
 use crate::error::ExportError;
-use crate::sparse::{coded_macs_per_position, coded_weights};
+use crate::sparse::coded_weights;
 
 /// Alignment of every arena buffer (word loads of the DSP dot product): the cost model's, so
 /// that its SRAM figure and the exporter's arena round alike.
@@ -948,6 +948,10 @@ pub struct Int8Estimate {
     pub fused_attention: usize,
     /// Layers whose weights are stored run-length coded (sparse kernels).
     pub coded_layers: usize,
+    /// Cycles of one inference by the target's cycle table ([`crate::latency`]).
+    pub cycles: f64,
+    /// Those cycles at the target's clock, in seconds.
+    pub latency_s: f64,
     /// Flash those layers save against dense weights.
     pub coded_saving_bytes: u64,
 }
@@ -976,7 +980,7 @@ impl Int8Estimate {
 }
 
 /// Output positions of a Linear / Conv node: output elements per output channel.
-fn node_positions(graph: &Graph, node: usize) -> u64 {
+pub(crate) fn node_positions(graph: &Graph, node: usize) -> u64 {
     let n = &graph.nodes[node];
     let shape = graph
         .tensor(&n.output)
@@ -1010,29 +1014,13 @@ pub fn estimate(
     opts: &Int8Options,
 ) -> Result<(Int8Plan, Int8Estimate), ExportError> {
     let p = plan(graph, &opts.for_target(target))?;
-    let mut classes: BTreeSet<KernelClass> = BTreeSet::new();
-    let mut macs = 0;
     let (mut coded_layers, mut coded_saving_bytes) = (0, 0);
-    for (i, n) in graph.nodes.iter().enumerate() {
-        if let Some(e) = &p.coded[i] {
-            coded_layers += 1;
-            coded_saving_bytes += (e.rows * e.cols - rle::coded_size_bytes(e)) as u64;
-        }
-        match p.exec[i] {
-            Exec::Kernel => {
-                classes.extend(kernel_class(&n.op, p.coded[i].is_some()));
-                macs += match &p.coded[i] {
-                    Some(e) => node_positions(graph, i) * coded_macs_per_position(e),
-                    None => node_macs(graph, i),
-                };
-            }
-            Exec::Fused(f) => {
-                classes.insert(KernelClass::Attention);
-                macs += p.fused[f].macs();
-            }
-            Exec::Alias | Exec::Elided => {}
-        }
+    for e in p.coded.iter().flatten() {
+        coded_layers += 1;
+        coded_saving_bytes += (e.rows * e.cols - rle::coded_size_bytes(e)) as u64;
     }
+    let lat = crate::latency::latency(graph, &p, target);
+    let classes: BTreeSet<KernelClass> = lat.kernels.iter().map(|k| k.class).collect();
     let code_bytes =
         target.code_size.runtime + classes.iter().map(|&k| target.code_size.of(k)).sum::<u64>();
     let e = Int8Estimate {
@@ -1043,11 +1031,13 @@ pub fn estimate(
         code_bytes,
         flash_bytes: p.weight_bytes + code_bytes,
         flash_limit: target.flash_bytes,
-        macs,
         planner: p.planner.label().into(),
         fused_attention: p.fused.len(),
         coded_layers,
         coded_saving_bytes,
+        macs: lat.kernels.iter().map(|k| k.macs).sum(),
+        cycles: lat.cycles,
+        latency_s: lat.seconds,
     };
     Ok((p, e))
 }

@@ -24,7 +24,8 @@ pub struct CostArgs {
     /// run-length coded); without it: dense.
     #[arg(long, conflicts_with_all = ["preset", "int8"])]
     sparsity: Option<PathBuf>,
-    /// An integer model: the exporter's own arena and flash figures for it on the target.
+    /// An integer model (`model.int8`): the exporter's own arena and flash figures for it on
+    /// the target, and the cost model's cycles of each kernel call the exported code makes.
     #[arg(long, conflicts_with = "preset")]
     int8: Option<PathBuf>,
     /// A KWT preset (kwt-1, kwt-2, kwt-3, kwt-tiny, kwt-micro) with 12 classes.
@@ -94,16 +95,20 @@ fn read_ron<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T>
     ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// `--int8`: what `nas export` allocates for an integer model.
+/// `--int8`: what `nas export` allocates for an integer model, and how long its kernels run.
 fn int8_cost(path: &std::path::Path, target: &Target, tiles: TilePolicy) -> Result<()> {
     let graph = quant::load(path).with_context(|| format!("loading {}", path.display()))?;
     let opts = export::Int8Options {
         operand_tiles: tiles,
         ..Default::default()
     };
-    let (_, e) = export::plan::estimate(&graph, target, &opts)?;
+    let (plan, e) = export::plan::estimate(&graph, target, &opts)?;
+    print!(
+        "{}",
+        export::latency::latency(&graph, &plan, target).table(target.clock_hz)
+    );
     println!(
-        "{} on {}: arena {} B of {} B SRAM ({}), flash {} B of {} B ({} B constants + {} B code), {} MACs, {} fused attention kernel(s), {} layer(s) with run-length coded weights ({} B saved)",
+        "{} on {}: arena {} B of {} B SRAM ({}), flash {} B of {} B ({} B constants + {} B code), {} MACs, latency {:.2} ms, {} fused attention kernel(s), {} layer(s) with run-length coded weights ({} B saved)",
         path.display(),
         e.target,
         e.arena_bytes,
@@ -114,6 +119,7 @@ fn int8_cost(path: &std::path::Path, target: &Target, tiles: TilePolicy) -> Resu
         e.weight_bytes,
         e.code_bytes,
         e.macs,
+        e.latency_s * 1e3,
         e.fused_attention,
         e.coded_layers,
         e.coded_saving_bytes

@@ -138,10 +138,13 @@ const INT8_LOSS_WARNING_POINTS: f64 = 5.0;
 
 fn print_int8(int8: &search::state::Int8Record, float_accuracy: f64, out: &Path, hint: &str) {
     println!(
-        "int8 (integer-only, interpreter): test {:.2} %; exported C: arena {} B, flash {} B",
+        "int8 (integer-only, interpreter): test {:.2} %; exported C: arena {} B, flash {} B{}",
         100.0 * int8.test_accuracy,
         int8.arena_bytes,
-        int8.flash_bytes
+        int8.flash_bytes,
+        int8.latency_ms
+            .map(|ms| format!(", {ms:.1} ms by the cost model"))
+            .unwrap_or_default()
     );
     if let Some(warning) = int8_loss_warning(float_accuracy, int8.test_accuracy, out, hint) {
         tracing::warn!(

@@ -147,6 +147,10 @@ fn kill_9_mid_search_then_resume_gives_the_same_answer() {
     );
     let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
     assert!(text.contains(&format!("arena {arena} B")), "{text}");
+    // its kernels' latency, per layer and in total, is the one the search recorded
+    let ms = fin["int8"]["latency_ms"].as_f64().unwrap();
+    assert!(text.contains(&format!("latency {ms:.2} ms")), "{text}");
+    assert!(text.contains(&format!("= {ms:.2} ms at 216 MHz")), "{text}");
 }
 
 #[test]

@@ -590,12 +590,7 @@ pub(crate) fn quantize_and_place(
         export::plan::estimate(&deployed, target, &limits.int8_options()).map_err(|e| {
             SearchError::Search(format!("placing the int8 model on {}: {e}", target.name))
         })?;
-    Ok(Int8Record {
-        test_accuracy: cm.accuracy(),
-        arena_bytes: est.arena_bytes,
-        flash_bytes: est.flash_bytes,
-        weight_bytes: est.weight_bytes,
-    })
+    Ok(Int8Record::of(cm.accuracy(), &est))
 }
 
 /// The limit each violation line names (`SRAM`, `flash`, `latency`).
@@ -767,14 +762,7 @@ pub(crate) fn write_cost_report(
             .map(|l| format!(" (limit {l} ms)"))
             .unwrap_or_default()
     ));
-    report.push_str(&format!(
-        "exported int8 model (nas export's planner): arena {} B, flash {} B ({} B constants); \
-         int8 test accuracy {:.2} %\n",
-        int8.arena_bytes,
-        int8.flash_bytes,
-        int8.weight_bytes,
-        100.0 * int8.test_accuracy
-    ));
+    report.push_str(&int8.report_line());
     write_atomic(&best.join("cost.txt"), report.as_bytes())?;
     write_memory_svg(&est, &best.join("memory.svg"))?;
     Ok(())

@@ -64,6 +64,38 @@ pub struct Int8Record {
     /// Constants plus kernel code estimate of the exported C (flash).
     pub flash_bytes: u64,
     pub weight_bytes: u64,
+    /// The cost model's latency of the int8 graph as exported (`export::latency`); absent in
+    /// states written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+impl Int8Record {
+    /// The record of the exported model, of `plan::estimate`'s figures.
+    pub fn of(test_accuracy: f64, est: &export::Int8Estimate) -> Int8Record {
+        Int8Record {
+            test_accuracy,
+            arena_bytes: est.arena_bytes,
+            flash_bytes: est.flash_bytes,
+            weight_bytes: est.weight_bytes,
+            latency_ms: Some(est.latency_s * 1e3),
+        }
+    }
+
+    /// The line `cost.txt` gives it.
+    pub fn report_line(&self) -> String {
+        format!(
+            "exported int8 model (nas export's planner): arena {} B, flash {} B ({} B \
+             constants){}; int8 test accuracy {:.2} %\n",
+            self.arena_bytes,
+            self.flash_bytes,
+            self.weight_bytes,
+            self.latency_ms
+                .map(|ms| format!(", latency {ms:.1} ms by its kernels"))
+                .unwrap_or_default(),
+            100.0 * self.test_accuracy
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,6 +25,17 @@ fn search_error(cfg: &SearchConfig, out: &Path) -> String {
     .to_string()
 }
 
+/// The cost model's latency of a searched model (`planned_ms`, from its architecture and
+/// sparsity) is within 1 % of its exported int8 graph's (`export::latency`).
+pub(crate) fn assert_latency_close(planned_ms: f64, int8: &crate::state::Int8Record) {
+    let exported = int8.latency_ms.expect("a new record has its latency");
+    eprintln!("latency: planned {planned_ms:.4} ms, exported graph {exported:.4} ms");
+    assert!(
+        (planned_ms - exported).abs() <= 0.01 * exported,
+        "planned {planned_ms} ms, exported graph {exported} ms"
+    );
+}
+
 fn state(dir: &Path) -> SearchState {
     serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).unwrap()).unwrap()
 }
@@ -98,6 +109,9 @@ fn search_runs_end_to_end_and_resumes_to_the_same_answer() {
     // before any weight exists) are what the exported model allocates: SRAM and flash.
     assert_eq!(fin.resources.sram_bytes, fin.int8.arena_bytes);
     assert_eq!(fin.resources.flash_bytes, fin.int8.flash_bytes);
+    // and its latency is within 1 % of the exported graph's kernels' by the same tables (the
+    // stored MACs of coded layers are the realized ones there)
+    assert_latency_close(fin.resources.latency_ms, &fin.int8);
     // `nas search --export`: the C project declares that arena.
     let c = crate::export_best::export_best(full.path(), &cfg.budget).unwrap();
     let header = std::fs::read_to_string(c.join("model.h")).unwrap();

@@ -482,12 +482,7 @@ fn quantize_and_place(
     let (_, est) = export::plan::estimate(&graph, target, &limits.int8_options()).map_err(|e| {
         SearchError::Search(format!("placing the int8 model on {}: {e}", target.name))
     })?;
-    Ok(Int8Record {
-        test_accuracy: cm.accuracy(),
-        arena_bytes: est.arena_bytes,
-        flash_bytes: est.flash_bytes,
-        weight_bytes: est.weight_bytes,
-    })
+    Ok(Int8Record::of(cm.accuracy(), &est))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -529,14 +524,7 @@ fn write_best(
             .unwrap_or_default()
     ));
     if let Some(i) = int8 {
-        report.push_str(&format!(
-            "exported int8 model (nas export's planner): arena {} B, flash {} B ({} B \
-             constants); int8 test accuracy {:.2} %\n",
-            i.arena_bytes,
-            i.flash_bytes,
-            i.weight_bytes,
-            100.0 * i.test_accuracy
-        ));
+        report.push_str(&i.report_line());
     }
     write_atomic(&best.join("cost.txt"), report.as_bytes())?;
     write_memory_svg(&est, &best.join("memory.svg"))?;

@@ -114,6 +114,14 @@ fn cost_model_equals_the_exported_int8_model() {
                 (exported.arena_bytes, exported.flash_bytes),
                 "{cfg:?} {sparse:?} tiles={tiles:?}"
             );
+            // and the latency of its kernels by the same tables (equal here; 1 % leaves room
+            // for blocks whose weights all quantize to zero, which the exporter skips)
+            let exported_ms = exported.latency_s * 1e3;
+            assert!(
+                (res.latency_ms - exported_ms).abs() <= 0.01 * exported_ms,
+                "{cfg:?} {sparse:?} tiles={tiles:?}: {} vs {exported_ms} ms",
+                res.latency_ms
+            );
             srams.push(res.sram_bytes);
             latencies.push(res.latency_ms);
         }
@@ -211,6 +219,9 @@ fn kwt_search_runs_end_to_end_and_resumes_to_the_same_answer() {
         (f.int8.arena_bytes, f.int8.flash_bytes),
         (f.resources.sram_bytes, f.resources.flash_bytes)
     );
+    // and its latency, priced before any weight existed, is within 1 % of the exported
+    // graph's kernels' (the stored MACs of coded layers are the realized ones there)
+    crate::tests::assert_latency_close(f.resources.latency_ms, &f.int8);
     for file in [
         "pareto.md",
         "pareto.svg",
