@@ -15,7 +15,8 @@
 //! pruner keeps (the stored MACs: those of the kept blocks), and it runs the sparse kernel class (the runtime's `nas_sparse.c`, which
 //! reads the coded stream in place), priced per stored MAC by the entry of that kernel:
 //! `sparse_mac` (Linear and pointwise), `sparse_conv_mac` (k x k Conv2d) or
-//! `sparse_depthwise_mac`, plus `requant` per output as for dense layers; Linear, pointwise and
+//! `sparse_depthwise_mac`, plus `requant` per output as for dense layers (and the Linear and
+//! depthwise kernels' `sparse_output` / `sparse_depthwise_output` per output); Linear, pointwise and
 //! k x k layers in blocks of fewer than 4 weights at `sparse_mac_narrow` / `sparse_conv_mac_narrow`
 //! (the kernels' DSP path takes blocks of exactly 4).
 
@@ -66,6 +67,11 @@ pub enum Work {
     ConvGather9,
     /// A stored MAC of the coded depthwise Conv2d kernel.
     SparseDepthwiseMac,
+    /// An output of the sparse Linear kernel (coded Linear and pointwise), besides its stored
+    /// MACs and requantization.
+    SparseOutput,
+    /// An output of the coded depthwise kernel, besides its stored MACs and requantization.
+    SparseDepthwiseOutput,
     /// A score of a fused attention core with operand tiles, besides its MACs: its
     /// requantization and softmax element.
     AttentionScore,
@@ -130,6 +136,8 @@ pub fn work_cycles(work: &[(Work, u64)], target: &Target) -> f64 {
                 Work::ConvGather => n * c.conv_gather(),
                 Work::ConvGather9 => n * c.conv_gather_9(),
                 Work::SparseDepthwiseMac => n * c.sparse_depthwise_mac,
+                Work::SparseOutput => n * c.sparse_output(),
+                Work::SparseDepthwiseOutput => n * c.sparse_depthwise_output(),
                 Work::AttentionScore => n * c.attention_score(true),
                 Work::AttentionScoreUntiled => n * c.attention_score(false),
             }
@@ -188,7 +196,8 @@ impl WeightKernel {
 
 /// The work of one weight layer's kernel call: `macs` (the stored MACs, when its weights are
 /// coded in blocks of `coded_block` weights) at its kernel's rate, a requantization per output,
-/// and a gathering dense Conv2d's per-output work ([`conv_gather_work`]).
+/// a gathering dense Conv2d's per-output work ([`conv_gather_work`]), and the sparse Linear and
+/// depthwise kernels' per-output work.
 pub fn weight_layer_work(
     kernel: WeightKernel,
     macs: u64,
@@ -205,8 +214,13 @@ pub fn weight_layer_work(
         (mac_work(coded, dense, coded_block.unwrap_or(0)), macs),
         (Work::Requant, outputs),
     ];
-    if let (WeightKernel::Conv { kh, kw, cin }, false) = (kernel, coded) {
-        work.extend(conv_gather_work(kh, kw, cin).map(|w| (w, outputs)));
+    match (kernel, coded) {
+        (WeightKernel::Conv { kh, kw, cin }, false) => {
+            work.extend(conv_gather_work(kh, kw, cin).map(|w| (w, outputs)))
+        }
+        (WeightKernel::Linear { .. }, true) => work.push((Work::SparseOutput, outputs)),
+        (WeightKernel::Depthwise, true) => work.push((Work::SparseDepthwiseOutput, outputs)),
+        _ => {}
     }
     work
 }
@@ -803,6 +817,71 @@ mod tests {
         assert!((extra - 30.0 * c.output_bytes as f64).abs() < 1e-6);
     }
 
+    /// The sparse Linear kernel (coded Linear and pointwise layers) and the coded depthwise
+    /// kernel pay their per-output entry besides requant; dense layers and the coded k x k
+    /// Conv2d do not.
+    #[test]
+    fn coded_linear_and_depthwise_pay_their_per_output_entry() {
+        let mut t = shipped_target("stm32f746");
+        t.cycles.sparse_output = Some(7.0);
+        t.cycles.sparse_depthwise_output = Some(11.0);
+        let mut without = t.clone();
+        without.cycles.sparse_output = None;
+        without.cycles.sparse_depthwise_output = None;
+        let sp = Some(Sparsity {
+            rho: 0.75,
+            block: 4,
+        });
+        let dw = |sparsity| Op {
+            name: "dw".into(),
+            kind: OpKind::DepthwiseConv2d {
+                h: 8,
+                w: 8,
+                c: 16,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            inputs: vec!["x".into()],
+            sparsity,
+        };
+        let dw_coded = Some(Sparsity {
+            rho: 0.67,
+            block: 3,
+        });
+        let conv3 = Op {
+            name: "c".into(),
+            kind: OpKind::Conv2d {
+                h: 8,
+                w: 8,
+                cin: 16,
+                cout: 16,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+            inputs: vec!["x".into()],
+            sparsity: sp,
+        };
+        for (op, entry) in [
+            (linear(sp), 7.0),
+            (linear(None), 0.0),
+            (dw(dw_coded), 11.0),
+            (dw(None), 0.0),
+            (conv3, 0.0),
+        ] {
+            let c = op_cost(&op, None, Deploy::default()).unwrap();
+            assert_eq!(c.sparse_coded, entry > 0.0 || op.name == "c", "{}", op.name);
+            let extra = c.cycles(&t) - c.cycles(&without);
+            let want = entry * c.output_bytes as f64;
+            assert!(
+                (extra - want).abs() < 1e-6,
+                "{}: {extra} vs {want}",
+                op.name
+            );
+        }
+    }
+
     /// The shipped target `configs/targets/{file}.ron`.
     fn shipped_target(file: &str) -> Target {
         Target::load(
@@ -863,26 +942,37 @@ mod tests {
             .iter()
             .map(|(n, k, sp)| op_cost(&conv(n, k.clone(), *sp), None, Deploy::default()).unwrap())
             .collect();
+        // (class, MAC unit, per-output unit besides requant)
         let expect = [
-            (KernelClass::SparseLinear, Work::SparseMac),
-            (KernelClass::SparseLinear, Work::SparseMac),
-            (KernelClass::SparseConv, Work::SparseConvMac),
-            (KernelClass::SparseDepthwise, Work::SparseDepthwiseMac),
-            (KernelClass::Conv, Work::ConvMac),
-            (KernelClass::Depthwise, Work::DepthwiseMac),
+            (
+                KernelClass::SparseLinear,
+                Work::SparseMac,
+                Some(Work::SparseOutput),
+            ),
+            (
+                KernelClass::SparseLinear,
+                Work::SparseMac,
+                Some(Work::SparseOutput),
+            ),
+            (KernelClass::SparseConv, Work::SparseConvMac, None),
+            (
+                KernelClass::SparseDepthwise,
+                Work::SparseDepthwiseMac,
+                Some(Work::SparseDepthwiseOutput),
+            ),
+            (KernelClass::Conv, Work::ConvMac, None),
+            (KernelClass::Depthwise, Work::DepthwiseMac, None),
         ];
-        for ((c, (n, _, _)), (class, work)) in costs.iter().zip(&ops).zip(expect) {
+        for ((c, (n, _, _)), (class, work, per_output)) in costs.iter().zip(&ops).zip(expect) {
             assert_eq!(c.class, class, "{n}");
             assert_eq!(
                 c.sparse_coded,
                 c.class != KernelClass::Conv && c.class != KernelClass::Depthwise,
                 "{n}"
             );
-            assert_eq!(
-                c.work,
-                vec![(work, c.macs), (Work::Requant, c.output_bytes)],
-                "{n}"
-            );
+            let mut want = vec![(work, c.macs), (Work::Requant, c.output_bytes)];
+            want.extend(per_output.map(|w| (w, c.output_bytes)));
+            assert_eq!(c.work, want, "{n}");
         }
         // stored MACs: the kept blocks' share of the dense MACs (padding taps included)
         assert_eq!(costs[2].macs, 8 * 8 * 32 * 9 * 32 / 2);

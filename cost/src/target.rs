@@ -136,9 +136,20 @@ pub struct CycleTable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conv_gather_9: Option<f64>,
     /// Cycles per stored MAC of the coded depthwise Conv2d kernel
-    /// (`nas_depthwise_conv2d_rle_s8`), besides `requant` per output. Few stored MACs per
-    /// output, so its per-output loop overhead lands here.
+    /// (`nas_depthwise_conv2d_rle_s8`), besides `requant` (and
+    /// [`Self::sparse_depthwise_output`]) per output.
     pub sparse_depthwise_mac: f64,
+    /// Cycles per output of the sparse Linear kernel (coded Linear and pointwise layers) besides
+    /// its stored MACs and `requant`: finding a coded row's entries and the loop over them,
+    /// which the short rows of searched widths (12-96 inputs, a few kept blocks) pay per output,
+    /// fit on such layers (export/tests/insn_count.rs `sparse_row_widths`). Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_output: Option<f64>,
+    /// [`Self::sparse_output`] of the coded depthwise kernel: its per-pixel loop and the
+    /// channels' kernel rows clipped to the input (channels that keep no row still pay it).
+    /// Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_depthwise_output: Option<f64>,
     /// Fixed cycles per kernel call (prologue, pointer setup, fork/join on multi-core).
     pub call_overhead: f64,
 }
@@ -180,6 +191,14 @@ impl CycleTable {
 
     pub fn conv_gather_9(&self) -> f64 {
         self.conv_gather_9.unwrap_or_else(|| self.conv_gather())
+    }
+
+    pub fn sparse_output(&self) -> f64 {
+        self.sparse_output.unwrap_or(0.0)
+    }
+
+    pub fn sparse_depthwise_output(&self) -> f64 {
+        self.sparse_depthwise_output.unwrap_or(0.0)
     }
 
     pub fn linear_untiled(&self) -> f64 {
@@ -377,6 +396,11 @@ impl Target {
             ("cycles.attention_score_untiled", c.attention_score(false)),
             ("cycles.conv_gather", c.conv_gather()),
             ("cycles.conv_gather_9", c.conv_gather_9()),
+            ("cycles.sparse_output", c.sparse_output()),
+            (
+                "cycles.sparse_depthwise_output",
+                c.sparse_depthwise_output(),
+            ),
             ("cycles.sparse_depthwise_mac", c.sparse_depthwise_mac),
             ("cycles.call_overhead", c.call_overhead),
         ] {

@@ -453,7 +453,10 @@ void nas_depthwise_conv2d_rle_s8(const int8_t *x, const nas_hwc *in, const uint8
             for (ox = 0; ox < ow; ox += n) {
                 const int32_t ix0 = ox * sx - px;
                 int32_t acc[NAS_RLE_PX], t;
-                if (ox >= a && ox < b) {
+                /* inside: groups of four; the last one or two pixels inside one by one (a
+                 * group overlapping the one before would compute four), the last three as a
+                 * group overlapping it */
+                if (ox >= a && ox < b && b - ox >= NAS_RLE_PX - 1) {
                     int32_t s0 = bias[ch], s1 = s0, s2 = s0, s3 = s0;
                     n = NAS_RLE_PX;
                     if (ox + n > b) {

@@ -319,7 +319,7 @@ mod tests {
     }
 
     /// A run-length coded layer is priced per stored MAC at its sparse kernel's rate for the
-    /// block the exporter chose.
+    /// block the exporter chose, plus the kernel's per-output entry.
     #[test]
     fn coded_layers_pay_their_stored_macs() {
         let t = f746();
@@ -329,7 +329,7 @@ mod tests {
         let l = priced(&graph(w), &Int8Options::default());
         let fc = kernel(&l, "fc");
         assert_eq!((fc.class, fc.macs), (KernelClass::SparseLinear, 8 * 4 * 4));
-        let want = 128.0 * c.sparse_mac + 32.0 * c.requant + c.call_overhead;
+        let want = 128.0 * c.sparse_mac + 32.0 * (c.requant + c.sparse_output()) + c.call_overhead;
         assert!(
             (fc.cycles - want).abs() < 1e-6 * want,
             "{} vs {want}",
@@ -340,7 +340,8 @@ mod tests {
         let l = priced(&graph(w), &Int8Options::default());
         let fc = kernel(&l, "fc");
         assert_eq!((fc.class, fc.macs), (KernelClass::SparseLinear, 8 * 4 * 2));
-        let want = 64.0 * c.sparse_mac_narrow() + 32.0 * c.requant + c.call_overhead;
+        let want =
+            64.0 * c.sparse_mac_narrow() + 32.0 * (c.requant + c.sparse_output()) + c.call_overhead;
         assert!(
             (fc.cycles - want).abs() < 1e-6 * want,
             "{} vs {want}",

@@ -1554,25 +1554,28 @@ fn sparse_kernel_instruction_counts() {
             sparsity: Some(c.sparsity),
         };
         let oc = cost::ops::op_cost(&op, None, cost::ops::Deploy::default()).unwrap();
-        let (kernel, unit) = match c.entry {
-            "sparse_mac" => ("linear", cost::ops::Work::SparseMac),
-            "sparse_conv_mac" => ("conv", cost::ops::Work::SparseConvMac),
-            _ => ("depthwise", cost::ops::Work::SparseDepthwiseMac),
+        let (kernel, unit, per_output) = match c.entry {
+            "sparse_mac" => (
+                "linear",
+                cost::ops::Work::SparseMac,
+                Some(cost::ops::Work::SparseOutput),
+            ),
+            "sparse_conv_mac" => ("conv", cost::ops::Work::SparseConvMac, None),
+            _ => (
+                "depthwise",
+                cost::ops::Work::SparseDepthwiseMac,
+                Some(cost::ops::Work::SparseDepthwiseOutput),
+            ),
         };
         assert!(
             oc.sparse_coded,
             "{}: the cost model stores it dense",
             c.label
         );
-        assert_eq!(
-            oc.work,
-            vec![
-                (unit, stored),
-                (cost::ops::Work::Requant, out.numel() as u64)
-            ],
-            "{}: cost-model work",
-            c.label
-        );
+        let outputs = out.numel() as u64;
+        let mut want = vec![(unit, stored), (cost::ops::Work::Requant, outputs)];
+        want.extend(per_output.map(|w| (w, outputs)));
+        assert_eq!(oc.work, want, "{}: cost-model work", c.label);
         work.push((stored as f64, out.numel() as f64, kernel));
     }
     println!(
@@ -2700,7 +2703,8 @@ fn sparse_block_sizes() {
 
 /// Coded pointwise and depthwise layers at the widths of searched TinyFormers (14 x 14 pixels;
 /// pointwise 12-96 -> 24 channels in blocks of 2 and 4, half or three quarters of the blocks
-/// kept; depthwise 3 x 3 over 24-96 channels, one or two kernel rows of three kept): the sparse
+/// kept; depthwise 3 x 3 over 24-96 channels at 14 x 14 or 7 x 7, 50-80 % of the kernel rows
+/// pruned at random): the sparse
 /// kernel's modelled cycles (`nas_*rle*`) against the cost model's price of the layer
 /// (`export::latency`, less one call overhead), and per kernel and block class a free fit
 /// `a stored MACs + b outputs` of those cycles: what the entries `sparse_mac`,
@@ -2733,10 +2737,18 @@ fn sparse_row_widths() {
             }
         }
     }
-    for c in [24, 48, 96] {
-        for kept in [1, 2] {
-            let g = block_sparse_conv(3, hw, c, c, true, (kept, 3));
-            cases.push(("depthwise", format!("depthwise 3x3 {c}"), 3, (kept, 3), g));
+    // depthwise: kernel rows pruned at random, as `prune_int8` does (some channels keep none)
+    for (c, dhw) in [(24, 14), (96, 7), (48, 14)] {
+        for (pruned, of) in [(1, 2), (7, 10), (4, 5)] {
+            let (mut r, mut b, win) = conv_start(3, dhw, c);
+            let w = r.i8s(9 * c);
+            b.depthwise_conv2d("conv", "x", win, w, r.i32s(c, 500), &[0.02], 2f64.powi(-4))
+                .unwrap();
+            b.output("conv");
+            let mut g = b.finish().unwrap();
+            prune_int8(&mut g, &[("conv", 3, pruned as f64 / of as f64)], &mut r);
+            let label = format!("depthwise 3x3 {c} {dhw}x{dhw}");
+            cases.push(("depthwise", label, 3, (of - pruned, of), g));
         }
     }
     for (t, tgt) in modelled_cost_targets(&targets) {

@@ -188,3 +188,55 @@ fn sparse_conv_pointwise_depthwise_bit_exact_on_all_targets() {
     check_sizes(&g);
     check_on(&g, &Target::ALL, 22);
 }
+
+/// Coded depthwise 3 x 3 layers (stride 1, padding 1) over maps 9, 8, 7 and 6 pixels wide: 7,
+/// 6, 5 and 4 pixels inside, so the kernel's last pixels inside run as a group overlapping the
+/// one before (3 left), one by one (2 and 1 left) and in whole groups; each channel keeps 0-2
+/// of its kernel rows (`(ch + layer) % 3` of them, from row `ch % 3` on).
+fn sparse_depthwise_widths(seed: u64) -> Graph {
+    let mut r = Rng(seed | 1);
+    let c = 24;
+    let mut b = GraphBuilder::new();
+    let mut x = b.input("x", &[5, 9, c], 2f64.powi(-5)).unwrap();
+    let win = Window {
+        k: [3, 3],
+        stride: [1, 1],
+        pad: [1, 1],
+    };
+    for layer in 0..4 {
+        let mut w = r.i8s(9 * c);
+        for (i, v) in w.iter_mut().enumerate() {
+            let (ky, ch) = (i / (3 * c), i % c);
+            if (ky + 3 - ch % 3) % 3 >= (ch + layer) % 3 {
+                *v = 0;
+            } else if *v == 0 {
+                *v = 1;
+            }
+        }
+        let dw = format!("dw{layer}");
+        b.depthwise_conv2d(&dw, &x, win, w, r.i32s(c, 300), &[0.02], 2f64.powi(-5))
+            .unwrap();
+        // one pixel narrower for the next layer
+        x = b
+            .same_scale(
+                &format!("narrow{layer}"),
+                &dw,
+                Op::MaxPool2d(Window {
+                    k: [1, 2],
+                    stride: [1, 1],
+                    pad: [0, 0],
+                }),
+            )
+            .unwrap();
+    }
+    b.output(&x);
+    b.finish().unwrap()
+}
+
+#[test]
+fn sparse_depthwise_remainders_bit_exact_on_all_targets() {
+    let g = sparse_depthwise_widths(7);
+    assert_eq!(coded_nodes(&g), ["dw0", "dw1", "dw2", "dw3"]);
+    check_sizes(&g);
+    check_on(&g, &Target::ALL, 23);
+}
