@@ -833,6 +833,37 @@ static inline void nas_softmax_lut_range(const int8_t *xr, const int32_t *lut, i
     }
 }
 
+/* The probability byte of every difference d = max - x_i in [0, dmax] of a table-form softmax
+ * row, as nas_softmax_lut_range computes it per element (through the row's reciprocal r):
+ * when the row's values span fewer differences than it has elements, each element is then
+ * one byte lookup instead of a table load, a multiply-add, a 64-bit multiply and a clamp.
+ * NAS_SOFTMAX_PTAB bytes on the stack. */
+#define NAS_SOFTMAX_PTAB 256
+static void nas_softmax_prob_table(const int32_t *lut, int32_t dmax, int32_t unit, int32_t half,
+                                   nas_recip r, int32_t flip, uint8_t *ptab) {
+    int32_t d;
+    for (d = 0; d <= dmax; d++) {
+        const uint32_t v = nas_recip_div((uint32_t)(lut[d] * unit + half), r);
+        ptab[d] = (uint8_t)((v > 255 ? 255 : v) ^ (uint32_t)flip);
+    }
+}
+
+/* Rows shorter than this never take the probability table, nor track the range it needs:
+ * the DSP loops track it almost free (half an instruction an element), the portable one pays
+ * about two cycles an element on the CV32E40P, which only long rows win back. */
+#if NAS_USE_DSP
+#define NAS_SOFTMAX_PTAB_MIN_LEN 32
+#else
+#define NAS_SOFTMAX_PTAB_MIN_LEN 512
+#endif
+
+/* Whether a row of n elements whose differences span [0, dmax] takes the probability table:
+ * building an entry costs about what computing an element directly does, a lookup a third to
+ * a half (the Cortex-M4's byte loads do not pair). */
+static inline int nas_softmax_tabled(int32_t dmax, int32_t n) {
+    return n >= NAS_SOFTMAX_PTAB_MIN_LEN && dmax < (n >> 2);
+}
+
 #if NAS_USE_DSP
 /* The table form of nas_softmax_row on Cortex-M for rows of n >= NAS_RECIP_MIN_LEN, a word of
  * 4 elements at a time: the max by SSUB8 + SEL (each lane's GE flag says x >= max, SEL keeps
@@ -844,21 +875,37 @@ static void nas_softmax_row_lut_dsp(const int8_t *xr, const nas_softmax_params *
                                     uint8_t *yr, int32_t flip) {
     const int32_t *lut = p->lut;
     const int32_t n = p->len, n4 = n & ~3, unit = (int32_t)256 << p->out_shift;
-    uint32_t mx = nas_load32(xr), t, mm;
-    int32_t i, m, sum = 0, half;
-    for (i = 4; i < n4; i += 4) {
-        __asm__("ssub8 %[t], %[w], %[m]\n\tsel %[m], %[w], %[m]"
-                : [t] "=&r"(t), [m] "+r"(mx)
-                : [w] "r"(nas_load32(xr + i))
-                : "cc");
+    uint32_t mx = nas_load32(xr), mn = mx, t, mm;
+    int32_t i, m, lo, sum = 0, half;
+    if (n >= NAS_SOFTMAX_PTAB_MIN_LEN) {
+        for (i = 4; i < n4; i += 4) {
+            const uint32_t w = nas_load32(xr + i);
+            /* GE per lane where w >= max (SEL keeps w there), then where min >= w */
+            __asm__("ssub8 %[t], %[w], %[m]\n\tsel %[m], %[w], %[m]\n\t"
+                    "ssub8 %[t], %[n], %[w]\n\tsel %[n], %[w], %[n]"
+                    : [t] "=&r"(t), [m] "+r"(mx), [n] "+r"(mn)
+                    : [w] "r"(w)
+                    : "cc");
+        }
+    } else {
+        /* (the min stays the first word's: unused, the row takes no table) */
+        for (i = 4; i < n4; i += 4) {
+            __asm__("ssub8 %[t], %[w], %[m]\n\tsel %[m], %[w], %[m]"
+                    : [t] "=&r"(t), [m] "+r"(mx)
+                    : [w] "r"(nas_load32(xr + i))
+                    : "cc");
+        }
     }
     m = (int8_t)mx;
+    lo = (int8_t)mn;
     for (i = 8; i < 32; i += 8) {
-        const int32_t v = (int8_t)(mx >> i);
+        const int32_t v = (int8_t)(mx >> i), u = (int8_t)(mn >> i);
         m = v > m ? v : m;
+        lo = u < lo ? u : lo;
     }
     for (i = n4; i < n; i++) {
         m = xr[i] > m ? xr[i] : m;
+        lo = xr[i] < lo ? xr[i] : lo;
     }
     mm = (uint32_t)(uint8_t)m * 0x01010101u;
     for (i = 0; i < n4; i += 4) {
@@ -869,6 +916,22 @@ static void nas_softmax_row_lut_dsp(const int8_t *xr, const nas_softmax_params *
         sum += lut[m - xr[i]];
     }
     half = sum / 2;
+    if (sum > 1 && nas_softmax_tabled(m - lo, n)) {
+        uint8_t ptab[NAS_SOFTMAX_PTAB];
+        nas_softmax_prob_table(lut, m - lo, unit, half, nas_recip_prepare((uint32_t)sum), flip,
+                               ptab);
+        for (i = 0; i < n4; i += 4) {
+            const uint32_t d = __usub8(mm, nas_load32(xr + i));
+            const uint32_t y = (uint32_t)ptab[d & 0xff] | (uint32_t)ptab[(d >> 8) & 0xff] << 8 |
+                               (uint32_t)ptab[(d >> 16) & 0xff] << 16 |
+                               (uint32_t)ptab[d >> 24] << 24;
+            memcpy(yr + i, &y, 4);
+        }
+        for (i = n4; i < n; i++) {
+            yr[i] = ptab[m - xr[i]];
+        }
+        return;
+    }
     if (sum > 1) {
         const nas_recip r = nas_recip_prepare((uint32_t)sum);
         const uint32_t flip4 = (uint32_t)flip * 0x01010101u;
@@ -913,11 +976,30 @@ static void nas_softmax_row(const int8_t *xr, const nas_softmax_params *p, uint8
     }
     if (p->lut) {
         const int32_t *lut = p->lut; /* e_i = lut[m - x_i], m - x_i in 0..255 */
-        for (i = 0; i < n; i++) {
-            sum += lut[m - xr[i]];
+        int32_t dmax = 255; /* (no table below NAS_SOFTMAX_PTAB_MIN_LEN: not tracked) */
+        if (n >= NAS_SOFTMAX_PTAB_MIN_LEN) {
+            dmax = 0;
+            for (i = 0; i < n; i++) {
+                const int32_t d = m - xr[i];
+                sum += lut[d];
+                dmax = d > dmax ? d : dmax;
+            }
+        } else {
+            for (i = 0; i < n; i++) {
+                sum += lut[m - xr[i]];
+            }
         }
         half = sum / 2;
         /* one loop per case (table or i-exp, reciprocal or division): no branch per element */
+        if (n >= NAS_RECIP_MIN_LEN && sum > 1 && nas_softmax_tabled(dmax, n)) {
+            uint8_t ptab[NAS_SOFTMAX_PTAB];
+            nas_softmax_prob_table(lut, dmax, unit, half, nas_recip_prepare((uint32_t)sum), flip,
+                                   ptab);
+            for (i = 0; i < n; i++) {
+                yr[i] = ptab[m - xr[i]];
+            }
+            return;
+        }
         if (n >= NAS_RECIP_MIN_LEN && sum > 1) {
             const nas_recip r = nas_recip_prepare((uint32_t)sum);
             nas_softmax_lut_range(xr, lut, m, unit, half, sum, &r, 0, n, yr, flip);

@@ -2609,7 +2609,7 @@ fn row_blocks(len: usize, cols: usize, block: usize) -> Vec<Vec<usize>> {
 /// on a model of searched widths: the Fashion-MNIST winner's architecture and layer sparsities
 /// ([`fashion_mnist_winner`]; initial weights, PTQ, blocks pruned at random), priced within
 /// 10 % of one inference's modelled cycles on each cycle-modelled core (the trained winner:
-/// 0.970-0.983, experiments/export/README.md, session 32). About 20 s.
+/// 0.985-0.993, experiments/export/README.md, session 32). About 20 s.
 #[test]
 fn searched_model_latency_matches_modelled_cycles() {
     let Some((targets, dir, plugin)) = setup() else {

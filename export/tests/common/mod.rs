@@ -92,14 +92,19 @@ pub fn check_on(g: &Graph, targets: &[Target], seed: u64) {
 
 /// [`check_on`] with `random` random samples (plus the 4 edge samples).
 pub fn check_n(g: &Graph, targets: &[Target], seed: u64, random: usize) {
+    let len: usize = g.inputs.iter().map(|i| g.tensor(i).unwrap().numel()).sum();
+    check_inputs(g, targets, &samples(len, random, seed));
+}
+
+/// Verifies `g` on the installed ones of `targets` with the inputs `xs`; panics on any
+/// mismatch.
+pub fn check_inputs(g: &Graph, targets: &[Target], xs: &[Vec<i8>]) {
     let ts = available(targets);
     if ts.is_empty() {
         return;
     }
-    let len: usize = g.inputs.iter().map(|i| g.tensor(i).unwrap().numel()).sum();
-    let xs = samples(len, random, seed);
     let t0 = std::time::Instant::now();
-    let rep = verify(g, &xs, &ts).unwrap_or_else(|e| panic!("{e}"));
+    let rep = verify(g, xs, &ts).unwrap_or_else(|e| panic!("{e}"));
     for t in &rep.targets {
         eprintln!(
             "{}: {} samples, build {:.2}s, run {:.2}s, mismatches {}",
