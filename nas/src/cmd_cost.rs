@@ -45,9 +45,13 @@ pub struct CostArgs {
     /// raise the peak SRAM).
     #[arg(long, value_name = "on|off|auto", default_value = "on")]
     operand_tiles: TilePolicy,
-    /// Write the memory-over-time plot (SVG) here.
+    /// Write the memory-over-time plot (SVG) here (with --int8: the exporter's arena plan).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Write the latency of each op (SVG bars, in execution order) here (with --int8: each
+    /// kernel call of the exported code).
+    #[arg(long)]
+    latency_plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -96,17 +100,15 @@ fn read_ron<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T>
 }
 
 /// `--int8`: what `nas export` allocates for an integer model, and how long its kernels run.
-fn int8_cost(path: &std::path::Path, target: &Target, tiles: TilePolicy) -> Result<()> {
+fn int8_cost(path: &std::path::Path, target: &Target, args: &CostArgs) -> Result<()> {
     let graph = quant::load(path).with_context(|| format!("loading {}", path.display()))?;
     let opts = export::Int8Options {
-        operand_tiles: tiles,
+        operand_tiles: args.operand_tiles,
         ..Default::default()
     };
     let (plan, e) = export::plan::estimate(&graph, target, &opts)?;
-    print!(
-        "{}",
-        export::latency::latency(&graph, &plan, target).table(target.clock_hz)
-    );
+    let latency = export::latency::latency(&graph, &plan, target);
+    print!("{}", latency.table(target.clock_hz));
     println!(
         "{} on {}: arena {} B of {} B SRAM ({}), flash {} B of {} B ({} B constants + {} B code), {} MACs, latency {:.2} ms, {} fused attention kernel(s), {} layer(s) with run-length coded weights ({} B saved)",
         path.display(),
@@ -129,13 +131,33 @@ fn int8_cost(path: &std::path::Path, target: &Target, tiles: TilePolicy) -> Resu
     } else {
         println!("fits {}", e.target);
     }
+    let title = format!("{} on {}", path.display(), target.name);
+    if let Some(out) = &args.plot {
+        let svg = cost::report::live_memory_svg(
+            &title,
+            &plan.buffers,
+            latency.kernels.len(),
+            plan.arena_bytes,
+            plan.planner.label(),
+        )?;
+        write_plot(&svg, out, "memory")?;
+    }
+    if let Some(out) = &args.latency_plot {
+        let ms = 1e3 / target.clock_hz as f64;
+        let bars: Vec<(String, f64)> = latency
+            .kernels
+            .iter()
+            .map(|k| (k.node.clone(), k.cycles * ms))
+            .collect();
+        write_plot(&cost::report::latency_svg(&title, &bars)?, out, "latency")?;
+    }
     Ok(())
 }
 
 pub fn run(args: CostArgs) -> Result<()> {
     let target = Target::load(&args.target)?;
     if let Some(path) = &args.int8 {
-        return int8_cost(path, &target, args.operand_tiles);
+        return int8_cost(path, &target, &args);
     }
     if let Some(path) = &args.arch {
         let arch: training::tinyformer::TinyFormerArch = read_ron(path)?;
@@ -147,7 +169,7 @@ pub fn run(args: CostArgs) -> Result<()> {
         };
         let mut graph = search::cost_graph::tinyformer_graph(&arch, &sparse)?;
         graph.operand_tiles = args.operand_tiles;
-        return report(&cost::estimate::estimate(&graph, &target)?, &args);
+        return report(&cost::estimate::estimate(&graph, &target)?, &args, &target);
     }
     let model: KwtConfig = match (&args.model, &args.preset) {
         (Some(path), _) => training::checkpoint::read_ron(path)?,
@@ -162,7 +184,7 @@ pub fn run(args: CostArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("sparsity {}: {e}", path.display()))?;
         let mut graph = search::kwt::cost::kwt_graph(&model, &sparse)?;
         graph.operand_tiles = args.operand_tiles;
-        return report(&cost::estimate::estimate(&graph, &target)?, &args);
+        return report(&cost::estimate::estimate(&graph, &target)?, &args, &target);
     }
     let variant = match args.attention {
         Attention::Mhsa => AttentionVariant::Mhsa,
@@ -176,10 +198,10 @@ pub fn run(args: CostArgs) -> Result<()> {
     };
     let mut graph = cost::kwt::kwt(&cost_config(&model, variant, tiling)?)?;
     graph.operand_tiles = args.operand_tiles;
-    report(&cost::estimate::estimate(&graph, &target)?, &args)
+    report(&cost::estimate::estimate(&graph, &target)?, &args, &target)
 }
 
-fn report(e: &cost::estimate::Estimate, args: &CostArgs) -> Result<()> {
+fn report(e: &cost::estimate::Estimate, args: &CostArgs, target: &Target) -> Result<()> {
     println!("{}", cost::report::layer_table(e));
     println!("{}", cost::report::summary_line(e));
     println!("peak SRAM at `{}`", e.peak_op);
@@ -205,9 +227,18 @@ fn report(e: &cost::estimate::Estimate, args: &CostArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.plot {
-        cost::report::write_memory_svg(e, path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("memory plot: {}", path.display());
+        write_plot(&cost::report::memory_svg(e)?, path, "memory")?;
     }
+    if let Some(path) = &args.latency_plot {
+        let svg = cost::report::estimate_latency_svg(e, target.clock_hz)?;
+        write_plot(&svg, path, "latency")?;
+    }
+    Ok(())
+}
+
+/// Writes a plot and says where.
+fn write_plot(svg: &str, path: &std::path::Path, what: &str) -> Result<()> {
+    cost::report::write_svg(svg, path).with_context(|| format!("writing {}", path.display()))?;
+    println!("{what} plot: {}", path.display());
     Ok(())
 }

@@ -550,6 +550,8 @@ fn cost_reports_fit_and_layers() {
             target.to_str().unwrap(),
             "--plot",
             "mem.svg",
+            "--latency-plot",
+            "lat.svg",
         ],
         dir.path(),
     );
@@ -560,6 +562,11 @@ fn cost_reports_fit_and_layers() {
         "{out}"
     );
     assert!(dir.path().join("mem.svg").is_file());
+    let lat = std::fs::read_to_string(dir.path().join("lat.svg")).unwrap();
+    assert!(
+        lat.contains("latency per op") && lat.contains("ms in all"),
+        "{lat}"
+    );
     // KWT-3 (5.4 M int8 weights) cannot fit 1 MB of flash: the verdict names the layers.
     let o = nas(
         &[

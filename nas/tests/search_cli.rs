@@ -138,13 +138,23 @@ fn kill_9_mid_search_then_resume_gives_the_same_answer() {
     );
     let sram = fin["resources"]["sram_bytes"].as_u64().unwrap();
     assert!(text.contains(&format!("{sram}")), "{text}");
+    let plots = tempfile::tempdir().unwrap();
     let text = run_ok(
         nas()
             .args(["cost", "--target"])
             .arg(&target)
             .arg("--int8")
-            .arg(best.join("model.int8")),
+            .arg(best.join("model.int8"))
+            .arg("--plot")
+            .arg(plots.path().join("mem.svg"))
+            .arg("--latency-plot")
+            .arg(plots.path().join("lat.svg")),
     );
+    // the exporter's arena plan and its kernel calls' latency, as plots
+    let mem = std::fs::read_to_string(plots.path().join("mem.svg")).unwrap();
+    assert!(mem.contains("live activation memory"), "{mem}");
+    let lat = std::fs::read_to_string(plots.path().join("lat.svg")).unwrap();
+    assert!(lat.contains("latency per op"), "{lat}");
     let arena = fin["int8"]["arena_bytes"].as_u64().unwrap();
     assert!(text.contains(&format!("arena {arena} B")), "{text}");
     // its kernels' latency, per layer and in total, is the one the search recorded

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use cost::report::{svg::write_memory_svg, table::layer_table};
+use cost::report::{
+    estimate_latency_svg,
+    svg::{write_memory_svg, write_svg},
+    table::layer_table,
+};
 use cost::target::Target;
 use datasets::ImageSet;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -765,6 +769,10 @@ pub(crate) fn write_cost_report(
     report.push_str(&int8.report_line());
     write_atomic(&best.join("cost.txt"), report.as_bytes())?;
     write_memory_svg(&est, &best.join("memory.svg"))?;
+    write_svg(
+        &estimate_latency_svg(&est, target.clock_hz)?,
+        &best.join("latency.svg"),
+    )?;
     Ok(())
 }
 

@@ -61,6 +61,7 @@ fn search_runs_end_to_end_and_resumes_to_the_same_answer() {
         "best/model.bpk",
         "best/cost.txt",
         "best/memory.svg",
+        "best/latency.svg",
         "best/model.int8",
         "best/quantization.txt",
     ] {

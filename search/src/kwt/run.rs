@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use cost::report::{svg::write_memory_svg, table::layer_table};
+use cost::report::{
+    estimate_latency_svg,
+    svg::{write_memory_svg, write_svg},
+    table::layer_table,
+};
 use cost::target::Target;
 use indicatif::MultiProgress;
 use pruning::{LayerRule, PruningConfig, PruningHook, Score};
@@ -528,6 +532,10 @@ fn write_best(
     }
     write_atomic(&best.join("cost.txt"), report.as_bytes())?;
     write_memory_svg(&est, &best.join("memory.svg"))?;
+    write_svg(
+        &estimate_latency_svg(&est, target.clock_hz)?,
+        &best.join("latency.svg"),
+    )?;
     Ok(())
 }
 

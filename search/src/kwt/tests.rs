@@ -233,6 +233,7 @@ fn kwt_search_runs_end_to_end_and_resumes_to_the_same_answer() {
         "best/sparsity.ron",
         "best/cost.txt",
         "best/memory.svg",
+        "best/latency.svg",
     ] {
         assert!(whole.join(file).is_file(), "{file} missing");
     }
